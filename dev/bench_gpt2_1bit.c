@@ -1,0 +1,87 @@
+/*
+ dev/bench_gpt2_1bit.c: CPU training speed, fp mode vs ternary (b1.58) mode,
+ measured in the same run on the same batch.
+
+ Build and run:  make bench            (= make bench_gpt2_1bit && ./bench_gpt2_1bit)
+ Flags:          ./bench_gpt2_1bit [-e d12] [-b 4] [-t 64] [-r 5]
+ Both models are built from the same random init; the steps alternate
+ fp, ternary, fp, ternary, ... so that a change in machine load hits both.
+ One warm-up step each is not timed. Prints the median ms per step (forward,
+ backward, AdamW update), tok/s and the ternary / fp time ratio.
+*/
+#define TESTING
+#include "../train_gpt2_1bit.c"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double train_step(GPT2 *model, const int *x, const int *y, int B, int T, int step) {
+    double t0 = now_s();
+    gpt2_forward(model, x, y, B, T);
+    gpt2_zero_grad(model);
+    gpt2_backward(model);
+    float norm = gpt2_grad_norm(model);
+    gpt2_update(model, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, norm > 1.0f ? 1.0f / norm : 1.0f, step + 1);
+    return 1000.0 * (now_s() - t0);
+}
+
+int main(int argc, char **argv) {
+    const char *desc = "d12";
+    int B = 4, T = 64, reps = 5;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "-e") == 0) { desc = argv[i + 1]; }
+        else if (strcmp(argv[i], "-b") == 0) { B = atoi(argv[i + 1]); }
+        else if (strcmp(argv[i], "-t") == 0) { T = atoi(argv[i + 1]); }
+        else if (strcmp(argv[i], "-r") == 0) { reps = atoi(argv[i + 1]); }
+        else { fprintf(stderr, "error: unknown flag '%s' (flags: -e -b -t -r)\n", argv[i]); return 1; }
+    }
+    GPT2Config cfg;
+    if (!gpt2_config_from_descriptor(&cfg, desc) || B < 1 || T < 1 || T > cfg.max_seq_len || reps < 1) {
+        fprintf(stderr, "error: bad flags (-e takes a descriptor such as d12; B, T, reps >= 1)\n");
+        return 1;
+    }
+    const char *names[2] = {"fp (plain GPT-2)", "ternary b1.58"};
+    QuantConfig modes[2] = {quant_config_fp(), quant_config_b158()};
+    GPT2 models[2];
+    for (int m = 0; m < 2; m++) { gpt2_build_random(&models[m], &cfg, modes[m], 1337); }
+    int *x = (int *)mallocCheck((size_t)B * T * sizeof(int)), *y = (int *)mallocCheck((size_t)B * T * sizeof(int));
+    uint64_t rng = 7;
+    for (int i = 0; i < B * T; i++) { x[i] = random_u32(&rng) % cfg.vocab_size; y[i] = random_u32(&rng) % cfg.vocab_size; }
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    printf("benchmark: %s (%zu parameters), B=%d T=%d, %d timed steps per mode after 1 warm-up, %d threads\n",
+           desc, models[0].num_parameters, B, T, reps, threads);
+    double *ms[2];
+    for (int m = 0; m < 2; m++) {
+        ms[m] = (double *)mallocCheck((size_t)reps * sizeof(double));
+        train_step(&models[m], x, y, B, T, 0);
+    }
+    for (int r = 0; r < reps; r++) {
+        for (int m = 0; m < 2; m++) {
+            ms[m][r] = train_step(&models[m], x, y, B, T, r + 1);
+            printf("  step %d %-18s %9.1f ms  loss %.4f\n", r + 1, names[m], ms[m][r], models[m].mean_loss);
+            fflush(stdout);
+        }
+    }
+    double med[2];
+    for (int m = 0; m < 2; m++) {
+        qsort(ms[m], reps, sizeof(double), cmp_double);
+        med[m] = reps % 2 ? ms[m][reps / 2] : 0.5 * (ms[m][reps / 2 - 1] + ms[m][reps / 2]);
+    }
+    printf("\n%-18s %12s %10s\n", "mode", "ms/step", "tok/s");
+    for (int m = 0; m < 2; m++) { printf("%-18s %12.1f %10.1f\n", names[m], med[m], B * T / (med[m] / 1000.0)); }
+    printf("ternary / fp time ratio: %.3fx (median of %d steps)\n", med[1] / med[0], reps);
+    for (int m = 0; m < 2; m++) { gpt2_free(&models[m]); free(ms[m]); }
+    free(x); free(y);
+    return 0;
+}

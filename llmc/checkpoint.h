@@ -1,0 +1,153 @@
+/*
+ llmc/checkpoint.h: the model and training-state file formats.
+
+ Model file (model_XXXXXXXX.bin), llm.c's format extended in unused header slots:
+   int32 header[256]
+     [0] 20240326 magic        [1] 3 version (fp32 parameters)
+     [2] maxT  [3] V  [4] L  [5] NH  [6] C  [7] Vp
+     [16] 20261123 QUANT_MAGIC: the quantization fields below are present
+     [17] 1 quant fields version
+     [18] weight quant (0 fp, 1 ternary, 2 binary)   [19] act quant (0 none, 1 int8)
+     [20] inner RMSNorm (0 off, 1 on)
+   float32 params[num_parameters]   the latent weights, layout of llmc/gpt2_config.h
+ A file from llm.c has zeros in [16..20]: it loads as it is, in the mode the
+ flags ask for. A file of ours reloads in the mode it was trained in.
+
+ Training state file (state_XXXXXXXX.bin), ours, next to its model file:
+   int32 header[256]
+     [0] 20261125 STATE_MAGIC  [1] 1 version
+     [2] num_parameters (low 31 bits are enough up to 2^31 parameters)
+     [3] step (the number of optimizer steps done)
+     [4] B  [5] T
+     [6] rng state low 32 bits  [7] rng state high 32 bits
+     [8] train loader: shard index  [9] train loader: token position in the shard
+   float32 m[num_parameters], v[num_parameters]   AdamW moments
+ A DONE_XXXXXXXX file is written after both files are complete; resuming picks
+ the newest step that has one. Every file is written to a .tmp name and renamed.
+*/
+#ifndef LLMC_CHECKPOINT_H
+#define LLMC_CHECKPOINT_H
+
+#include <stdio.h>
+#include <stdint.h>
+#include "utils.h"       // defines: fopenCheck, freadCheck, fwriteCheck, rename_check
+#include "gpt2_config.h" // defines: GPT2Config, QuantConfig
+
+#define MODEL_MAGIC 20240326
+#define MODEL_VERSION_FP32 3
+#define QUANT_MAGIC 20261123
+#define QUANT_VERSION 1
+#define STATE_MAGIC 20261125
+#define STATE_VERSION 1
+#define HEADER_INTS 256
+
+// ----------------------------------------------------------------------------
+// model file
+
+// Reads a model file's header. Exits with a one-line message naming the file
+// and the fix when the file is not a model file of a version we read.
+// has_quant is set to 1 when the file carries our quantization fields.
+static inline void model_header_read(FILE *fp, const char *path, GPT2Config *config, QuantConfig *quant,
+                                     int *has_quant) {
+    int header[HEADER_INTS];
+    long size = file_size(fp, path);
+    if (size < (long)sizeof(header)) {
+        fprintf(stderr, "error: '%s' is too short to be a model file (%ld bytes)\n", path, size);
+        exit(EXIT_FAILURE);
+    }
+    freadCheck(header, sizeof(int), HEADER_INTS, fp, path);
+    if (header[0] != MODEL_MAGIC) {
+        fprintf(stderr, "error: '%s' is not a GPT-2 model file (bad magic %d, want %d)\n"
+                "---> HINT: pass a model_*.bin written by this trainer or llm.c, or a descriptor such as -e d12\n",
+                path, header[0], MODEL_MAGIC);
+        exit(EXIT_FAILURE);
+    }
+    if (header[1] != MODEL_VERSION_FP32) {
+        fprintf(stderr, "error: '%s' has model version %d; this trainer reads version %d (fp32 parameters)\n"
+                "---> HINT: llm.c's bf16 checkpoints (version 5) are not supported; export fp32 (version 3)\n",
+                path, header[1], MODEL_VERSION_FP32);
+        exit(EXIT_FAILURE);
+    }
+    config->max_seq_len = header[2];
+    config->vocab_size = header[3];
+    config->num_layers = header[4];
+    config->num_heads = header[5];
+    config->channels = header[6];
+    config->padded_vocab_size = header[7];
+    const char *bad = gpt2_config_check(config);
+    if (bad != NULL) {
+        fprintf(stderr, "error: '%s' has an invalid config: %s\n", path, bad);
+        exit(EXIT_FAILURE);
+    }
+    *has_quant = 0;
+    if (header[16] == QUANT_MAGIC) {
+        if (header[17] != QUANT_VERSION) {
+            fprintf(stderr, "error: '%s' has quantization fields version %d; this trainer reads %d\n",
+                    path, header[17], QUANT_VERSION);
+            exit(EXIT_FAILURE);
+        }
+        if (header[18] < 0 || header[18] > 2 || header[19] < 0 || header[19] > 1 || header[20] < 0 || header[20] > 1) {
+            fprintf(stderr, "error: '%s' has unknown quantization modes (%d, %d, %d)\n",
+                    path, header[18], header[19], header[20]);
+            exit(EXIT_FAILURE);
+        }
+        quant->weight_quant = header[18];
+        quant->act_quant = header[19];
+        quant->inner_norm = header[20];
+        *has_quant = 1;
+    } else if (header[16] != 0) {
+        fprintf(stderr, "error: '%s' has an unknown value %d in header slot 16\n", path, header[16]);
+        exit(EXIT_FAILURE);
+    }
+    // the size must match exactly: a truncated or padded file is not trusted
+    size_t sizes[NUM_PARAMETER_TENSORS];
+    fill_in_parameter_sizes(sizes, config);
+    size_t n = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) { n += sizes[i]; }
+    long want = (long)sizeof(header) + (long)(n * sizeof(float));
+    if (size != want) {
+        fprintf(stderr, "error: '%s' is %ld bytes but its header implies %ld: the file is truncated or corrupt\n",
+                path, size, want);
+        exit(EXIT_FAILURE);
+    }
+}
+
+static inline void model_header_fill(int *header, const GPT2Config *config, const QuantConfig *quant) {
+    memset(header, 0, HEADER_INTS * sizeof(int));
+    header[0] = MODEL_MAGIC;
+    header[1] = MODEL_VERSION_FP32;
+    header[2] = config->max_seq_len;
+    header[3] = config->vocab_size;
+    header[4] = config->num_layers;
+    header[5] = config->num_heads;
+    header[6] = config->channels;
+    header[7] = config->padded_vocab_size;
+    header[16] = QUANT_MAGIC;
+    header[17] = QUANT_VERSION;
+    header[18] = quant->weight_quant;
+    header[19] = quant->act_quant;
+    header[20] = quant->inner_norm;
+}
+
+// ----------------------------------------------------------------------------
+// writing files safely: path.tmp, then rename
+
+typedef struct {
+    FILE *fp;
+    char path[4096];
+    char tmp[4096 + 8];
+} SafeFile;
+
+static inline void safe_open(SafeFile *f, const char *path) {
+    snprintf(f->path, sizeof(f->path), "%s", path);
+    snprintf(f->tmp, sizeof(f->tmp), "%s.tmp", path);
+    f->fp = fopenCheck(f->tmp, "wb");
+}
+
+static inline void safe_close(SafeFile *f) {
+    fflush(f->fp);
+    fcloseCheck(f->fp, f->tmp);
+    rename_check(f->tmp, f->path);
+}
+
+#endif // LLMC_CHECKPOINT_H

@@ -1,0 +1,183 @@
+/*
+ llmc/gpt2_config.h: the model's configuration, its quantization modes and the
+ one parameter layout that the CPU trainer, the CUDA trainer, the checkpoint
+ files and the PyTorch reference (dev/reference/gpt2_1bit_reference.py) share.
+
+ Layout: all 16 parameter tensors live back to back in one flat fp32 buffer,
+ in exactly the order of llm.c's train_gpt2.c, so an llm.c checkpoint loads as
+ it is. Gradients and the AdamW moments use the same layout.
+*/
+#ifndef LLMC_GPT2_CONFIG_H
+#define LLMC_GPT2_CONFIG_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stddef.h>
+
+// ----------------------------------------------------------------------------
+// quantization modes (BitNet b1.58 is ternary + int8 + inner norm)
+
+typedef enum { WQ_FP = 0, WQ_TERNARY = 1, WQ_BINARY = 2 } WeightQuant;
+typedef enum { AQ_NONE = 0, AQ_INT8 = 1 } ActQuant;
+
+typedef struct {
+    int weight_quant; // WeightQuant: how the four block matrices are used in the forward pass
+    int act_quant;    // ActQuant: how the input of those matrices is quantized
+    int inner_norm;   // 1: parameter-free RMSNorm of the BitLinear input (BitNet's SubLN-free form)
+} QuantConfig;
+
+__attribute__((unused)) static const char *WEIGHT_QUANT_NAMES[] = {"fp", "ternary", "binary"};
+__attribute__((unused)) static const char *ACT_QUANT_NAMES[] = {"none", "int8"};
+
+// the b1.58 recipe, the trainers' default
+static inline QuantConfig quant_config_b158(void) {
+    QuantConfig q = {WQ_TERNARY, AQ_INT8, 1};
+    return q;
+}
+
+// plain GPT-2: computes what llm.c's train_gpt2.c computes
+static inline QuantConfig quant_config_fp(void) {
+    QuantConfig q = {WQ_FP, AQ_NONE, 0};
+    return q;
+}
+
+// parse "fp|ternary|binary"; returns -1 when unknown
+static inline int parse_weight_quant(const char *s) {
+    for (int i = 0; i < 3; i++) { if (strcmp(s, WEIGHT_QUANT_NAMES[i]) == 0) { return i; } }
+    return -1;
+}
+// parse "none|int8"; returns -1 when unknown
+static inline int parse_act_quant(const char *s) {
+    for (int i = 0; i < 2; i++) { if (strcmp(s, ACT_QUANT_NAMES[i]) == 0) { return i; } }
+    return -1;
+}
+
+static inline void quant_config_describe(const QuantConfig *q, char *buf, size_t n) {
+    snprintf(buf, n, "weights %s, activations %s, inner RMSNorm %s",
+             WEIGHT_QUANT_NAMES[q->weight_quant], ACT_QUANT_NAMES[q->act_quant], q->inner_norm ? "on" : "off");
+}
+
+// ----------------------------------------------------------------------------
+// model configuration
+
+typedef struct {
+    int max_seq_len;       // maxT, e.g. 1024
+    int vocab_size;        // V, e.g. 50257
+    int padded_vocab_size; // Vp, V padded up to a multiple of 128 (e.g. 50304) for faster matmuls
+    int num_layers;        // L
+    int num_heads;         // NH
+    int channels;          // C
+} GPT2Config;
+
+// A descriptor such as "d12" names a fresh model in the GPT-2 family: depth L,
+// width C = 64 * L, NH = C / 64 heads, GPT-2's vocab and context. "d12" is
+// GPT-2 124M, "d24" 350M, "d36" 774M, "d48" 1558M. Small ones for quick runs:
+// "d2".."d6" follow the same rule ("d4": L=4, C=256).
+// Returns 1 and fills cfg when `s` is a descriptor, 0 when it is not one.
+static inline int gpt2_config_from_descriptor(GPT2Config *cfg, const char *s) {
+    if (s[0] != 'd') { return 0; }
+    char *end;
+    long depth = strtol(s + 1, &end, 10);
+    if (end == s + 1 || *end != '\0' || depth < 1 || depth > 64) { return 0; }
+    cfg->num_layers = (int)depth;
+    cfg->channels = 64 * (int)depth;
+    cfg->num_heads = (int)depth;
+    if (depth == 48) { cfg->channels = 1600; cfg->num_heads = 25; } // GPT-2 XL's real shape
+    if (depth == 36) { cfg->channels = 1280; cfg->num_heads = 20; } // GPT-2 L
+    if (depth == 24) { cfg->channels = 1024; cfg->num_heads = 16; } // GPT-2 M
+    cfg->max_seq_len = 1024;
+    cfg->vocab_size = 50257;
+    cfg->padded_vocab_size = 50304;
+    return 1;
+}
+
+// ----------------------------------------------------------------------------
+// the parameter layout
+
+#define NUM_PARAMETER_TENSORS 16
+typedef struct {
+    float *wte;      // (Vp, C)  token embeddings, tied with the lm_head; full precision
+    float *wpe;      // (maxT, C) position embeddings; full precision
+    float *ln1w;     // (L, C)
+    float *ln1b;     // (L, C)
+    float *qkvw;     // (L, 3C, C)  BitLinear
+    float *qkvb;     // (L, 3C)
+    float *attprojw; // (L, C, C)   BitLinear
+    float *attprojb; // (L, C)
+    float *ln2w;     // (L, C)
+    float *ln2b;     // (L, C)
+    float *fcw;      // (L, 4C, C)  BitLinear
+    float *fcb;      // (L, 4C)
+    float *fcprojw;  // (L, C, 4C)  BitLinear
+    float *fcprojb;  // (L, C)
+    float *lnfw;     // (C)
+    float *lnfb;     // (C)
+} ParameterTensors;
+
+__attribute__((unused)) static const char *PARAMETER_NAMES[NUM_PARAMETER_TENSORS] = {
+    "wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
+    "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
+
+// indices of the tensors that get weight decay (the matrices) and of the
+// four BitLinear matrices (quantized in the forward pass)
+static const int PARAMETER_IS_MATRIX[NUM_PARAMETER_TENSORS] = {1, 1, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0};
+#define NUM_BITLINEAR 4
+static const int BITLINEAR_TENSOR[NUM_BITLINEAR] = {4, 6, 10, 12}; // qkvw, attprojw, fcw, fcprojw
+__attribute__((unused)) static const char *BITLINEAR_NAMES[NUM_BITLINEAR] = {"qkv", "attproj", "fc", "fcproj"};
+
+static inline void fill_in_parameter_sizes(size_t *param_sizes, const GPT2Config *config) {
+    size_t Vp = config->padded_vocab_size, C = config->channels;
+    size_t maxT = config->max_seq_len, L = config->num_layers;
+    param_sizes[0] = Vp * C;          // wte
+    param_sizes[1] = maxT * C;        // wpe
+    param_sizes[2] = L * C;           // ln1w
+    param_sizes[3] = L * C;           // ln1b
+    param_sizes[4] = L * (3 * C) * C; // qkvw
+    param_sizes[5] = L * (3 * C);     // qkvb
+    param_sizes[6] = L * C * C;       // attprojw
+    param_sizes[7] = L * C;           // attprojb
+    param_sizes[8] = L * C;           // ln2w
+    param_sizes[9] = L * C;           // ln2b
+    param_sizes[10] = L * (4 * C) * C; // fcw
+    param_sizes[11] = L * (4 * C);     // fcb
+    param_sizes[12] = L * C * (4 * C); // fcprojw
+    param_sizes[13] = L * C;           // fcprojb
+    param_sizes[14] = C;               // lnfw
+    param_sizes[15] = C;               // lnfb
+}
+
+// shapes of one layer's BitLinear matrix k (0..3): out_features x in_features
+static inline void bitlinear_shape(const GPT2Config *config, int k, int *OC, int *IC) {
+    int C = config->channels;
+    static const int oc_mult[NUM_BITLINEAR] = {3, 1, 4, 1};
+    static const int ic_mult[NUM_BITLINEAR] = {1, 1, 1, 4};
+    *OC = oc_mult[k] * C;
+    *IC = ic_mult[k] * C;
+}
+
+// point the named views into one flat buffer laid out as above
+static inline void point_parameters(ParameterTensors *params, const size_t *param_sizes, float *memory) {
+    float **ptrs[] = {
+        &params->wte, &params->wpe, &params->ln1w, &params->ln1b, &params->qkvw, &params->qkvb,
+        &params->attprojw, &params->attprojb, &params->ln2w, &params->ln2b, &params->fcw, &params->fcb,
+        &params->fcprojw, &params->fcprojb, &params->lnfw, &params->lnfb};
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        *(ptrs[i]) = memory;
+        memory += param_sizes[i];
+    }
+}
+
+// validate a config read from a file or built from flags; returns NULL when
+// fine, else a message saying what is wrong
+static inline const char *gpt2_config_check(const GPT2Config *c) {
+    if (c->max_seq_len < 1 || c->vocab_size < 1 || c->num_layers < 1 || c->num_heads < 1 || c->channels < 1) {
+        return "a dimension is zero or negative";
+    }
+    if (c->padded_vocab_size < c->vocab_size) { return "padded vocab size is below the vocab size"; }
+    if (c->channels % c->num_heads != 0) { return "channels are not divisible by the number of heads"; }
+    if ((long long)c->padded_vocab_size * c->channels > (1LL << 31)) { return "embedding is too large"; }
+    return NULL;
+}
+
+#endif // LLMC_GPT2_CONFIG_H

@@ -1,0 +1,78 @@
+/*
+ llmc/ternary.h: the quantizers of BitLinear, written once as plain scalar C.
+ This is the spec: the CPU trainer calls it, CUDA kernels are tested against it.
+
+ Weights, per tensor (BitNet b1.58, eq. 1-3):
+     gamma = max(mean|W|, 1e-5)
+     W_q   = clamp(round(W / gamma), -1, 1) * gamma          (ternary, trits {-1,0,+1})
+ Weights, binary (BitNet b1, eq. 2-4), for comparison:
+     alpha = mean(W), beta = max(mean|W|, 1e-5)
+     W_b   = sign(W - alpha) * beta                         (sign(0) = +1: a binary weight is never 0)
+ Activations, per token (one row x of C values, BitNet eq. 4 with Q_b = 128):
+     s_x = 127 / max(max|x|, 1e-5)
+     x_q = clamp(round(x * s_x), -128, 127) / s_x
+
+ round() is round-half-to-even (nearbyintf in the default rounding mode), the
+ rounding of torch.round and of CUDA's __float2int_rn, so the C trainer, the
+ CUDA trainer and the PyTorch reference land on the same side of every tie.
+
+ Backward (straight-through estimator): round and clamp count as identity and
+ no gradient flows into gamma or s_x, so dW_latent = dW_q and dx = dx_q.
+*/
+#ifndef LLMC_TERNARY_H
+#define LLMC_TERNARY_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#define TERNARY_EPS 1e-5f  // floor of gamma and of max|x|: keeps all-zero tensors and rows finite
+#define RMSNORM_EPS 1e-5f  // inside the parameter-free RMSNorm of the BitLinear input
+
+// ----------------------------------------------------------------------------
+// weights
+
+// gamma = max(mean|W|, eps) over n values; summed in double so the scale does
+// not depend on the order of a parallel reduction
+static inline float absmean_scale(const float *w, size_t n) {
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) { sum += fabsf(w[i]); }
+    float gamma = (float)(sum / (double)n);
+    return gamma > TERNARY_EPS ? gamma : TERNARY_EPS;
+}
+
+// one weight to its trit: clamp(round(w / gamma), -1, 1)
+static inline int8_t ternarize(float w, float gamma) {
+    float r = nearbyintf(w / gamma);
+    return (int8_t)(r > 1.0f ? 1 : (r < -1.0f ? -1 : (int)r));
+}
+
+// mean(W), the centre that binarization subtracts, summed in double as above
+static inline float mean_value(const float *w, size_t n) {
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) { sum += w[i]; }
+    return (float)(sum / (double)n);
+}
+
+// one weight to its sign bit: sign(w - alpha) with sign(0) = +1
+static inline int8_t binarize(float w, float alpha) {
+    return (int8_t)((w - alpha) >= 0.0f ? 1 : -1);
+}
+
+// ----------------------------------------------------------------------------
+// activations
+
+// s_x = 127 / max(max|x|, eps) for one row of n values
+static inline float absmax_scale(const float *x, size_t n) {
+    float m = 0.0f;
+    for (size_t i = 0; i < n; i++) { float a = fabsf(x[i]); m = a > m ? a : m; }
+    return 127.0f / (m > TERNARY_EPS ? m : TERNARY_EPS);
+}
+
+// one activation to int8: clamp(round(x * s), -128, 127)
+static inline int8_t quantize_int8(float x, float s) {
+    float r = nearbyintf(x * s);
+    return (int8_t)(r > 127.0f ? 127 : (r < -128.0f ? -128 : (int)r));
+}
+
+#endif // LLMC_TERNARY_H

@@ -1,0 +1,145 @@
+/*
+ llmc/utils.h: checked wrappers around the C library calls the trainers use.
+
+ Every wrapper reports the failing call, the file name where it has one, the
+ source file and line, and exits non-zero. A user's mistake (a missing file, a
+ short read) therefore never turns into a segfault or silent garbage.
+*/
+#ifndef LLMC_UTILS_H
+#define LLMC_UTILS_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include <errno.h>
+#include <sys/stat.h>
+
+// ----------------------------------------------------------------------------
+// files
+
+static inline FILE *fopen_check(const char *path, const char *mode, const char *file, int line) {
+    FILE *fp = fopen(path, mode);
+    if (fp == NULL) {
+        fprintf(stderr, "error: cannot open '%s' (mode %s): %s  [%s:%d]\n",
+                path, mode, strerror(errno), file, line);
+        exit(EXIT_FAILURE);
+    }
+    return fp;
+}
+#define fopenCheck(path, mode) fopen_check(path, mode, __FILE__, __LINE__)
+
+// what = the file's name, so a short read says which file is truncated
+static inline void fread_check(void *ptr, size_t size, size_t nmemb, FILE *stream, const char *what,
+                               const char *file, int line) {
+    size_t got = fread(ptr, size, nmemb, stream);
+    if (got != nmemb) {
+        fprintf(stderr, "error: '%s' is truncated or unreadable (wanted %zu items of %zu bytes, got %zu)"
+                "  [%s:%d]\n", what, nmemb, size, got, file, line);
+        exit(EXIT_FAILURE);
+    }
+}
+#define freadCheck(ptr, size, nmemb, stream, what) fread_check(ptr, size, nmemb, stream, what, __FILE__, __LINE__)
+
+static inline void fwrite_check(const void *ptr, size_t size, size_t nmemb, FILE *stream, const char *what,
+                                const char *file, int line) {
+    if (fwrite(ptr, size, nmemb, stream) != nmemb) {
+        fprintf(stderr, "error: cannot write '%s' (disk full?)  [%s:%d]\n", what, file, line);
+        exit(EXIT_FAILURE);
+    }
+}
+#define fwriteCheck(ptr, size, nmemb, stream, what) fwrite_check(ptr, size, nmemb, stream, what, __FILE__, __LINE__)
+
+static inline void fclose_check(FILE *fp, const char *what, const char *file, int line) {
+    if (fclose(fp) != 0) {
+        fprintf(stderr, "error: cannot close '%s': %s  [%s:%d]\n", what, strerror(errno), file, line);
+        exit(EXIT_FAILURE);
+    }
+}
+#define fcloseCheck(fp, what) fclose_check(fp, what, __FILE__, __LINE__)
+
+static inline void fseek_check(FILE *fp, long off, int whence, const char *what, const char *file, int line) {
+    if (fseek(fp, off, whence) != 0) {
+        fprintf(stderr, "error: cannot seek in '%s'  [%s:%d]\n", what, file, line);
+        exit(EXIT_FAILURE);
+    }
+}
+#define fseekCheck(fp, off, whence, what) fseek_check(fp, off, whence, what, __FILE__, __LINE__)
+
+// size of an open file in bytes (restores the position)
+static inline long file_size(FILE *fp, const char *what) {
+    long here = ftell(fp);
+    fseekCheck(fp, 0, SEEK_END, what);
+    long size = ftell(fp);
+    fseekCheck(fp, here, SEEK_SET, what);
+    return size;
+}
+
+// ----------------------------------------------------------------------------
+// memory
+
+static inline void *malloc_check(size_t size, const char *file, int line) {
+    void *ptr = malloc(size);
+    if (ptr == NULL && size > 0) {
+        fprintf(stderr, "error: out of memory allocating %.1f MiB  [%s:%d]\n"
+                "---> HINT: lower the batch size (-b) or sequence length (-t), or pick a smaller model (-e)\n",
+                size / (1024.0 * 1024.0), file, line);
+        exit(EXIT_FAILURE);
+    }
+    return ptr;
+}
+#define mallocCheck(size) malloc_check(size, __FILE__, __LINE__)
+
+static inline void *calloc_check(size_t nmemb, size_t size, const char *file, int line) {
+    void *ptr = calloc(nmemb, size);
+    if (ptr == NULL && nmemb * size > 0) {
+        fprintf(stderr, "error: out of memory allocating %.1f MiB  [%s:%d]\n"
+                "---> HINT: lower the batch size (-b) or sequence length (-t), or pick a smaller model (-e)\n",
+                nmemb * size / (1024.0 * 1024.0), file, line);
+        exit(EXIT_FAILURE);
+    }
+    return ptr;
+}
+#define callocCheck(nmemb, size) calloc_check(nmemb, size, __FILE__, __LINE__)
+
+// ----------------------------------------------------------------------------
+// directories
+
+// make sure dir exists and is writable, creating it if needed; exit with a hint otherwise
+static inline void ensure_writable_dir(const char *dir, const char *flag) {
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        if (mkdir(dir, 0755) != 0) {
+            fprintf(stderr, "error: %s '%s': cannot create directory: %s\n"
+                    "---> HINT: pick a directory you can write to\n", flag, dir, strerror(errno));
+            exit(EXIT_FAILURE);
+        }
+        return;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "error: %s '%s' exists and is not a directory\n", flag, dir);
+        exit(EXIT_FAILURE);
+    }
+    // probe by creating a file: access() lies for root on read-only mounts
+    char probe[4096];
+    snprintf(probe, sizeof(probe), "%s/.write_probe", dir);
+    FILE *fp = fopen(probe, "wb");
+    if (fp == NULL) {
+        fprintf(stderr, "error: %s '%s' is not writable: %s\n"
+                "---> HINT: pick a directory you can write to\n", flag, dir, strerror(errno));
+        exit(EXIT_FAILURE);
+    }
+    fclose(fp);
+    remove(probe);
+}
+
+// atomically replace `path` by `tmp_path` (both in one directory): a killed run
+// leaves either the old file or the new one, never half of one
+static inline void rename_check(const char *tmp_path, const char *path) {
+    if (rename(tmp_path, path) != 0) {
+        fprintf(stderr, "error: cannot rename '%s' to '%s': %s\n", tmp_path, path, strerror(errno));
+        exit(EXIT_FAILURE);
+    }
+}
+
+#endif // LLMC_UTILS_H

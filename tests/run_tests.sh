@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# tests/run_tests.sh: runs every test program and prints one closing line,
+# "N passed, N failed". Each program prints "PASS: <name>" or "FAIL: <name>: ..."
+# per check and exits non-zero on any failure; a program that exits non-zero
+# without a FAIL line (a crash) counts as one failure.
+# Usage: bash tests/run_tests.sh   (make test builds what it needs first)
+cd "$(dirname "$0")/.." || exit 1
+PYTHON=${PYTHON:-python3}
+passed=0
+failed=0
+run() {
+    local name=$1; shift
+    echo "== $name"
+    local out rc
+    out=$("$@" 2>&1)
+    rc=$?
+    echo "$out"
+    local p f
+    p=$(grep -c '^PASS' <<<"$out")
+    f=$(grep -c '^FAIL' <<<"$out")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "FAIL: $name exited with status $rc and reported no failure"
+        f=1
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+}
+run "quantizers, layers, tokenizer (tests/test_units)" ./tests/test_units
+run "model vs PyTorch reference (tests/test_gpt2_1bit)" ./tests/test_gpt2_1bit
+run "bad input (tests/test_bad_input.sh)" bash tests/test_bad_input.sh
+run "checkpoint and resume (tests/test_resume.sh)" bash tests/test_resume.sh
+run "preprocessing vs tiktoken (tests/test_prepro.py)" "$PYTHON" tests/test_prepro.py
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,149 @@
+/*
+ tests/test_gpt2_1bit.c: the C trainer against the independent PyTorch
+ reference (dev/reference/gpt2_1bit_reference.py), in every mode.
+
+ For each tests/ref/state_<mode>.bin it loads tests/ref/model.bin (an llm.c
+ format checkpoint: this also proves llm.c files load as they are), runs the
+ forward pass on the saved batch, and compares the logits, the loss and every
+ gradient tensor; then it takes 10 AdamW steps on the same batch and compares
+ the losses. Prints one PASS/FAIL line per check; exits 1 on any failure.
+
+ Build and run: make tests/test_gpt2_1bit && ./tests/test_gpt2_1bit
+*/
+#define TESTING
+#include "../train_gpt2_1bit.c"
+
+#define REF_MAGIC 20261124
+#define REF_VERSION 1
+
+// Tolerances. The reference runs the same float32 math with other summation
+// orders, so values differ by rounding (~1e-6 relative). With quantized
+// activations such a difference can move a value across a rounding boundary
+// of the int8 grid: that changes it by one step (1/127 of the row's max) and
+// the change propagates, so the quantized modes get looser tolerances. The
+// numbers are about 10x the largest difference seen on the committed files
+// (see the printed max diffs), so they catch real bugs (a wrong sign, a
+// missing term, a scale off by a factor: all >1e-2) while tolerating rounding.
+typedef struct {
+    float logits;   // max |logit - ref| over all B*T*V logits
+    float loss;     // |loss - ref|
+    float grad;     // max |g - ref| / max(max|ref|, 1e-3), per tensor
+    float losses;   // max |loss_k - ref_k| over the 10 optimizer steps
+} Tolerance;
+static const Tolerance TOL_FLOAT_ACTS = {1e-4f, 1e-5f, 1e-3f, 1e-4f};  // fp and weights-only ternary
+static const Tolerance TOL_INT8_ACTS = {2e-3f, 2e-4f, 3e-2f, 2e-3f};   // int8 activations
+
+static int num_passed = 0, num_failed = 0;
+static void check(int ok, const char *name, const char *fmt, double got, double tol) {
+    if (ok) { printf("PASS: %s (", name); num_passed++; }
+    else { printf("FAIL: %s: (", name); num_failed++; }
+    printf(fmt, got);
+    printf(", tolerance %.1e)\n", tol);
+}
+
+static int test_mode(const char *mode_name) {
+    char path[256];
+    snprintf(path, sizeof(path), "tests/ref/state_%s.bin", mode_name);
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL) {
+        printf("FAIL: %s: reference file missing (run python dev/reference/gpt2_1bit_reference.py)\n", path);
+        num_failed++;
+        return 0;
+    }
+    int header[256];
+    freadCheck(header, sizeof(int), 256, fp, path);
+    if (header[0] != REF_MAGIC || header[1] != REF_VERSION) {
+        printf("FAIL: %s: bad magic/version %d/%d\n", path, header[0], header[1]);
+        num_failed++;
+        fclose(fp);
+        return 0;
+    }
+    int B = header[2], T = header[3], nsteps = header[7], V = header[8];
+    QuantConfig quant = {header[4], header[5], header[6]};
+    GPT2 model;
+    gpt2_build_from_checkpoint(&model, "tests/ref/model.bin", quant, NULL);
+    int Vp = model.config.padded_vocab_size;
+    const Tolerance *tol = quant.act_quant == AQ_INT8 ? &TOL_INT8_ACTS : &TOL_FLOAT_ACTS;
+    if (V != model.config.vocab_size || (size_t)(unsigned)header[10] != model.num_parameters) {
+        printf("FAIL: %s does not match tests/ref/model.bin (V %d vs %d)\n", path, V, model.config.vocab_size);
+        num_failed++;
+        fclose(fp);
+        return 0;
+    }
+    int *x = (int *)mallocCheck((size_t)B * T * sizeof(int));
+    int *y = (int *)mallocCheck((size_t)B * T * sizeof(int));
+    float *ref_logits = (float *)mallocCheck((size_t)B * T * V * sizeof(float));
+    float *ref_grads = (float *)mallocCheck(model.num_parameters * sizeof(float));
+    float *ref_losses = (float *)mallocCheck((size_t)nsteps * sizeof(float));
+    float ref_loss;
+    freadCheck(x, sizeof(int), (size_t)B * T, fp, path);
+    freadCheck(y, sizeof(int), (size_t)B * T, fp, path);
+    freadCheck(ref_logits, sizeof(float), (size_t)B * T * V, fp, path);
+    freadCheck(&ref_loss, sizeof(float), 1, fp, path);
+    freadCheck(ref_grads, sizeof(float), model.num_parameters, fp, path);
+    freadCheck(ref_losses, sizeof(float), (size_t)nsteps, fp, path);
+    fclose(fp);
+
+    char name[256];
+    printf("-- mode %s (weights %s, activations %s, inner norm %d)\n", mode_name,
+           WEIGHT_QUANT_NAMES[quant.weight_quant], ACT_QUANT_NAMES[quant.act_quant], quant.inner_norm);
+    gpt2_forward(&model, x, y, B, T);
+    float maxdiff = 0.0f;
+    for (int bt = 0; bt < B * T; bt++) {
+        for (int v = 0; v < V; v++) {
+            float d = fabsf(model.acts.logits[(size_t)bt * Vp + v] - ref_logits[(size_t)bt * V + v]);
+            maxdiff = d > maxdiff ? d : maxdiff;
+        }
+    }
+    snprintf(name, sizeof(name), "%s logits", mode_name);
+    check(maxdiff <= tol->logits, name, "max diff %.2e", maxdiff, tol->logits);
+    snprintf(name, sizeof(name), "%s loss %.6f vs ref %.6f", mode_name, model.mean_loss, ref_loss);
+    check(fabsf(model.mean_loss - ref_loss) <= tol->loss, name, "diff %.2e", fabsf(model.mean_loss - ref_loss),
+          tol->loss);
+
+    gpt2_zero_grad(&model);
+    gpt2_backward(&model);
+    size_t off = 0;
+    for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
+        float md = 0.0f, mref = 0.0f;
+        for (size_t i = off; i < off + model.param_sizes[k]; i++) {
+            float d = fabsf(model.grads_memory[i] - ref_grads[i]);
+            md = d > md ? d : md;
+            mref = fabsf(ref_grads[i]) > mref ? fabsf(ref_grads[i]) : mref;
+        }
+        float rel = md / (mref > 1e-3f ? mref : 1e-3f);
+        snprintf(name, sizeof(name), "%s grad %-8s (max |ref| %.2e, max diff %.2e)", mode_name, PARAMETER_NAMES[k],
+                 mref, md);
+        check(rel <= tol->grad && mref > 0.0f, name, "relative %.2e", rel, tol->grad);
+        off += model.param_sizes[k];
+    }
+
+    // 10 AdamW steps on the same batch, as the reference takes them
+    float maxloss = 0.0f;
+    printf("   step   loss        ref\n");
+    for (int step = 0; step < nsteps; step++) {
+        if (step > 0) { gpt2_forward(&model, x, y, B, T); }
+        gpt2_zero_grad(&model);
+        gpt2_backward(&model);
+        float norm = gpt2_grad_norm(&model);
+        float scale = norm > 1.0f ? 1.0f / (norm + 1e-6f) : 1.0f;
+        gpt2_update(&model, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, scale, step + 1);
+        float d = fabsf(model.mean_loss - ref_losses[step]);
+        maxloss = d > maxloss ? d : maxloss;
+        printf("   %4d   %.6f    %.6f\n", step, model.mean_loss, ref_losses[step]);
+    }
+    snprintf(name, sizeof(name), "%s losses of %d AdamW steps", mode_name, nsteps);
+    check(maxloss <= tol->losses && ref_losses[nsteps - 1] < ref_losses[0], name, "max diff %.2e", maxloss,
+          tol->losses);
+
+    free(x); free(y); free(ref_logits); free(ref_grads); free(ref_losses);
+    gpt2_free(&model);
+    return 1;
+}
+
+int main(void) {
+    const char *modes[] = {"fp", "ternary", "binary", "ternary_wonly"};
+    for (int i = 0; i < 4; i++) { test_mode(modes[i]); }
+    printf("(test_gpt2_1bit: %d checks passed, %d checks failed)\n", num_passed, num_failed);
+    return num_failed == 0 ? 0 : 1;
+}

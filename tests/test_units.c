@@ -1,0 +1,422 @@
+/*
+ tests/test_units.c: unit tests of the pieces the model is built from.
+   - the quantizers of llmc/ternary.h: edge cases (all-zero tensors and rows,
+     huge values, ties at .5), grids and idempotence
+   - the straight-through estimator contract of bitlinear_backward
+   - finite-difference gradient checks of every float layer
+   - matmul_forward against a naive loop at odd shapes
+   - the learning-rate / weight-decay schedules, sampling, tokenizer decoding
+ Prints one PASS/FAIL line per check; exits 1 on any failure.
+ Build and run: make tests/test_units && ./tests/test_units
+*/
+#define TESTING
+#include "../train_gpt2_1bit.c"
+
+static int num_passed = 0, num_failed = 0;
+static void check(int ok, const char *name) {
+    if (ok) { printf("PASS: %s\n", name); num_passed++; }
+    else { printf("FAIL: %s\n", name); num_failed++; }
+}
+
+static uint64_t test_rng = 42;
+static void fill_random(float *x, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) { x[i] = scale * (2.0f * random_f32(&test_rng) - 1.0f); }
+}
+
+// ----------------------------------------------------------------------------
+// quantizers
+
+static void test_quantizers(void) {
+    // all-zero weights: gamma is floored, every trit is 0, nothing is NaN
+    float zeros[64] = {0};
+    float gamma = absmean_scale(zeros, 64);
+    int ok = gamma == TERNARY_EPS;
+    for (int i = 0; i < 64; i++) { ok &= ternarize(zeros[i], gamma) == 0; }
+    check(ok, "ternary: all-zero tensor gives gamma = eps and zero trits");
+
+    // ties are rounded half to even, like torch.round: w/gamma = +-0.5 -> 0, +-1.5 -> +-2 -> clamp +-1
+    ok = ternarize(0.5f, 1.0f) == 0 && ternarize(-0.5f, 1.0f) == 0 && ternarize(0.5000001f, 1.0f) == 1 &&
+         ternarize(1.5f, 1.0f) == 1 && ternarize(-1.5f, 1.0f) == -1 && ternarize(-0.4999999f, 1.0f) == 0;
+    check(ok, "ternary: ties at .5 round half to even, then clamp to [-1, 1]");
+
+    // huge and tiny values stay finite and saturate to +-1
+    float huge[4] = {1e30f, -1e30f, 1.0f, 0.0f};
+    gamma = absmean_scale(huge, 4);
+    ok = isfinite(gamma) && ternarize(huge[0], gamma) == 1 && ternarize(huge[1], gamma) == -1 &&
+         ternarize(huge[2], gamma) == 0;
+    check(ok, "ternary: huge weights give a finite scale and saturate");
+
+    // gamma is mean|W|
+    float w[1000];
+    fill_random(w, 1000, 0.1f);
+    double s = 0;
+    for (int i = 0; i < 1000; i++) { s += fabs(w[i]); }
+    check(fabsf(absmean_scale(w, 1000) - (float)(s / 1000)) < 1e-7f, "ternary: gamma = mean|W|");
+
+    // weights_quantize: W_q = trit * gamma, about a third zeros for uniform weights
+    float wq[1000];
+    int8_t trits[1000];
+    gamma = weights_quantize(wq, trits, w, 1000, WQ_TERNARY);
+    int zerocount = 0;
+    ok = 1;
+    for (int i = 0; i < 1000; i++) {
+        ok &= wq[i] == trits[i] * gamma && trits[i] >= -1 && trits[i] <= 1;
+        zerocount += trits[i] == 0;
+    }
+    check(ok, "ternary: weights_quantize gives W_q = trit * gamma with trits in {-1, 0, 1}");
+    check(zerocount > 150 && zerocount < 350, "ternary: uniform weights give about a quarter to a third zeros");
+
+    // binary: sign(W - mean) * mean|W|, sign(0) = +1, never zero
+    float wb[4] = {1.0f, 2.0f, 3.0f, 2.0f}; // mean 2: the two 2s sit exactly on the centre
+    float beta = weights_quantize(wq, trits, wb, 4, WQ_BINARY);
+    ok = beta == 2.0f && trits[0] == -1 && trits[1] == 1 && trits[2] == 1 && trits[3] == 1 && wq[0] == -2.0f;
+    check(ok, "binary: sign(W - mean(W)) * mean|W| with sign(0) = +1");
+
+    // activations: all-zero row stays zero and finite
+    float row0[16] = {0};
+    float sx = absmax_scale(row0, 16);
+    ok = isfinite(sx) && quantize_int8(row0[0], sx) == 0;
+    check(ok, "int8: all-zero row gives a finite scale and zeros");
+
+    // the row's max maps to +-127, ties round half to even, values clamp
+    float row[5] = {-2.0f, 1.0f, 0.0f, 2.0f, -0.5f};
+    sx = absmax_scale(row, 5);
+    ok = sx == 63.5f && quantize_int8(row[3], sx) == 127 && quantize_int8(row[0], sx) == -127 &&
+         quantize_int8(1.0f, 2.5f) == 2 && quantize_int8(1.0f, 3.5f) == 4 && quantize_int8(-1.0f, 2.5f) == -2 &&
+         quantize_int8(1000.0f, 1.0f) == 127 && quantize_int8(-1000.0f, 1.0f) == -128;
+    check(ok, "int8: max|x| -> 127, ties half to even, clamp to [-128, 127]");
+
+    // huge rows stay finite
+    float hrow[3] = {3e38f, -1e38f, 1.0f};
+    sx = absmax_scale(hrow, 3);
+    ok = isfinite(sx) && sx > 0.0f && quantize_int8(hrow[0], sx) == 127 && quantize_int8(hrow[2], sx) == 0;
+    check(ok, "int8: a row with huge values gets a finite, positive scale");
+
+    // bitlinear_input_forward: x_q lies on the row's int8 grid and is idempotent
+    int N = 7, IC = 33;
+    float x[7 * 33], xq[7 * 33], xq2[7 * 33], rstd[7];
+    fill_random(x, (size_t)N * IC, 3.0f);
+    QuantConfig q = {WQ_TERNARY, AQ_INT8, 1};
+    bitlinear_input_forward(xq, rstd, x, N, IC, &q);
+    ok = 1;
+    for (int n = 0; n < N; n++) {
+        float ss = 0, m = 0;
+        for (int i = 0; i < IC; i++) { ss += x[n * IC + i] * x[n * IC + i]; }
+        ok &= fabsf(rstd[n] - 1.0f / sqrtf(ss / IC + RMSNORM_EPS)) < 1e-6f * rstd[n];
+        for (int i = 0; i < IC; i++) { m = fmaxf(m, fabsf(x[n * IC + i] * rstd[n])); }
+        float step = m / 127.0f;
+        for (int i = 0; i < IC; i++) {
+            float k = xq[n * IC + i] / step;
+            ok &= fabsf(k - nearbyintf(k)) < 1e-3f && fabsf(k) <= 127.5f;
+        }
+    }
+    check(ok, "BitLinear input: inner RMSNorm rstd correct and x_q on the 127-step grid of max|x_n|");
+    QuantConfig q_noinner = {WQ_TERNARY, AQ_INT8, 0};
+    bitlinear_input_forward(xq2, rstd, xq, N, IC, &q_noinner);
+    float md = 0;
+    for (int i = 0; i < N * IC; i++) { md = fmaxf(md, fabsf(xq2[i] - xq[i])); }
+    check(md < 1e-5f, "int8: quantizing x_q again gives x_q (idempotent)");
+}
+
+// ----------------------------------------------------------------------------
+// STE contract: dW_latent equals the gradient with respect to W_q
+
+static void test_ste(void) {
+    int N = 6, IC = 20, OC = 9;
+    float inp[6 * 20], w[9 * 20], wq[9 * 20], bias[9], out[6 * 9], xq[6 * 20], rstd[6], dout[6 * 9];
+    int8_t trits[9 * 20];
+    fill_random(inp, sizeof(inp) / 4, 2.0f);
+    fill_random(w, sizeof(w) / 4, 0.05f);
+    fill_random(bias, 9, 0.1f);
+    fill_random(dout, sizeof(dout) / 4, 1.0f);
+    weights_quantize(wq, trits, w, (size_t)OC * IC, WQ_TERNARY);
+    QuantConfig q = {WQ_TERNARY, AQ_INT8, 0};
+    bitlinear_forward(out, xq, rstd, inp, wq, bias, N, IC, OC, &q);
+    float dinp[6 * 20] = {0}, dw[9 * 20] = {0}, db[9] = {0}, dxn[6 * 20];
+    float *scratch = (float *)mallocCheck(matmul_scratch_size(N, IC, OC) * sizeof(float));
+    bitlinear_backward(dinp, dw, db, dout, inp, xq, rstd, wq, N, IC, OC, &q, dxn, scratch);
+    // the gradient of y = x_q W_q^T + b with respect to W_q and to x_q, by naive loops
+    float md_w = 0, md_x = 0, md_b = 0;
+    for (int o = 0; o < OC; o++) {
+        float sb = 0;
+        for (int n = 0; n < N; n++) { sb += dout[n * OC + o]; }
+        md_b = fmaxf(md_b, fabsf(sb - db[o]));
+        for (int i = 0; i < IC; i++) {
+            float s = 0;
+            for (int n = 0; n < N; n++) { s += dout[n * OC + o] * xq[n * IC + i]; }
+            md_w = fmaxf(md_w, fabsf(s - dw[o * IC + i]));
+        }
+    }
+    for (int n = 0; n < N; n++) {
+        for (int i = 0; i < IC; i++) {
+            float s = 0;
+            for (int o = 0; o < OC; o++) { s += dout[n * OC + o] * wq[o * IC + i]; }
+            md_x = fmaxf(md_x, fabsf(s - dinp[n * IC + i]));
+        }
+    }
+    check(md_w < 1e-5f, "STE: dW_latent = dout^T x_q (the gradient of W_q)");
+    check(md_x < 1e-5f, "STE: dx = dout W_q (rounding counts as identity)");
+    check(md_b < 1e-5f, "STE: dbias = sum of dout, in full precision");
+    free(scratch);
+}
+
+// ----------------------------------------------------------------------------
+// finite differences: loss = sum(out * R) for a fixed random R; compare the
+// analytic dinp with (loss(x + h) - loss(x - h)) / 2h in double precision
+
+// the tolerance: float32 forward passes make the central difference noisy by
+// about eps_float * |loss| / h, ~1e-5 at these sizes (5e-5 is the largest
+// seen); 1e-3 leaves room for other compilers, while a real mistake (a missing
+// term, a wrong sign) gives errors of order 1
+#define FD_H 1e-2f
+#define FD_RTOL 1e-3f
+
+typedef void (*ForwardFn)(float *out, const float *inp, void *ctx);
+
+static double fd_loss(ForwardFn f, void *ctx, const float *inp, float *out, const float *R, int nout) {
+    f(out, inp, ctx);
+    double s = 0;
+    for (int i = 0; i < nout; i++) { s += (double)out[i] * R[i]; }
+    return s;
+}
+
+// returns max |analytic - numeric| / max(|numeric|) over the first `probe` inputs
+static float fd_check(ForwardFn f, void *ctx, float *inp, int nin, const float *analytic, const float *R, int nout) {
+    float *out = (float *)mallocCheck((size_t)nout * sizeof(float));
+    float md = 0, mref = 1e-3f;
+    for (int i = 0; i < nin; i++) {
+        float keep = inp[i];
+        inp[i] = keep + FD_H;
+        double lp = fd_loss(f, ctx, inp, out, R, nout);
+        inp[i] = keep - FD_H;
+        double lm = fd_loss(f, ctx, inp, out, R, nout);
+        inp[i] = keep;
+        float num = (float)((lp - lm) / (2.0 * FD_H));
+        md = fmaxf(md, fabsf(num - analytic[i]));
+        mref = fmaxf(mref, fabsf(num));
+    }
+    free(out);
+    return md / mref;
+}
+
+typedef struct { int N, C; float *w, *b, *mean, *rstd; } LNCtx;
+static void ln_fwd(float *out, const float *inp, void *c) {
+    LNCtx *x = (LNCtx *)c;
+    layernorm_forward(out, x->mean, x->rstd, inp, x->w, x->b, x->N, x->C);
+}
+typedef struct { int n; } GeluCtx;
+static void gelu_fwd(float *out, const float *inp, void *c) { gelu_forward(out, inp, ((GeluCtx *)c)->n); }
+typedef struct { int B, T, C, NH; float *preatt, *att; } AttCtx;
+static void att_fwd(float *out, const float *inp, void *c) {
+    AttCtx *x = (AttCtx *)c;
+    attention_forward(out, x->preatt, x->att, inp, x->B, x->T, x->C, x->NH);
+}
+typedef struct { int N, IC, OC; const float *w, *b; float *xq, *rstd; QuantConfig q; } BLCtx;
+static void bl_fwd(float *out, const float *inp, void *c) {
+    BLCtx *x = (BLCtx *)c;
+    bitlinear_forward(out, x->xq, x->rstd, inp, x->w, x->b, x->N, x->IC, x->OC, &x->q);
+}
+typedef struct { int N, V, Vp; const int *targets; float *probs, *losses; } CECtx;
+static void ce_fwd(float *out, const float *logits, void *c) { // out[0] = mean loss
+    CECtx *x = (CECtx *)c;
+    softmax_forward(x->probs, logits, x->N, x->V, x->Vp);
+    crossentropy_forward(x->losses, x->probs, x->targets, x->N, x->Vp);
+    double s = 0;
+    for (int i = 0; i < x->N; i++) { s += x->losses[i]; }
+    out[0] = (float)(s / x->N);
+}
+
+static void test_finite_differences(void) {
+    char name[128];
+    { // layernorm
+        int N = 3, C = 8;
+        float inp[24], out[24], R[24], w[8], b[8], mean[3], rstd[3], dinp[24] = {0}, dw[8] = {0}, db[8] = {0};
+        fill_random(inp, 24, 1.0f); fill_random(R, 24, 1.0f); fill_random(w, 8, 1.0f); fill_random(b, 8, 1.0f);
+        LNCtx ctx = {N, C, w, b, mean, rstd};
+        ln_fwd(out, inp, &ctx);
+        layernorm_backward(dinp, dw, db, R, inp, w, mean, rstd, N, C);
+        float rel = fd_check(ln_fwd, &ctx, inp, 24, dinp, R, 24);
+        snprintf(name, sizeof(name), "finite differences: layernorm dinp (rel err %.1e)", rel);
+        check(rel < FD_RTOL, name);
+    }
+    { // gelu
+        float inp[16], out[16], R[16], dinp[16] = {0};
+        fill_random(inp, 16, 3.0f); fill_random(R, 16, 1.0f);
+        GeluCtx ctx = {16};
+        gelu_backward(dinp, inp, R, 16);
+        float rel = fd_check(gelu_fwd, &ctx, inp, 16, dinp, R, 16);
+        snprintf(name, sizeof(name), "finite differences: gelu (rel err %.1e)", rel);
+        check(rel < FD_RTOL, name);
+        (void)out;
+    }
+    { // attention
+        int B = 2, T = 4, C = 8, NH = 2;
+        int nin = B * T * 3 * C, nout = B * T * C;
+        float inp[192], out[64], R[64], preatt[64], att[64], dinp[192] = {0}, dpre[64] = {0}, datt[64] = {0};
+        fill_random(inp, nin, 1.0f); fill_random(R, nout, 1.0f);
+        AttCtx ctx = {B, T, C, NH, preatt, att};
+        att_fwd(out, inp, &ctx);
+        attention_backward(dinp, dpre, datt, R, inp, att, B, T, C, NH);
+        float rel = fd_check(att_fwd, &ctx, inp, nin, dinp, R, nout);
+        snprintf(name, sizeof(name), "finite differences: causal attention (rel err %.1e)", rel);
+        check(rel < FD_RTOL, name);
+    }
+    { // BitLinear with float activations and the inner RMSNorm (the float path of BitLinear)
+        int N = 4, IC = 12, OC = 5;
+        float inp[48], out[20], R[20], w[60], b[5], xq[48], rstd[4], dinp[48] = {0}, dw[60] = {0}, db[5] = {0};
+        float dxn[48];
+        fill_random(inp, 48, 2.0f); fill_random(R, 20, 1.0f); fill_random(w, 60, 0.5f); fill_random(b, 5, 0.1f);
+        BLCtx ctx = {N, IC, OC, w, b, xq, rstd, {WQ_FP, AQ_NONE, 1}};
+        bl_fwd(out, inp, &ctx);
+        float *scratch = (float *)mallocCheck(matmul_scratch_size(N, IC, OC) * sizeof(float));
+        bitlinear_backward(dinp, dw, db, R, inp, xq, rstd, w, N, IC, OC, &ctx.q, dxn, scratch);
+        float rel = fd_check(bl_fwd, &ctx, inp, 48, dinp, R, 20);
+        snprintf(name, sizeof(name), "finite differences: inner RMSNorm + matmul dinp (rel err %.1e)", rel);
+        check(rel < FD_RTOL, name);
+        // and the weight gradient, perturbing w
+        float dw_num[60];
+        for (int i = 0; i < 60; i++) {
+            float keep = w[i];
+            double l[2];
+            for (int s = 0; s < 2; s++) {
+                w[i] = keep + (s ? -FD_H : FD_H);
+                bl_fwd(out, inp, &ctx);
+                l[s] = 0;
+                for (int j = 0; j < 20; j++) { l[s] += (double)out[j] * R[j]; }
+            }
+            w[i] = keep;
+            dw_num[i] = (float)((l[0] - l[1]) / (2 * FD_H));
+        }
+        float md = 0, mref = 1e-3f;
+        for (int i = 0; i < 60; i++) { md = fmaxf(md, fabsf(dw_num[i] - dw[i])); mref = fmaxf(mref, fabsf(dw_num[i])); }
+        snprintf(name, sizeof(name), "finite differences: matmul dweight (rel err %.1e)", md / mref);
+        check(md / mref < FD_RTOL, name);
+        free(scratch);
+    }
+    { // softmax + cross-entropy over a padded vocab
+        int N = 3, V = 7, Vp = 8;
+        float logits[24], probs[24], losses[3], dlogits[24] = {0}, R[1] = {1.0f};
+        int targets[3] = {0, 3, 6};
+        fill_random(logits, 24, 2.0f);
+        CECtx ctx = {N, V, Vp, targets, probs, losses};
+        float out[1];
+        ce_fwd(out, logits, &ctx);
+        crossentropy_softmax_backward(dlogits, probs, targets, N, V, Vp);
+        float rel = fd_check(ce_fwd, &ctx, logits, 24, dlogits, R, 1);
+        int pad_zero = dlogits[7] == 0.0f && dlogits[15] == 0.0f && dlogits[23] == 0.0f;
+        snprintf(name, sizeof(name), "finite differences: softmax + cross-entropy, padded logits get 0 (rel err %.1e)", rel);
+        check(rel < FD_RTOL && pad_zero, name);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// matmul at shapes that are not multiples of its tiles
+
+static void test_matmul_shapes(void) {
+    int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {4, 16, 2}, {7, 13, 5}, {9, 64, 3}, {33, 70, 129}, {64, 3072, 8}};
+    int ok = 1;
+    for (int s = 0; s < 7; s++) {
+        int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+        float *a = (float *)mallocCheck((size_t)M * K * 4), *w = (float *)mallocCheck((size_t)N * K * 4);
+        float *b = (float *)mallocCheck((size_t)N * 4), *out = (float *)mallocCheck((size_t)M * N * 4);
+        fill_random(a, (size_t)M * K, 1.0f); fill_random(w, (size_t)N * K, 1.0f); fill_random(b, N, 1.0f);
+        matmul_forward(out, a, w, b, M, K, N);
+        for (int m = 0; m < M; m++) {
+            for (int n = 0; n < N; n++) {
+                double ref = b[n];
+                for (int k = 0; k < K; k++) { ref += (double)a[m * K + k] * w[n * K + k]; }
+                ok &= fabs(out[m * N + n] - ref) <= 1e-4 * (1 + sqrt((double)K));
+            }
+        }
+        free(a); free(w); free(b); free(out);
+    }
+    check(ok, "matmul_forward equals a naive double loop at 7 odd shapes");
+}
+
+// ----------------------------------------------------------------------------
+// schedules, sampling, tokenizer
+
+static void test_schedules(void) {
+    Schedule s = {1.5e-3f, 10, 100, 0.1f, 0.5f, 2.0f / 3.0f, 0.1f, 0.5f};
+    int ok = fabsf(schedule_lr(&s, 0) - 1.5e-4f) < 1e-9f && fabsf(schedule_lr(&s, 9) - 1.5e-3f) < 1e-9f;
+    check(ok, "schedule: linear warmup reaches the peak at the last warmup step");
+    float before = schedule_lr(&s, 49), after = schedule_lr(&s, 50);
+    check(after < 0.75f * before && after > 0.6f * before, "schedule: the second stage drops to the lower peak");
+    check(fabsf(schedule_lr(&s, 100) - 1.5e-4f) < 1e-8f, "schedule: ends at lr * final fraction");
+    check(schedule_wd(&s, 49) == 0.1f && schedule_wd(&s, 50) == 0.0f, "schedule: weight decay switches off at half");
+    Schedule plain = s;
+    plain.stage2_drop = 1.0f;
+    check(fabsf(schedule_lr(&plain, 50) - schedule_lr(&plain, 49)) < 1e-4f * 1.5e-3f + 5e-5f,
+          "schedule: drop 1 is the plain cosine (continuous at the split)");
+}
+
+static void test_sampling(void) {
+    float logits[6] = {0.1f, 2.0f, -1.0f, 1.9f, 0.0f, -3.0f};
+    int scratch[6];
+    check(sample_logits(logits, 6, 0.0f, 0, 0.9f, scratch) == 1, "sampling: temperature 0 is argmax");
+    check(sample_logits(logits, 6, 1.0f, 1, 0.99f, scratch) == 1, "sampling: top-k 1 is argmax");
+    int ok = 1;
+    for (int i = 0; i < 200; i++) {
+        int t = sample_logits(logits, 6, 1.0f, 2, random_f32(&test_rng), scratch);
+        ok &= t == 1 || t == 3;
+    }
+    check(ok, "sampling: top-k 2 only draws the two largest");
+    int counts[6] = {0};
+    for (int i = 0; i < 20000; i++) { counts[sample_logits(logits, 6, 1.0f, 0, random_f32(&test_rng), scratch)]++; }
+    double z = 0;
+    for (int i = 0; i < 6; i++) { z += exp(logits[i]); }
+    ok = 1;
+    for (int i = 0; i < 6; i++) { ok &= fabs(counts[i] / 20000.0 - exp(logits[i]) / z) < 0.02; }
+    check(ok, "sampling: frequencies follow softmax(logits) within 0.02");
+}
+
+static void test_tokenizer(void) {
+    // a tiny tokenizer file: ids 0..3 = "a", "bc", "\xe2\x82" (half of a euro sign), "\xac"
+    char path[] = "/tmp/test_tokenizer_XXXXXX";
+    int fd = mkstemp(path);
+    FILE *fp = fdopen(fd, "wb");
+    uint32_t header[256] = {0};
+    header[0] = TOKENIZER_MAGIC; header[1] = TOKENIZER_VERSION; header[2] = 4; header[3] = 1;
+    fwrite(header, 4, 256, fp);
+    const char *toks[4] = {"a", "bc", "\xe2\x82", "\xac"};
+    for (int i = 0; i < 4; i++) {
+        unsigned char len = (unsigned char)strlen(toks[i]);
+        fwrite(&len, 1, 1, fp);
+        fwrite(toks[i], 1, len, fp);
+    }
+    fclose(fp);
+    Tokenizer t;
+    tokenizer_init(&t, path);
+    char buf[64] = {0};
+    int ids[5] = {0, 1, 2, 3, 0};
+    for (int i = 0; i < 5; i++) { strcat(buf, tokenizer_decode(&t, ids[i])); }
+    check(t.init_ok && t.vocab_size == 4 && t.eot_token == 1 && strcmp(buf, "abc\xe2\x82\xac" "a") == 0 &&
+          tokenizer_decode(&t, 4) == NULL, "tokenizer: decodes tokens (and split UTF-8) back to bytes");
+    tokenizer_free(&t);
+    remove(path);
+    // the real GPT-2 tokenizer, when prepro has written it
+    Tokenizer g;
+    FILE *probe = fopen("data/gpt2_tokenizer.bin", "rb");
+    if (probe != NULL) {
+        fclose(probe);
+        tokenizer_init(&g, "data/gpt2_tokenizer.bin");
+        char s[64] = {0};
+        int hello[3] = {15496, 11, 995}; // "Hello", ",", " world" in GPT-2 BPE
+        for (int i = 0; i < 3; i++) { strcat(s, tokenizer_decode(&g, hello[i])); }
+        check(g.vocab_size == 50257 && g.eot_token == 50256 && strcmp(s, "Hello, world") == 0,
+              "tokenizer: data/gpt2_tokenizer.bin decodes [15496, 11, 995] to \"Hello, world\"");
+        tokenizer_free(&g);
+    }
+}
+
+int main(void) {
+    test_quantizers();
+    test_ste();
+    test_finite_differences();
+    test_matmul_shapes();
+    test_schedules();
+    test_sampling();
+    test_tokenizer();
+    printf("(test_units: %d checks passed, %d checks failed)\n", num_passed, num_failed);
+    return num_failed == 0 ? 0 : 1;
+}

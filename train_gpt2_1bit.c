@@ -1,0 +1,1275 @@
+/*
+ train_gpt2_1bit.c: train a 1-bit (ternary, BitNet b1.58) GPT-2 on the CPU.
+
+ This file is the readable reference of the project and the oracle the CUDA
+ trainer is tested against. Read it top to bottom:
+   1. the layers of GPT-2, each as <op>_forward / <op>_backward in plain loops
+   2. BitLinear: the one new layer of a 1-bit model, built from the quantizers
+      of llmc/ternary.h and the ordinary matmul
+   3. the model: one flat parameter buffer, forward, backward, AdamW
+   4. checkpoints, diagnostics and the training loop
+
+ Build and run (trains a small model on tiny Shakespeare in a few minutes):
+   make train_gpt2_1bit && ./train_gpt2_1bit
+ Every flag with its default: ./train_gpt2_1bit -h
+
+ The 1-bit recipe, in one paragraph (BitNet b1.58, arXiv 2402.17764; "The Era
+ of 1-bit LLMs: Training Tips, Code and FAQ"): the four matrices of every
+ block (qkv, attention projection, fc, fc projection) keep latent fp32 weights
+ that the optimizer updates as usual, but the forward pass uses them only as
+ ternary values {-1, 0, +1} times one per-tensor scale. Their inputs are
+ RMS-normalised and rounded to int8 per token. Rounding has no useful
+ derivative, so the backward pass pretends it was the identity (the
+ straight-through estimator): the gradient computed for the quantized weights
+ is applied to the latent ones. Embeddings, the tied output head and the norms
+ stay in full precision.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <time.h>
+#include <dirent.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "llmc/utils.h"       // defines: fopenCheck, freadCheck, fwriteCheck, mallocCheck, ensure_writable_dir
+#include "llmc/gpt2_config.h" // defines: GPT2Config, QuantConfig, ParameterTensors, fill_in_parameter_sizes
+#include "llmc/ternary.h"     // defines: absmean_scale, ternarize, binarize, absmax_scale, quantize_int8
+#include "llmc/checkpoint.h"  // defines: model_header_read, model_header_fill, safe_open, safe_close
+#include "llmc/dataloader.h"  // defines: DataLoader, dataloader_init, dataloader_next_batch
+#include "llmc/tokenizer.h"   // defines: Tokenizer, tokenizer_init, tokenizer_print
+#include "llmc/sampler.h"     // defines: random_u32, random_f32, random_normal, sample_logits
+#include "llmc/schedulers.h"  // defines: Schedule, schedule_lr, schedule_wd
+#include "llmc/logger.h"      // defines: Logger, logger_log_train, logger_log_val, logger_log_trit
+#include "llmc/args.h"        // defines: TrainArgs, train_args_parse, train_args_usage
+
+// ----------------------------------------------------------------------------
+// embeddings
+
+// inp is (B,T) token ids; wte is (Vp,C), wpe is (maxT,C); out is (B,T,C)
+void encoder_forward(float *out, const int *inp, const float *wte, const float *wpe, int B, int T, int C) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            float *out_bt = out + (size_t)(b * T + t) * C;
+            const float *wte_ix = wte + (size_t)inp[b * T + t] * C;
+            const float *wpe_t = wpe + (size_t)t * C;
+            for (int i = 0; i < C; i++) { out_bt[i] = wte_ix[i] + wpe_t[i]; }
+        }
+    }
+}
+
+void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T, int C) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const float *dout_bt = dout + (size_t)(b * T + t) * C;
+            float *dwte_ix = dwte + (size_t)inp[b * T + t] * C;
+            float *dwpe_t = dwpe + (size_t)t * C;
+            for (int i = 0; i < C; i++) {
+                dwte_ix[i] += dout_bt[i];
+                dwpe_t[i] += dout_bt[i];
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// LayerNorm (with weight and bias: the pre-LN of GPT-2's blocks, full precision)
+
+// inp, out are (N,C) with N = B*T rows; mean, rstd are (N) saved for the backward pass
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, int N, int C) {
+    const float eps = 1e-5f;
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float m = 0.0f;
+        for (int i = 0; i < C; i++) { m += x[i]; }
+        m = m / C;
+        float v = 0.0f;
+        for (int i = 0; i < C; i++) { float d = x[i] - m; v += d * d; }
+        v = v / C;
+        float s = 1.0f / sqrtf(v + eps);
+        float *o = out + (size_t)n * C;
+        for (int i = 0; i < C; i++) { o[i] = (s * (x[i] - m)) * weight[i] + bias[i]; }
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                        const float *weight, const float *mean, const float *rstd, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *dout_n = dout + (size_t)n * C;
+        const float *inp_n = inp + (size_t)n * C;
+        float *dinp_n = dinp + (size_t)n * C;
+        float m = mean[n], s = rstd[n];
+        // two reductions: mean(dnorm) and mean(dnorm * norm)
+        float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+        for (int i = 0; i < C; i++) {
+            float norm_i = (inp_n[i] - m) * s;
+            float dnorm_i = weight[i] * dout_n[i];
+            dnorm_mean += dnorm_i;
+            dnorm_norm_mean += dnorm_i * norm_i;
+        }
+        dnorm_mean /= C;
+        dnorm_norm_mean /= C;
+        for (int i = 0; i < C; i++) {
+            float norm_i = (inp_n[i] - m) * s;
+            float dnorm_i = weight[i] * dout_n[i];
+            dbias[i] += dout_n[i];
+            dweight[i] += norm_i * dout_n[i];
+            dinp_n[i] += (dnorm_i - dnorm_mean - norm_i * dnorm_norm_mean) * s;
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// matmul: the one kernel every product in the model goes through
+
+// out (M,N) = inp (M,K) @ weight (N,K)^T (+ bias (N)); both operands are
+// K-contiguous, so each output is a dot product along K. Blocking: a block of
+// weight rows that fits in L2 is reused by every 4-row tile of inp, and each
+// tile computes 4x2 outputs at once so every loaded value feeds several FMAs.
+// bias may be NULL.
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int M, int K, int N) {
+    int NB = 65536 / K; // weight rows per block: about 256 KiB of L2
+    NB = NB < 2 ? 2 : (NB & ~1);
+    int nblocks = (N + NB - 1) / NB, mtiles = (M + 3) / 4;
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int nb = 0; nb < nblocks; nb++) {
+        for (int mt = 0; mt < mtiles; mt++) {
+            int m0 = mt * 4, n = nb * NB;
+            int n_end = n + NB < N ? n + NB : N;
+            if (m0 + 4 <= M) { // a full tile of 4 rows: 4x2 outputs at a time
+                const float *x0 = inp + (size_t)m0 * K, *x1 = x0 + K, *x2 = x1 + K, *x3 = x2 + K;
+                for (; n + 2 <= n_end; n += 2) {
+                    const float *w0 = weight + (size_t)n * K, *w1 = w0 + K;
+                    float s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
+                    #pragma omp simd reduction(+ : s00, s01, s10, s11, s20, s21, s30, s31)
+                    for (int k = 0; k < K; k++) {
+                        s00 += x0[k] * w0[k]; s01 += x0[k] * w1[k];
+                        s10 += x1[k] * w0[k]; s11 += x1[k] * w1[k];
+                        s20 += x2[k] * w0[k]; s21 += x2[k] * w1[k];
+                        s30 += x3[k] * w0[k]; s31 += x3[k] * w1[k];
+                    }
+                    float b0 = bias ? bias[n] : 0.0f, b1 = bias ? bias[n + 1] : 0.0f;
+                    float *o = out + (size_t)m0 * N + n;
+                    o[0] = s00 + b0; o[1] = s01 + b1; o += N;
+                    o[0] = s10 + b0; o[1] = s11 + b1; o += N;
+                    o[0] = s20 + b0; o[1] = s21 + b1; o += N;
+                    o[0] = s30 + b0; o[1] = s31 + b1;
+                }
+            }
+            // what the tiles did not cover (an odd last column, or a last partial
+            // tile of rows): plain dot products
+            for (int m = m0; m < m0 + 4 && m < M; m++) {
+                for (int j = n; j < n_end; j++) {
+                    const float *x = inp + (size_t)m * K, *w = weight + (size_t)j * K;
+                    float s = 0.0f;
+                    #pragma omp simd reduction(+ : s)
+                    for (int k = 0; k < K; k++) { s += x[k] * w[k]; }
+                    out[(size_t)m * N + j] = s + (bias ? bias[j] : 0.0f);
+                }
+            }
+        }
+    }
+}
+
+// dst (cols, rows) = src (rows, cols)^T
+void transpose(float *dst, const float *src, int rows, int cols) {
+    #pragma omp parallel for
+    for (int c0 = 0; c0 < cols; c0 += 32) {
+        for (int r = 0; r < rows; r++) {
+            for (int c = c0; c < c0 + 32 && c < cols; c++) { dst[(size_t)c * rows + r] = src[(size_t)r * cols + c]; }
+        }
+    }
+}
+
+// Backward of out = inp @ weight^T + bias, with inp (M,K), weight (N,K), dout (M,N).
+// Both products are turned into the dot-product form of matmul_forward by
+// transposing one operand:
+//   dinp (M,K)    += dout (M,N) @ weight (N,K)         = dout @ (weight^T)^T
+//   dweight (N,K) += dout^T (N,M) @ inp (M,K)          = dout^T @ (inp^T)^T
+// scratch holds matmul_scratch_size(M, K, N) floats. dinp, dbias may be NULL.
+static size_t matmul_scratch_size(int M, int K, int N) {
+    size_t MK = (size_t)M * K, NK = (size_t)N * K, MN = (size_t)M * N;
+    return (NK + MN) + (MK + MN) + (MK > NK ? MK : NK);
+}
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int M, int K, int N, float *scratch) {
+    float *t_a = scratch;                     // a transposed operand
+    float *t_b = t_a + (size_t)N * K + (size_t)M * N;
+    float *prod = t_b + (size_t)M * K + (size_t)M * N; // a product before it is accumulated
+    if (dinp != NULL) {
+        transpose(t_a, weight, N, K);                  // (K,N)
+        matmul_forward(prod, dout, t_a, NULL, M, N, K); // (M,K)
+        size_t n = (size_t)M * K;
+        #pragma omp parallel for
+        for (size_t i = 0; i < n; i++) { dinp[i] += prod[i]; }
+    }
+    transpose(t_a, dout, M, N);                    // (N,M)
+    transpose(t_b, inp, M, K);                     // (K,M)
+    matmul_forward(prod, t_a, t_b, NULL, N, M, K); // (N,K)
+    size_t n = (size_t)N * K;
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) { dweight[i] += prod[i]; }
+    if (dbias != NULL) {
+        for (int m = 0; m < M; m++) {
+            for (int j = 0; j < N; j++) { dbias[j] += dout[(size_t)m * N + j]; }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// BitLinear (BitNet b1.58): y = Quant_int8(RMSNorm(x)) @ Ternary(W)^T + b
+
+// Rebuild the quantized form of one latent weight matrix of n values:
+// wq = W_q as floats (what the matmul uses), trits = the {-1,0,+1} codes (for
+// diagnostics and export). Returns the scale (gamma for ternary, beta for binary).
+float weights_quantize(float *wq, int8_t *trits, const float *w, size_t n, int mode) {
+    if (mode == WQ_TERNARY) {
+        // BitNet b1.58 eq. 1-3: gamma = mean|W|, W_q = clamp(round(W / gamma), -1, 1) * gamma
+        float gamma = absmean_scale(w, n);
+        for (size_t i = 0; i < n; i++) {
+            trits[i] = ternarize(w[i], gamma);
+            wq[i] = trits[i] * gamma;
+        }
+        return gamma;
+    }
+    // BitNet (b1) eq. 2-4: W_b = sign(W - mean(W)) * mean|W|
+    float alpha = mean_value(w, n), beta = absmean_scale(w, n);
+    for (size_t i = 0; i < n; i++) {
+        trits[i] = binarize(w[i], alpha);
+        wq[i] = trits[i] * beta;
+    }
+    return beta;
+}
+
+// The input side of BitLinear, row by row. inp is (N,IC); xq (N,IC) receives
+// what the matmul will see; rstd (N) keeps the inner norm's 1/rms for backward.
+//   inner norm (parameter-free RMSNorm): x_n = x / sqrt(mean(x^2) + eps)
+//   int8 (BitNet eq. 4, per token):      x_q = clamp(round(x_n * s), -128, 127) / s,  s = 127 / max|x_n|
+void bitlinear_input_forward(float *xq, float *rstd, const float *inp, int N, int IC, const QuantConfig *q) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * IC;
+        float *o = xq + (size_t)n * IC;
+        float r = 1.0f;
+        if (q->inner_norm) {
+            float ss = 0.0f;
+            for (int i = 0; i < IC; i++) { ss += x[i] * x[i]; }
+            r = 1.0f / sqrtf(ss / IC + RMSNORM_EPS);
+        }
+        rstd[n] = r;
+        for (int i = 0; i < IC; i++) { o[i] = x[i] * r; }
+        if (q->act_quant == AQ_INT8) {
+            float s = absmax_scale(o, IC);
+            for (int i = 0; i < IC; i++) { o[i] = quantize_int8(o[i], s) / s; }
+        }
+    }
+}
+
+// out (N,OC) = BitLinear(inp (N,IC)); wq is the (OC,IC) weight the forward uses:
+// the quantized copy, or the latent weights themselves in fp mode
+void bitlinear_forward(float *out, float *xq, float *rstd, const float *inp, const float *wq, const float *bias,
+                       int N, int IC, int OC, const QuantConfig *q) {
+    bitlinear_input_forward(xq, rstd, inp, N, IC, q);
+    matmul_forward(out, xq, wq, bias, N, IC, OC);
+}
+
+// Backward with the straight-through estimator (STE):
+//   dW_latent += dout^T @ x_q       (the gradient of W_q, applied to the latent W)
+//   dx_q = dout @ W_q;  dx_n = dx_q (rounding counts as the identity)
+//   inner norm: dx = r * (dx_n - x_n * mean(dx_n * x_n)), the RMSNorm derivative
+// dxn_buf holds N*IC floats; scratch as for matmul_backward.
+void bitlinear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                        const float *xq, const float *rstd, const float *wq, int N, int IC, int OC,
+                        const QuantConfig *q, float *dxn_buf, float *scratch) {
+    if (!q->inner_norm) { // x_n = x: accumulate straight into dinp
+        matmul_backward(dinp, dweight, dbias, dout, xq, wq, N, IC, OC, scratch);
+        return;
+    }
+    memset(dxn_buf, 0, (size_t)N * IC * sizeof(float));
+    matmul_backward(dxn_buf, dweight, dbias, dout, xq, wq, N, IC, OC, scratch);
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * IC, *dxn = dxn_buf + (size_t)n * IC;
+        float *dx = dinp + (size_t)n * IC;
+        float r = rstd[n];
+        float dot = 0.0f; // mean(dx_n * x_n)
+        for (int i = 0; i < IC; i++) { dot += dxn[i] * x[i] * r; }
+        dot /= IC;
+        for (int i = 0; i < IC; i++) { dx[i] += r * (dxn[i] - x[i] * r * dot); }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// causal self-attention (full precision)
+
+// inp is (B,T,3C) holding q,k,v; preatt, att are (B,NH,T,T); out is (B,T,C)
+void attention_forward(float *out, float *preatt, float *att, const float *inp, int B, int T, int C, int NH) {
+    int C3 = C * 3, hs = C / NH;
+    float scale = 1.0f / sqrtf(hs);
+    #pragma omp parallel for collapse(3)
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            for (int h = 0; h < NH; h++) {
+                const float *query_t = inp + (size_t)(b * T + t) * C3 + h * hs;
+                float *preatt_bth = preatt + ((size_t)(b * NH + h) * T + t) * T;
+                float *att_bth = att + ((size_t)(b * NH + h) * T + t) * T;
+                // scores q.k / sqrt(hs) against positions 0..t (causal)
+                float maxval = -1e30f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *key_t2 = inp + (size_t)(b * T + t2) * C3 + h * hs + C;
+                    float v = 0.0f;
+                    for (int i = 0; i < hs; i++) { v += query_t[i] * key_t2[i]; }
+                    v *= scale;
+                    maxval = v > maxval ? v : maxval;
+                    preatt_bth[t2] = v;
+                }
+                // softmax; positions after t get 0 so the backward can loop over all of them
+                float expsum = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    float e = expf(preatt_bth[t2] - maxval);
+                    expsum += e;
+                    att_bth[t2] = e;
+                }
+                float inv = expsum == 0.0f ? 0.0f : 1.0f / expsum;
+                for (int t2 = 0; t2 < T; t2++) { att_bth[t2] = t2 <= t ? att_bth[t2] * inv : 0.0f; }
+                // weighted sum of the values
+                float *out_bth = out + (size_t)(b * T + t) * C + h * hs;
+                for (int i = 0; i < hs; i++) { out_bth[i] = 0.0f; }
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *value_t2 = inp + (size_t)(b * T + t2) * C3 + h * hs + 2 * C;
+                    float a = att_bth[t2];
+                    for (int i = 0; i < hs; i++) { out_bth[i] += a * value_t2[i]; }
+                }
+            }
+        }
+    }
+}
+
+void attention_backward(float *dinp, float *dpreatt, float *datt, const float *dout, const float *inp,
+                        const float *att, int B, int T, int C, int NH) {
+    int C3 = C * 3, hs = C / NH;
+    float scale = 1.0f / sqrtf(hs);
+    // parallel over (b, h): different heads write disjoint channels of dinp
+    #pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            for (int t = 0; t < T; t++) {
+                const float *att_bth = att + ((size_t)(b * NH + h) * T + t) * T;
+                float *datt_bth = datt + ((size_t)(b * NH + h) * T + t) * T;
+                float *dpreatt_bth = dpreatt + ((size_t)(b * NH + h) * T + t) * T;
+                const float *dout_bth = dout + (size_t)(b * T + t) * C + h * hs;
+                const float *query_t = inp + (size_t)(b * T + t) * C3 + h * hs;
+                float *dquery_t = dinp + (size_t)(b * T + t) * C3 + h * hs;
+                // backward through the weighted sum of values
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *value_t2 = inp + (size_t)(b * T + t2) * C3 + h * hs + 2 * C;
+                    float *dvalue_t2 = dinp + (size_t)(b * T + t2) * C3 + h * hs + 2 * C;
+                    float d = 0.0f;
+                    for (int i = 0; i < hs; i++) {
+                        d += value_t2[i] * dout_bth[i];
+                        dvalue_t2[i] += att_bth[t2] * dout_bth[i];
+                    }
+                    datt_bth[t2] = d;
+                }
+                // softmax backward: dpre = att * (datt - sum(att * datt))
+                float dot = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) { dot += att_bth[t2] * datt_bth[t2]; }
+                for (int t2 = 0; t2 <= t; t2++) { dpreatt_bth[t2] = att_bth[t2] * (datt_bth[t2] - dot); }
+                // backward through q.k * scale
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *key_t2 = inp + (size_t)(b * T + t2) * C3 + h * hs + C;
+                    float *dkey_t2 = dinp + (size_t)(b * T + t2) * C3 + h * hs + C;
+                    float d = dpreatt_bth[t2] * scale;
+                    for (int i = 0; i < hs; i++) {
+                        dquery_t[i] += key_t2[i] * d;
+                        dkey_t2[i] += query_t[i] * d;
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// GELU (tanh approximation, as GPT-2), residual, softmax + cross-entropy
+
+#define GELU_SCALING_FACTOR 0.7978845608028654f // sqrt(2 / pi)
+void gelu_forward(float *out, const float *inp, size_t N) {
+    #pragma omp parallel for
+    for (size_t i = 0; i < N; i++) {
+        float x = inp[i];
+        float cube = 0.044715f * x * x * x;
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALING_FACTOR * (x + cube)));
+    }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
+    #pragma omp parallel for
+    for (size_t i = 0; i < N; i++) {
+        float x = inp[i];
+        float cube = 0.044715f * x * x * x;
+        float tanh_out = tanhf(GELU_SCALING_FACTOR * (x + cube));
+        float sech2 = 1.0f - tanh_out * tanh_out;
+        float local_grad = 0.5f * (1.0f + tanh_out) +
+                           x * 0.5f * sech2 * GELU_SCALING_FACTOR * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] += local_grad * dout[i];
+    }
+}
+
+void residual_forward(float *out, const float *inp1, const float *inp2, size_t N) {
+    for (size_t i = 0; i < N; i++) { out[i] = inp1[i] + inp2[i]; }
+}
+
+void residual_backward(float *dinp1, float *dinp2, const float *dout, size_t N) {
+    for (size_t i = 0; i < N; i++) {
+        dinp1[i] += dout[i];
+        dinp2[i] += dout[i];
+    }
+}
+
+// logits, probs are (N,Vp); only the first V columns are real tokens
+void softmax_forward(float *probs, const float *logits, int N, int V, int Vp) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *l = logits + (size_t)n * Vp;
+        float *p = probs + (size_t)n * Vp;
+        float maxval = -1e30f;
+        for (int i = 0; i < V; i++) { maxval = l[i] > maxval ? l[i] : maxval; }
+        float sum = 0.0f;
+        for (int i = 0; i < V; i++) { p[i] = expf(l[i] - maxval); sum += p[i]; }
+        for (int i = 0; i < V; i++) { p[i] /= sum; }
+        for (int i = V; i < Vp; i++) { p[i] = 0.0f; }
+    }
+}
+
+void crossentropy_forward(float *losses, const float *probs, const int *targets, int N, int Vp) {
+    for (int n = 0; n < N; n++) { losses[n] = -logf(probs[(size_t)n * Vp + targets[n]]); }
+}
+
+// d(mean loss)/dlogits = (probs - onehot(target)) / N
+void crossentropy_softmax_backward(float *dlogits, const float *probs, const int *targets, int N, int V, int Vp) {
+    float dloss = 1.0f / N;
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        float *dl = dlogits + (size_t)n * Vp;
+        const float *p = probs + (size_t)n * Vp;
+        for (int i = 0; i < V; i++) { dl[i] += (p[i] - (i == targets[n] ? 1.0f : 0.0f)) * dloss; }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// activations: what the forward pass keeps for the backward pass
+
+#define NUM_ACTS 31
+typedef struct {
+    float *encoded;   // (B,T,C)
+    float *ln1;       // (L,B,T,C)
+    float *ln1_mean;  // (L,B,T)
+    float *ln1_rstd;  // (L,B,T)
+    float *qkv_xq;    // (L,B,T,C)  the qkv BitLinear's input as the matmul sees it (normed, quantized)
+    float *qkv_rstd;  // (L,B,T)    its inner-norm 1/rms
+    float *qkv;       // (L,B,T,3C)
+    float *atty;      // (L,B,T,C)
+    float *preatt;    // (L,B,NH,T,T)
+    float *att;       // (L,B,NH,T,T)
+    float *attproj_xq;   // (L,B,T,C)
+    float *attproj_rstd; // (L,B,T)
+    float *attproj;   // (L,B,T,C)
+    float *residual2; // (L,B,T,C)
+    float *ln2;       // (L,B,T,C)
+    float *ln2_mean;  // (L,B,T)
+    float *ln2_rstd;  // (L,B,T)
+    float *fc_xq;     // (L,B,T,C)
+    float *fc_rstd;   // (L,B,T)
+    float *fch;       // (L,B,T,4C)
+    float *fch_gelu;  // (L,B,T,4C)
+    float *fcproj_xq;   // (L,B,T,4C)
+    float *fcproj_rstd; // (L,B,T)
+    float *fcproj;    // (L,B,T,C)
+    float *residual3; // (L,B,T,C)
+    float *lnf;       // (B,T,C)
+    float *lnf_mean;  // (B,T)
+    float *lnf_rstd;  // (B,T)
+    float *logits;    // (B,T,Vp)
+    float *probs;     // (B,T,Vp)
+    float *losses;    // (B,T)
+} ActivationTensors;
+
+static void fill_in_activation_sizes(size_t *s, const GPT2Config *cfg, int B, int T) {
+    size_t C = cfg->channels, NH = cfg->num_heads, L = cfg->num_layers, Vp = cfg->padded_vocab_size;
+    size_t BT = (size_t)B * T;
+    size_t sizes[NUM_ACTS] = {
+        BT * C,                                       // encoded
+        L * BT * C, L * BT, L * BT,                   // ln1, ln1_mean, ln1_rstd
+        L * BT * C, L * BT, L * BT * 3 * C,           // qkv_xq, qkv_rstd, qkv
+        L * BT * C, L * B * NH * T * T, L * B * NH * T * T, // atty, preatt, att
+        L * BT * C, L * BT, L * BT * C, L * BT * C,   // attproj_xq, attproj_rstd, attproj, residual2
+        L * BT * C, L * BT, L * BT,                   // ln2, ln2_mean, ln2_rstd
+        L * BT * C, L * BT, L * BT * 4 * C, L * BT * 4 * C, // fc_xq, fc_rstd, fch, fch_gelu
+        L * BT * 4 * C, L * BT, L * BT * C, L * BT * C, // fcproj_xq, fcproj_rstd, fcproj, residual3
+        BT * C, BT, BT,                               // lnf, lnf_mean, lnf_rstd
+        BT * Vp, BT * Vp, BT};                        // logits, probs, losses
+    memcpy(s, sizes, sizeof(sizes));
+}
+
+static float *point_activations(ActivationTensors *acts, const size_t *sizes, float *memory) {
+    float **ptrs[NUM_ACTS] = {
+        &acts->encoded, &acts->ln1, &acts->ln1_mean, &acts->ln1_rstd, &acts->qkv_xq, &acts->qkv_rstd,
+        &acts->qkv, &acts->atty, &acts->preatt, &acts->att, &acts->attproj_xq, &acts->attproj_rstd,
+        &acts->attproj, &acts->residual2, &acts->ln2, &acts->ln2_mean, &acts->ln2_rstd, &acts->fc_xq,
+        &acts->fc_rstd, &acts->fch, &acts->fch_gelu, &acts->fcproj_xq, &acts->fcproj_rstd,
+        &acts->fcproj, &acts->residual3, &acts->lnf, &acts->lnf_mean, &acts->lnf_rstd, &acts->logits,
+        &acts->probs, &acts->losses};
+    for (int i = 0; i < NUM_ACTS; i++) { *(ptrs[i]) = memory; memory += sizes[i]; }
+    return memory;
+}
+
+// ----------------------------------------------------------------------------
+// the model
+
+typedef struct {
+    GPT2Config config;
+    QuantConfig quant;
+    // the latent weights: one flat buffer with named views into it
+    ParameterTensors params;
+    size_t param_sizes[NUM_PARAMETER_TENSORS];
+    float *params_memory;
+    size_t num_parameters;
+    // gradients and AdamW moments share the layout
+    ParameterTensors grads;
+    float *grads_memory;
+    float *m_memory;
+    float *v_memory;
+    // the quantized BitLinear weights, rebuilt from the latent ones after each
+    // update: wq holds W_q as floats (L*4 matrices, tensor order qkv, attproj,
+    // fc, fcproj, each (L,OC,IC)), trits their codes, scales (L,4) their gammas
+    float *wq_memory;
+    int8_t *trits;
+    int8_t *trits_prev; // the trits at the last diagnostics report, for the flip rate
+    float scales[4 * 64];
+    size_t wq_offset[NUM_BITLINEAR]; // where each matrix kind starts in wq_memory / trits
+    size_t num_bitlinear_weights;
+    int wq_stale;       // 1 when the latent weights changed since the last quantization
+    int have_trits_prev;
+    // activations and their gradients, for the B,T of the first forward pass
+    ActivationTensors acts;
+    size_t act_sizes[NUM_ACTS];
+    float *acts_memory;
+    size_t num_activations;
+    ActivationTensors grads_acts;
+    float *grads_acts_memory;
+    float *scratch;     // matmul_backward's transposes and products
+    float *dxn_buf;     // bitlinear_backward's dx_n
+    int batch_size;
+    int seq_len;
+    int *inputs;
+    int *targets;
+    float mean_loss;    // -1 when the last forward pass had no targets
+} GPT2;
+
+// allocate the parameter-shaped buffers for model->config (params are left uninitialised)
+static void gpt2_allocate(GPT2 *model) {
+    GPT2Config *cfg = &model->config;
+    if (cfg->num_layers > 64) {
+        fprintf(stderr, "error: %d layers: this trainer supports at most 64\n", cfg->num_layers);
+        exit(EXIT_FAILURE);
+    }
+    fill_in_parameter_sizes(model->param_sizes, cfg);
+    model->num_parameters = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) { model->num_parameters += model->param_sizes[i]; }
+    model->params_memory = (float *)mallocCheck(model->num_parameters * sizeof(float));
+    point_parameters(&model->params, model->param_sizes, model->params_memory);
+    model->num_bitlinear_weights = 0;
+    for (int k = 0; k < NUM_BITLINEAR; k++) {
+        model->wq_offset[k] = model->num_bitlinear_weights;
+        model->num_bitlinear_weights += model->param_sizes[BITLINEAR_TENSOR[k]];
+    }
+    model->wq_memory = (float *)mallocCheck(model->num_bitlinear_weights * sizeof(float));
+    model->trits = (int8_t *)callocCheck(model->num_bitlinear_weights, 1);
+    model->trits_prev = (int8_t *)callocCheck(model->num_bitlinear_weights, 1);
+    model->wq_stale = 1;
+    model->have_trits_prev = 0;
+    model->grads_memory = NULL;
+    model->m_memory = NULL;
+    model->v_memory = NULL;
+    model->acts_memory = NULL;
+    model->grads_acts_memory = NULL;
+    model->scratch = NULL;
+    model->dxn_buf = NULL;
+    model->inputs = NULL;
+    model->targets = NULL;
+    model->batch_size = 0;
+    model->seq_len = 0;
+    model->mean_loss = -1.0f;
+}
+
+// Load a model file (ours or llm.c's). quant gives the modes for an llm.c
+// file; for a file of ours the file's modes win, and a flag that asks for
+// another mode (explicit == 1) is an error.
+void gpt2_build_from_checkpoint(GPT2 *model, const char *path, QuantConfig quant, const int explicit_flags[3]) {
+    FILE *fp = fopenCheck(path, "rb");
+    QuantConfig fq = quant;
+    int has_quant;
+    model_header_read(fp, path, &model->config, &fq, &has_quant);
+    if (has_quant) {
+        const int want[3] = {quant.weight_quant, quant.act_quant, quant.inner_norm};
+        const int have[3] = {fq.weight_quant, fq.act_quant, fq.inner_norm};
+        const char *flags[3] = {"-wq", "-aq", "-rn"};
+        for (int i = 0; i < 3; i++) {
+            if (explicit_flags != NULL && explicit_flags[i] && want[i] != have[i]) {
+                char mode[256];
+                quant_config_describe(&fq, mode, sizeof(mode));
+                fprintf(stderr, "error: %s disagrees with '%s', which was trained with %s\n"
+                        "---> HINT: drop %s to continue in the checkpoint's mode\n", flags[i], path, mode, flags[i]);
+                exit(EXIT_FAILURE);
+            }
+        }
+        quant = fq;
+    }
+    model->quant = quant;
+    gpt2_allocate(model);
+    freadCheck(model->params_memory, sizeof(float), model->num_parameters, fp, path);
+    fclose(fp);
+}
+
+// A fresh model with GPT-2's init: N(0, 0.02) matrices, residual projections
+// scaled by 1/sqrt(2L), LayerNorm weights 1, biases 0, padded vocab rows 0.
+void gpt2_build_random(GPT2 *model, const GPT2Config *config, QuantConfig quant, uint64_t seed) {
+    model->config = *config;
+    model->quant = quant;
+    gpt2_allocate(model);
+    memset(model->params_memory, 0, model->num_parameters * sizeof(float));
+    uint64_t rng = seed * 0x9E3779B97F4A7C15ULL + 1;
+    int L = config->num_layers;
+    float *p = model->params_memory;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        size_t n = model->param_sizes[i];
+        if (PARAMETER_IS_MATRIX[i]) {
+            float std = (i == 6 || i == 12) ? 0.02f / sqrtf(2.0f * L) : 0.02f; // attprojw, fcprojw
+            size_t real = i == 0 ? (size_t)config->vocab_size * config->channels : n; // wte's padded rows stay 0
+            for (size_t j = 0; j < real; j++) { p[j] = std * random_normal(&rng); }
+        } else if (i == 2 || i == 8 || i == 14) { // ln1w, ln2w, lnfw
+            for (size_t j = 0; j < n; j++) { p[j] = 1.0f; }
+        }
+        p += n;
+    }
+}
+
+// rebuild the quantized weights from the latent ones (once per update)
+void gpt2_quantize_weights(GPT2 *model) {
+    if (!model->wq_stale) { return; }
+    model->wq_stale = 0;
+    if (model->quant.weight_quant == WQ_FP) { return; } // fp mode uses the latent weights directly
+    int L = model->config.num_layers;
+    // one task per (matrix, layer): each tensor's scale is a serial sum, so the
+    // result does not depend on the number of threads
+    #pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int k = 0; k < NUM_BITLINEAR; k++) {
+        for (int l = 0; l < L; l++) {
+            int OC, IC;
+            bitlinear_shape(&model->config, k, &OC, &IC);
+            size_t n = (size_t)OC * IC;
+            const float *w = model->params_memory; // the latent tensor k of layer l
+            for (int i = 0; i < BITLINEAR_TENSOR[k]; i++) { w += model->param_sizes[i]; }
+            w += l * n;
+            size_t off = model->wq_offset[k] + l * n;
+            model->scales[l * 4 + k] = weights_quantize(model->wq_memory + off, model->trits + off, w, n,
+                                                        model->quant.weight_quant);
+        }
+    }
+}
+
+// the weight matrix BitLinear k of layer l uses in the forward pass
+static const float *gpt2_forward_weight(const GPT2 *model, int k, int l) {
+    int OC, IC;
+    bitlinear_shape(&model->config, k, &OC, &IC);
+    size_t n = (size_t)OC * IC;
+    if (model->quant.weight_quant == WQ_FP) {
+        const float *w = model->params_memory;
+        for (int i = 0; i < BITLINEAR_TENSOR[k]; i++) { w += model->param_sizes[i]; }
+        return w + l * n;
+    }
+    return model->wq_memory + model->wq_offset[k] + l * n;
+}
+
+// first use with a batch shape: allocate activations for it
+static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
+    model->batch_size = B;
+    model->seq_len = T;
+    fill_in_activation_sizes(model->act_sizes, &model->config, B, T);
+    model->num_activations = 0;
+    for (int i = 0; i < NUM_ACTS; i++) { model->num_activations += model->act_sizes[i]; }
+    model->acts_memory = (float *)mallocCheck(model->num_activations * sizeof(float));
+    point_activations(&model->acts, model->act_sizes, model->acts_memory);
+    model->inputs = (int *)mallocCheck((size_t)B * T * sizeof(int));
+    model->targets = (int *)mallocCheck((size_t)B * T * sizeof(int));
+}
+
+// Forward pass over inputs (B,T); with targets (B,T) it also computes the mean
+// loss. B*T may be smaller than at the first call (sampling uses B=1).
+void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int T) {
+    GPT2Config *cfg = &model->config;
+    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size, L = cfg->num_layers;
+    int NH = cfg->num_heads, C = cfg->channels;
+    if (T > cfg->max_seq_len) {
+        fprintf(stderr, "error: sequence length %d is above the model's maximum %d\n"
+                "---> HINT: lower -t to at most %d\n", T, cfg->max_seq_len, cfg->max_seq_len);
+        exit(EXIT_FAILURE);
+    }
+    for (int i = 0; i < B * T; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V || (targets != NULL && (targets[i] < 0 || targets[i] >= V))) {
+            fprintf(stderr, "error: token id %d at position %d is outside the vocab (V = %d)\n",
+                    targets != NULL && (targets[i] < 0 || targets[i] >= V) ? targets[i] : inputs[i], i, V);
+            exit(EXIT_FAILURE);
+        }
+    }
+    if (model->acts_memory == NULL) { gpt2_allocate_activations(model, B, T); }
+    // B and T may change from call to call, but the buffers were sized by the
+    // first call, so B*T and T must fit them
+    if (B * T > model->batch_size * model->seq_len || T > model->seq_len) {
+        fprintf(stderr, "error: batch (B=%d, T=%d) is larger than the first one (B=%d, T=%d)\n",
+                B, T, model->batch_size, model->seq_len);
+        exit(EXIT_FAILURE);
+    }
+    memcpy(model->inputs, inputs, (size_t)B * T * sizeof(int));
+    if (targets != NULL) { memcpy(model->targets, targets, (size_t)B * T * sizeof(int)); }
+    gpt2_quantize_weights(model);
+
+    ParameterTensors p = model->params;
+    ActivationTensors a = model->acts;
+    const QuantConfig *q = &model->quant;
+    int BT = B * T;
+    encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);
+    float *residual;
+    for (int l = 0; l < L; l++) {
+        residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * BT * C;
+        // the layer's views: weights
+        const float *l_ln1w = p.ln1w + l * C, *l_ln1b = p.ln1b + l * C;
+        const float *l_qkvb = p.qkvb + l * 3 * C, *l_attprojb = p.attprojb + l * C;
+        const float *l_ln2w = p.ln2w + l * C, *l_ln2b = p.ln2b + l * C;
+        const float *l_fcb = p.fcb + l * 4 * C, *l_fcprojb = p.fcprojb + l * C;
+        // and activations
+        float *l_ln1 = a.ln1 + (size_t)l * BT * C, *l_ln1_mean = a.ln1_mean + l * BT, *l_ln1_rstd = a.ln1_rstd + l * BT;
+        float *l_qkv_xq = a.qkv_xq + (size_t)l * BT * C, *l_qkv_rstd = a.qkv_rstd + l * BT;
+        float *l_qkv = a.qkv + (size_t)l * BT * 3 * C, *l_atty = a.atty + (size_t)l * BT * C;
+        float *l_preatt = a.preatt + (size_t)l * B * NH * T * T, *l_att = a.att + (size_t)l * B * NH * T * T;
+        float *l_attproj_xq = a.attproj_xq + (size_t)l * BT * C, *l_attproj_rstd = a.attproj_rstd + l * BT;
+        float *l_attproj = a.attproj + (size_t)l * BT * C, *l_residual2 = a.residual2 + (size_t)l * BT * C;
+        float *l_ln2 = a.ln2 + (size_t)l * BT * C, *l_ln2_mean = a.ln2_mean + l * BT, *l_ln2_rstd = a.ln2_rstd + l * BT;
+        float *l_fc_xq = a.fc_xq + (size_t)l * BT * C, *l_fc_rstd = a.fc_rstd + l * BT;
+        float *l_fch = a.fch + (size_t)l * BT * 4 * C, *l_fch_gelu = a.fch_gelu + (size_t)l * BT * 4 * C;
+        float *l_fcproj_xq = a.fcproj_xq + (size_t)l * BT * 4 * C, *l_fcproj_rstd = a.fcproj_rstd + l * BT;
+        float *l_fcproj = a.fcproj + (size_t)l * BT * C, *l_residual3 = a.residual3 + (size_t)l * BT * C;
+
+        // attention half: x + attproj(attention(qkv(ln1(x))))
+        layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, residual, l_ln1w, l_ln1b, BT, C);
+        bitlinear_forward(l_qkv, l_qkv_xq, l_qkv_rstd, l_ln1, gpt2_forward_weight(model, 0, l), l_qkvb,
+                          BT, C, 3 * C, q);
+        attention_forward(l_atty, l_preatt, l_att, l_qkv, B, T, C, NH);
+        bitlinear_forward(l_attproj, l_attproj_xq, l_attproj_rstd, l_atty, gpt2_forward_weight(model, 1, l),
+                          l_attprojb, BT, C, C, q);
+        residual_forward(l_residual2, residual, l_attproj, (size_t)BT * C);
+        // MLP half: x + fcproj(gelu(fc(ln2(x))))
+        layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_residual2, l_ln2w, l_ln2b, BT, C);
+        bitlinear_forward(l_fch, l_fc_xq, l_fc_rstd, l_ln2, gpt2_forward_weight(model, 2, l), l_fcb,
+                          BT, C, 4 * C, q);
+        gelu_forward(l_fch_gelu, l_fch, (size_t)BT * 4 * C);
+        bitlinear_forward(l_fcproj, l_fcproj_xq, l_fcproj_rstd, l_fch_gelu, gpt2_forward_weight(model, 3, l),
+                          l_fcprojb, BT, 4 * C, C, q);
+        residual_forward(l_residual3, l_residual2, l_fcproj, (size_t)BT * C);
+    }
+    residual = a.residual3 + (size_t)(L - 1) * BT * C;
+    layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, p.lnfw, p.lnfb, BT, C);
+    // the tied lm_head in full precision: logits = lnf @ wte^T
+    matmul_forward(a.logits, a.lnf, p.wte, NULL, BT, C, Vp);
+    softmax_forward(a.probs, a.logits, BT, V, Vp);
+    if (targets != NULL) {
+        crossentropy_forward(a.losses, a.probs, targets, BT, Vp);
+        double sum = 0.0;
+        for (int i = 0; i < BT; i++) { sum += a.losses[i]; }
+        model->mean_loss = (float)(sum / BT);
+    } else {
+        model->mean_loss = -1.0f;
+    }
+}
+
+void gpt2_zero_grad(GPT2 *model) {
+    if (model->grads_memory != NULL) { memset(model->grads_memory, 0, model->num_parameters * sizeof(float)); }
+    if (model->grads_acts_memory != NULL) {
+        memset(model->grads_acts_memory, 0, model->num_activations * sizeof(float));
+    }
+}
+
+// Backward pass of the last forward pass (which must have had targets);
+// accumulates into the gradients.
+void gpt2_backward(GPT2 *model) {
+    if (model->mean_loss == -1.0f) {
+        fprintf(stderr, "error: gpt2_backward needs a forward pass with targets first\n");
+        exit(EXIT_FAILURE);
+    }
+    GPT2Config *cfg = &model->config;
+    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size, L = cfg->num_layers;
+    int NH = cfg->num_heads, C = cfg->channels;
+    int B = model->batch_size, T = model->seq_len, BT = B * T;
+    if (model->grads_memory == NULL) { // lazily: inference never needs these
+        model->grads_memory = (float *)callocCheck(model->num_parameters, sizeof(float));
+        point_parameters(&model->grads, model->param_sizes, model->grads_memory);
+        model->grads_acts_memory = (float *)callocCheck(model->num_activations, sizeof(float));
+        point_activations(&model->grads_acts, model->act_sizes, model->grads_acts_memory);
+        // matmul_backward's scratch, for the largest of its matmuls: the lm_head
+        // (M=BT, K=C, N=Vp) or one of the four BitLinear shapes
+        size_t s = matmul_scratch_size(BT, C, Vp);
+        for (int k = 0; k < NUM_BITLINEAR; k++) {
+            int OC, IC;
+            bitlinear_shape(cfg, k, &OC, &IC);
+            size_t sk = matmul_scratch_size(BT, IC, OC);
+            s = sk > s ? sk : s;
+        }
+        model->scratch = (float *)mallocCheck(s * sizeof(float));
+        model->dxn_buf = (float *)mallocCheck((size_t)BT * 4 * C * sizeof(float));
+    }
+    ParameterTensors p = model->params, g = model->grads;
+    ActivationTensors a = model->acts, da = model->grads_acts;
+    const QuantConfig *q = &model->quant;
+
+    crossentropy_softmax_backward(da.logits, a.probs, model->targets, BT, V, Vp);
+    matmul_backward(da.lnf, g.wte, NULL, da.logits, a.lnf, p.wte, BT, C, Vp, model->scratch);
+    float *residual = a.residual3 + (size_t)(L - 1) * BT * C;
+    float *dresidual = da.residual3 + (size_t)(L - 1) * BT * C;
+    layernorm_backward(dresidual, g.lnfw, g.lnfb, da.lnf, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, BT, C);
+
+    for (int l = L - 1; l >= 0; l--) {
+        residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * BT * C;
+        dresidual = l == 0 ? da.encoded : da.residual3 + (size_t)(l - 1) * BT * C;
+        size_t oC = (size_t)l * BT * C, oC3 = oC * 3, oC4 = oC * 4, oN = (size_t)l * BT;
+        size_t oAtt = (size_t)l * B * NH * T * T;
+        const float *l_ln1w = p.ln1w + l * C, *l_ln2w = p.ln2w + l * C;
+        float *dl_ln1w = g.ln1w + l * C, *dl_ln1b = g.ln1b + l * C, *dl_ln2w = g.ln2w + l * C, *dl_ln2b = g.ln2b + l * C;
+        float *dl_qkvw = g.qkvw + (size_t)l * 3 * C * C, *dl_qkvb = g.qkvb + l * 3 * C;
+        float *dl_attprojw = g.attprojw + (size_t)l * C * C, *dl_attprojb = g.attprojb + l * C;
+        float *dl_fcw = g.fcw + (size_t)l * 4 * C * C, *dl_fcb = g.fcb + l * 4 * C;
+        float *dl_fcprojw = g.fcprojw + (size_t)l * 4 * C * C, *dl_fcprojb = g.fcprojb + l * C;
+
+        // MLP half, in reverse
+        residual_backward(da.residual2 + oC, da.fcproj + oC, da.residual3 + oC, (size_t)BT * C);
+        bitlinear_backward(da.fch_gelu + oC4, dl_fcprojw, dl_fcprojb, da.fcproj + oC, a.fch_gelu + oC4,
+                           a.fcproj_xq + oC4, a.fcproj_rstd + oN, gpt2_forward_weight(model, 3, l), BT, 4 * C, C,
+                           q, model->dxn_buf, model->scratch);
+        gelu_backward(da.fch + oC4, a.fch + oC4, da.fch_gelu + oC4, (size_t)BT * 4 * C);
+        bitlinear_backward(da.ln2 + oC, dl_fcw, dl_fcb, da.fch + oC4, a.ln2 + oC, a.fc_xq + oC, a.fc_rstd + oN,
+                           gpt2_forward_weight(model, 2, l), BT, C, 4 * C, q, model->dxn_buf, model->scratch);
+        layernorm_backward(da.residual2 + oC, dl_ln2w, dl_ln2b, da.ln2 + oC, a.residual2 + oC, l_ln2w,
+                           a.ln2_mean + oN, a.ln2_rstd + oN, BT, C);
+        // attention half, in reverse
+        residual_backward(dresidual, da.attproj + oC, da.residual2 + oC, (size_t)BT * C);
+        bitlinear_backward(da.atty + oC, dl_attprojw, dl_attprojb, da.attproj + oC, a.atty + oC,
+                           a.attproj_xq + oC, a.attproj_rstd + oN, gpt2_forward_weight(model, 1, l), BT, C, C, q,
+                           model->dxn_buf, model->scratch);
+        attention_backward(da.qkv + oC3, da.preatt + oAtt, da.att + oAtt, da.atty + oC, a.qkv + oC3, a.att + oAtt,
+                           B, T, C, NH);
+        bitlinear_backward(da.ln1 + oC, dl_qkvw, dl_qkvb, da.qkv + oC3, a.ln1 + oC, a.qkv_xq + oC,
+                           a.qkv_rstd + oN, gpt2_forward_weight(model, 0, l), BT, C, 3 * C, q, model->dxn_buf,
+                           model->scratch);
+        layernorm_backward(dresidual, dl_ln1w, dl_ln1b, da.ln1 + oC, residual, l_ln1w, a.ln1_mean + oN,
+                           a.ln1_rstd + oN, BT, C);
+    }
+    encoder_backward(g.wte, g.wpe, da.encoded, model->inputs, B, T, C);
+}
+
+// global L2 norm of the gradients, summed in double
+float gpt2_grad_norm(const GPT2 *model) {
+    double sum = 0.0;
+    #pragma omp parallel for reduction(+ : sum)
+    for (size_t i = 0; i < model->num_parameters; i++) {
+        sum += (double)model->grads_memory[i] * model->grads_memory[i];
+    }
+    return (float)sqrt(sum);
+}
+
+// AdamW (Loshchilov & Hutter), with the gradients first scaled by grad_scale
+// (global-norm clipping). Weight decay only on the matrices. t counts from 1.
+void gpt2_update(GPT2 *model, float learning_rate, float beta1, float beta2, float eps, float weight_decay,
+                 float grad_scale, int t) {
+    if (model->m_memory == NULL) {
+        model->m_memory = (float *)callocCheck(model->num_parameters, sizeof(float));
+        model->v_memory = (float *)callocCheck(model->num_parameters, sizeof(float));
+    }
+    float bc1 = 1.0f - powf(beta1, t), bc2 = 1.0f - powf(beta2, t);
+    size_t start = 0;
+    for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
+        float wd = PARAMETER_IS_MATRIX[k] ? weight_decay : 0.0f;
+        size_t end = start + model->param_sizes[k];
+        #pragma omp parallel for
+        for (size_t i = start; i < end; i++) {
+            float param = model->params_memory[i], grad = model->grads_memory[i] * grad_scale;
+            float m = beta1 * model->m_memory[i] + (1.0f - beta1) * grad;
+            float v = beta2 * model->v_memory[i] + (1.0f - beta2) * grad * grad;
+            float m_hat = m / bc1, v_hat = v / bc2;
+            model->m_memory[i] = m;
+            model->v_memory[i] = v;
+            model->params_memory[i] -= learning_rate * (m_hat / (sqrtf(v_hat) + eps) + wd * param);
+        }
+        start = end;
+    }
+    model->wq_stale = 1;
+}
+
+void gpt2_free(GPT2 *model) {
+    free(model->params_memory);
+    free(model->grads_memory);
+    free(model->m_memory);
+    free(model->v_memory);
+    free(model->wq_memory);
+    free(model->trits);
+    free(model->trits_prev);
+    free(model->acts_memory);
+    free(model->grads_acts_memory);
+    free(model->scratch);
+    free(model->dxn_buf);
+    free(model->inputs);
+    free(model->targets);
+}
+
+// ----------------------------------------------------------------------------
+// trit diagnostics: per matrix, the fraction of zero trits (near a third is
+// typical), the fraction that flipped since the last report, and the scale
+
+typedef struct {
+    float zero_frac;
+    float flip_frac; // -1 at the first report
+    float scale;
+} TritStats;
+
+// stats has L*4 entries, [l*4 + k]; returns 0 in fp mode (there are no trits)
+int gpt2_trit_stats(GPT2 *model, TritStats *stats) {
+    if (model->quant.weight_quant == WQ_FP) { return 0; }
+    gpt2_quantize_weights(model);
+    int L = model->config.num_layers;
+    for (int k = 0; k < NUM_BITLINEAR; k++) {
+        int OC, IC;
+        bitlinear_shape(&model->config, k, &OC, &IC);
+        size_t n = (size_t)OC * IC;
+        for (int l = 0; l < L; l++) {
+            const int8_t *tr = model->trits + model->wq_offset[k] + l * n;
+            const int8_t *prev = model->trits_prev + model->wq_offset[k] + l * n;
+            size_t zeros = 0, flips = 0;
+            for (size_t i = 0; i < n; i++) {
+                zeros += tr[i] == 0;
+                flips += tr[i] != prev[i];
+            }
+            TritStats *s = &stats[l * 4 + k];
+            s->zero_frac = (float)zeros / n;
+            s->flip_frac = model->have_trits_prev ? (float)flips / n : -1.0f;
+            s->scale = model->scales[l * 4 + k];
+        }
+    }
+    memcpy(model->trits_prev, model->trits, model->num_bitlinear_weights);
+    model->have_trits_prev = 1;
+    return 1;
+}
+
+void print_trit_stats(GPT2 *model, Logger *logger, int step) {
+    int L = model->config.num_layers;
+    TritStats *stats = (TritStats *)mallocCheck((size_t)L * 4 * sizeof(TritStats));
+    if (gpt2_trit_stats(model, stats)) {
+        printf("trits  layer  %-30s %-30s %-30s %-30s\n", "qkv zero/flip/scale", "attproj", "fc", "fcproj");
+        for (int l = 0; l < L; l++) {
+            printf("       %5d ", l);
+            for (int k = 0; k < NUM_BITLINEAR; k++) {
+                TritStats *s = &stats[l * 4 + k];
+                char flip[32];
+                if (s->flip_frac < 0) { snprintf(flip, sizeof(flip), "-"); }
+                else { snprintf(flip, sizeof(flip), "%.4f%%", 100.0f * s->flip_frac); }
+                char cell[64];
+                snprintf(cell, sizeof(cell), "%.3f/%s/%.2e", s->zero_frac, flip, s->scale);
+                printf(" %-30s", cell);
+                logger_log_trit(logger, step, l, BITLINEAR_NAMES[k], s->zero_frac, s->flip_frac, s->scale);
+            }
+            printf("\n");
+        }
+    }
+    free(stats);
+}
+
+// ----------------------------------------------------------------------------
+// checkpoints: model_XXXXXXXX.bin + state_XXXXXXXX.bin + DONE_XXXXXXXX
+
+void gpt2_write_model(const GPT2 *model, const char *path) {
+    int header[HEADER_INTS];
+    model_header_fill(header, &model->config, &model->quant);
+    SafeFile f;
+    safe_open(&f, path);
+    fwriteCheck(header, sizeof(int), HEADER_INTS, f.fp, f.tmp);
+    fwriteCheck(model->params_memory, sizeof(float), model->num_parameters, f.fp, f.tmp);
+    safe_close(&f);
+}
+
+void save_checkpoint(const GPT2 *model, const DataLoader *loader, uint64_t rng, int step, const char *out_dir) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/model_%08d.bin", out_dir, step);
+    gpt2_write_model(model, path);
+    int header[HEADER_INTS] = {0};
+    header[0] = STATE_MAGIC;
+    header[1] = STATE_VERSION;
+    header[2] = (int)model->num_parameters;
+    header[3] = step;
+    header[4] = model->batch_size;
+    header[5] = model->seq_len;
+    header[6] = (int)(uint32_t)(rng & 0xffffffffu);
+    header[7] = (int)(uint32_t)(rng >> 32);
+    header[8] = loader->shard_index;
+    header[9] = (int)loader->pos;
+    snprintf(path, sizeof(path), "%s/state_%08d.bin", out_dir, step);
+    SafeFile f;
+    safe_open(&f, path);
+    fwriteCheck(header, sizeof(int), HEADER_INTS, f.fp, f.tmp);
+    fwriteCheck(model->m_memory, sizeof(float), model->num_parameters, f.fp, f.tmp);
+    fwriteCheck(model->v_memory, sizeof(float), model->num_parameters, f.fp, f.tmp);
+    safe_close(&f);
+    // the marker goes last: its presence says both files above are complete
+    snprintf(path, sizeof(path), "%s/DONE_%08d", out_dir, step);
+    SafeFile done;
+    safe_open(&done, path);
+    safe_close(&done);
+    printf("wrote checkpoint %s/model_%08d.bin and state_%08d.bin\n", out_dir, step, step);
+}
+
+// the newest step with a DONE marker in out_dir, or -1
+int find_latest_checkpoint(const char *out_dir) {
+    DIR *dir = opendir(out_dir);
+    if (dir == NULL) { return -1; }
+    int best = -1;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        int step;
+        char tail;
+        if (sscanf(e->d_name, "DONE_%8d%c", &step, &tail) == 1 && strlen(e->d_name) == 13 && step > best) {
+            best = step;
+        }
+    }
+    closedir(dir);
+    return best;
+}
+
+// load the optimizer, data and RNG state of a checkpoint; returns its step
+int load_state(GPT2 *model, DataLoader *loader, uint64_t *rng, const char *path) {
+    FILE *fp = fopenCheck(path, "rb");
+    int header[HEADER_INTS];
+    long size = file_size(fp, path);
+    if (size < (long)sizeof(header)) {
+        fprintf(stderr, "error: '%s' is too short to be a state file\n", path);
+        exit(EXIT_FAILURE);
+    }
+    freadCheck(header, sizeof(int), HEADER_INTS, fp, path);
+    if (header[0] != STATE_MAGIC || header[1] != STATE_VERSION) {
+        fprintf(stderr, "error: '%s' is not a version-%d state file (magic %d, version %d)\n",
+                path, STATE_VERSION, header[0], header[1]);
+        exit(EXIT_FAILURE);
+    }
+    if ((size_t)(unsigned)header[2] != model->num_parameters ||
+        size != (long)(sizeof(header) + 2 * model->num_parameters * sizeof(float))) {
+        fprintf(stderr, "error: '%s' does not belong to its model file (%d parameters, model has %zu) "
+                "or is truncated\n", path, header[2], model->num_parameters);
+        exit(EXIT_FAILURE);
+    }
+    if (header[4] != loader->B || header[5] != loader->T) {
+        fprintf(stderr, "error: '%s' was saved with -b %d -t %d; resuming needs the same\n"
+                "---> HINT: pass -b %d -t %d\n", path, header[4], header[5], header[4], header[5]);
+        exit(EXIT_FAILURE);
+    }
+    model->m_memory = (float *)mallocCheck(model->num_parameters * sizeof(float));
+    model->v_memory = (float *)mallocCheck(model->num_parameters * sizeof(float));
+    freadCheck(model->m_memory, sizeof(float), model->num_parameters, fp, path);
+    freadCheck(model->v_memory, sizeof(float), model->num_parameters, fp, path);
+    fclose(fp);
+    *rng = (uint64_t)(uint32_t)header[6] | ((uint64_t)(uint32_t)header[7] << 32);
+    dataloader_resume(loader, header[8], (size_t)(unsigned)header[9]);
+    return header[3];
+}
+
+// ----------------------------------------------------------------------------
+// evaluation and sampling
+
+float gpt2_validate(GPT2 *model, DataLoader *val_loader, int max_batches) {
+    int n = dataloader_num_batches(val_loader);
+    n = n < max_batches ? n : max_batches;
+    dataloader_reset(val_loader);
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        dataloader_next_batch(val_loader);
+        gpt2_forward(model, val_loader->inputs, val_loader->targets, val_loader->B, val_loader->T);
+        sum += model->mean_loss;
+    }
+    return (float)(sum / n);
+}
+
+// generate n tokens after an EOT, B=1, the whole prefix recomputed each token
+void gpt2_sample(GPT2 *model, const Tokenizer *tokenizer, int n, int max_T, float temperature, int top_k,
+                 uint64_t *rng) {
+    int eot = tokenizer->init_ok ? tokenizer->eot_token : 50256;
+    if (eot >= model->config.vocab_size) { eot = 0; }
+    int *tokens = (int *)mallocCheck((size_t)(n + 1) * sizeof(int));
+    int *scratch = (int *)mallocCheck((size_t)model->config.vocab_size * sizeof(int));
+    tokens[0] = eot;
+    printf("generating:\n---\n");
+    for (int t = 1; t <= n; t++) {
+        // a window of at most max_T tokens ending at t
+        int start = t > max_T ? t - max_T : 0, len = t - start;
+        gpt2_forward(model, tokens + start, NULL, 1, len);
+        const float *logits = model->acts.logits + (size_t)(len - 1) * model->config.padded_vocab_size;
+        int next = sample_logits(logits, model->config.vocab_size, temperature, top_k, random_f32(rng), scratch);
+        tokens[t] = next;
+        tokenizer_print(tokenizer, next, stdout);
+        fflush(stdout);
+    }
+    printf("\n---\n");
+    free(tokens);
+    free(scratch);
+}
+
+// ----------------------------------------------------------------------------
+// main training loop
+#ifndef TESTING
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+    TrainArgs args;
+    train_args_defaults(&args);
+    train_args_parse(&args, argc, argv);
+    train_args_validate(&args, argv[0]);
+    const char *out_dir = args.out_dir[0] ? args.out_dir : NULL;
+    if (out_dir != NULL) { ensure_writable_dir(out_dir, "-o"); }
+
+    // the model: resumed, loaded, or fresh
+    QuantConfig quant = {parse_weight_quant(args.weight_quant), parse_act_quant(args.act_quant), args.inner_norm};
+    const int explicit_flags[3] = {args.set_weight_quant, args.set_act_quant, args.set_inner_norm};
+    GPT2 model;
+    int resume_step = -1;
+    char path[4096];
+    if (args.resume) {
+        resume_step = find_latest_checkpoint(out_dir);
+        if (resume_step < 0) {
+            fprintf(stderr, "error: -y 1 but '%s' has no complete checkpoint (DONE_* file)\n"
+                    "---> HINT: drop -y to start a new run\n", out_dir);
+            exit(EXIT_FAILURE);
+        }
+        snprintf(path, sizeof(path), "%s/model_%08d.bin", out_dir, resume_step);
+        gpt2_build_from_checkpoint(&model, path, quant, explicit_flags);
+        printf("resuming from %s\n", path);
+    } else {
+        GPT2Config cfg;
+        if (gpt2_config_from_descriptor(&cfg, args.init)) {
+            gpt2_build_random(&model, &cfg, quant, (uint64_t)args.seed);
+        } else if (access(args.init, F_OK) == 0) {
+            gpt2_build_from_checkpoint(&model, args.init, quant, explicit_flags);
+        } else {
+            fprintf(stderr, "error: -e '%s' is neither a model file nor a descriptor such as d12\n"
+                    "---> HINT: pass a model_*.bin path, or dN for a fresh model (d12 = GPT-2 124M)\n", args.init);
+            exit(EXIT_FAILURE);
+        }
+    }
+    GPT2Config *cfg = &model.config;
+    if (args.T > cfg->max_seq_len) {
+        fprintf(stderr, "error: -t %d is above the model's maximum sequence length %d\n"
+                "---> HINT: pass -t %d or less\n", args.T, cfg->max_seq_len, cfg->max_seq_len);
+        exit(EXIT_FAILURE);
+    }
+    gpt2_allocate_activations(&model, args.B, args.T); // sized for training; sampling fits in them
+    char mode[256];
+    quant_config_describe(&model.quant, mode, sizeof(mode));
+    printf("model: L=%d NH=%d C=%d maxT=%d V=%d (Vp=%d), %zu parameters (%zu in BitLinear matrices)\n",
+           cfg->num_layers, cfg->num_heads, cfg->channels, cfg->max_seq_len, cfg->vocab_size,
+           cfg->padded_vocab_size, model.num_parameters, model.num_bitlinear_weights);
+    printf("mode: %s\n", mode);
+#ifdef _OPENMP
+    printf("threads: %d (OpenMP)\n", omp_get_max_threads());
+#endif
+
+    DataLoader train_loader, val_loader;
+    dataloader_init(&train_loader, args.train_pattern, "-i", args.B, args.T, cfg->vocab_size);
+    dataloader_init(&val_loader, args.val_pattern, "-j", args.B, args.T, cfg->vocab_size);
+    printf("train: %s (%zu tokens in shard 0), val: %s (%d batches of %d x %d)\n", args.train_pattern,
+           train_loader.num_tokens, args.val_pattern, dataloader_num_batches(&val_loader), args.B, args.T);
+    Tokenizer tokenizer;
+    tokenizer_init(&tokenizer, args.tokenizer_path);
+    if (tokenizer.init_ok && (int)tokenizer.vocab_size != cfg->vocab_size) {
+        fprintf(stderr, "warning: tokenizer '%s' has %u tokens but the model has V = %d\n", args.tokenizer_path,
+                tokenizer.vocab_size, cfg->vocab_size);
+    }
+
+    uint64_t rng = (uint64_t)args.seed * 0x2545F4914F6CDD1DULL + 7;
+    int start_step = 0;
+    if (resume_step >= 0) {
+        snprintf(path, sizeof(path), "%s/state_%08d.bin", out_dir, resume_step);
+        start_step = load_state(&model, &train_loader, &rng, path);
+    }
+    Logger logger;
+    logger_init(&logger, out_dir, resume_step >= 0);
+    Schedule sched = {args.lr, args.warmup, args.max_steps, args.final_frac, args.stage2_frac, args.stage2_drop,
+                      args.wd, args.wd_stop_frac};
+    printf("schedule: lr %.2e, warmup %d, stage 2 from step %d at %.2e, final %.2e; weight decay %.2f until step %d\n",
+           args.lr, args.warmup, schedule_stage2_step(&sched), args.lr * args.stage2_drop, args.lr * args.final_frac,
+           args.wd, (int)(args.wd_stop_frac * args.max_steps));
+
+    double total_ms = 0.0;
+    int timed_steps = 0;
+    for (int step = start_step; step <= args.max_steps; step++) {
+        int last = step == args.max_steps;
+        if (args.val_every > 0 && (step % args.val_every == 0 || last)) {
+            float val_loss = gpt2_validate(&model, &val_loader, args.val_batches);
+            printf("step %5d | val loss %.4f | val perplexity %.2f\n", step, val_loss, expf(val_loss));
+            logger_log_val(&logger, step, val_loss);
+            print_trit_stats(&model, &logger, step);
+        }
+        if (args.sample_every > 0 && ((step > 0 && step % args.sample_every == 0) || last)) {
+            gpt2_sample(&model, &tokenizer, args.gen_tokens, args.T, args.temperature, args.top_k, &rng);
+        }
+        if (out_dir != NULL && step > start_step && (last || (args.ckpt_every > 0 && step % args.ckpt_every == 0))) {
+            save_checkpoint(&model, &train_loader, rng, step, out_dir);
+        }
+        if (last) { break; }
+
+        // one training step
+        double t0 = now_seconds();
+        dataloader_next_batch(&train_loader);
+        gpt2_forward(&model, train_loader.inputs, train_loader.targets, args.B, args.T);
+        gpt2_zero_grad(&model);
+        gpt2_backward(&model);
+        float norm = gpt2_grad_norm(&model);
+        float grad_scale = (args.grad_clip > 0.0f && norm > args.grad_clip) ? args.grad_clip / (norm + 1e-6f) : 1.0f;
+        float lr = schedule_lr(&sched, step), wd = schedule_wd(&sched, step);
+        gpt2_update(&model, lr, 0.9f, 0.95f, 1e-8f, wd, grad_scale, step + 1);
+        double ms = 1000.0 * (now_seconds() - t0);
+        if (step > start_step) { total_ms += ms; timed_steps++; } // the first step warms up caches
+        if (!isfinite(model.mean_loss)) {
+            fprintf(stderr, "error: the loss is %f at step %d: training diverged\n"
+                    "---> HINT: lower the learning rate (-l)\n", model.mean_loss, step);
+            exit(EXIT_FAILURE);
+        }
+        printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s\n", step + 1, args.max_steps,
+               model.mean_loss, lr, norm, ms, args.B * args.T / (ms / 1000.0));
+        logger_log_train(&logger, step + 1, model.mean_loss, lr, norm);
+    }
+    if (timed_steps > 0) {
+        printf("average step: %.1f ms, %.0f tok/s\n", total_ms / timed_steps,
+               args.B * args.T * timed_steps / (total_ms / 1000.0));
+    }
+    logger_free(&logger);
+    tokenizer_free(&tokenizer);
+    dataloader_free(&train_loader);
+    dataloader_free(&val_loader);
+    gpt2_free(&model);
+    return 0;
+}
+#endif
