@@ -132,9 +132,13 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
 // K-contiguous, so each output is a dot product along K. Blocking: a block of
 // weight rows that fits in L2 is reused by every 4-row tile of inp, and each
 // tile computes 4x2 outputs at once so every loaded value feeds several FMAs.
-// bias may be NULL.
-void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int M, int K, int N) {
-    int NB = 65536 / K; // weight rows per block: about 256 KiB of L2
+// A long K (the lm_head's backward has K = Vp) is cut into chunks that keep a
+// tile in cache; chunks after the first add to out. bias may be NULL.
+#define MATMUL_K_CHUNK 4096
+static void matmul_chunk(float *out, const float *inp, const float *weight, const float *bias,
+                         int M, int K, int N, int k0, int k1) {
+    int KC = k1 - k0, accumulate = k0 > 0;
+    int NB = 65536 / KC; // weight rows per block: about 256 KiB of L2
     NB = NB < 2 ? 2 : (NB & ~1);
     int nblocks = (N + NB - 1) / NB, mtiles = (M + 3) / 4;
     #pragma omp parallel for collapse(2) schedule(static)
@@ -143,46 +147,64 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
             int m0 = mt * 4, n = nb * NB;
             int n_end = n + NB < N ? n + NB : N;
             if (m0 + 4 <= M) { // a full tile of 4 rows: 4x2 outputs at a time
-                const float *x0 = inp + (size_t)m0 * K, *x1 = x0 + K, *x2 = x1 + K, *x3 = x2 + K;
+                const float *x0 = inp + (size_t)m0 * K + k0, *x1 = x0 + K, *x2 = x1 + K, *x3 = x2 + K;
                 for (; n + 2 <= n_end; n += 2) {
-                    const float *w0 = weight + (size_t)n * K, *w1 = w0 + K;
+                    const float *w0 = weight + (size_t)n * K + k0, *w1 = w0 + K;
                     float s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
                     #pragma omp simd reduction(+ : s00, s01, s10, s11, s20, s21, s30, s31)
-                    for (int k = 0; k < K; k++) {
+                    for (int k = 0; k < KC; k++) {
                         s00 += x0[k] * w0[k]; s01 += x0[k] * w1[k];
                         s10 += x1[k] * w0[k]; s11 += x1[k] * w1[k];
                         s20 += x2[k] * w0[k]; s21 += x2[k] * w1[k];
                         s30 += x3[k] * w0[k]; s31 += x3[k] * w1[k];
                     }
-                    float b0 = bias ? bias[n] : 0.0f, b1 = bias ? bias[n + 1] : 0.0f;
                     float *o = out + (size_t)m0 * N + n;
-                    o[0] = s00 + b0; o[1] = s01 + b1; o += N;
-                    o[0] = s10 + b0; o[1] = s11 + b1; o += N;
-                    o[0] = s20 + b0; o[1] = s21 + b1; o += N;
-                    o[0] = s30 + b0; o[1] = s31 + b1;
+                    if (accumulate) {
+                        o[0] += s00; o[1] += s01; o += N;
+                        o[0] += s10; o[1] += s11; o += N;
+                        o[0] += s20; o[1] += s21; o += N;
+                        o[0] += s30; o[1] += s31;
+                    } else {
+                        float b0 = bias ? bias[n] : 0.0f, b1 = bias ? bias[n + 1] : 0.0f;
+                        o[0] = s00 + b0; o[1] = s01 + b1; o += N;
+                        o[0] = s10 + b0; o[1] = s11 + b1; o += N;
+                        o[0] = s20 + b0; o[1] = s21 + b1; o += N;
+                        o[0] = s30 + b0; o[1] = s31 + b1;
+                    }
                 }
             }
             // what the tiles did not cover (an odd last column, or a last partial
             // tile of rows): plain dot products
             for (int m = m0; m < m0 + 4 && m < M; m++) {
                 for (int j = n; j < n_end; j++) {
-                    const float *x = inp + (size_t)m * K, *w = weight + (size_t)j * K;
+                    const float *x = inp + (size_t)m * K + k0, *w = weight + (size_t)j * K + k0;
                     float s = 0.0f;
                     #pragma omp simd reduction(+ : s)
-                    for (int k = 0; k < K; k++) { s += x[k] * w[k]; }
-                    out[(size_t)m * N + j] = s + (bias ? bias[j] : 0.0f);
+                    for (int k = 0; k < KC; k++) { s += x[k] * w[k]; }
+                    float *o = out + (size_t)m * N + j;
+                    *o = accumulate ? *o + s : s + (bias ? bias[j] : 0.0f);
                 }
             }
         }
     }
 }
 
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int M, int K, int N) {
+    for (int k0 = 0; k0 < K; k0 += MATMUL_K_CHUNK) {
+        int k1 = k0 + MATMUL_K_CHUNK < K ? k0 + MATMUL_K_CHUNK : K;
+        matmul_chunk(out, inp, weight, bias, M, K, N, k0, k1);
+    }
+}
+
 // dst (cols, rows) = src (rows, cols)^T
+// in 32x32 tiles, so both the reads and the writes stay within a few cache lines
 void transpose(float *dst, const float *src, int rows, int cols) {
-    #pragma omp parallel for
-    for (int c0 = 0; c0 < cols; c0 += 32) {
-        for (int r = 0; r < rows; r++) {
-            for (int c = c0; c < c0 + 32 && c < cols; c++) { dst[(size_t)c * rows + r] = src[(size_t)r * cols + c]; }
+    #pragma omp parallel for collapse(2)
+    for (int r0 = 0; r0 < rows; r0 += 32) {
+        for (int c0 = 0; c0 < cols; c0 += 32) {
+            for (int r = r0; r < r0 + 32 && r < rows; r++) {
+                for (int c = c0; c < c0 + 32 && c < cols; c++) { dst[(size_t)c * rows + r] = src[(size_t)r * cols + c]; }
+            }
         }
     }
 }

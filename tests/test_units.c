@@ -313,9 +313,10 @@ static void test_finite_differences(void) {
 // matmul at shapes that are not multiples of its tiles
 
 static void test_matmul_shapes(void) {
-    int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {4, 16, 2}, {7, 13, 5}, {9, 64, 3}, {33, 70, 129}, {64, 3072, 8}};
+    int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {4, 16, 2}, {7, 13, 5}, {9, 64, 3}, {33, 70, 129}, {64, 3072, 8},
+                      {6, 9000, 5}}; // K > MATMUL_K_CHUNK: accumulated chunks
     int ok = 1;
-    for (int s = 0; s < 7; s++) {
+    for (int s = 0; s < 8; s++) {
         int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
         float *a = (float *)mallocCheck((size_t)M * K * 4), *w = (float *)mallocCheck((size_t)N * K * 4);
         float *b = (float *)mallocCheck((size_t)N * 4), *out = (float *)mallocCheck((size_t)M * N * 4);
@@ -330,7 +331,7 @@ static void test_matmul_shapes(void) {
         }
         free(a); free(w); free(b); free(out);
     }
-    check(ok, "matmul_forward equals a naive double loop at 7 odd shapes");
+    check(ok, "matmul_forward equals a naive double loop at 8 odd shapes (one with K over a chunk)");
 }
 
 // ----------------------------------------------------------------------------
