@@ -10,8 +10,11 @@ CC ?= gcc
 # -fopenmp: the loops marked `#pragma omp` run on every core (and `omp simd`
 # lets the dot products vectorize without -ffast-math, which would change the
 # rounding the quantizers rely on).
+# -fno-trapping-math -fno-math-errno: promise that nothing reads the FP exception
+# flags or errno, which lets the quantizers' rint/clamp loops vectorize (5x
+# faster); rounding itself is unchanged (round to nearest, ties to even).
 CFLAGS ?= -O3 -march=native
-CFLAGS += -Wall -Wextra -std=gnu11
+CFLAGS += -fno-trapping-math -fno-math-errno -Wall -Wextra -std=gnu11
 LDLIBS = -lm
 PYTHON ?= python3
 NVCC ?= nvcc

@@ -254,17 +254,21 @@ float weights_quantize(float *wq, int8_t *trits, const float *w, size_t n, int m
     if (mode == WQ_TERNARY) {
         // BitNet b1.58 eq. 1-3: gamma = mean|W|, W_q = clamp(round(W / gamma), -1, 1) * gamma
         float gamma = absmean_scale(w, n);
+        #pragma omp simd
         for (size_t i = 0; i < n; i++) {
-            trits[i] = ternarize(w[i], gamma);
-            wq[i] = trits[i] * gamma;
+            int8_t t = ternarize(w[i], gamma);
+            trits[i] = t;
+            wq[i] = t * gamma;
         }
         return gamma;
     }
     // BitNet (b1) eq. 2-4: W_b = sign(W - mean(W)) * mean|W|
     float alpha = mean_value(w, n), beta = absmean_scale(w, n);
+    #pragma omp simd
     for (size_t i = 0; i < n; i++) {
-        trits[i] = binarize(w[i], alpha);
-        wq[i] = trits[i] * beta;
+        int8_t t = binarize(w[i], alpha);
+        trits[i] = t;
+        wq[i] = t * beta;
     }
     return beta;
 }

@@ -12,7 +12,7 @@
      s_x = 127 / max(max|x|, 1e-5)
      x_q = clamp(round(x * s_x), -128, 127) / s_x
 
- round() is round-half-to-even (nearbyintf in the default rounding mode), the
+ round() is round-half-to-even (rintf in the default rounding mode), the
  rounding of torch.round and of CUDA's __float2int_rn, so the C trainer, the
  CUDA trainer and the PyTorch reference land on the same side of every tie.
 
@@ -34,8 +34,11 @@
 
 // gamma = max(mean|W|, eps) over n values; summed in double so the scale does
 // not depend on the order of a parallel reduction
+// (omp simd lets the compiler keep several partial sums in vector lanes: a fixed
+// order for a given build, whatever the number of threads)
 static inline float absmean_scale(const float *w, size_t n) {
     double sum = 0.0;
+    #pragma omp simd reduction(+ : sum)
     for (size_t i = 0; i < n; i++) { sum += fabsf(w[i]); }
     float gamma = (float)(sum / (double)n);
     return gamma > TERNARY_EPS ? gamma : TERNARY_EPS;
@@ -43,13 +46,16 @@ static inline float absmean_scale(const float *w, size_t n) {
 
 // one weight to its trit: clamp(round(w / gamma), -1, 1)
 static inline int8_t ternarize(float w, float gamma) {
-    float r = nearbyintf(w / gamma);
-    return (int8_t)(r > 1.0f ? 1 : (r < -1.0f ? -1 : (int)r));
+    float r = rintf(w / gamma);
+    r = r > 1.0f ? 1.0f : r; // plain compares, not fminf/fmaxf: they vectorize
+    r = r < -1.0f ? -1.0f : r;
+    return (int8_t)r;
 }
 
 // mean(W), the centre that binarization subtracts, summed in double as above
 static inline float mean_value(const float *w, size_t n) {
     double sum = 0.0;
+    #pragma omp simd reduction(+ : sum)
     for (size_t i = 0; i < n; i++) { sum += w[i]; }
     return (float)(sum / (double)n);
 }
@@ -71,8 +77,10 @@ static inline float absmax_scale(const float *x, size_t n) {
 
 // one activation to int8: clamp(round(x * s), -128, 127)
 static inline int8_t quantize_int8(float x, float s) {
-    float r = nearbyintf(x * s);
-    return (int8_t)(r > 127.0f ? 127 : (r < -128.0f ? -128 : (int)r));
+    float r = rintf(x * s);
+    r = r > 127.0f ? 127.0f : r;
+    r = r < -128.0f ? -128.0f : r;
+    return (int8_t)r;
 }
 
 #endif // LLMC_TERNARY_H
