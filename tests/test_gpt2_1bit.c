@@ -17,21 +17,28 @@
 #define REF_VERSION 1
 
 // Tolerances. The reference runs the same float32 math with other summation
-// orders, so values differ by rounding (~1e-6 relative). With quantized
-// activations such a difference can move a value across a rounding boundary
-// of the int8 grid: that changes it by one step (1/127 of the row's max) and
-// the change propagates, so the quantized modes get looser tolerances. The
-// numbers are about 10x the largest difference seen on the committed files
-// (see the printed max diffs), so they catch real bugs (a wrong sign, a
-// missing term, a scale off by a factor: all >1e-2) while tolerating rounding.
+// orders, so values differ by rounding: ~1e-6 relative, seen in every mode for
+// the logits, the loss and the gradients. With quantized activations such a
+// difference can move a value across a rounding boundary of the int8 grid,
+// which changes it by one step (1/127 of its row's max, up to ~1e-2 relative
+// in a gradient row), so the int8 modes get looser forward/gradient bounds.
+// The optimizer steps amplify this: in the int8 modes one flip changes the
+// next update, and Adam's normalised steps let it grow. Measured on the
+// reference itself: perturbing its initial weights by 1e-7 (relative) moves
+// its loss by <= 4e-4 over steps 0-3 but by up to 1.7e-2 at step 9 (fp: 5e-7).
+// So the int8 modes compare the first 4 steps tightly and all 10 loosely.
+// Every bound is far below what a real bug does (a wrong sign, a missing
+// term, a scale off by a factor: > 1e-1).
 typedef struct {
-    float logits;   // max |logit - ref| over all B*T*V logits
-    float loss;     // |loss - ref|
-    float grad;     // max |g - ref| / max(max|ref|, 1e-3), per tensor
-    float losses;   // max |loss_k - ref_k| over the 10 optimizer steps
+    float logits;       // max |logit - ref| over all B*T*V logits
+    float loss;         // |loss - ref|
+    float grad;         // max |g - ref| / max(max|ref|, 1e-3), per tensor
+    float losses_early; // max |loss_k - ref_k| over optimizer steps 0-3
+    float losses;       // max |loss_k - ref_k| over all optimizer steps
 } Tolerance;
-static const Tolerance TOL_FLOAT_ACTS = {1e-4f, 1e-5f, 1e-3f, 1e-4f};  // fp and weights-only ternary
-static const Tolerance TOL_INT8_ACTS = {2e-3f, 2e-4f, 3e-2f, 2e-3f};   // int8 activations
+static const Tolerance TOL_FLOAT_ACTS = {1e-4f, 1e-5f, 1e-4f, 1e-4f, 1e-4f}; // fp and weights-only ternary
+static const Tolerance TOL_INT8_ACTS = {1e-3f, 1e-4f, 1e-2f, 1e-3f, 5e-2f};  // int8 activations
+#define EARLY_STEPS 4
 
 static int num_passed = 0, num_failed = 0;
 static void check(int ok, const char *name, const char *fmt, double got, double tol) {
@@ -119,7 +126,7 @@ static int test_mode(const char *mode_name) {
     }
 
     // 10 AdamW steps on the same batch, as the reference takes them
-    float maxloss = 0.0f;
+    float maxloss = 0.0f, maxearly = 0.0f;
     printf("   step   loss        ref\n");
     for (int step = 0; step < nsteps; step++) {
         if (step > 0) { gpt2_forward(&model, x, y, B, T); }
@@ -130,9 +137,12 @@ static int test_mode(const char *mode_name) {
         gpt2_update(&model, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, scale, step + 1);
         float d = fabsf(model.mean_loss - ref_losses[step]);
         maxloss = d > maxloss ? d : maxloss;
+        if (step < EARLY_STEPS) { maxearly = d > maxearly ? d : maxearly; }
         printf("   %4d   %.6f    %.6f\n", step, model.mean_loss, ref_losses[step]);
     }
-    snprintf(name, sizeof(name), "%s losses of %d AdamW steps", mode_name, nsteps);
+    snprintf(name, sizeof(name), "%s losses of the first %d AdamW steps", mode_name, EARLY_STEPS);
+    check(maxearly <= tol->losses_early, name, "max diff %.2e", maxearly, tol->losses_early);
+    snprintf(name, sizeof(name), "%s losses of %d AdamW steps, falling", mode_name, nsteps);
     check(maxloss <= tol->losses && ref_losses[nsteps - 1] < ref_losses[0], name, "max diff %.2e", maxloss,
           tol->losses);
 
