@@ -1098,10 +1098,15 @@ int load_state(GPT2 *model, DataLoader *loader, uint64_t *rng, const char *path)
                 path, STATE_VERSION, header[0], header[1]);
         exit(EXIT_FAILURE);
     }
-    if ((size_t)(unsigned)header[2] != model->num_parameters ||
-        size != (long)(sizeof(header) + 2 * model->num_parameters * sizeof(float))) {
-        fprintf(stderr, "error: '%s' does not belong to its model file (%d parameters, model has %zu) "
-                "or is truncated\n", path, header[2], model->num_parameters);
+    if ((size_t)(unsigned)header[2] != model->num_parameters) {
+        fprintf(stderr, "error: '%s' is for a model of %d parameters, but its model file has %zu\n",
+                path, header[2], model->num_parameters);
+        exit(EXIT_FAILURE);
+    }
+    if (size != (long)(sizeof(header) + 2 * model->num_parameters * sizeof(float))) {
+        fprintf(stderr, "error: '%s' is %ld bytes, not the %zu its header implies: truncated or corrupt\n"
+                "---> HINT: delete this checkpoint's DONE_%08d to resume from an earlier one\n",
+                path, size, sizeof(header) + 2 * model->num_parameters * sizeof(float), header[3]);
         exit(EXIT_FAILURE);
     }
     if (header[4] != loader->B || header[5] != loader->T) {
@@ -1200,7 +1205,7 @@ int main(int argc, char **argv) {
         } else if (access(args.init, F_OK) == 0) {
             gpt2_build_from_checkpoint(&model, args.init, quant, explicit_flags);
         } else {
-            fprintf(stderr, "error: -e '%s' is neither a model file nor a descriptor such as d12\n"
+            fprintf(stderr, "error: -e '%s': no such model file, and not a descriptor such as d12\n"
                     "---> HINT: pass a model_*.bin path, or dN for a fresh model (d12 = GPT-2 124M)\n", args.init);
             exit(EXIT_FAILURE);
         }

@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# tests/test_resume.sh: checkpoints and resuming (-n, -y) of the CPU trainer.
+#
+# For each weight mode (fp, ternary, binary): run A trains 8 steps in one go,
+# writing checkpoints at steps 4 and 8. Run B trains the same 8 steps, then
+# loses everything of step 8 (as if killed between the two checkpoints, with
+# half-written leftovers) and resumes with -y 1. The resumed run must continue
+# bit for bit: the same printed steps 5..8, the same main.log lines, and
+# model_00000008.bin and state_00000008.bin identical to A's (cmp).
+# Also checked: the checkpoint headers, that no .tmp file is left behind, that
+# samples and val loss continue identically across a resume, that a checkpoint
+# reloads with -e in its own mode, and that the loss falls on the tiny shard.
+#
+# Prints "PASS: <name>" or "FAIL: <name>: <details>" per check; exits 1 if any failed.
+# Self-contained: tiny shards from tests/make_tiny_data.py, the model
+# tests/ref/model.bin (V=250, Vp=256, maxT=32, L=2, NH=4, C=64), all in a temp dir.
+# Usage: bash tests/test_resume.sh   (from anywhere; needs ./train_gpt2_1bit built)
+set -u
+cd "$(dirname "$0")/.." || exit 1
+PYTHON=${PYTHON:-python3}
+BIN=${TRAIN_BIN:-./train_gpt2_1bit}  # TRAIN_BIN: test another build
+MODEL=tests/ref/model.bin
+
+npass=0
+nfail=0
+pass() { echo "PASS: $1"; npass=$((npass + 1)); }
+fail() { echo "FAIL: $1: $2"; nfail=$((nfail + 1)); }
+
+if [ ! -x "$BIN" ]; then fail "setup" "$BIN not found ---> HINT: build it (make train_gpt2_1bit)"; exit 1; fi
+if [ ! -f "$MODEL" ]; then fail "setup" "$MODEL not found"; exit 1; fi
+
+W=$(mktemp -d "${TMPDIR:-/tmp}/test_resume.XXXXXX") || exit 1
+trap 'rm -rf "$W"' EXIT
+"$PYTHON" tests/make_tiny_data.py "$W/data" || { fail "setup" "tests/make_tiny_data.py failed"; exit 1; }
+
+# cap each run, so a hang is a failure and not a stuck test suite
+TIMEOUT=""
+if command -v timeout >/dev/null 2>&1; then TIMEOUT="timeout 60"; fi
+
+# 8 steps, checkpoints at 4 and 8; a real learning rate so the AdamW moments
+# matter, warmup 2 so steps 5..8 sit on the decaying part of the schedule
+COMMON=(-e "$MODEL" -i "$W/data/train.bin" -j "$W/data/val.bin" -tf /nonexistent -b 4 -t 16
+        -x 8 -n 4 -v 0 -s 0 -l 1e-2 -u 2)
+
+# train NAME OUTFILE ARGS...: run the trainer, stdout to OUTFILE; fails the check NAME on a non-zero exit
+train() {
+    local name=$1 outfile=$2
+    shift 2
+    $TIMEOUT "$BIN" "$@" >"$outfile" 2>"$outfile.err"
+    local rc=$?
+    if [ "$rc" -ne 0 ]; then
+        fail "$name" "exit status $rc: $(grep -m1 '^error:' "$outfile.err")"
+        return 1
+    fi
+    return 0
+}
+
+# the per-step lines without the timing: "step N/M | loss X | lr Y | norm Z"
+step_lines() { grep -E '^step +[0-9]+/[0-9]+ \| loss' "$1" | cut -d'|' -f1-4 | sed 's/ *$//'; }
+
+# read_i32 FILE INDEX...: the int32s at those header indices, space separated
+read_i32() {
+    "$PYTHON" - "$@" <<'EOF'
+import struct, sys
+data = open(sys.argv[1], "rb").read(1024)
+h = struct.unpack("<256i", data)
+print(" ".join(str(h[int(i)]) for i in sys.argv[2:]))
+EOF
+}
+
+fsize() { wc -c <"$1" | tr -d ' '; }
+
+# leftover files of an interrupted write (and of the -o writability probe)
+leftovers() { (cd "$1" && ls -a | grep -E '\.tmp$|write_probe' | tr '\n' ' '); }
+
+NPARAMS=$(( ($(fsize "$MODEL") - 1024) / 4 ))
+
+# ----------------------------------------------------------------------------
+# exact resume, one weight mode at a time
+# resume_case MODE FLAGS QUANT_FIELDS LEFTOVER: the mode's flags, the header
+# fields [18..20] it must write, and how run B's step 8 is lost
+
+resume_case() {
+    local mode=$1 flags=$2 want_quant=$3 leftover=$4
+    local A=$W/$mode/A B=$W/$mode/B
+    mkdir -p "$W/$mode"
+    # shellcheck disable=SC2086
+    train "$mode: run A (8 steps)" "$W/$mode/a.txt" "${COMMON[@]}" $flags -o "$A" || return
+    # shellcheck disable=SC2086
+    train "$mode: run B (8 steps)" "$W/$mode/b1.txt" "${COMMON[@]}" $flags -o "$B" || return
+
+    # the files of a normal run
+    local missing=""
+    for f in DONE_00000004 DONE_00000008 model_00000004.bin model_00000008.bin state_00000004.bin \
+             state_00000008.bin main.log; do
+        [ -f "$A/$f" ] || missing="$missing $f"
+    done
+    if [ -z "$missing" ]; then pass "$mode: checkpoints at steps 4 and 8 with DONE markers"
+    else fail "$mode: checkpoints at steps 4 and 8 with DONE markers" "missing:$missing"; fi
+    local tmps
+    tmps=$(leftovers "$A")
+    if [ -z "$tmps" ]; then pass "$mode: no .tmp files left after a normal run"
+    else fail "$mode: no .tmp files left after a normal run" "left: $tmps"; fi
+
+    # model header: llm.c's fields, then ours in slots 16..20
+    local want="20240326 3 32 250 2 4 64 256 20261123 1 $want_quant"
+    local got
+    got=$(read_i32 "$A/model_00000008.bin" 0 1 2 3 4 5 6 7 16 17 18 19 20)
+    if [ "$got" = "$want" ] && [ "$(fsize "$A/model_00000008.bin")" = "$(fsize "$MODEL")" ]; then
+        pass "$mode: model file header (magic, version, config, quant fields $want_quant) and size"
+    else
+        fail "$mode: model file header (magic, version, config, quant fields $want_quant) and size" \
+            "header [0..7,16..20] = '$got', want '$want'; size $(fsize "$A/model_00000008.bin")"
+    fi
+    # state header: magic, version, num_parameters, step, B, T; then m and v
+    want="20261125 1 $NPARAMS 8 4 16"
+    got=$(read_i32 "$A/state_00000008.bin" 0 1 2 3 4 5)
+    if [ "$got" = "$want" ] && [ "$(fsize "$A/state_00000008.bin")" = "$((1024 + 8 * NPARAMS))" ]; then
+        pass "$mode: state file header (magic, version, params, step, B, T) and size"
+    else
+        fail "$mode: state file header (magic, version, params, step, B, T) and size" \
+            "header [0..5] = '$got', want '$want'; size $(fsize "$A/state_00000008.bin")"
+    fi
+
+    # run B loses step 8 the way a killed run would, then resumes
+    rm -f "$B/DONE_00000008" "$B/state_00000008.bin"
+    case $leftover in
+        clean) rm -f "$B/model_00000008.bin" ;;
+        # killed while writing the state: the model file is complete, the marker missing
+        no_done) printf 'half a state file' >"$B/state_00000008.bin.tmp" ;;
+        # killed while writing the model: a half-written .tmp
+        dangling_tmp)
+            rm -f "$B/model_00000008.bin"
+            head -c 5000 "$A/model_00000008.bin" >"$B/model_00000008.bin.tmp" ;;
+    esac
+    local log_before
+    log_before=$(wc -l <"$B/main.log")
+    # shellcheck disable=SC2086
+    train "$mode: resumed run B" "$W/$mode/b2.txt" "${COMMON[@]}" $flags -y 1 -o "$B" || return
+
+    if grep -q "resuming from $B/model_00000004.bin" "$W/$mode/b2.txt"; then
+        pass "$mode: resume picks step 4, the newest complete checkpoint ($leftover)"
+    else
+        fail "$mode: resume picks step 4, the newest complete checkpoint ($leftover)" \
+            "$(grep -m1 resuming "$W/$mode/b2.txt")"
+    fi
+    local a_steps b_steps
+    a_steps=$(step_lines "$W/$mode/a.txt" | tail -n 4)
+    b_steps=$(step_lines "$W/$mode/b2.txt")
+    if [ -n "$b_steps" ] && [ "$a_steps" = "$b_steps" ]; then
+        pass "$mode: resumed run prints steps 5..8 (loss, lr, norm) exactly as the uninterrupted run"
+    else
+        fail "$mode: resumed run prints steps 5..8 (loss, lr, norm) exactly as the uninterrupted run" \
+            "diff: $(diff <(echo "$a_steps") <(echo "$b_steps") | tr '\n' ' ')"
+    fi
+    if cmp -s "$A/model_00000008.bin" "$B/model_00000008.bin"; then
+        pass "$mode: resumed model_00000008.bin is byte-identical to the uninterrupted run's"
+    else
+        fail "$mode: resumed model_00000008.bin is byte-identical to the uninterrupted run's" \
+            "$(cmp "$A/model_00000008.bin" "$B/model_00000008.bin" 2>&1)"
+    fi
+    if cmp -s "$A/state_00000008.bin" "$B/state_00000008.bin"; then
+        pass "$mode: resumed state_00000008.bin (AdamW moments, RNG, data position) is byte-identical"
+    else
+        fail "$mode: resumed state_00000008.bin (AdamW moments, RNG, data position) is byte-identical" \
+            "$(cmp "$A/state_00000008.bin" "$B/state_00000008.bin" 2>&1)"
+    fi
+    # main.log: kept as it was, with the resumed steps 5..8 appended, equal to A's last four lines
+    local log_after tail_a tail_b
+    log_after=$(wc -l <"$B/main.log")
+    tail_a=$(tail -n 4 "$A/main.log")
+    tail_b=$(tail -n 4 "$B/main.log")
+    if [ "$log_after" -eq $((log_before + 4)) ] && [ "$tail_a" = "$tail_b" ] &&
+       [ "$(head -n "$log_before" "$B/main.log")" = "$(cat "$A/main.log")" ]; then
+        pass "$mode: resumed run appended steps 5..8 to main.log"
+    else
+        fail "$mode: resumed run appended steps 5..8 to main.log" \
+            "$log_before lines before, $log_after after; last lines: $(echo "$tail_b" | tr '\n' ' ')"
+    fi
+    tmps=$(leftovers "$B")
+    if [ -z "$tmps" ]; then pass "$mode: no .tmp files left after the resumed run"
+    else fail "$mode: no .tmp files left after the resumed run" "left: $tmps"; fi
+}
+
+resume_case fp "-wq fp -aq none -rn 0" "0 0 0" clean
+resume_case ternary "" "1 1 1" no_done
+resume_case binary "-wq binary" "2 1 1" dangling_tmp
+
+# ----------------------------------------------------------------------------
+# samples and val loss continue identically across a resume: the sampler's RNG
+# state is part of the checkpoint
+
+S=$W/sample
+mkdir -p "$S"
+SAMPLE_FLAGS=(-s 4 -g 16 -st 1 -tk 0 -v 4 -m 4)
+# the last "generating:" block of a run's output: the sample at step 8
+last_sample() {
+    awk '/^generating:/ { s = ""; on = 1; n = 0; next }
+         on && /^---$/ { if (++n == 2) on = 0; next }
+         on { s = s $0 } END { print s }' "$1"
+}
+if train "sampling: run A" "$S/a.txt" "${COMMON[@]}" "${SAMPLE_FLAGS[@]}" -o "$S/A" &&
+   train "sampling: run B" "$S/b1.txt" "${COMMON[@]}" "${SAMPLE_FLAGS[@]}" -o "$S/B"; then
+    rm -f "$S/B/DONE_00000008" "$S/B/state_00000008.bin" "$S/B/model_00000008.bin"
+    if train "sampling: resumed run B" "$S/b2.txt" "${COMMON[@]}" "${SAMPLE_FLAGS[@]}" -y 1 -o "$S/B"; then
+        sa=$(last_sample "$S/a.txt")
+        sb=$(last_sample "$S/b2.txt")
+        if [ -n "$sa" ] && [ "$sa" = "$sb" ]; then
+            pass "sampling: the step-8 sample after a resume equals the uninterrupted run's"
+        else
+            fail "sampling: the step-8 sample after a resume equals the uninterrupted run's" \
+                "uninterrupted '$sa', resumed '$sb' (does the resumed run draw the RNG again for a sample at its first step?)"
+        fi
+        va=$(grep -E '^step +8 \| val loss' "$S/a.txt")
+        vb=$(grep -E '^step +8 \| val loss' "$S/b2.txt")
+        if [ -n "$va" ] && [ "$va" = "$vb" ]; then
+            pass "sampling: the step-8 val loss after a resume equals the uninterrupted run's"
+        else
+            fail "sampling: the step-8 val loss after a resume equals the uninterrupted run's" "'$va' vs '$vb'"
+        fi
+    fi
+    # a checkpoint reloads as -e in its own mode (no mode flags) and gives the val loss it had
+    if train "a checkpoint reloads with -e" "$S/c.txt" -e "$S/A/model_00000008.bin" -i "$W/data/train.bin" \
+            -j "$W/data/val.bin" -tf /nonexistent -b 4 -t 16 -x 0 -v 1 -m 4 -s 0 -o ""; then
+        va=$(grep -E '^step +8 \| val loss' "$S/a.txt" | cut -d'|' -f2-)
+        vc=$(grep -E '^step +0 \| val loss' "$S/c.txt" | cut -d'|' -f2-)
+        if grep -q 'mode: weights ternary, activations int8, inner RMSNorm on' "$S/c.txt" &&
+           [ -n "$va" ] && [ "$va" = "$vc" ]; then
+            pass "a checkpoint reloads with -e in its own mode with the same val loss"
+        else
+            fail "a checkpoint reloads with -e in its own mode with the same val loss" \
+                "'$vc' after reloading, '$va' at save time; $(grep -m1 '^mode:' "$S/c.txt")"
+        fi
+    fi
+fi
+
+# ----------------------------------------------------------------------------
+# the loss falls: 4 steps of the default b1.58 mode overfitting the tiny shard
+
+if train "loss falls from step 1 to step 4 (default modes, -l 1e-2)" "$W/fall.txt" \
+        -e "$MODEL" -i "$W/data/train.bin" -j "$W/data/val.bin" -tf /nonexistent -b 4 -t 16 -x 4 -v 0 -s 0 \
+        -l 1e-2 -u 0 -o ""; then
+    losses=$(step_lines "$W/fall.txt" | awk -F'|' '{ gsub(/[^0-9.]/, "", $2); printf "%s ", $2 }')
+    # 0.1 nats: well above float noise, well below the ~0.6 these 4 steps gain
+    if awk -v l="$losses" 'BEGIN { n = split(l, a, " "); exit !(n == 4 && a[4] < a[1] - 0.1) }'; then
+        pass "loss falls from step 1 to step 4 (default modes, -l 1e-2): $losses"
+    else
+        fail "loss falls from step 1 to step 4 (default modes, -l 1e-2)" "losses: $losses"
+    fi
+fi
+
+echo "test_resume.sh: $npass passed, $nfail failed"
+[ "$nfail" -eq 0 ]
