@@ -1195,10 +1195,21 @@ int main(int argc, char **argv) {
                     "---> HINT: drop -y to start a new run\n", out_dir);
             exit(EXIT_FAILURE);
         }
+        if (resume_step > args.max_steps) {
+            fprintf(stderr, "error: -x %d is below step %d of the newest checkpoint in '%s'\n"
+                    "---> HINT: pass -x %d or more to continue that run\n",
+                    args.max_steps, resume_step, out_dir, resume_step);
+            exit(EXIT_FAILURE);
+        }
         snprintf(path, sizeof(path), "%s/model_%08d.bin", out_dir, resume_step);
         gpt2_build_from_checkpoint(&model, path, quant, explicit_flags);
         printf("resuming from %s\n", path);
     } else {
+        int old = out_dir != NULL ? find_latest_checkpoint(out_dir) : -1;
+        if (old >= 0) {
+            fprintf(stderr, "warning: -o '%s' already holds a run's checkpoints (newest: step %d); this new run "
+                    "overwrites them\n---> HINT: pass -y 1 to resume that run instead, or another -o\n", out_dir, old);
+        }
         GPT2Config cfg;
         if (gpt2_config_from_descriptor(&cfg, args.init)) {
             gpt2_build_random(&model, &cfg, quant, (uint64_t)args.seed);
@@ -1263,7 +1274,10 @@ int main(int argc, char **argv) {
             logger_log_val(&logger, step, val_loss);
             print_trit_stats(&model, &logger, step);
         }
-        if (args.sample_every > 0 && ((step > 0 && step % args.sample_every == 0) || last)) {
+        // a resumed run's first step was sampled before its checkpoint was written: drawing
+        // that sample again would move the RNG away from the uninterrupted run's
+        int resumed_here = resume_step >= 0 && step == start_step;
+        if (args.sample_every > 0 && !resumed_here && ((step > 0 && step % args.sample_every == 0) || last)) {
             gpt2_sample(&model, &tokenizer, args.gen_tokens, args.T, args.temperature, args.top_k, &rng);
         }
         if (out_dir != NULL && step > start_step && (last || (args.ckpt_every > 0 && step % args.ckpt_every == 0))) {

@@ -1,132 +1,373 @@
 #!/usr/bin/env bash
-# tests/test_bad_input.sh: every bad file and flag gets a one-line "error:"
-# naming the file or flag, and a non-zero exit: never a crash (a signal), never
-# training on garbage. Uses tests/ref/model.bin (V=250) and tiny shards.
-# Run: bash tests/test_bad_input.sh   (after make train_gpt2_1bit)
+# tests/test_bad_input.sh: every kind of bad input a user can give the CPU
+# trainer must end in a one-line "error: ..." that names the offending file or
+# flag, a non-zero exit status, and no crash (no signal, no segfault).
+#
+# Each case runs ./train_gpt2_1bit once with a single thing wrong and prints
+# "PASS: <name> -> <the error line>" or "FAIL: <name>: <details>"; the script
+# exits 1 if any failed. A control run with nothing wrong goes first, so a
+# failure is the bad input's. Self-contained: tiny shards from
+# tests/make_tiny_data.py, the model tests/ref/model.bin (V=250, Vp=256,
+# maxT=32, L=2, NH=4, C=64), everything written in a temp dir.
+# Usage: bash tests/test_bad_input.sh   (from anywhere; needs ./train_gpt2_1bit built)
 set -u
 cd "$(dirname "$0")/.." || exit 1
-tmp=$(mktemp -d)
-trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
-python3 tests/make_tiny_shards.py "$tmp"
-failed=0
-M=tests/ref/model.bin
-BASE=(-i "$tmp/train.bin" -j "$tmp/val.bin" -tf /nonexistent -b 4 -t 16 -x 2 -v 0 -s 0 -o "")
+PYTHON=${PYTHON:-python3}
+BIN=${TRAIN_BIN:-./train_gpt2_1bit}  # TRAIN_BIN: test another build
+MODEL=tests/ref/model.bin
 
-# expect_error NAME NEEDLE [args...]: the trainer must exit non-zero (not by a
-# signal) with an "error:" line on stderr that contains NEEDLE
+npass=0
+nfail=0
+pass() { echo "PASS: $1"; npass=$((npass + 1)); }
+fail() { echo "FAIL: $1: $2"; nfail=$((nfail + 1)); }
+
+if [ ! -x "$BIN" ]; then fail "setup" "$BIN not found ---> HINT: build it (make train_gpt2_1bit)"; exit 1; fi
+if [ ! -f "$MODEL" ]; then fail "setup" "$MODEL not found"; exit 1; fi
+
+W=$(mktemp -d "${TMPDIR:-/tmp}/test_bad_input.XXXXXX") || exit 1
+trap 'chmod -R u+w "$W" 2>/dev/null; rm -rf "$W"' EXIT
+"$PYTHON" tests/make_tiny_data.py "$W/data" || { fail "setup" "tests/make_tiny_data.py failed"; exit 1; }
+TRAIN=$W/data/train.bin
+VAL=$W/data/val.bin
+
+# cap each run, so a hang is a failure and not a stuck test suite
+# OpenMP threads that spin-wait at barriers crawl when another job holds a core
+# (0.07 s -> 0.5 s .. 10 s per tiny run); sleeping waits change no result
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+TIMEOUT=""
+if command -v timeout >/dev/null 2>&1; then TIMEOUT="timeout 60"; fi
+
+# the small, fast configuration every case starts from; later flags override earlier ones
+BASE=(-e "$MODEL" -i "$TRAIN" -j "$VAL" -tf /nonexistent -s 0 -b 4 -t 16 -x 2 -v 0)
+
+# run the trainer; sets RC, OUT (stdout) and ERR (stderr)
+run_trainer() {
+    $TIMEOUT "$BIN" "$@" >"$W/stdout" 2>"$W/stderr"
+    RC=$?
+    OUT=$(cat "$W/stdout")
+    ERR=$(cat "$W/stderr")
+}
+
+# signs of a crash rather than a clean exit, in either stream
+CRASH_RE='Segmentation fault|core dumped|Aborted|stack smashing|double free|free\(\)|AddressSanitizer|Floating point exception|Bus error'
+
+# expect_error NAME NEEDLE ARGS...: the run must fail cleanly with an "error:"
+# line on stderr that contains NEEDLE (the file's path or the flag)
 expect_error() {
-    local name=$1 needle=$2; shift 2
-    local err rc
-    err=$(./train_gpt2_1bit "$@" 2>&1 >/dev/null)
-    rc=$?
-    local line
-    line=$(grep -m1 '^error:' <<<"$err")
-    if [ "$rc" -eq 0 ]; then
-        echo "FAIL: $name: exited 0"; failed=1
-    elif [ "$rc" -ge 128 ]; then
-        echo "FAIL: $name: killed by a signal (status $rc): $err"; failed=1
-    elif [ -z "$line" ] || ! grep -qF -- "$needle" <<<"$line"; then
-        echo "FAIL: $name: no 'error:' line naming '$needle': $err"; failed=1
+    local name=$1 needle=$2
+    shift 2
+    run_trainer "$@"
+    local first
+    first=$(grep -m1 '^error:' <<<"$ERR")
+    if [ "$RC" -eq 124 ] && [ -n "$TIMEOUT" ]; then
+        fail "$name" "timed out after 60 s"
+    elif [ "$RC" -ge 128 ]; then
+        fail "$name" "killed by signal $((RC - 128)): $(tail -n 2 <<<"$ERR" | tr '\n' ' ')"
+    elif [ "$RC" -eq 0 ]; then
+        fail "$name" "exit status 0, expected an error; stderr: $(head -c 300 <<<"$ERR" | tr '\n' ' ')"
+    elif grep -Eq "$CRASH_RE" <<<"$OUT$ERR"; then
+        fail "$name" "crash message in the output: $(grep -Em1 "$CRASH_RE" <<<"$OUT$ERR")"
+    elif [ -z "$first" ]; then
+        fail "$name" "exit status $RC but no line starting with 'error:' on stderr: $(head -c 300 <<<"$ERR" | tr '\n' ' ')"
+    elif ! awk -v s="$needle" 'index($0, "error:") == 1 && index($0, s) > 0 { f = 1 } END { exit !f }' <<<"$ERR"; then
+        fail "$name" "the error does not name '$needle': $first"
     else
-        echo "PASS: $name -> $line"
+        pass "$name -> $first"
     fi
 }
 
-# a model file = llm.c header + params; make broken copies of the reference model
-python3 - "$M" "$tmp" <<'PY'
+# expect_ok NAME ARGS...: the run must succeed (exit 0, no crash)
+expect_ok() {
+    local name=$1
+    shift
+    run_trainer "$@"
+    if [ "$RC" -ne 0 ]; then
+        fail "$name" "exit status $RC: $(grep -m1 '^error:' <<<"$ERR")"
+    elif grep -Eq "$CRASH_RE" <<<"$OUT$ERR"; then
+        fail "$name" "crash message in the output: $(grep -Em1 "$CRASH_RE" <<<"$OUT$ERR")"
+    else
+        pass "$name"
+    fi
+}
+
+# put_i32 FILE INDEX VALUE: overwrite int32 number INDEX of FILE (little endian) in place
+put_i32() {
+    "$PYTHON" - "$1" "$2" "$3" <<'EOF'
 import struct, sys
-src, out = sys.argv[1], sys.argv[2]
-data = open(src, "rb").read()
-def put(name, b): open(f"{out}/{name}", "wb").write(b)
-h = list(struct.unpack("<256i", data[:1024]))
-def with_header(**kv):
-    hh = list(h)
-    for k, v in kv.items(): hh[int(k[1:])] = v
-    return struct.pack("<256i", *hh) + data[1024:]
-put("badmagic.bin", with_header(s0=12345))
-put("v5.bin", with_header(s1=5))
-put("truncated.bin", data[:len(data) // 2])
-put("trailing.bin", data + b"garbage")
-put("tiny.bin", data[:100])
-put("badquant.bin", with_header(s16=20261123, s17=1, s18=7))
-put("badconfig.bin", with_header(s5=3))  # C=64 not divisible by 3 heads
-def shard(name, toks, magic=20240520, version=1, n=None):
-    hdr = [magic, version, len(toks) if n is None else n] + [0] * 253
-    put(name, struct.pack("<256i", *hdr) + struct.pack(f"<{len(toks)}H", *toks))
-shard("shard_badmagic.bin", [1] * 1000, magic=1)
-shard("shard_v2.bin", [1] * 1000, version=2)
-shard("shard_trunc.bin", [1] * 1000, n=5000)
-shard("shard_oov.bin", [1] * 500 + [300] + [1] * 500)
-shard("shard_short.bin", [1] * 20)
-put("tok_bad.bin", struct.pack("<256I", *([1, 2, 3, 4] + [0] * 252)))
-PY
-: > "$tmp/empty.bin"
+path, index, value = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(path, "r+b") as f:
+    f.seek(4 * index)
+    f.write(struct.pack("<i", value))
+EOF
+}
 
-expect_error "missing checkpoint" "$tmp/nope.bin" -e "$tmp/nope.bin" "${BASE[@]}"
-expect_error "checkpoint with wrong magic" "badmagic.bin" -e "$tmp/badmagic.bin" "${BASE[@]}"
-expect_error "checkpoint version 5 (bf16)" "v5.bin" -e "$tmp/v5.bin" "${BASE[@]}"
-expect_error "truncated checkpoint" "truncated.bin" -e "$tmp/truncated.bin" "${BASE[@]}"
-expect_error "checkpoint with trailing garbage" "trailing.bin" -e "$tmp/trailing.bin" "${BASE[@]}"
-expect_error "checkpoint shorter than a header" "tiny.bin" -e "$tmp/tiny.bin" "${BASE[@]}"
-expect_error "empty checkpoint" "empty.bin" -e "$tmp/empty.bin" "${BASE[@]}"
-expect_error "checkpoint with unknown quantization mode" "badquant.bin" -e "$tmp/badquant.bin" "${BASE[@]}"
-expect_error "checkpoint with an impossible config" "badconfig.bin" -e "$tmp/badconfig.bin" "${BASE[@]}"
-expect_error "-e neither file nor descriptor" "-e" -e dx12 "${BASE[@]}"
-expect_error "missing train shards" "-i" -e $M "${BASE[@]}" -i "$tmp/none_*.bin"
-expect_error "missing val shards" "-j" -e $M "${BASE[@]}" -j "$tmp/none.bin"
-expect_error "shard with wrong magic" "shard_badmagic.bin" -e $M "${BASE[@]}" -i "$tmp/shard_badmagic.bin"
-expect_error "shard version 2" "shard_v2.bin" -e $M "${BASE[@]}" -i "$tmp/shard_v2.bin"
-expect_error "truncated shard" "shard_trunc.bin" -e $M "${BASE[@]}" -i "$tmp/shard_trunc.bin"
-expect_error "shard with token id >= V" "shard_oov.bin" -e $M "${BASE[@]}" -j "$tmp/shard_oov.bin"
-expect_error "shard shorter than one batch" "shard_short.bin" -e $M "${BASE[@]}" -i "$tmp/shard_short.bin"
-expect_error "a file that is not a shard" "empty.bin" -e $M "${BASE[@]}" -i "$tmp/empty.bin"
-expect_error "-t above the model's maxT" "-t 64" -e $M "${BASE[@]}" -t 64
-expect_error "corrupt tokenizer file" "tok_bad.bin" -e $M "${BASE[@]}" -tf "$tmp/tok_bad.bin"
-expect_error "unknown flag" "-zz" -e $M "${BASE[@]}" -zz 1
-expect_error "flag without a value" "-b" -e $M "${BASE[@]}" -b
-expect_error "malformed integer" "-b" -e $M "${BASE[@]}" -b abc
-expect_error "integer with trailing junk" "-b" -e $M "${BASE[@]}" -b 3x
-expect_error "malformed float" "-l" -e $M "${BASE[@]}" -l 1e-3x
-expect_error "batch size 0" "-b" -e $M "${BASE[@]}" -b 0
-expect_error "negative steps" "-x" -e $M "${BASE[@]}" -x -5
-expect_error "unknown weight mode" "-wq" -e $M "${BASE[@]}" -wq quaternary
-expect_error "unknown activation mode" "-aq" -e $M "${BASE[@]}" -aq int4
-expect_error "inner norm 2" "-rn" -e $M "${BASE[@]}" -rn 2
-expect_error "resume flag 2" "-y" -e $M "${BASE[@]}" -y 2
-expect_error "final lr fraction 1.5" "-q" -e $M "${BASE[@]}" -q 1.5
-expect_error "output dir under a file" "-o" -e $M "${BASE[@]}" -o "$M/sub"
-mkdir "$tmp/ro" && chmod 555 "$tmp/ro"
+# put_u16 FILE BYTE_OFFSET VALUE: overwrite one uint16 (a shard's token) in place
+put_u16() {
+    "$PYTHON" - "$1" "$2" "$3" <<'EOF'
+import struct, sys
+path, offset, value = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(path, "r+b") as f:
+    f.seek(offset)
+    f.write(struct.pack("<H", value))
+EOF
+}
+
+# truncate_to FILE NBYTES
+truncate_to() { "$PYTHON" -c 'import os, sys; os.truncate(sys.argv[1], int(sys.argv[2]))' "$1" "$2"; }
+
+fsize() { wc -c <"$1" | tr -d ' '; }
+
+# ----------------------------------------------------------------------------
+# control: nothing wrong
+
+expect_ok "control: a good run exits 0" "${BASE[@]}" -o "$W/out_ok"
+
+# ----------------------------------------------------------------------------
+# model file (-e)
+
+expect_error "missing checkpoint file" "$W/no_such_model.bin" "${BASE[@]}" -e "$W/no_such_model.bin" -o ""
+
+cp "$MODEL" "$W/bad_magic.bin" && put_i32 "$W/bad_magic.bin" 0 12345
+expect_error "checkpoint with wrong magic" "$W/bad_magic.bin" "${BASE[@]}" -e "$W/bad_magic.bin" -o ""
+
+cp "$MODEL" "$W/version5.bin" && put_i32 "$W/version5.bin" 1 5
+expect_error "checkpoint with version 5 (bf16)" "$W/version5.bin" "${BASE[@]}" -e "$W/version5.bin" -o ""
+
+cp "$MODEL" "$W/truncated.bin" && truncate_to "$W/truncated.bin" $(($(fsize "$MODEL") - 100))
+expect_error "truncated checkpoint" "$W/truncated.bin" "${BASE[@]}" -e "$W/truncated.bin" -o ""
+
+head -c 600 "$MODEL" >"$W/header_only.bin"
+expect_error "checkpoint shorter than its header" "$W/header_only.bin" "${BASE[@]}" -e "$W/header_only.bin" -o ""
+
+: >"$W/empty.bin"
+expect_error "empty checkpoint file" "$W/empty.bin" "${BASE[@]}" -e "$W/empty.bin" -o ""
+
+cp "$MODEL" "$W/trailing.bin" && printf 'garbage!' >>"$W/trailing.bin"
+expect_error "checkpoint with trailing garbage" "$W/trailing.bin" "${BASE[@]}" -e "$W/trailing.bin" -o ""
+
+cp "$MODEL" "$W/bad_heads.bin" && put_i32 "$W/bad_heads.bin" 5 3
+expect_error "checkpoint with C not divisible by NH" "$W/bad_heads.bin" "${BASE[@]}" -e "$W/bad_heads.bin" -o ""
+
+cp "$MODEL" "$W/slot16.bin" && put_i32 "$W/slot16.bin" 16 7
+expect_error "checkpoint with an unknown value in header slot 16" "$W/slot16.bin" \
+    "${BASE[@]}" -e "$W/slot16.bin" -o ""
+
+cp "$MODEL" "$W/quantmode.bin" && put_i32 "$W/quantmode.bin" 16 20261123 && put_i32 "$W/quantmode.bin" 17 1 &&
+    put_i32 "$W/quantmode.bin" 18 3
+expect_error "checkpoint with an unknown weight quant mode" "$W/quantmode.bin" \
+    "${BASE[@]}" -e "$W/quantmode.bin" -o ""
+
+expect_error "checkpoint path is a directory" "$W" "${BASE[@]}" -e "$W" -o ""
+
+expect_error "-e neither a file nor a descriptor" "d0" "${BASE[@]}" -e d0 -o ""
+
+# ----------------------------------------------------------------------------
+# token shards (-i, -j)
+
+expect_error "missing train shard pattern" "$W/nomatch_*.bin" "${BASE[@]}" -i "$W/nomatch_*.bin" -o ""
+expect_error "missing val shard pattern" "-j" "${BASE[@]}" -j "$W/nomatch_val_*.bin" -o ""
+
+cp "$TRAIN" "$W/shard_magic.bin" && put_i32 "$W/shard_magic.bin" 0 20240326
+expect_error "shard with wrong magic" "$W/shard_magic.bin" "${BASE[@]}" -i "$W/shard_magic.bin" -o ""
+
+cp "$TRAIN" "$W/shard_version.bin" && put_i32 "$W/shard_version.bin" 1 2
+expect_error "shard with version 2" "$W/shard_version.bin" "${BASE[@]}" -i "$W/shard_version.bin" -o ""
+
+cp "$TRAIN" "$W/shard_trunc.bin" && truncate_to "$W/shard_trunc.bin" $(($(fsize "$TRAIN") - 1000))
+expect_error "truncated shard" "$W/shard_trunc.bin" "${BASE[@]}" -i "$W/shard_trunc.bin" -o ""
+
+head -c 100 "$TRAIN" >"$W/shard_tiny.bin"
+expect_error "shard shorter than its header" "$W/shard_tiny.bin" "${BASE[@]}" -i "$W/shard_tiny.bin" -o ""
+expect_error "empty file as a shard" "$W/empty.bin" "${BASE[@]}" -i "$W/empty.bin" -o ""
+
+# token 300 >= V = 250, in the middle of the shard (the header is 1024 bytes)
+cp "$TRAIN" "$W/shard_oov.bin" && put_u16 "$W/shard_oov.bin" $((1024 + 2 * 5000)) 300
+expect_error "shard with a token id >= V (300 for V=250)" "$W/shard_oov.bin" "${BASE[@]}" -i "$W/shard_oov.bin" -o ""
+cp "$VAL" "$W/val_oov.bin" && put_u16 "$W/val_oov.bin" $((1024 + 2 * 3999)) 65535
+expect_error "val shard with token id 65535 at its very end" "$W/val_oov.bin" \
+    "${BASE[@]}" -j "$W/val_oov.bin" -o ""
+
+# one batch of -b 4 -t 16 needs B*T+1 = 65 tokens
+"$PYTHON" tests/make_tiny_data.py "$W/few" 50 50
+expect_error "shard with too few tokens for one batch" "$W/few/train.bin" \
+    "${BASE[@]}" -i "$W/few/train.bin" -o ""
+
+expect_error "shard path is a directory" "$W/data" "${BASE[@]}" -i "$W/data" -o ""
+
+# ----------------------------------------------------------------------------
+# flags
+
+expect_error "-t above the model's maxT (64 > 32)" "-t" "${BASE[@]}" -t 64 -o ""
+expect_error "unknown flag" "-zz" "${BASE[@]}" -zz 1 -o ""
+expect_error "flag missing its value" "-x" "${BASE[@]}" -o "" -x
+expect_error "malformed integer -b abc" "-b" "${BASE[@]}" -b abc -o ""
+expect_error "malformed integer -b 3x" "-b" "${BASE[@]}" -b 3x -o ""
+expect_error "malformed integer -b ''" "-b" "${BASE[@]}" -b "" -o ""
+expect_error "integer out of int range -x 99999999999" "-x" "${BASE[@]}" -x 99999999999 -o ""
+expect_error "malformed float -l 1e-3x" "-l" "${BASE[@]}" -l 1e-3x -o ""
+expect_error "float nan -l nan" "-l" "${BASE[@]}" -l nan -o ""
+expect_error "out of range -b 0" "-b" "${BASE[@]}" -b 0 -o ""
+expect_error "out of range -t 0" "-t" "${BASE[@]}" -t 0 -o ""
+expect_error "out of range -x -1" "-x" "${BASE[@]}" -x -1 -o ""
+expect_error "out of range -wq quaternary" "-wq" "${BASE[@]}" -wq quaternary -o ""
+expect_error "out of range -aq int4" "-aq" "${BASE[@]}" -aq int4 -o ""
+expect_error "out of range -rn 2" "-rn" "${BASE[@]}" -rn 2 -o ""
+expect_error "out of range -y 2" "-y" "${BASE[@]}" -y 2 -o ""
+expect_error "out of range -q 1.5" "-q" "${BASE[@]}" -q 1.5 -o ""
+expect_error "out of range -ld 0" "-ld" "${BASE[@]}" -ld 0 -o ""
+expect_error "-y 1 with no output directory" "-y" "${BASE[@]}" -y 1 -o ""
+
+# ----------------------------------------------------------------------------
+# output directory (-o)
+
+expect_error "unwritable output dir /proc/forbidden" "/proc/forbidden" "${BASE[@]}" -o /proc/forbidden
+expect_error "output dir under a file" "$TRAIN/sub" "${BASE[@]}" -o "$TRAIN/sub"
+expect_error "output dir is a file" "$TRAIN" "${BASE[@]}" -o "$TRAIN"
 if [ "$(id -u)" -ne 0 ]; then
-    expect_error "unwritable output dir" "-o" -e $M "${BASE[@]}" -o "$tmp/ro"
-else # root writes anywhere; a read-only place root cannot write to is /proc
-    expect_error "unwritable output dir" "-o" -e $M "${BASE[@]}" -o /proc/train_gpt2_1bit_out
+    # root can write anywhere, so a read-only directory only tests something for other users
+    mkdir -p "$W/readonly" && chmod 555 "$W/readonly"
+    expect_error "read-only output dir" "$W/readonly" "${BASE[@]}" -o "$W/readonly"
+    chmod 755 "$W/readonly"
 fi
-mkdir "$tmp/empty_out"
-expect_error "resume from a dir without checkpoints" "$tmp/empty_out" -e $M "${BASE[@]}" -o "$tmp/empty_out" -y 1
 
-# a ternary checkpoint, then flags that contradict it
-./train_gpt2_1bit -e $M "${BASE[@]}" -o "$tmp/run" > /dev/null 2>&1
-expect_error "checkpoint mode disagrees with -wq" "-wq" -e "$tmp/run/model_00000002.bin" "${BASE[@]}" -wq fp
-expect_error "checkpoint mode disagrees with -rn" "-rn" -e "$tmp/run/model_00000002.bin" "${BASE[@]}" -rn 0
-if ./train_gpt2_1bit -e "$tmp/run/model_00000002.bin" "${BASE[@]}" > /dev/null 2>&1; then
-    echo "PASS: the same checkpoint loads without mode flags"
-else
-    echo "FAIL: the checkpoint does not load without mode flags"; failed=1
-fi
-# resuming with a truncated state file, or another batch shape
-cp -r "$tmp/run" "$tmp/run2"
-head -c 2000 "$tmp/run/state_00000002.bin" > "$tmp/run/state_00000002.bin.cut" && mv "$tmp/run/state_00000002.bin.cut" "$tmp/run/state_00000002.bin"
-expect_error "resume with a truncated state file" "state_00000002.bin" -e $M "${BASE[@]}" -x 4 -o "$tmp/run" -y 1
-expect_error "resume with another batch size" "-b" -e $M "${BASE[@]}" -x 4 -b 2 -o "$tmp/run2" -y 1
+# ----------------------------------------------------------------------------
+# resuming (-y 1) and checkpoint modes
 
-# -h lists every flag of llmc/args.h with its default, and exits 0
-help=$(./train_gpt2_1bit -h 2>&1); rc=$?
-flags=$(grep -oE 'ARG\("-[a-z]+"' llmc/args.h | sed -E 's/ARG\("//; s/"//')
-missing=""
-for f in $flags; do grep -qE "^  $f +.*\(default " <<<"$help" || missing="$missing $f"; done
-if [ "$rc" -eq 0 ] && [ -z "$missing" ] && [ "$(wc -w <<<"$flags")" -ge 25 ]; then
-    echo "PASS: -h exits 0 and lists all $(wc -w <<<"$flags") flags with their defaults"
+mkdir -p "$W/empty"
+expect_error "resume (-y 1) from an empty dir" "$W/empty" "${BASE[@]}" -y 1 -o "$W/empty"
+expect_error "resume (-y 1) from a dir that does not exist" "$W/not_there" "${BASE[@]}" -y 1 -o "$W/not_there"
+
+# a checkpoint trained in the default mode (ternary, int8, inner norm)
+run_trainer "${BASE[@]}" -x 2 -o "$W/tern"
+TERN=$W/tern/model_00000002.bin
+if [ "$RC" -ne 0 ] || [ ! -f "$TERN" ] || [ ! -f "$W/tern/DONE_00000002" ]; then
+    fail "setup: 2 ternary steps write a checkpoint" "exit $RC, files: $(find "$W/tern" -mindepth 1 -printf '%f ' 2>&1)"
 else
-    echo "FAIL: -h (exit $rc) misses:$missing"; failed=1
+    pass "setup: 2 ternary steps write a checkpoint"
 fi
-exit $failed
+expect_error "ternary checkpoint loaded with -wq fp is refused" "-wq" "${BASE[@]}" -e "$TERN" -wq fp -o ""
+expect_error "ternary checkpoint loaded with -aq none is refused" "-aq" "${BASE[@]}" -e "$TERN" -aq none -o ""
+expect_error "ternary checkpoint loaded with -rn 0 is refused" "-rn" "${BASE[@]}" -e "$TERN" -rn 0 -o ""
+expect_ok "ternary checkpoint loaded without -wq trains" "${BASE[@]}" -e "$TERN" -o ""
+if grep -q 'mode: weights ternary, activations int8, inner RMSNorm on' <<<"$OUT"; then
+    pass "ternary checkpoint loaded without -wq reports the checkpoint's mode"
+else
+    fail "ternary checkpoint loaded without -wq reports the checkpoint's mode" "$(grep -m1 '^mode:' <<<"$OUT")"
+fi
+expect_ok "ternary checkpoint loaded with the same -wq ternary trains" "${BASE[@]}" -e "$TERN" -wq ternary -o ""
+expect_ok "an llm.c checkpoint (no quant fields) takes the flags' modes" "${BASE[@]}" -wq fp -aq none -rn 0 -o ""
+
+# a fp checkpoint resumed with an explicit other mode is refused too
+run_trainer "${BASE[@]}" -x 2 -wq fp -aq none -rn 0 -o "$W/fp"
+expect_error "resuming a fp run with -wq ternary is refused" "-wq" "${BASE[@]}" -x 4 -y 1 -wq ternary -o "$W/fp"
+
+# state files: copy the ternary run's dir and damage one file in each copy
+cp -r "$W/tern" "$W/state_trunc"
+truncate_to "$W/state_trunc/state_00000002.bin" $(($(fsize "$W/tern/state_00000002.bin") - 4096))
+expect_error "resume from a truncated state file" "$W/state_trunc/state_00000002.bin" \
+    "${BASE[@]}" -x 4 -y 1 -o "$W/state_trunc"
+
+cp -r "$W/tern" "$W/state_magic"
+put_i32 "$W/state_magic/state_00000002.bin" 0 0
+expect_error "resume from a state file with wrong magic" "$W/state_magic/state_00000002.bin" \
+    "${BASE[@]}" -x 4 -y 1 -o "$W/state_magic"
+
+cp -r "$W/tern" "$W/state_missing"
+rm "$W/state_missing/state_00000002.bin"
+expect_error "resume with the state file missing" "$W/state_missing/state_00000002.bin" \
+    "${BASE[@]}" -x 4 -y 1 -o "$W/state_missing"
+
+cp -r "$W/tern" "$W/model_trunc"
+truncate_to "$W/model_trunc/model_00000002.bin" 5000
+expect_error "resume from a truncated model file" "$W/model_trunc/model_00000002.bin" \
+    "${BASE[@]}" -x 4 -y 1 -o "$W/model_trunc"
+
+cp -r "$W/tern" "$W/state_bt"
+expect_error "resume with another -b than the state was saved with" "-b" \
+    "${BASE[@]}" -x 4 -y 1 -b 2 -o "$W/state_bt"
+
+# the newest checkpoint is at step 2: -x 1 would silently train nothing
+cp -r "$W/tern" "$W/past_x"
+expect_error "resume with -x below the checkpoint's step" "-x" "${BASE[@]}" -x 1 -y 1 -o "$W/past_x"
+
+# ----------------------------------------------------------------------------
+# tokenizer (-tf): a missing file is only a warning, a corrupt one an error
+
+expect_ok "missing tokenizer is only a warning" "${BASE[@]}" -tf "$W/no_tokenizer.bin" -o ""
+
+"$PYTHON" - "$W/tok_magic.bin" "$W/tok_short.bin" <<'EOF'
+import struct, sys
+# wrong magic; otherwise a plausible file
+h = [0] * 256
+h[0], h[1], h[2], h[3] = 12345678, 2, 250, 0
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<256I", *h))
+    for i in range(250):
+        f.write(bytes([1, 65 + i % 26]))
+# right header, but the token table stops after 10 of 250 tokens
+h[0] = 20240328
+with open(sys.argv[2], "wb") as f:
+    f.write(struct.pack("<256I", *h))
+    for i in range(10):
+        f.write(bytes([1, 65 + i % 26]))
+EOF
+expect_error "corrupt tokenizer file (wrong magic)" "$W/tok_magic.bin" "${BASE[@]}" -tf "$W/tok_magic.bin" -o ""
+expect_error "truncated tokenizer file" "$W/tok_short.bin" "${BASE[@]}" -tf "$W/tok_short.bin" -o ""
+
+# ----------------------------------------------------------------------------
+# -h: exits 0 and lists every flag of llmc/args.h's ARG_SPECS with its default
+
+run_trainer -h
+if [ "$RC" -eq 0 ]; then pass "-h exits 0"; else fail "-h exits 0" "exit status $RC"; fi
+printf '%s\n' "$OUT" >"$W/help.txt"
+# the flags and fields come from ARG("-x", ARG_INT, field, "help") lines, the
+# defaults from train_args_defaults' "a->field = value;" lines; prints
+# "<number of flags> <problems>" with an empty list when all is well
+HELP_CHECK=$("$PYTHON" - llmc/args.h "$W/help.txt" <<'EOF'
+import re, sys
+src = open(sys.argv[1]).read()
+help_lines = open(sys.argv[2]).read().splitlines()
+specs = re.findall(r'ARG\("(-[A-Za-z]+)",\s*(ARG_\w+),\s*(\w+),', src)
+body = src[src.index("train_args_defaults(TrainArgs"):]
+body = body[:body.index("\n}")]
+defaults = dict(re.findall(r'a->(\w+)\s*=\s*([^;=][^;]*);', body))
+bad = []
+for flag, kind, field in specs:
+    line = next((l for l in help_lines if l.split()[:1] == [flag]), None)
+    if line is None:
+        bad.append("%s missing" % flag)
+        continue
+    m = re.search(r'\(default (.*)\)\s*$', line)
+    if m is None:
+        bad.append("%s has no default" % flag)
+        continue
+    shown, want = m.group(1), defaults.get(field)
+    if want is None:
+        bad.append("%s: no default for field %s in args.h" % (flag, field))
+    elif kind == "ARG_STR":
+        if shown != want.strip().strip('"'):
+            bad.append("%s default %r, args.h says %s" % (flag, shown, want))
+    elif kind == "ARG_INT":
+        if int(shown) != int(want):
+            bad.append("%s default %r, args.h says %s" % (flag, shown, want))
+    else:
+        value = eval(re.sub(r'(\d)f\b', r'\1', want))  # 2.0f / 3.0f -> 2.0 / 3.0
+        if abs(float(shown) - value) > 1e-5 * max(1.0, abs(value)):  # -h prints %g: 6 digits
+            bad.append("%s default %r, args.h says %s" % (flag, shown, want))
+if len(specs) < 20:
+    bad.append("parsed only %d flags out of llmc/args.h" % len(specs))
+print("%d %s" % (len(specs), "; ".join(bad)))
+EOF
+)
+nflags=${HELP_CHECK%% *}
+problems=${HELP_CHECK#* }
+if [ -z "$HELP_CHECK" ]; then
+    fail "-h lists every flag of llmc/args.h with its default" "could not parse llmc/args.h"
+elif [ -n "$problems" ] && [ "$problems" != "$HELP_CHECK" ]; then
+    fail "-h lists every flag of llmc/args.h with its default" "$problems"
+else
+    pass "-h lists all $nflags flags of llmc/args.h with their defaults"
+fi
+
+echo "(test_bad_input.sh: $npass checks passed, $nfail checks failed)"
+[ "$nfail" -eq 0 ]

@@ -6,7 +6,7 @@ signature, size, not blank, both run colours present), and the one-line errors f
 
 Run (python3 standard library only):
     python3 tests/test_plot.py
-Prints PASS: <name> or FAIL: <name>: <details> per check, then "N passed, N failed";
+Prints PASS: <name> or FAIL: <name>: <details> per check, then a summary line;
 exits 1 if any check failed.
 """
 
@@ -47,7 +47,7 @@ def check(name, ok, details=""):
 
 
 def finish():
-    print(f"{n_pass} passed, {n_fail} failed")
+    print(f"(test_plot.py: {n_pass} checks passed, {n_fail} checks failed)")
     sys.exit(1 if n_fail else 0)
 
 # -----------------------------------------------------------------------------

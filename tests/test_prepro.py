@@ -6,7 +6,7 @@ of the script whose shards and tokenizer file are parsed back.
 
 Run (needs a python3 with tiktoken: pip install tiktoken; no network needed):
     python3 tests/test_prepro.py
-Prints PASS: <name> or FAIL: <name>: <details> per check, then "N passed, N failed";
+Prints PASS: <name> or FAIL: <name>: <details> per check, then a summary line;
 exits 1 if any check failed.
 
 tiktoken runs offline: it caches downloads in $TIKTOKEN_CACHE_DIR under the name
@@ -56,7 +56,7 @@ def first_diff(a, b):
     return f"lengths differ: prepro {len(a)} vs tiktoken {len(b)}"
 
 def finish():
-    print(f"{n_pass} passed, {n_fail} failed")
+    print(f"(test_prepro.py: {n_pass} checks passed, {n_fail} checks failed)")
     sys.exit(1 if n_fail else 0)
 
 # -----------------------------------------------------------------------------
