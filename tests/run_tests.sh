@@ -29,6 +29,7 @@ run "quantizers, layers, tokenizer (tests/test_units)" ./tests/test_units
 run "model vs PyTorch reference (tests/test_gpt2_1bit)" ./tests/test_gpt2_1bit
 run "bad input (tests/test_bad_input.sh)" bash tests/test_bad_input.sh
 run "checkpoint and resume (tests/test_resume.sh)" bash tests/test_resume.sh
+run "GPT-2 BPE encoder in C vs prepro (tests/test_bpe.sh)" bash tests/test_bpe.sh
 run "preprocessing vs tiktoken (tests/test_prepro.py)" "$PYTHON" tests/test_prepro.py
 run "loss plot (tests/test_plot.py)" "$PYTHON" tests/test_plot.py
 echo "$passed passed, $failed failed"
