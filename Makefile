@@ -32,11 +32,15 @@ DATA = data/tinyshakespeare/tiny_shakespeare_train.bin data/tinyshakespeare/tiny
 
 .PHONY: all data test bench clean
 
-all: train_gpt2_1bit train_gpt2_1bitcu
+all: train_gpt2_1bit run_gpt2_1bit train_gpt2_1bitcu
 
 # the CPU trainer depends on the data so `make train_gpt2_1bit && ./train_gpt2_1bit`
 # works on a fresh clone with no other step
 train_gpt2_1bit: train_gpt2_1bit.c $(HEADERS) | $(DATA)
+	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
+
+# inference: export packed models, generate from a prompt
+run_gpt2_1bit: run_gpt2_1bit.c train_gpt2_1bit.c $(HEADERS)
 	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
 
 data: $(DATA)
@@ -64,7 +68,18 @@ tests/test_gpt2_1bit: tests/test_gpt2_1bit.c train_gpt2_1bit.c $(HEADERS)
 tests/test_units: tests/test_units.c train_gpt2_1bit.c $(HEADERS)
 	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
 
-test: train_gpt2_1bit tests/test_gpt2_1bit tests/test_units
+tests/test_run: tests/test_run.c run_gpt2_1bit.c train_gpt2_1bit.c $(HEADERS)
+	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
+
+tests/test_kernels: tests/test_kernels.c $(HEADERS)
+	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
+
+# the scalar build of the kernel test: the fallback path must stay correct too
+tests/test_kernels_scalar: tests/test_kernels.c $(HEADERS)
+	$(CC) -O2 -std=gnu11 -Wall -Wextra -Wno-unknown-pragmas $< $(LDLIBS) -o $@
+
+TEST_BINS = tests/test_gpt2_1bit tests/test_units tests/test_run tests/test_kernels tests/test_kernels_scalar
+test: train_gpt2_1bit run_gpt2_1bit $(TEST_BINS)
 	@bash tests/run_tests.sh
 
 # ----------------------------------------------------------------------------
@@ -73,8 +88,12 @@ test: train_gpt2_1bit tests/test_gpt2_1bit tests/test_units
 bench_gpt2_1bit: dev/bench_gpt2_1bit.c train_gpt2_1bit.c $(HEADERS)
 	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
 
-bench: bench_gpt2_1bit
+bench_kernels: dev/bench_kernels.c $(HEADERS)
+	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
+
+bench: bench_gpt2_1bit bench_kernels
 	./bench_gpt2_1bit
+	./bench_kernels
 
 clean:
-	rm -f train_gpt2_1bit train_gpt2_1bitcu tests/test_gpt2_1bit tests/test_units bench_gpt2_1bit
+	rm -f train_gpt2_1bit train_gpt2_1bitcu run_gpt2_1bit bench_gpt2_1bit bench_kernels $(TEST_BINS)

@@ -1,0 +1,226 @@
+/*
+ dev/bench_kernels.c: speed of the int8 x ternary CPU kernels of
+ llmc/ternary_kernels.h against an fp32 matmul, measured in the same run.
+
+ Build and run:
+   gcc -O3 -march=native -fno-trapping-math -fno-math-errno -fopenmp -std=gnu11 -Wall -Wextra \
+       dev/bench_kernels.c -lm -o bench_kernels && ./bench_kernels
+ Flags:  ./bench_kernels [-cold]    -cold: evict the caches (read 64 MiB) before every timed call,
+                                    as when a whole model's weights stream from DRAM
+         OMP_NUM_THREADS=n          threads (default: all cores)
+
+ Shapes: the four BitLinear matrices of GPT-2 124M, (K,N) = (768,2304) qkv,
+ (768,768) attention projection, (768,3072) fc, (3072,768) fc projection, at
+ M = 1 (one token: decoding, a GEMV) and M = 256 (a training batch B*T = 4*64).
+ Variants, one line each:
+   fp32     fp32 weights (N,K) times fp32 x: `omp parallel for` + `omp simd` dot
+            products; for M > 1 in 4x2 register tiles over L2-sized blocks of
+            weight rows (the scheme of the trainer's matmul_forward), the baseline
+   ref      matmul_i8_t2_ref: unpack the 2-bit rows, then plain int loops
+   t2       matmul_i8_t2: 2-bit packed weights, the fast path of this build
+   t3       matmul_i8_t3: base-3 packed weights (1.6 bits/weight)
+ Columns: ms = median over the repeats after 2 warm-up calls; GOPS = 2*M*N*K / time;
+ GB/s = bytes of weights (in that variant's format) / time; x fp32 = fp32 time / this time.
+ The int kernels are first checked against the reference (exact equality).
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "../llmc/utils.h"           // defines: mallocCheck
+#include "../llmc/sampler.h"         // defines: random_u32, random_f32
+#include "../llmc/ternary_kernels.h" // defines: pack2_rows, pack3_rows, matmul_i8_t2(_ref), matmul_i8_t3(_ref)
+
+// ----------------------------------------------------------------------------
+// fp32 baseline: out (M,N) = x (M,K) @ w (N,K)^T
+
+static void matmul_f32(float *out, const float *x, const float *w, int M, int K, int N) {
+    if (M < 4) { // GEMV: one dot product per output, the weights are read once
+        for (int m = 0; m < M; m++) {
+            const float *x_m = x + (size_t)m * K;
+            #pragma omp parallel for schedule(static)
+            for (int n = 0; n < N; n++) {
+                const float *w_n = w + (size_t)n * K;
+                float s = 0.0f;
+                #pragma omp simd reduction(+ : s)
+                for (int k = 0; k < K; k++) { s += x_m[k] * w_n[k]; }
+                out[(size_t)m * N + n] = s;
+            }
+        }
+        return;
+    }
+    // GEMM: blocks of weight rows (about 256 KiB) reused by every 4-row tile of x,
+    // 4x2 outputs per tile so each load feeds 2 or 4 FMAs (M % 4 rows: plain dots)
+    int NB = 65536 / K;
+    NB = NB < 2 ? 2 : (NB & ~1);
+    int nblocks = (N + NB - 1) / NB, mtiles = (M + 3) / 4;
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int nb = 0; nb < nblocks; nb++) {
+        for (int mt = 0; mt < mtiles; mt++) {
+            int m0 = mt * 4, n = nb * NB;
+            int n_end = n + NB < N ? n + NB : N;
+            if (m0 + 4 <= M) {
+                const float *x0 = x + (size_t)m0 * K, *x1 = x0 + K, *x2 = x1 + K, *x3 = x2 + K;
+                for (; n + 2 <= n_end; n += 2) {
+                    const float *w0 = w + (size_t)n * K, *w1 = w0 + K;
+                    float s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
+                    #pragma omp simd reduction(+ : s00, s01, s10, s11, s20, s21, s30, s31)
+                    for (int k = 0; k < K; k++) {
+                        s00 += x0[k] * w0[k]; s01 += x0[k] * w1[k];
+                        s10 += x1[k] * w0[k]; s11 += x1[k] * w1[k];
+                        s20 += x2[k] * w0[k]; s21 += x2[k] * w1[k];
+                        s30 += x3[k] * w0[k]; s31 += x3[k] * w1[k];
+                    }
+                    float *o = out + (size_t)m0 * N + n;
+                    o[0] = s00; o[1] = s01; o += N;
+                    o[0] = s10; o[1] = s11; o += N;
+                    o[0] = s20; o[1] = s21; o += N;
+                    o[0] = s30; o[1] = s31;
+                }
+            }
+            for (int m = m0; m < m0 + 4 && m < M; m++) {
+                for (int j = n; j < n_end; j++) {
+                    const float *x_m = x + (size_t)m * K, *w_j = w + (size_t)j * K;
+                    float s = 0.0f;
+                    #pragma omp simd reduction(+ : s)
+                    for (int k = 0; k < K; k++) { s += x_m[k] * w_j[k]; }
+                    out[(size_t)m * N + j] = s;
+                }
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// timing
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+// -cold: read a buffer larger than the L3 (32 MiB here) so that the weights come from DRAM
+#define FLUSH_BYTES (64u << 20)
+static int cold = 0;
+static uint8_t *flush_buf;
+static volatile uint32_t flush_sink;
+static void flush_caches(void) {
+    uint32_t s = 0;
+    #pragma omp parallel for reduction(+ : s)
+    for (size_t i = 0; i < FLUSH_BYTES; i += 64) { s += flush_buf[i]++; }
+    flush_sink = s;
+}
+
+typedef struct {
+    float *out_f; const float *x_f, *w_f; // fp32
+    int32_t *out_i; const int8_t *x_i; const uint8_t *w2, *w3; // int8 x ternary
+    int M, K, N;
+} Problem;
+
+typedef void (*variant_fn)(const Problem *p);
+static void run_fp32(const Problem *p) { matmul_f32(p->out_f, p->x_f, p->w_f, p->M, p->K, p->N); }
+static void run_ref(const Problem *p) { matmul_i8_t2_ref(p->out_i, p->x_i, p->w2, p->M, p->K, p->N); }
+static void run_t2(const Problem *p) { matmul_i8_t2(p->out_i, p->x_i, p->w2, p->M, p->K, p->N); }
+static void run_t3(const Problem *p) { matmul_i8_t3(p->out_i, p->x_i, p->w3, p->M, p->K, p->N); }
+
+// median ms of one call; repeats until about 0.3 s have passed (5 to 200 repeats; 3 to 30 for -cold)
+static double time_variant(variant_fn fn, const Problem *p) {
+    fn(p); fn(p); // warm-up
+    double times[200];
+    int reps = 0, max_reps = cold ? 30 : 200, min_reps = cold ? 3 : 5;
+    double spent = 0.0;
+    while (reps < max_reps && (reps < min_reps || spent < 0.3)) {
+        if (cold) { flush_caches(); }
+        double t0 = now_s();
+        fn(p);
+        times[reps] = now_s() - t0;
+        spent += times[reps++];
+    }
+    qsort(times, reps, sizeof(double), cmp_double);
+    return 1e3 * times[reps / 2];
+}
+
+// ----------------------------------------------------------------------------
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-cold") == 0) { cold = 1; }
+        else { fprintf(stderr, "usage: %s [-cold]\n", argv[0]); return 1; }
+    }
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    printf("backend: %s, %d threads, %s caches\n", ternary_kernels_backend(), threads,
+           cold ? "cold (64 MiB read before each call)" : "warm (repeated calls)");
+    if (cold) { flush_buf = (uint8_t *)callocCheck(FLUSH_BYTES, 1); }
+
+    const int shapes[4][2] = {{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}};
+    const int Ms[2] = {1, 256};
+    const char *names[4] = {"fp32", "ref", "t2", "t3"};
+    variant_fn fns[4] = {run_fp32, run_ref, run_t2, run_t3};
+    uint64_t rng = 42;
+    int all_match = 1;
+
+    printf("%5s %5s %5s  %-5s %9s %8s %8s %8s\n", "M", "K", "N", "var", "ms", "GOPS", "GB/s", "x fp32");
+    for (int s = 0; s < 4; s++) {
+        for (int mi = 0; mi < 2; mi++) {
+            int K = shapes[s][0], N = shapes[s][1], M = Ms[mi];
+            // random inputs, never zeros: x int8 over the full range, about a third of each trit
+            float *x_f = (float *)mallocCheck((size_t)M * K * sizeof(float));
+            float *w_f = (float *)mallocCheck((size_t)N * K * sizeof(float));
+            int8_t *x_i = (int8_t *)mallocCheck((size_t)M * K), *trits = (int8_t *)mallocCheck((size_t)N * K);
+            uint8_t *w2 = (uint8_t *)mallocCheck(N * pack2_row_bytes(K));
+            uint8_t *w3 = (uint8_t *)mallocCheck(N * pack3_row_bytes(K));
+            float *out_f = (float *)mallocCheck((size_t)M * N * sizeof(float));
+            int32_t *out_i = (int32_t *)mallocCheck((size_t)M * N * sizeof(int32_t));
+            int32_t *out_ref = (int32_t *)mallocCheck((size_t)M * N * sizeof(int32_t));
+            for (size_t i = 0; i < (size_t)M * K; i++) {
+                x_i[i] = (int8_t)(int)((random_u32(&rng) & 255) - 128);
+                x_f[i] = random_f32(&rng) * 2.0f - 1.0f;
+            }
+            for (size_t i = 0; i < (size_t)N * K; i++) {
+                trits[i] = (int8_t)(random_u32(&rng) % 3) - 1;
+                w_f[i] = random_f32(&rng) * 0.04f - 0.02f;
+            }
+            pack2_rows(w2, trits, N, K);
+            pack3_rows(w3, trits, N, K);
+            Problem p = {out_f, x_f, w_f, out_i, x_i, w2, w3, M, K, N};
+
+            // validate: exact equality with the reference
+            matmul_i8_t2_ref(out_ref, x_i, w2, M, K, N);
+            matmul_i8_t2(out_i, x_i, w2, M, K, N);
+            int ok2 = memcmp(out_i, out_ref, (size_t)M * N * sizeof(int32_t)) == 0;
+            matmul_i8_t3(out_i, x_i, w3, M, K, N);
+            int ok3 = memcmp(out_i, out_ref, (size_t)M * N * sizeof(int32_t)) == 0;
+            if (!ok2 || !ok3) {
+                printf("MISMATCH at M=%d K=%d N=%d: t2 %s, t3 %s\n", M, K, N, ok2 ? "ok" : "WRONG", ok3 ? "ok" : "WRONG");
+                all_match = 0;
+            }
+
+            double weight_bytes[4] = {(double)N * K * sizeof(float), (double)N * pack2_row_bytes(K),
+                                      (double)N * pack2_row_bytes(K), (double)N * pack3_row_bytes(K)};
+            double ms_fp32 = 0.0;
+            for (int v = 0; v < 4; v++) {
+                double ms = time_variant(fns[v], &p);
+                if (v == 0) { ms_fp32 = ms; }
+                printf("%5d %5d %5d  %-5s %9.4f %8.1f %8.1f %7.2fx\n", M, K, N, names[v], ms,
+                       2.0 * M * N * K / (ms * 1e6), weight_bytes[v] / (ms * 1e6), ms_fp32 / ms);
+            }
+            free(x_f); free(w_f); free(x_i); free(trits); free(w2); free(w3);
+            free(out_f); free(out_i); free(out_ref);
+        }
+    }
+    printf(all_match ? "All results match\n" : "SOME RESULTS DO NOT MATCH\n");
+    free(flush_buf);
+    return all_match ? 0 : 1;
+}

@@ -1,0 +1,545 @@
+/*
+ llmc/ternary_kernels.h: packed ternary weights and int8 x ternary matmuls for the CPU.
+
+ The inference form of BitLinear (see llmc/ternary.h and /work/shared/BITNET.md):
+     acc (M,N) = x_q (M,K) int8  @  trits (N,K)^T      exact in int32 (|acc| <= 128 * K)
+     y   (M,N) = acc * gamma / s_x[m] + bias[n]         dequant_epilogue
+ so a weight matrix is stored as trits plus one fp32 scale per tensor (kept by
+ the caller), and the inner loop is integer only.
+
+ Formats (one matrix (N,K) of trits {-1,0,+1}, row-major, each row packed on
+ its own so that a row's dot product reads contiguous bytes):
+   2-bit   ("t2", 2 bits/weight):   code = trit + 1 in {0,1,2}; byte j of a row
+           holds trits 4j..4j+3 in bits [1:0],[3:2],[5:4],[7:6]; a row takes
+           (K+3)/4 bytes; the codes past the end of a row are 1 (trit 0).
+   base-3  ("t3", 1.6 bits/weight): 5 trits per byte (3^5 = 243 <= 256),
+           byte j = sum_{k=0..4} (t_{5j+k} + 1) * 3^k, the first trit being the
+           least significant digit; a row takes (K+4)/5 bytes; the digits past
+           the end of a row are 1 (trit 0).
+
+ Kernels (outputs first, then inputs, then dimensions):
+   matmul_i8_t2(out, x, w, M, K, N)       out (M,N) int32 = x (M,K) int8 @ trits(w)^T, w = N packed rows of K
+   matmul_i8_t3(out, x, w, M, K, N)       the same for base-3 rows
+   matmul_i8_t2_ref / matmul_i8_t3_ref    the spec: unpack, then plain loops
+   dequant_epilogue(out, acc, row_scale, w_scale, bias, M, N)
+   ternary_kernels_backend()              "avx2" or "scalar"
+
+ Backend: chosen at compile time. With __AVX2__ (gcc -march=native on an AVX2
+ machine, or -mavx2) the fast kernels below are used; without it,
+ matmul_i8_t2/t3 are the scalar references (correct everywhere, slower). There
+ is no run-time dispatch: a binary built with -march=native is meant for the
+ machine that built it, and one built without it never executes AVX2. No
+ AVX-512 path: the machine these kernels were written on has AVX2 + FMA only,
+ and an untested path is not worth having.
+
+ How the AVX2 kernels work (both formats, one scheme):
+   - a block is 32 packed bytes: 128 trits (t2) or 160 trits (t3). One 256-bit
+     load of a block is decoded in registers into P "planes" (P = 4 or 5 trits
+     per byte) of 32 codes each, plane s holding the codes of trits P*j + s,
+     j = 0..31 (t2: shift and mask; t3: repeated division by 3 in 16-bit lanes).
+   - x is gathered once per call into the same order (xs, zero padded to whole
+     blocks), so plane s multiplies 32 consecutive bytes of xs: no shuffles in
+     the inner loop. The gather costs O(M*K), the matmul O(M*N*K).
+   - _mm256_maddubs_epi16(codes, x) multiplies unsigned codes {0,1,2} by signed
+     x and adds adjacent pairs into int16: |pair| <= 2*128 + 2*128 = 512, so it
+     never saturates. Up to 32 such products are summed per int16 lane (|sum| <=
+     16384 < 32767), then widened to int32 with _mm256_madd_epi16(., 1).
+     Since code = trit + 1, dot(trits, x) = dot(codes, x) - sum(x): sum(x) is
+     computed once per row of x. (psignb on trits would be one op cheaper but
+     is wrong for x = -128: -(-128) does not fit in int8.)
+   - tiles: 4 rows of x times 1 weight row (GEMM, M >= 4: each decoded block
+     feeds 4 rows of x), or 1 row of x times 4 weight rows (GEMV, decoding:
+     the four dot products share the x loads and one horizontal reduction).
+     Rows of x left over by the 4-row tiles go through the GEMV path.
+
+ Test:   gcc -O3 -march=native -fopenmp -std=gnu11 tests/test_kernels.c -lm -o tests/test_kernels && ./tests/test_kernels
+         (and without -march=native to test the scalar fallback)
+ Bench:  see dev/bench_kernels.c
+*/
+#ifndef LLMC_TERNARY_KERNELS_H
+#define LLMC_TERNARY_KERNELS_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <string.h>
+#include <assert.h> // static_assert (C11 macro, C++11 keyword)
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+#include "utils.h"  // defines: mallocCheck
+
+// ----------------------------------------------------------------------------
+// packing formats
+
+// 2-bit: 4 trits per byte, 2 bits/weight; code = trit + 1; trit 4j+s of a row
+// sits in bits [2s+1:2s] of byte j (the first trit in the low bits)
+#define T2_PER_BYTE 4
+// base-3: 5 trits per byte, 1.6 bits/weight; byte j = sum_k (t_{5j+k} + 1) * 3^k
+#define T3_PER_BYTE 5
+static_assert(3 * 3 * 3 * 3 * 3 <= 256, "5 base-3 digits must fit in a byte");
+
+// the unit the AVX2 kernels load and decode at once: 32 packed bytes of one row,
+// 128 trits of t2 (2 bits/weight) or 160 trits of t3 (1.6 bits/weight), in the
+// packing order above; rows are not padded to whole blocks (a last partial block
+// is copied into one of these, zero filled)
+typedef struct { uint8_t qs[32]; } TernaryBlock;
+static_assert(sizeof(TernaryBlock) == 32, "a block is one 256-bit load");
+#define T2_BLOCK_TRITS (32 * T2_PER_BYTE) // 128
+#define T3_BLOCK_TRITS (32 * T3_PER_BYTE) // 160
+
+static inline size_t pack2_row_bytes(int n) { return ((size_t)n + 3) / 4; }
+static inline size_t pack3_row_bytes(int n) { return ((size_t)n + 4) / 5; }
+
+// dst (rows, pack2_row_bytes(n)) <- trits (rows, n) in {-1,0,1}
+static inline void pack2_rows(uint8_t *dst, const int8_t *trits, int rows, int n) {
+    size_t rb = pack2_row_bytes(n);
+    for (int r = 0; r < rows; r++) {
+        const int8_t *t = trits + (size_t)r * n;
+        uint8_t *d = dst + (size_t)r * rb;
+        for (size_t j = 0; j < rb; j++) {
+            unsigned byte = 0;
+            for (int s = 0; s < 4; s++) {
+                size_t i = 4 * j + s;
+                unsigned code = i < (size_t)n ? (unsigned)(t[i] + 1) : 1u; // past the end: trit 0
+                byte |= code << (2 * s);
+            }
+            d[j] = (uint8_t)byte;
+        }
+    }
+}
+
+// trits (rows, n) <- src (rows, pack2_row_bytes(n))
+static inline void unpack2_rows(int8_t *trits, const uint8_t *src, int rows, int n) {
+    size_t rb = pack2_row_bytes(n);
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *s = src + (size_t)r * rb;
+        int8_t *t = trits + (size_t)r * n;
+        for (int i = 0; i < n; i++) { t[i] = (int8_t)(((s[i / 4] >> (2 * (i % 4))) & 3) - 1); }
+    }
+}
+
+// dst (rows, pack3_row_bytes(n)) <- trits (rows, n); Horner from the last digit
+// so that the first trit ends up least significant
+static inline void pack3_rows(uint8_t *dst, const int8_t *trits, int rows, int n) {
+    size_t rb = pack3_row_bytes(n);
+    for (int r = 0; r < rows; r++) {
+        const int8_t *t = trits + (size_t)r * n;
+        uint8_t *d = dst + (size_t)r * rb;
+        for (size_t j = 0; j < rb; j++) {
+            unsigned byte = 0;
+            for (int k = 4; k >= 0; k--) {
+                size_t i = 5 * j + k;
+                unsigned digit = i < (size_t)n ? (unsigned)(t[i] + 1) : 1u; // past the end: trit 0
+                byte = byte * 3 + digit;
+            }
+            d[j] = (uint8_t)byte;
+        }
+    }
+}
+
+static inline void unpack3_rows(int8_t *trits, const uint8_t *src, int rows, int n) {
+    size_t rb = pack3_row_bytes(n);
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *s = src + (size_t)r * rb;
+        int8_t *t = trits + (size_t)r * n;
+        for (size_t j = 0; j < rb; j++) {
+            unsigned byte = s[j];
+            for (int k = 0; k < 5 && 5 * j + k < (size_t)n; k++) {
+                t[5 * j + k] = (int8_t)(byte % 3) - 1;
+                byte /= 3;
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// scalar references: the spec the fast kernels are tested against
+
+// out (M,N) = x (M,K) @ trits(N,K)^T, trits unpacked from the P-per-byte rows of w
+static inline void matmul_i8_ternary_ref(int32_t *out, const int8_t *x, const uint8_t *w,
+                                         int M, int K, int N, int per_byte) {
+    int8_t *t = (int8_t *)mallocCheck((size_t)N * K);
+    if (per_byte == T2_PER_BYTE) { unpack2_rows(t, w, N, K); } else { unpack3_rows(t, w, N, K); }
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const int8_t *t_n = t + (size_t)n * K;
+        for (int m = 0; m < M; m++) {
+            const int8_t *x_m = x + (size_t)m * K;
+            int32_t sum = 0;
+            for (int k = 0; k < K; k++) { sum += (int32_t)x_m[k] * t_n[k]; }
+            out[(size_t)m * N + n] = sum;
+        }
+    }
+    free(t);
+}
+
+static inline void matmul_i8_t2_ref(int32_t *out, const int8_t *x, const uint8_t *w, int M, int K, int N) {
+    matmul_i8_ternary_ref(out, x, w, M, K, N, T2_PER_BYTE);
+}
+static inline void matmul_i8_t3_ref(int32_t *out, const int8_t *x, const uint8_t *w, int M, int K, int N) {
+    matmul_i8_ternary_ref(out, x, w, M, K, N, T3_PER_BYTE);
+}
+
+// ----------------------------------------------------------------------------
+// float epilogue: out (M,N) = acc * gamma * row_scale[m] + bias[n]
+// row_scale[m] = 1/s_x of row m of x, w_scale = gamma of the tensor; bias may be NULL
+
+static inline void dequant_epilogue(float *out, const int32_t *acc, const float *row_scale, float w_scale,
+                                    const float *bias, int M, int N) {
+    #pragma omp parallel for
+    for (int m = 0; m < M; m++) {
+        float s = w_scale * row_scale[m]; // one product per row, then one per element
+        const int32_t *acc_m = acc + (size_t)m * N;
+        float *out_m = out + (size_t)m * N;
+        if (bias) {
+            #pragma omp simd
+            for (int n = 0; n < N; n++) { out_m[n] = (float)acc_m[n] * s + bias[n]; }
+        } else {
+            #pragma omp simd
+            for (int n = 0; n < N; n++) { out_m[n] = (float)acc_m[n] * s; }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// AVX2 kernels
+
+#ifdef __AVX2__
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TK_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define TK_ALWAYS_INLINE inline
+#endif
+
+#define TK_TILE_MAX 4 // outputs per tile (4x1 or 1x4)
+// fully unroll the loops over a tile's rows and columns early, so that gcc keeps the
+// accumulator arrays in registers instead of on the stack
+#if defined(__clang__)
+#define TK_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define TK_UNROLL _Pragma("GCC unroll 8")
+#else
+#define TK_UNROLL
+#endif
+
+// x rows -> xs, gathered once per call into the order of the decoded weights, in groups
+// of R rows (R = 4 for the GEMM tiles, 1 for a GEMV row), zero padded to whole blocks.
+// Bytes (int8): plane s of block b of a weight row (the codes of trits P*j + s) meets
+//     xs8[((b*P + s)*R + i)*32 + j] = x_i[b*32P + P*j + s]                j = 0..31
+// t3 GEMV rows (int16, see tk_block_t3q_avx2): vector (k, h) of block b meets
+//     xs16[(b*10 + 2k + h)*16 + u] = x'[b*160 + 5(2u + h) + k]            u = 0..15
+//     with x'[5j] = x[5j] and x'[5j+k] = x[5j+k] - 3 x[5j+k-1] (k = 1..4): |x'| <= 511
+//     (h = 0: the even bytes of the block, h = 1: the odd bytes)
+// xsum[i] = sum(x_i), the correction for code = trit + 1.
+#define TK_XBLOCK_MAX 320 // bytes of xs per block and row: 32P int8 (128 or 160) or 160 int16
+static inline void tk_gather_x(uint8_t *xs, int32_t *xsum, const int8_t *x, int R, int K, int nblk, int P) {
+    const int BT = 32 * P;
+    for (int i = 0; i < R; i++) {
+        const int8_t *x_i = x + (size_t)i * K;
+        for (int b = 0; b < nblk; b++) {
+            if (P == T3_PER_BYTE && R == 1) {
+                for (int v = 0; v < 10; v++) {
+                    int k5 = v / 2, h = v % 2;
+                    int16_t *dst = (int16_t *)xs + (size_t)(b * 10 + v) * 16;
+                    for (int u = 0; u < 16; u++) {
+                        int t = b * 160 + 5 * (2 * u + h) + k5; // the trit this lane multiplies
+                        int cur = t < K ? x_i[t] : 0, prev = k5 > 0 && t - 1 < K ? x_i[t - 1] : 0;
+                        dst[u] = (int16_t)(k5 == 0 ? cur : cur - 3 * prev);
+                    }
+                }
+            } else {
+                for (int s = 0; s < P; s++) {
+                    int8_t *dst = (int8_t *)xs + ((size_t)(b * P + s) * R + i) * 32;
+                    for (int j = 0; j < 32; j++) {
+                        int k = b * BT + P * j + s;
+                        dst[j] = k < K ? x_i[k] : 0;
+                    }
+                }
+            }
+        }
+        int32_t sum = 0;
+        for (int k = 0; k < K; k++) { sum += x_i[k]; }
+        xsum[i] = sum;
+    }
+}
+
+// horizontal sum of the 8 int32 lanes
+static inline int32_t tk_hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2))); // + the other 64-bit half
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1))); // + the neighbour lane
+    return _mm_cvtsi128_si32(s);
+}
+
+// the horizontal sums of 4 vectors at once: [sum a0, sum a1, sum a2, sum a3]
+static inline __m128i tk_hsum4_i32(__m256i a0, __m256i a1, __m256i a2, __m256i a3) {
+    // hadd works within each 128-bit half: after two rounds, half h holds
+    // [a0, a1, a2, a3] summed over that half; then the two halves are added
+    __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+// decode one block (32 packed bytes) of a weight row into its P planes of 32 codes each:
+// codes[s] byte j = code of trit P*j + s of the block, in {0,1,2}
+static TK_ALWAYS_INLINE void tk_decode_avx2(__m256i *codes, const uint8_t *block, int P) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)block);
+    if (P == T2_PER_BYTE) {
+        const __m256i mask2 = _mm256_set1_epi8(3); // the low 2 bits of every byte
+        TK_UNROLL
+        for (int s = 0; s < 4; s++) {
+            // bits [2s+1:2s] of every byte; the 16-bit shift moves bits of the high byte
+            // into the low one, the byte mask removes them
+            codes[s] = _mm256_and_si256(_mm256_srli_epi16(v, 2 * s), mask2);
+        }
+    } else {
+        // base 3 in 16-bit lanes: the even bytes and the odd bytes, each as a value b in 0..242;
+        // digit k = q_k - 3*q_{k+1} with q_k = floor(b / 3^k) and q_{k+1} = mulhi(q_k, 21846)
+        // (floor(q * 21846 / 2^16) = floor(q / 3) exactly for q < 2^14); 3q as q + 2q, as the
+        // 16-bit mullo has a third of the throughput of an add
+        const __m256i lo8 = _mm256_set1_epi16(0x00FF), third = _mm256_set1_epi16(21846); // ceil(2^16 / 3)
+        __m256i qe = _mm256_and_si256(v, lo8), qo = _mm256_srli_epi16(v, 8);
+        TK_UNROLL
+        for (int s = 0; s < 5; s++) {
+            __m256i de = qe, dodd = qo; // the last digit: q_4 = floor(b / 81) <= 2
+            if (s < 4) {
+                __m256i ne = _mm256_mulhi_epu16(qe, third), no = _mm256_mulhi_epu16(qo, third);
+                de = _mm256_sub_epi16(qe, _mm256_add_epi16(ne, _mm256_add_epi16(ne, ne)));
+                dodd = _mm256_sub_epi16(qo, _mm256_add_epi16(no, _mm256_add_epi16(no, no)));
+                qe = ne; qo = no;
+            }
+            // back to bytes: the even byte in the low half of its 16-bit lane, the odd one high
+            codes[s] = _mm256_or_si256(de, _mm256_slli_epi16(dodd, 8));
+        }
+    }
+}
+
+// one block, decoded to codes: NR weight rows (blocks at wb[j]) against the MR rows of a
+// group of xs (plane s of row i at xb + (s*MR + i)*32): acc[i*NR + j] += sum over the P
+// planes of maddubs(codes, x), in int16 lanes (see the bound at the top of the file).
+// Rows outer, planes inner: each row's sum is one short chain, which keeps gcc from
+// holding all MR*P products at once (and spilling them)
+static TK_ALWAYS_INLINE void tk_block_i8_avx2(__m256i *acc, const uint8_t *const *wb, const int8_t *xb,
+                                              int P, int MR, int NR) {
+    TK_UNROLL
+    for (int j = 0; j < NR; j++) {
+        __m256i codes[T3_PER_BYTE];
+        tk_decode_avx2(codes, wb[j], P);
+        TK_UNROLL
+        for (int i = 0; i < MR; i++) {
+            __m256i a = acc[i * NR + j];
+            TK_UNROLL
+            for (int s = 0; s < P; s++) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(xb + (s * MR + i) * 32));
+                a = _mm256_add_epi16(a, _mm256_maddubs_epi16(codes[s], xv)); // |pair| <= 512
+            }
+            acc[i * NR + j] = a;
+        }
+    }
+}
+
+// t3 GEMV, one block, in int32 lanes, without decoding the digits. With b a packed byte,
+// q_k = floor(b / 3^k) and the digits (codes) d_k = q_k - 3 q_{k+1} (q_5 = 0):
+//     sum_k d_k x_k = q_0 x_0 + sum_{k=1..4} q_k (x_k - 3 x_{k-1}) = sum_k q_k x'_k
+// so each q_k, one mulhi from the last, multiplies x' (gathered once) with madd (int16 x int16
+// -> int32 pairs): 10 ops on top of the 20 of the products, against 44 for the decode to
+// bytes. With 4 rows of x to share a decode (GEMM) the decode to bytes wins: maddubs does
+// 32 products per op, madd 16. The lanes may wrap in int32 for huge K; the sum is still
+// exact (modular), as the true result fits.
+static TK_ALWAYS_INLINE void tk_block_t3q_avx2(__m256i *acc, const uint8_t *const *wb, const int16_t *xb,
+                                               int NR) {
+    const __m256i lo8 = _mm256_set1_epi16(0x00FF), third = _mm256_set1_epi16(21846); // ceil(2^16 / 3)
+    TK_UNROLL
+    for (int j = 0; j < NR; j++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)wb[j]);
+        __m256i qe = _mm256_and_si256(v, lo8), qo = _mm256_srli_epi16(v, 8); // q_0 = b, per 16-bit lane
+        __m256i a = acc[j];
+        TK_UNROLL
+        for (int k = 0; k < 5; k++) {
+            a = _mm256_add_epi32(a, _mm256_madd_epi16(qe, _mm256_loadu_si256((const __m256i *)(xb + (2 * k) * 16))));
+            a = _mm256_add_epi32(a, _mm256_madd_epi16(qo, _mm256_loadu_si256((const __m256i *)(xb + (2 * k + 1) * 16))));
+            if (k < 4) { qe = _mm256_mulhi_epu16(qe, third); qo = _mm256_mulhi_epu16(qo, third); }
+        }
+        acc[j] = a;
+    }
+}
+
+// one block of a tile, by the method its format and shape use
+static TK_ALWAYS_INLINE void tk_block_avx2(__m256i *acc, const uint8_t *const *wb, const uint8_t *xb,
+                                           int P, int MR, int NR) {
+    if (P == T3_PER_BYTE && MR == 1) { tk_block_t3q_avx2(acc, wb, (const int16_t *)xb, NR); }
+    else { tk_block_i8_avx2(acc, wb, (const int8_t *)xb, P, MR, NR); }
+}
+
+// one tile: the MR*NR dot products of the MR rows of a group of xs with the NR weight rows
+// at w (stride ldw), over all of K, without the sum(x) correction: returned as
+// [t0, t1, t2, t3] with t = i*NR + j when MR*NR = 4, or [t0, ...] when MR*NR = 1
+static TK_ALWAYS_INLINE __m128i tk_tile_avx2(const uint8_t *xs, const uint8_t *w, size_t ldw, int K,
+                                             int P, int MR, int NR) {
+    const size_t rowbytes = ((size_t)K + P - 1) / P;
+    const int nfull = (int)(rowbytes / 32), rem = (int)(rowbytes % 32);
+    const int qtrick = P == T3_PER_BYTE && MR == 1;
+    const size_t xblock = (size_t)(qtrick ? 320 : 32 * P) * MR; // bytes of xs per block of the group
+    // int16 lanes (maddubs) are widened to int32 every 32/P blocks: at most 32 maddubs per
+    // lane, |sum| <= 16384; the int32 lanes of the t3 GEMV need no widening: one chunk
+    const int chunk = qtrick ? nfull + 1 : 32 / P;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[TK_TILE_MAX], acc32[TK_TILE_MAX];
+    const uint8_t *wb[TK_TILE_MAX];
+    TK_UNROLL
+    for (int t = 0; t < MR * NR; t++) { acc32[t] = _mm256_setzero_si256(); }
+    for (int b0 = 0; b0 < nfull + (rem > 0); b0 += chunk) {
+        const int b1 = b0 + chunk < nfull ? b0 + chunk : nfull;
+        TK_UNROLL
+        for (int t = 0; t < MR * NR; t++) { acc[t] = _mm256_setzero_si256(); }
+        for (int b = b0; b < b1; b++) {
+            TK_UNROLL
+            for (int j = 0; j < NR; j++) { wb[j] = w + j * ldw + 32 * (size_t)b; }
+            tk_block_avx2(acc, wb, xs + b * xblock, P, MR, NR);
+        }
+        if (rem && b1 == nfull && b1 < b0 + chunk) {
+            // the last partial block, in the chunk that has room for it, copied and zero
+            // filled: zero codes (or q = 0) times zero-padded x
+            TernaryBlock tail[TK_TILE_MAX];
+            TK_UNROLL
+            for (int j = 0; j < NR; j++) {
+                memset(tail[j].qs, 0, 32);
+                memcpy(tail[j].qs, w + j * ldw + 32 * (size_t)nfull, rem);
+                wb[j] = tail[j].qs;
+            }
+            tk_block_avx2(acc, wb, xs + nfull * xblock, P, MR, NR);
+        }
+        TK_UNROLL
+        for (int t = 0; t < MR * NR; t++) {
+            acc32[t] = _mm256_add_epi32(acc32[t], qtrick ? acc[t] : _mm256_madd_epi16(acc[t], ones));
+        }
+    }
+    if (MR * NR == 4) { return tk_hsum4_i32(acc32[0], acc32[1], acc32[2], acc32[3]); }
+    return _mm_cvtsi32_si128(tk_hsum_i32(acc32[0]));
+}
+
+// GEMM panel: out rows 0..3 (stride ldo), columns [n0, n1), from a group of 4 rows of xs;
+// the group (4*K bytes: 12 KiB at K = 3072) stays in L1 while the weight rows stream past it
+static TK_ALWAYS_INLINE void tk_panel4_avx2(int32_t *out, size_t ldo, const uint8_t *xs, const int32_t *xsum,
+                                            const uint8_t *w, size_t ldw, int K, int n0, int n1, int P) {
+    const __m128i corr = _mm_loadu_si128((const __m128i *)xsum); // codes = trits + 1: minus sum(x)
+    for (int n = n0; n < n1; n++) {
+        __m128i r = _mm_sub_epi32(tk_tile_avx2(xs, w + n * ldw, ldw, K, P, 4, 1), corr);
+        out[n] = _mm_extract_epi32(r, 0);
+        out[ldo + n] = _mm_extract_epi32(r, 1);
+        out[2 * ldo + n] = _mm_extract_epi32(r, 2);
+        out[3 * ldo + n] = _mm_extract_epi32(r, 3);
+    }
+}
+
+// GEMV panel: one row of xs (out row), weight rows [n0, n1), 4 at a time
+static TK_ALWAYS_INLINE void tk_panel1_avx2(int32_t *out, const uint8_t *xs, int32_t xsum,
+                                            const uint8_t *w, size_t ldw, int K, int n0, int n1, int P) {
+    const __m128i corr = _mm_set1_epi32(xsum);
+    int n = n0;
+    for (; n + 4 <= n1; n += 4) {
+        _mm_storeu_si128((__m128i *)(out + n), _mm_sub_epi32(tk_tile_avx2(xs, w + n * ldw, ldw, K, P, 1, 4), corr));
+    }
+    for (; n < n1; n++) { out[n] = _mm_cvtsi128_si32(tk_tile_avx2(xs, w + n * ldw, ldw, K, P, 1, 1)) - xsum; }
+}
+
+// the panels of each format, as functions with P constant (called through pointers by the driver)
+typedef void (*tk_panel4_fn)(int32_t *out, size_t ldo, const uint8_t *xs, const int32_t *xsum,
+                             const uint8_t *w, size_t ldw, int K, int n0, int n1);
+typedef void (*tk_panel1_fn)(int32_t *out, const uint8_t *xs, int32_t xsum,
+                             const uint8_t *w, size_t ldw, int K, int n0, int n1);
+static inline void tk_t2_panel4(int32_t *out, size_t ldo, const uint8_t *xs, const int32_t *xsum,
+                                const uint8_t *w, size_t ldw, int K, int n0, int n1) {
+    tk_panel4_avx2(out, ldo, xs, xsum, w, ldw, K, n0, n1, T2_PER_BYTE);
+}
+static inline void tk_t3_panel4(int32_t *out, size_t ldo, const uint8_t *xs, const int32_t *xsum,
+                                const uint8_t *w, size_t ldw, int K, int n0, int n1) {
+    tk_panel4_avx2(out, ldo, xs, xsum, w, ldw, K, n0, n1, T3_PER_BYTE);
+}
+static inline void tk_t2_panel1(int32_t *out, const uint8_t *xs, int32_t xsum,
+                                const uint8_t *w, size_t ldw, int K, int n0, int n1) {
+    tk_panel1_avx2(out, xs, xsum, w, ldw, K, n0, n1, T2_PER_BYTE);
+}
+static inline void tk_t3_panel1(int32_t *out, const uint8_t *xs, int32_t xsum,
+                                const uint8_t *w, size_t ldw, int K, int n0, int n1) {
+    tk_panel1_avx2(out, xs, xsum, w, ldw, K, n0, n1, T3_PER_BYTE);
+}
+
+#define TK_GEMV_ROWS 32 // weight rows per GEMV work item (a multiple of 4)
+
+// out (M,N) = x (M,K) @ trits(w)^T for P trits per byte, with that format's panels
+static inline void tk_matmul_avx2(int32_t *out, const int8_t *x, const uint8_t *w, int M, int K, int N, int P,
+                                  tk_panel4_fn panel4, tk_panel1_fn panel1) {
+    const int nblk = (K + 32 * P - 1) / (32 * P);                   // blocks per row, the last maybe partial
+    const size_t xrow = (size_t)nblk * TK_XBLOCK_MAX;              // bytes of xs per row (an upper bound)
+    const size_t ldw = ((size_t)K + P - 1) / P;
+    const int groups = M / 4; // 4-row groups of x for the GEMM tiles; the rest are GEMV rows
+    uint8_t *xs = (uint8_t *)mallocCheck((size_t)M * xrow);
+    int32_t *xsum = (int32_t *)mallocCheck((size_t)M * sizeof(int32_t));
+    #pragma omp parallel for
+    for (int m = 0; m < M; m++) {
+        if (m < groups * 4 && m % 4 == 0) { // a group of 4 rows starts here
+            tk_gather_x(xs + m * xrow, xsum + m, x + (size_t)m * K, 4, K, nblk, P);
+        } else if (m >= groups * 4) {       // a GEMV row
+            tk_gather_x(xs + m * xrow, xsum + m, x + (size_t)m * K, 1, K, nblk, P);
+        }
+    }
+
+    // GEMM: weight rows in blocks of about 64 KiB (L2) that every 4-row group of x reuses
+    if (groups > 0) {
+        int NB = (int)(65536 / ldw);
+        NB = NB < 1 ? 1 : NB;
+        const int nblocks = (N + NB - 1) / NB;
+        #pragma omp parallel for collapse(2) schedule(static)
+        for (int nb = 0; nb < nblocks; nb++) {
+            for (int g = 0; g < groups; g++) {
+                int n1 = (nb + 1) * NB < N ? (nb + 1) * NB : N;
+                panel4(out + (size_t)g * 4 * N, N, xs + g * 4 * xrow, xsum + g * 4, w, ldw, K, nb * NB, n1);
+            }
+        }
+    }
+    // GEMV: each remaining row of x (all of them when M < 4), in slices of weight rows
+    for (int m = groups * 4; m < M; m++) {
+        const int slices = (N + TK_GEMV_ROWS - 1) / TK_GEMV_ROWS;
+        #pragma omp parallel for schedule(static)
+        for (int sl = 0; sl < slices; sl++) {
+            int n0 = sl * TK_GEMV_ROWS, n1 = n0 + TK_GEMV_ROWS < N ? n0 + TK_GEMV_ROWS : N;
+            panel1(out + (size_t)m * N, xs + m * xrow, xsum[m], w, ldw, K, n0, n1);
+        }
+    }
+    free(xs);
+    free(xsum);
+}
+
+#endif // __AVX2__
+
+// ----------------------------------------------------------------------------
+// public kernels: the fast path of this build
+
+// out (M,N) = x (M,K) @ trits(w)^T, w = N rows of K trits in the 2-bit format
+static inline void matmul_i8_t2(int32_t *out, const int8_t *x, const uint8_t *w, int M, int K, int N) {
+#ifdef __AVX2__
+    tk_matmul_avx2(out, x, w, M, K, N, T2_PER_BYTE, tk_t2_panel4, tk_t2_panel1);
+#else
+    matmul_i8_t2_ref(out, x, w, M, K, N);
+#endif
+}
+
+// out (M,N) = x (M,K) @ trits(w)^T, w = N rows of K trits in the base-3 format
+static inline void matmul_i8_t3(int32_t *out, const int8_t *x, const uint8_t *w, int M, int K, int N) {
+#ifdef __AVX2__
+    tk_matmul_avx2(out, x, w, M, K, N, T3_PER_BYTE, tk_t3_panel4, tk_t3_panel1);
+#else
+    matmul_i8_t3_ref(out, x, w, M, K, N);
+#endif
+}
+
+static inline const char *ternary_kernels_backend(void) {
+#ifdef __AVX2__
+    return "avx2";
+#else
+    return "scalar";
+#endif
+}
+
+#endif // LLMC_TERNARY_KERNELS_H

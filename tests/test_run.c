@@ -1,0 +1,148 @@
+/*
+ tests/test_run.c: the packed model and the decoder of run_gpt2_1bit.c.
+   - export -> load gives back the same trits and scales (2-bit and 1.6-bit)
+   - the KV-cache decoder with int8 x packed-trit BitLinear gives the same
+     next-token distribution as the training forward, at every position
+   - the 2-bit and the 1.6-bit files decode identically; fp16 stays close
+   - packed sizes: 2 and 1.6 bits per BitLinear weight (GPT-2 124M: 21 / 17 MB)
+ Prints one PASS/FAIL line per check; exits 1 on any failure.
+ Build and run: make tests/test_run && ./tests/test_run
+*/
+#define RUN_TESTING
+#include "../run_gpt2_1bit.c"
+
+static int num_passed = 0, num_failed = 0;
+static void check(int ok, const char *name) {
+    if (ok) { printf("PASS: %s\n", name); num_passed++; }
+    else { printf("FAIL: %s\n", name); num_failed++; }
+}
+
+// the probabilities of a row of logits over V
+static void probs_of(float *p, const float *logits, int V) {
+    float m = logits[0];
+    for (int i = 1; i < V; i++) { m = logits[i] > m ? logits[i] : m; }
+    double s = 0;
+    for (int i = 0; i < V; i++) { p[i] = expf(logits[i] - m); s += p[i]; }
+    for (int i = 0; i < V; i++) { p[i] /= (float)s; }
+}
+
+// max |p_decoder - p_training| over positions and tokens, decoding tokens[0..T)
+static float compare_with_training(Runner *r, GPT2 *train, const int *tokens, int T) {
+    int V = train->config.vocab_size, Vp = train->config.padded_vocab_size;
+    gpt2_forward(train, tokens, NULL, 1, T);
+    float *p1 = (float *)mallocCheck(V * sizeof(float)), *p2 = (float *)mallocCheck(V * sizeof(float));
+    float md = 0;
+    for (int t = 0; t < T; t++) {
+        probs_of(p1, runner_forward(r, tokens[t], t), V);
+        probs_of(p2, train->acts.logits + (size_t)t * Vp, V);
+        for (int i = 0; i < V; i++) { md = fmaxf(md, fabsf(p1[i] - p2[i])); }
+    }
+    free(p1); free(p2);
+    return md;
+}
+
+// Tolerance on probabilities. The int8 path sums q * t exactly and scales
+// once; the training forward sums (q/s) * (t*gamma) in float: ~1e-6 apart.
+// A rare int8 rounding flip downstream moves a probability by ~1e-4 at most
+// on this tiny model; 1e-3 leaves room and catches any real mismatch (a
+// wrong scale or trit moves probabilities by > 1e-2).
+#define PROB_TOL 1e-3f
+
+int main(void) {
+    char name[256];
+    const char *ckpt = "tests/ref/model.bin"; // an llm.c file: loads in the b1.58 mode
+    int tokens[16];
+    for (int i = 0; i < 16; i++) { tokens[i] = (i * 37 + 11) % 250; }
+    char p2[] = "/tmp/test_run_2bit_XXXXXX", p3[] = "/tmp/test_run_3bit_XXXXXX", p16[] = "/tmp/test_run_fp16_XXXXXX";
+    close(mkstemp(p2)); close(mkstemp(p3)); close(mkstemp(p16));
+    export_packed(ckpt, p2, 2, 32);
+    export_packed(ckpt, p3, 3, 32);
+    export_packed(ckpt, p16, 2, 16);
+
+    // the training model, quantized as in training
+    GPT2 train;
+    gpt2_build_from_checkpoint(&train, ckpt, quant_config_b158(), NULL);
+    gpt2_quantize_weights(&train);
+
+    // 1. the packed files give back the same trits and scales
+    for (int f = 0; f < 2; f++) {
+        GPT2 g;
+        runner_load_model(&g, f == 0 ? p2 : p3);
+        int same = memcmp(g.trits, train.trits, train.num_bitlinear_weights) == 0 &&
+                   memcmp(g.scales, train.scales, sizeof(float) * 4 * train.config.num_layers) == 0;
+        for (size_t i = 0; i < train.num_bitlinear_weights; i++) { same &= g.wq_memory[i] == train.wq_memory[i]; } // -0 == +0
+        snprintf(name, sizeof(name), "%s file: export -> load returns the same trits, scales and W_q",
+                 f == 0 ? "2-bit" : "1.6-bit");
+        check(same, name);
+        gpt2_free(&g);
+    }
+
+    // 2. the decoder against the training forward, from the checkpoint and from the packed file
+    const char *paths[2] = {ckpt, p2};
+    for (int f = 0; f < 2; f++) {
+        for (int int8 = 0; int8 < 2; int8++) {
+            Runner r;
+            runner_init(&r, paths[f], int8);
+            float md = compare_with_training(&r, &train, tokens, 16);
+            snprintf(name, sizeof(name), "decoder (%s, %s kernel) equals the training forward at 16 positions "
+                     "(max prob diff %.1e)", f == 0 ? "checkpoint" : "2-bit file", r.use_int8 ? "int8" : "fp32", md);
+            check(md <= PROB_TOL && r.use_int8 == int8, name);
+            runner_free(&r);
+        }
+    }
+
+    // 3. 2-bit and 1.6-bit files decode bit-identically; fp16 stays close
+    Runner a, b, h;
+    runner_init(&a, p2, 1);
+    runner_init(&b, p3, 1);
+    runner_init(&h, p16, 1);
+    int identical = 1;
+    float md16 = 0;
+    int V = train.config.vocab_size;
+    float *pa = (float *)mallocCheck(V * sizeof(float)), *ph = (float *)mallocCheck(V * sizeof(float));
+    for (int t = 0; t < 16; t++) {
+        float *la = runner_forward(&a, tokens[t], t), *lb = runner_forward(&b, tokens[t], t);
+        identical &= memcmp(la, lb, V * sizeof(float)) == 0;
+        probs_of(pa, la, V);
+        probs_of(ph, runner_forward(&h, tokens[t], t), V);
+        for (int i = 0; i < V; i++) { md16 = fmaxf(md16, fabsf(pa[i] - ph[i])); }
+    }
+    check(identical, "the 2-bit and the 1.6-bit files give bit-identical logits");
+    snprintf(name, sizeof(name), "fp16 embeddings and norms change probabilities by %.1e (< 1e-2)", md16);
+    check(md16 < 1e-2f, name);
+    free(pa); free(ph);
+    runner_free(&a); runner_free(&b); runner_free(&h);
+
+    // 4. sizes: files are exactly as big as the formats say, and GPT-2 124M's parts
+    struct stat st2, st3, st16;
+    stat(p2, &st2); stat(p3, &st3); stat(p16, &st16);
+    size_t bl2 = 0, bl3 = 0;
+    for (int k = 0; k < NUM_BITLINEAR; k++) {
+        int OC, IC;
+        bitlinear_shape(&train.config, k, &OC, &IC);
+        bl2 += (size_t)train.config.num_layers * OC * ((IC + 3) / 4);
+        bl3 += (size_t)train.config.num_layers * OC * ((IC + 4) / 5);
+    }
+    size_t other = train.num_parameters - train.num_bitlinear_weights;
+    size_t fixed = 1024 + 4 * 4 * train.config.num_layers;
+    check((size_t)st2.st_size == fixed + bl2 + 4 * other && (size_t)st3.st_size == fixed + bl3 + 4 * other &&
+          (size_t)st16.st_size == fixed + bl2 + 2 * other, "packed file sizes: 2 bits, 1.6 bits per trit; fp16 halves the rest");
+    GPT2Config d12;
+    gpt2_config_from_descriptor(&d12, "d12");
+    double mb2 = 0, mb3 = 0, n = 0;
+    for (int k = 0; k < NUM_BITLINEAR; k++) {
+        int OC, IC;
+        bitlinear_shape(&d12, k, &OC, &IC);
+        mb2 += 12.0 * OC * pack2_row_bytes(IC) / 1e6;
+        mb3 += 12.0 * OC * pack3_row_bytes(IC) / 1e6;
+        n += 12.0 * OC * IC;
+    }
+    snprintf(name, sizeof(name), "GPT-2 124M: %.1fM BitLinear weights pack to %.2f MB (2-bit) and %.2f MB (1.6-bit)",
+             n / 1e6, mb2, mb3);
+    check(fabs(mb2 - 21.2) < 0.1 && fabs(mb3 - 17.0) < 0.1, name);
+
+    remove(p2); remove(p3); remove(p16);
+    gpt2_free(&train);
+    printf("(test_run: %d checks passed, %d checks failed)\n", num_passed, num_failed);
+    return num_failed == 0 ? 0 : 1;
+}
