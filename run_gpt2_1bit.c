@@ -31,14 +31,10 @@
 typedef struct {
     GPT2 gpt;                      // config, modes, params; BitLinear tensors hold latent W (checkpoint) or W_q (packed)
     int use_int8;                  // 1: BitLinear as int8 x packed trits; 0: fp32 matmul on W_q
-    const float *wq[NUM_BITLINEAR]; // per matrix kind: (L, OC, IC) W_q as floats (the fp32 path)
-    uint8_t *w2[NUM_BITLINEAR];    // per matrix kind: (L, OC, IC/4) 2-bit packed trits (the int8 path)
     float *key_cache;              // (L, maxT, C)
     float *value_cache;            // (L, maxT, C)
     // one token's activations
     float *x, *ln, *mean_rstd, *qkv, *att, *atty, *proj, *fch, *xn, *logits;
-    int8_t *xi8;
-    int32_t *acc;
 } Runner;
 
 // Load a training checkpoint (quantized here, as the training forward does) or
@@ -71,6 +67,7 @@ static int runner_load_model(GPT2 *gpt, const char *path) {
         int rows = gpt->config.num_layers * OC;
         if (pm.trit_format == 2) { unpack2_rows(gpt->trits + gpt->wq_offset[k], pm.packed[k], rows, IC); }
         else { unpack3_rows(gpt->trits + gpt->wq_offset[k], pm.packed[k], rows, IC); }
+        pack2_rows(gpt->w2_memory + gpt->w2_offset[k], gpt->trits + gpt->wq_offset[k], rows, IC); // compute form
     }
     memcpy(gpt->scales, pm.scales, sizeof(float) * 4 * gpt->config.num_layers);
     gpt->wq_stale = 0;
@@ -85,15 +82,8 @@ static void runner_init(Runner *r, const char *path, int use_int8) {
     int C = c->channels, L = c->num_layers;
     // int8 kernels need int8 activations and quantized weights; otherwise fp32
     r->use_int8 = use_int8 && r->gpt.quant.act_quant == AQ_INT8 && r->gpt.quant.weight_quant != WQ_FP;
-    for (int k = 0; k < NUM_BITLINEAR; k++) {
-        int OC, IC;
-        bitlinear_shape(c, k, &OC, &IC);
-        r->wq[k] = gpt2_forward_weight(&r->gpt, k, 0);
-        if (r->use_int8) {
-            r->w2[k] = (uint8_t *)mallocCheck((size_t)L * OC * pack2_row_bytes(IC));
-            pack2_rows(r->w2[k], r->gpt.trits + r->gpt.wq_offset[k], L * OC, IC);
-        }
-    }
+    r->gpt.int8_forward = r->use_int8;
+    gpt2_allocate_activations(&r->gpt, 1, 1); // for the integer path's scratch: one token at a time
     size_t kv = (size_t)L * c->max_seq_len * C;
     r->key_cache = (float *)mallocCheck(kv * sizeof(float));
     r->value_cache = (float *)mallocCheck(kv * sizeof(float));
@@ -106,12 +96,11 @@ static void runner_init(Runner *r, const char *path, int use_int8) {
     r->proj = (float *)mallocCheck(C * sizeof(float));
     r->fch = (float *)mallocCheck(4 * C * 2 * sizeof(float));
     r->xn = (float *)mallocCheck(4 * C * sizeof(float));
-    r->xi8 = (int8_t *)mallocCheck(4 * C);
-    r->acc = (int32_t *)mallocCheck(4 * C * sizeof(int32_t));
     r->logits = (float *)mallocCheck((size_t)c->padded_vocab_size * sizeof(float));
 }
 
-// BitLinear k of layer l for one token: out (OC) = BitLinear(inp (IC))
+// BitLinear k of layer l for one token: out (OC) = BitLinear(inp (IC)), by
+// the training forward's own function (integer or fp32 path, as r->use_int8)
 static void runner_bitlinear(Runner *r, float *out, const float *inp, int k, int l) {
     GPT2 *g = &r->gpt;
     int OC, IC;
@@ -120,25 +109,7 @@ static void runner_bitlinear(Runner *r, float *out, const float *inp, int k, int
     for (int i = 0; i <= BITLINEAR_TENSOR[k]; i++) { bias += g->param_sizes[i]; }
     bias += (size_t)l * OC;
     float rstd;
-    if (!r->use_int8) { // fp32 path: the training forward's math for one row
-        bitlinear_forward(out, r->xn, &rstd, inp, r->wq[k] + (size_t)l * OC * IC, bias, 1, IC, OC, &g->quant);
-        return;
-    }
-    // int8 path: x_q = q / s with q int8, W_q = t * gamma with t a trit, so
-    // x_q . W_q = (gamma / s) * sum(q * t): one exact integer dot product per
-    // output, both scales applied once (BitNet b1.58's inference form)
-    float rr = 1.0f;
-    if (g->quant.inner_norm) {
-        float ss = 0.0f;
-        for (int i = 0; i < IC; i++) { ss += inp[i] * inp[i]; }
-        rr = 1.0f / sqrtf(ss / IC + RMSNORM_EPS);
-    }
-    for (int i = 0; i < IC; i++) { r->xn[i] = inp[i] * rr; }
-    float s = absmax_scale(r->xn, IC);
-    for (int i = 0; i < IC; i++) { r->xi8[i] = quantize_int8(r->xn[i], s); }
-    matmul_i8_t2(r->acc, r->xi8, r->w2[k] + (size_t)l * OC * pack2_row_bytes(IC), 1, IC, OC);
-    float inv_s = 1.0f / s;
-    dequant_epilogue(out, r->acc, &inv_s, g->scales[l * 4 + k], bias, 1, OC);
+    gpt2_bitlinear_forward(g, k, l, out, r->xn, &rstd, inp, bias, 1);
 }
 
 // the logits (Vp) of token `token` at position `pos`, given the cache of 0..pos-1
@@ -190,9 +161,8 @@ static float *runner_forward(Runner *r, int token, int pos) {
 }
 
 static void runner_free(Runner *r) {
-    for (int k = 0; k < NUM_BITLINEAR; k++) { free(r->w2[k]); }
     free(r->key_cache); free(r->value_cache); free(r->x); free(r->ln); free(r->mean_rstd); free(r->qkv);
-    free(r->att); free(r->atty); free(r->proj); free(r->fch); free(r->xn); free(r->xi8); free(r->acc);
+    free(r->att); free(r->atty); free(r->proj); free(r->fch); free(r->xn);
     free(r->logits);
     gpt2_free(&r->gpt);
 }
@@ -229,6 +199,7 @@ static void export_packed(const char *model_path, const char *out_path, int trit
 // ----------------------------------------------------------------------------
 // generation
 
+#ifndef RUN_TESTING
 static int encode_prompt(const char *prompt, const char *tokenizer_path, int *out, int max_out) {
     Tokenizer tok;
     tokenizer_init(&tok, tokenizer_path);
@@ -244,7 +215,6 @@ static int encode_prompt(const char *prompt, const char *tokenizer_path, int *ou
     return n;
 }
 
-#ifndef RUN_TESTING
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

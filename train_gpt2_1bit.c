@@ -44,6 +44,7 @@
 #include "llmc/schedulers.h"  // defines: Schedule, schedule_lr, schedule_wd
 #include "llmc/logger.h"      // defines: Logger, logger_log_train, logger_log_val, logger_log_trit
 #include "llmc/args.h"        // defines: TrainArgs, train_args_parse, train_args_usage
+#include "llmc/ternary_kernels.h" // defines: pack2_rows, pack2_row_bytes, matmul_i8_t2, dequant_epilogue
 
 // ----------------------------------------------------------------------------
 // embeddings
@@ -277,7 +278,10 @@ float weights_quantize(float *wq, int8_t *trits, const float *w, size_t n, int m
 // what the matmul will see; rstd (N) keeps the inner norm's 1/rms for backward.
 //   inner norm (parameter-free RMSNorm): x_n = x / sqrt(mean(x^2) + eps)
 //   int8 (BitNet eq. 4, per token):      x_q = clamp(round(x_n * s), -128, 127) / s,  s = 127 / max|x_n|
-void bitlinear_input_forward(float *xq, float *rstd, const float *inp, int N, int IC, const QuantConfig *q) {
+// For the integer matmul, xi8 (N,IC) and inv_s (N) may receive the int8 codes
+// and 1/s of each row (pass NULL when not needed).
+void bitlinear_input_forward(float *xq, int8_t *xi8, float *inv_s, float *rstd, const float *inp, int N, int IC,
+                             const QuantConfig *q) {
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * IC;
@@ -292,7 +296,12 @@ void bitlinear_input_forward(float *xq, float *rstd, const float *inp, int N, in
         for (int i = 0; i < IC; i++) { o[i] = x[i] * r; }
         if (q->act_quant == AQ_INT8) {
             float s = absmax_scale(o, IC);
-            for (int i = 0; i < IC; i++) { o[i] = quantize_int8(o[i], s) / s; }
+            for (int i = 0; i < IC; i++) {
+                int8_t code = quantize_int8(o[i], s);
+                o[i] = code / s;
+                if (xi8 != NULL) { xi8[(size_t)n * IC + i] = code; }
+            }
+            if (inv_s != NULL) { inv_s[n] = 1.0f / s; }
         }
     }
 }
@@ -301,8 +310,22 @@ void bitlinear_input_forward(float *xq, float *rstd, const float *inp, int N, in
 // the quantized copy, or the latent weights themselves in fp mode
 void bitlinear_forward(float *out, float *xq, float *rstd, const float *inp, const float *wq, const float *bias,
                        int N, int IC, int OC, const QuantConfig *q) {
-    bitlinear_input_forward(xq, rstd, inp, N, IC, q);
+    bitlinear_input_forward(xq, NULL, NULL, rstd, inp, N, IC, q);
     matmul_forward(out, xq, wq, bias, N, IC, OC);
+}
+
+// The same in BitNet b1.58's inference form, for int8 activations and ternary
+// (or binary) weights: with x_q = q / s (q int8) and W_q = t * gamma (t a trit),
+//   y = x_q W_q^T + b = (gamma / s) * (q t^T) + b
+// where q t^T is an exact int32 product of int8 codes and 2-bit packed trits
+// (llmc/ternary_kernels.h), and the two scales are applied once per output.
+// w2 is (OC, IC) packed by pack2_rows; xi8 (N,IC), inv_s (N), acc (N,OC) are scratch.
+void bitlinear_forward_int8(float *out, float *xq, float *rstd, int8_t *xi8, float *inv_s, int32_t *acc,
+                            const float *inp, const uint8_t *w2, float w_scale, const float *bias,
+                            int N, int IC, int OC, const QuantConfig *q) {
+    bitlinear_input_forward(xq, xi8, inv_s, rstd, inp, N, IC, q); // xq is still needed by the backward
+    matmul_i8_t2(acc, xi8, w2, N, IC, OC);
+    dequant_epilogue(out, acc, inv_s, w_scale, bias, N, OC);
 }
 
 // Backward with the straight-through estimator (STE):
@@ -581,6 +604,12 @@ typedef struct {
     float scales[4 * 64];
     size_t wq_offset[NUM_BITLINEAR]; // where each matrix kind starts in wq_memory / trits
     size_t num_bitlinear_weights;
+    uint8_t *w2_memory; // the trits packed 2 bits each, for the integer forward (llmc/ternary_kernels.h)
+    size_t w2_offset[NUM_BITLINEAR];
+    int int8_forward;   // 1: BitLinear forward as int8 x packed trits (int8 activations, ternary/binary weights)
+    int8_t *xi8;        // scratch of the integer forward: int8 codes (B*T, 4C),
+    float *inv_s;       // their 1/s per row (B*T),
+    int32_t *acc;       // and the int32 products (B*T, 4C)
     int wq_stale;       // 1 when the latent weights changed since the last quantization
     int have_trits_prev;
     // activations and their gradients, for the B,T of the first forward pass
@@ -617,6 +646,18 @@ static void gpt2_allocate(GPT2 *model) {
         model->num_bitlinear_weights += model->param_sizes[BITLINEAR_TENSOR[k]];
     }
     model->wq_memory = (float *)mallocCheck(model->num_bitlinear_weights * sizeof(float));
+    size_t w2_bytes = 0;
+    for (int k = 0; k < NUM_BITLINEAR; k++) {
+        int OC, IC;
+        bitlinear_shape(cfg, k, &OC, &IC);
+        model->w2_offset[k] = w2_bytes;
+        w2_bytes += (size_t)cfg->num_layers * OC * pack2_row_bytes(IC);
+    }
+    model->w2_memory = (uint8_t *)mallocCheck(w2_bytes);
+    model->int8_forward = 1;
+    model->xi8 = NULL;
+    model->inv_s = NULL;
+    model->acc = NULL;
     model->trits = (int8_t *)callocCheck(model->num_bitlinear_weights, 1);
     model->trits_prev = (int8_t *)callocCheck(model->num_bitlinear_weights, 1);
     model->wq_stale = 1;
@@ -707,6 +748,8 @@ void gpt2_quantize_weights(GPT2 *model) {
             size_t off = model->wq_offset[k] + l * n;
             model->scales[l * 4 + k] = weights_quantize(model->wq_memory + off, model->trits + off, w, n,
                                                         model->quant.weight_quant);
+            pack2_rows(model->w2_memory + model->w2_offset[k] + (size_t)l * OC * pack2_row_bytes(IC),
+                       model->trits + off, OC, IC);
         }
     }
 }
@@ -735,6 +778,26 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     point_activations(&model->acts, model->act_sizes, model->acts_memory);
     model->inputs = (int *)mallocCheck((size_t)B * T * sizeof(int));
     model->targets = (int *)mallocCheck((size_t)B * T * sizeof(int));
+    size_t n = (size_t)B * T * 4 * model->config.channels;
+    model->xi8 = (int8_t *)mallocCheck(n);
+    model->inv_s = (float *)mallocCheck((size_t)B * T * sizeof(float));
+    model->acc = (int32_t *)mallocCheck(n * sizeof(int32_t));
+}
+
+// BitLinear k (0 qkv, 1 attproj, 2 fc, 3 fcproj) of layer l, by the integer
+// path when the mode has one, else in float
+static void gpt2_bitlinear_forward(GPT2 *model, int k, int l, float *out, float *xq, float *rstd, const float *inp,
+                                   const float *bias, int N) {
+    int OC, IC;
+    bitlinear_shape(&model->config, k, &OC, &IC);
+    const QuantConfig *q = &model->quant;
+    if (model->int8_forward && q->act_quant == AQ_INT8 && q->weight_quant != WQ_FP) {
+        const uint8_t *w2 = model->w2_memory + model->w2_offset[k] + (size_t)l * OC * pack2_row_bytes(IC);
+        bitlinear_forward_int8(out, xq, rstd, model->xi8, model->inv_s, model->acc, inp, w2, model->scales[l * 4 + k],
+                               bias, N, IC, OC, q);
+    } else {
+        bitlinear_forward(out, xq, rstd, inp, gpt2_forward_weight(model, k, l), bias, N, IC, OC, q);
+    }
 }
 
 // Forward pass over inputs (B,T); with targets (B,T) it also computes the mean
@@ -769,7 +832,6 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
 
     ParameterTensors p = model->params;
     ActivationTensors a = model->acts;
-    const QuantConfig *q = &model->quant;
     int BT = B * T;
     encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);
     float *residual;
@@ -795,19 +857,15 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
 
         // attention half: x + attproj(attention(qkv(ln1(x))))
         layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, residual, l_ln1w, l_ln1b, BT, C);
-        bitlinear_forward(l_qkv, l_qkv_xq, l_qkv_rstd, l_ln1, gpt2_forward_weight(model, 0, l), l_qkvb,
-                          BT, C, 3 * C, q);
+        gpt2_bitlinear_forward(model, 0, l, l_qkv, l_qkv_xq, l_qkv_rstd, l_ln1, l_qkvb, BT);
         attention_forward(l_atty, l_preatt, l_att, l_qkv, B, T, C, NH);
-        bitlinear_forward(l_attproj, l_attproj_xq, l_attproj_rstd, l_atty, gpt2_forward_weight(model, 1, l),
-                          l_attprojb, BT, C, C, q);
+        gpt2_bitlinear_forward(model, 1, l, l_attproj, l_attproj_xq, l_attproj_rstd, l_atty, l_attprojb, BT);
         residual_forward(l_residual2, residual, l_attproj, (size_t)BT * C);
         // MLP half: x + fcproj(gelu(fc(ln2(x))))
         layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_residual2, l_ln2w, l_ln2b, BT, C);
-        bitlinear_forward(l_fch, l_fc_xq, l_fc_rstd, l_ln2, gpt2_forward_weight(model, 2, l), l_fcb,
-                          BT, C, 4 * C, q);
+        gpt2_bitlinear_forward(model, 2, l, l_fch, l_fc_xq, l_fc_rstd, l_ln2, l_fcb, BT);
         gelu_forward(l_fch_gelu, l_fch, (size_t)BT * 4 * C);
-        bitlinear_forward(l_fcproj, l_fcproj_xq, l_fcproj_rstd, l_fch_gelu, gpt2_forward_weight(model, 3, l),
-                          l_fcprojb, BT, 4 * C, C, q);
+        gpt2_bitlinear_forward(model, 3, l, l_fcproj, l_fcproj_xq, l_fcproj_rstd, l_fch_gelu, l_fcprojb, BT);
         residual_forward(l_residual3, l_residual2, l_fcproj, (size_t)BT * C);
     }
     residual = a.residual3 + (size_t)(L - 1) * BT * C;
@@ -952,6 +1010,10 @@ void gpt2_free(GPT2 *model) {
     free(model->m_memory);
     free(model->v_memory);
     free(model->wq_memory);
+    free(model->w2_memory);
+    free(model->xi8);
+    free(model->inv_s);
+    free(model->acc);
     free(model->trits);
     free(model->trits_prev);
     free(model->acts_memory);

@@ -32,11 +32,12 @@
  AVX-512 path: the machine these kernels were written on has AVX2 + FMA only,
  and an untested path is not worth having.
 
- How the AVX2 kernels work (both formats, one scheme):
-   - a block is 32 packed bytes: 128 trits (t2) or 160 trits (t3). One 256-bit
-     load of a block is decoded in registers into P "planes" (P = 4 or 5 trits
+ How the AVX2 kernels work:
+   - a block is 32 packed bytes of a row: 128 trits (t2) or 160 trits (t3),
+     one 256-bit load, decoded in registers into P "planes" (P = 4 or 5 trits
      per byte) of 32 codes each, plane s holding the codes of trits P*j + s,
-     j = 0..31 (t2: shift and mask; t3: repeated division by 3 in 16-bit lanes).
+     j = 0..31 (t2: shift and mask, 7 ops; t3: repeated division by 3 in 16-bit
+     lanes, 44 ops).
    - x is gathered once per call into the same order (xs, zero padded to whole
      blocks), so plane s multiplies 32 consecutive bytes of xs: no shuffles in
      the inner loop. The gather costs O(M*K), the matmul O(M*N*K).
@@ -51,10 +52,18 @@
      feeds 4 rows of x), or 1 row of x times 4 weight rows (GEMV, decoding:
      the four dot products share the x loads and one horizontal reduction).
      Rows of x left over by the 4-row tiles go through the GEMV path.
+   - t3 GEMV skips the decode: with q_k = floor(byte / 3^k) (one mulhi each),
+     sum_k digit_k x_k = sum_k q_k x'_k for x'_k = x_k - 3 x_{k-1} (gathered once,
+     int16), so 10 madd replace 44 decode ops and 5 maddubs (tk_block_t3q_avx2).
+     When 4 rows share the decode (GEMM), decoding to bytes is faster.
+   Measured on one Zen 3 core (GOPS = 2 * MAC/s), K=768 N=2304: t2 GEMV ~145,
+   t2 GEMM ~220, t3 GEMV ~75, t3 GEMM ~95; a 256-entry table (byte -> 5 codes)
+   for the t3 decode reached ~15 in the GEMV: 32 scalar loads and stores per
+   block, and the vector loads that follow wait on the stores.
 
  Test:   gcc -O3 -march=native -fopenmp -std=gnu11 tests/test_kernels.c -lm -o tests/test_kernels && ./tests/test_kernels
-         (and without -march=native to test the scalar fallback)
- Bench:  see dev/bench_kernels.c
+         (and with plain -O2, no -march=native, to test the scalar fallback)
+ Bench:  gcc -O3 -march=native -fopenmp -std=gnu11 dev/bench_kernels.c -lm -o bench_kernels && ./bench_kernels
 */
 #ifndef LLMC_TERNARY_KERNELS_H
 #define LLMC_TERNARY_KERNELS_H
@@ -67,6 +76,13 @@
 #include <immintrin.h>
 #endif
 #include "utils.h"  // defines: mallocCheck
+
+// built without -fopenmp the `#pragma omp` lines below are plain loops (still correct):
+// no warning for each of them (in C; g++ warns regardless, GCC bug 53431)
+#if defined(__GNUC__) && !defined(_OPENMP)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunknown-pragmas"
+#endif
 
 // ----------------------------------------------------------------------------
 // packing formats
@@ -232,7 +248,6 @@ static inline void dequant_epilogue(float *out, const int32_t *acc, const float 
 //     with x'[5j] = x[5j] and x'[5j+k] = x[5j+k] - 3 x[5j+k-1] (k = 1..4): |x'| <= 511
 //     (h = 0: the even bytes of the block, h = 1: the odd bytes)
 // xsum[i] = sum(x_i), the correction for code = trit + 1.
-#define TK_XBLOCK_MAX 320 // bytes of xs per block and row: 32P int8 (128 or 160) or 160 int16
 static inline void tk_gather_x(uint8_t *xs, int32_t *xsum, const int8_t *x, int R, int K, int nblk, int P) {
     const int BT = 32 * P;
     for (int i = 0; i < R; i++) {
@@ -295,8 +310,8 @@ static TK_ALWAYS_INLINE void tk_decode_avx2(__m256i *codes, const uint8_t *block
     } else {
         // base 3 in 16-bit lanes: the even bytes and the odd bytes, each as a value b in 0..242;
         // digit k = q_k - 3*q_{k+1} with q_k = floor(b / 3^k) and q_{k+1} = mulhi(q_k, 21846)
-        // (floor(q * 21846 / 2^16) = floor(q / 3) exactly for q < 2^14); 3q as q + 2q, as the
-        // 16-bit mullo has a third of the throughput of an add
+        // (floor(q * 21846 / 2^16) = floor(q / 3) exactly for q < 2^15); 3q as q + q + q: the
+        // 16-bit mullo runs at a fifth of the rate of an add on Zen 3
         const __m256i lo8 = _mm256_set1_epi16(0x00FF), third = _mm256_set1_epi16(21846); // ceil(2^16 / 3)
         __m256i qe = _mm256_and_si256(v, lo8), qo = _mm256_srli_epi16(v, 8);
         TK_UNROLL
@@ -471,7 +486,8 @@ static inline void tk_t3_panel1(int32_t *out, const uint8_t *xs, int32_t xsum,
 static inline void tk_matmul_avx2(int32_t *out, const int8_t *x, const uint8_t *w, int M, int K, int N, int P,
                                   tk_panel4_fn panel4, tk_panel1_fn panel1) {
     const int nblk = (K + 32 * P - 1) / (32 * P);                   // blocks per row, the last maybe partial
-    const size_t xrow = (size_t)nblk * TK_XBLOCK_MAX;              // bytes of xs per row (an upper bound)
+    // bytes of xs per row: 128 per block for t2; for t3 160 in a GEMM group, 320 in a GEMV row
+    const size_t xrow = (size_t)nblk * (P == T2_PER_BYTE ? 128 : 320);
     const size_t ldw = ((size_t)K + P - 1) / P;
     const int groups = M / 4; // 4-row groups of x for the GEMM tiles; the rest are GEMV rows
     uint8_t *xs = (uint8_t *)mallocCheck((size_t)M * xrow);
@@ -541,5 +557,9 @@ static inline const char *ternary_kernels_backend(void) {
     return "scalar";
 #endif
 }
+
+#if defined(__GNUC__) && !defined(_OPENMP)
+#pragma GCC diagnostic pop
+#endif
 
 #endif // LLMC_TERNARY_KERNELS_H

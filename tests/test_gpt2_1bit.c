@@ -38,6 +38,11 @@ typedef struct {
 } Tolerance;
 static const Tolerance TOL_FLOAT_ACTS = {1e-4f, 1e-5f, 1e-4f, 1e-4f, 1e-4f}; // fp and weights-only ternary
 static const Tolerance TOL_INT8_ACTS = {1e-3f, 1e-4f, 1e-2f, 1e-3f, 5e-2f};  // int8 activations
+// The integer forward (int8 codes x packed trits, exact int32 sums, scaled once)
+// rounds differently from the reference's float sums at the same ~1e-6 level,
+// and so flips a few more int8 roundings downstream; measured on these files:
+// logits up to 4.4e-3 apart (binary), early losses 1.3e-3.
+static const Tolerance TOL_INT8_KERNEL = {1e-2f, 1e-3f, 3e-2f, 3e-3f, 5e-2f};
 #define EARLY_STEPS 4
 
 static int num_passed = 0, num_failed = 0;
@@ -48,7 +53,7 @@ static void check(int ok, const char *name, const char *fmt, double got, double 
     printf(", tolerance %.1e)\n", tol);
 }
 
-static int test_mode(const char *mode_name) {
+static int test_mode(const char *mode_name, int int8_forward) {
     char path[256];
     snprintf(path, sizeof(path), "tests/ref/state_%s.bin", mode_name);
     FILE *fp = fopen(path, "rb");
@@ -70,7 +75,9 @@ static int test_mode(const char *mode_name) {
     GPT2 model;
     gpt2_build_from_checkpoint(&model, "tests/ref/model.bin", quant, NULL);
     int Vp = model.config.padded_vocab_size;
-    const Tolerance *tol = quant.act_quant == AQ_INT8 ? &TOL_INT8_ACTS : &TOL_FLOAT_ACTS;
+    model.int8_forward = int8_forward;
+    const Tolerance *tol = quant.act_quant == AQ_INT8 ? (int8_forward ? &TOL_INT8_KERNEL : &TOL_INT8_ACTS)
+                                                      : &TOL_FLOAT_ACTS;
     if (V != model.config.vocab_size || (size_t)(unsigned)header[10] != model.num_parameters) {
         printf("FAIL: %s does not match tests/ref/model.bin (V %d vs %d)\n", path, V, model.config.vocab_size);
         num_failed++;
@@ -91,9 +98,12 @@ static int test_mode(const char *mode_name) {
     freadCheck(ref_losses, sizeof(float), (size_t)nsteps, fp, path);
     fclose(fp);
 
-    char name[256];
-    printf("-- mode %s (weights %s, activations %s, inner norm %d)\n", mode_name,
-           WEIGHT_QUANT_NAMES[quant.weight_quant], ACT_QUANT_NAMES[quant.act_quant], quant.inner_norm);
+    char name[256], label[64];
+    snprintf(label, sizeof(label), "%s%s", mode_name, int8_forward ? "/int8" : "");
+    mode_name = label;
+    printf("-- mode %s (weights %s, activations %s, inner norm %d; BitLinear forward %s)\n", mode_name,
+           WEIGHT_QUANT_NAMES[quant.weight_quant], ACT_QUANT_NAMES[quant.act_quant], quant.inner_norm,
+           int8_forward ? "int8 x packed trits" : "float");
     gpt2_forward(&model, x, y, B, T);
     float maxdiff = 0.0f;
     for (int bt = 0; bt < B * T; bt++) {
@@ -153,7 +163,10 @@ static int test_mode(const char *mode_name) {
 
 int main(void) {
     const char *modes[] = {"fp", "ternary", "binary", "ternary_wonly"};
-    for (int i = 0; i < 4; i++) { test_mode(modes[i]); }
+    // every mode with the float BitLinear forward (the spec), then the int8
+    // modes again with the integer forward the trainer uses by default
+    for (int i = 0; i < 4; i++) { test_mode(modes[i], 0); }
+    for (int i = 1; i < 3; i++) { test_mode(modes[i], 1); }
     printf("(test_gpt2_1bit: %d checks passed, %d checks failed)\n", num_passed, num_failed);
     return num_failed == 0 ? 0 : 1;
 }

@@ -127,7 +127,7 @@ int main(void) {
     size_t fixed = 1024 + 4 * 4 * train.config.num_layers;
     check((size_t)st2.st_size == fixed + bl2 + 4 * other && (size_t)st3.st_size == fixed + bl3 + 4 * other &&
           (size_t)st16.st_size == fixed + bl2 + 2 * other, "packed file sizes: 2 bits, 1.6 bits per trit; fp16 halves the rest");
-    GPT2Config d12;
+    GPT2Config d12 = {0};
     gpt2_config_from_descriptor(&d12, "d12");
     double mb2 = 0, mb3 = 0, n = 0;
     for (int k = 0; k < NUM_BITLINEAR; k++) {

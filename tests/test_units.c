@@ -97,7 +97,7 @@ static void test_quantizers(void) {
     float x[7 * 33], xq[7 * 33], xq2[7 * 33], rstd[7];
     fill_random(x, (size_t)N * IC, 3.0f);
     QuantConfig q = {WQ_TERNARY, AQ_INT8, 1};
-    bitlinear_input_forward(xq, rstd, x, N, IC, &q);
+    bitlinear_input_forward(xq, NULL, NULL, rstd, x, N, IC, &q);
     ok = 1;
     for (int n = 0; n < N; n++) {
         float ss = 0, m = 0;
@@ -112,7 +112,7 @@ static void test_quantizers(void) {
     }
     check(ok, "BitLinear input: inner RMSNorm rstd correct and x_q on the 127-step grid of max|x_n|");
     QuantConfig q_noinner = {WQ_TERNARY, AQ_INT8, 0};
-    bitlinear_input_forward(xq2, rstd, xq, N, IC, &q_noinner);
+    bitlinear_input_forward(xq2, NULL, NULL, rstd, xq, N, IC, &q_noinner);
     float md = 0;
     for (int i = 0; i < N * IC; i++) { md = fmaxf(md, fabsf(xq2[i] - xq[i])); }
     check(md < 1e-5f, "int8: quantizing x_q again gives x_q (idempotent)");
