@@ -31,6 +31,7 @@
 typedef struct {
     GPT2 gpt;                      // config, modes, params; BitLinear tensors hold latent W (checkpoint) or W_q (packed)
     int use_int8;                  // 1: BitLinear as int8 x packed trits; 0: fp32 matmul on W_q
+    uint16_t *wte_half;            // (Vp, C) the tied head in fp16, when the packed file stores it so (else NULL)
     float *key_cache;              // (L, maxT, C)
     float *value_cache;            // (L, maxT, C)
     // one token's activations
@@ -38,7 +39,8 @@ typedef struct {
 } Runner;
 
 // Load a training checkpoint (quantized here, as the training forward does) or
-// a packed file (its trits and scales as stored); returns 1 for a packed file.
+// a packed file (its trits and scales as stored). Returns 0 for a checkpoint,
+// else the packed file's float format (32 or 16).
 static int runner_load_model(GPT2 *gpt, const char *path) {
     FILE *fp = fopenCheck(path, "rb");
     int magic = 0;
@@ -71,14 +73,23 @@ static int runner_load_model(GPT2 *gpt, const char *path) {
     }
     memcpy(gpt->scales, pm.scales, sizeof(float) * 4 * gpt->config.num_layers);
     gpt->wq_stale = 0;
+    int float_format = pm.float_format;
     packed_free(&pm);
-    return 1;
+    return float_format;
 }
 
 static void runner_init(Runner *r, const char *path, int use_int8) {
     memset(r, 0, sizeof(*r));
-    runner_load_model(&r->gpt, path);
+    int float_format = runner_load_model(&r->gpt, path);
     GPT2Config *c = &r->gpt.config;
+    // A file with fp16 tensors: keep the tied head in fp16 too (its values are
+    // fp16 already, so nothing changes but the bytes read per token: the head
+    // is the largest matrix of the model, 50304 x 768 for GPT-2)
+    if (use_int8 && float_format == 16) {
+        size_t n = (size_t)c->padded_vocab_size * c->channels;
+        r->wte_half = (uint16_t *)mallocCheck(n * sizeof(uint16_t));
+        for (size_t i = 0; i < n; i++) { r->wte_half[i] = float_to_half(r->gpt.params.wte[i]); }
+    }
     int C = c->channels, L = c->num_layers;
     // int8 kernels need int8 activations and quantized weights; otherwise fp32
     r->use_int8 = use_int8 && r->gpt.quant.act_quant == AQ_INT8 && r->gpt.quant.weight_quant != WQ_FP;
@@ -110,6 +121,29 @@ static void runner_bitlinear(Runner *r, float *out, const float *inp, int k, int
     bias += (size_t)l * OC;
     float rstd;
     gpt2_bitlinear_forward(g, k, l, out, r->xn, &rstd, inp, bias, 1);
+}
+
+// logits (Vp) = x (C) @ wte^T with wte stored in fp16: one dot product per row,
+// the halves widened to floats 8 at a time (F16C) where the CPU has it
+static void head_forward_half(float *logits, const float *x, const uint16_t *wte_half, int Vp, int C) {
+    #pragma omp parallel for
+    for (int v = 0; v < Vp; v++) {
+        const uint16_t *w = wte_half + (size_t)v * C;
+        float sum = 0.0f;
+        int i = 0;
+#if defined(__F16C__) && defined(__AVX2__)
+        __m256 acc = _mm256_setzero_ps();
+        for (; i + 8 <= C; i += 8) {
+            __m256 wf = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i)));
+            acc = _mm256_fmadd_ps(wf, _mm256_loadu_ps(x + i), acc);
+        }
+        float lanes[8];
+        _mm256_storeu_ps(lanes, acc);
+        for (int j = 0; j < 8; j++) { sum += lanes[j]; }
+#endif
+        for (; i < C; i++) { sum += half_to_float(w[i]) * x[i]; }
+        logits[v] = sum;
+    }
 }
 
 // the logits (Vp) of token `token` at position `pos`, given the cache of 0..pos-1
@@ -156,11 +190,13 @@ static float *runner_forward(Runner *r, int token, int pos) {
         for (int i = 0; i < C; i++) { r->x[i] += r->proj[i]; }
     }
     layernorm_forward(r->ln, r->mean_rstd, r->mean_rstd + 1, r->x, p.lnfw, p.lnfb, 1, C);
-    matmul_forward(r->logits, r->ln, p.wte, NULL, 1, C, c->padded_vocab_size); // tied head, full precision
+    if (r->wte_half != NULL) { head_forward_half(r->logits, r->ln, r->wte_half, c->padded_vocab_size, C); }
+    else { matmul_forward(r->logits, r->ln, p.wte, NULL, 1, C, c->padded_vocab_size); } // tied head, fp32
     return r->logits;
 }
 
 static void runner_free(Runner *r) {
+    free(r->wte_half);
     free(r->key_cache); free(r->value_cache); free(r->x); free(r->ln); free(r->mean_rstd); free(r->qkv);
     free(r->att); free(r->atty); free(r->proj); free(r->fch); free(r->xn);
     free(r->logits);

@@ -1,11 +1,13 @@
 /*
  dev/bench_gpt2_1bit.c: CPU training speed, fp mode vs ternary (b1.58) mode,
- measured in the same run on the same batch.
+ measured in the same run on the same batch. The ternary mode runs twice: with
+ the BitLinear forward as int8 x packed trits (the trainer's default) and with
+ the float forward on W_q (the spec), to show what the integer kernels buy.
 
  Build and run:  make bench            (= make bench_gpt2_1bit && ./bench_gpt2_1bit)
  Flags:          ./bench_gpt2_1bit [-e d12] [-b 4] [-t 64] [-r 5]
- Both models are built from the same random init; the steps alternate
- fp, ternary, fp, ternary, ... so that a change in machine load hits both.
+ All models are built from the same random init; the steps alternate
+ between them so that a change in machine load hits all of them.
  One warm-up step each is not timed. Prints the median ms per step (forward,
  backward, AdamW update), tok/s and the ternary / fp time ratio.
 */
@@ -48,10 +50,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "error: bad flags (-e takes a descriptor such as d12; B, T, reps >= 1)\n");
         return 1;
     }
-    const char *names[2] = {"fp (plain GPT-2)", "ternary b1.58"};
-    QuantConfig modes[2] = {quant_config_fp(), quant_config_b158()};
-    GPT2 models[2];
-    for (int m = 0; m < 2; m++) { gpt2_build_random(&models[m], &cfg, modes[m], 1337); }
+#define NMODES 3
+    const char *names[NMODES] = {"fp (plain GPT-2)", "ternary, int8 fwd", "ternary, float fwd"};
+    QuantConfig modes[NMODES] = {quant_config_fp(), quant_config_b158(), quant_config_b158()};
+    GPT2 models[NMODES];
+    for (int m = 0; m < NMODES; m++) { gpt2_build_random(&models[m], &cfg, modes[m], 1337); }
+    models[2].int8_forward = 0;
     int *x = (int *)mallocCheck((size_t)B * T * sizeof(int)), *y = (int *)mallocCheck((size_t)B * T * sizeof(int));
     uint64_t rng = 7;
     for (int i = 0; i < B * T; i++) { x[i] = random_u32(&rng) % cfg.vocab_size; y[i] = random_u32(&rng) % cfg.vocab_size; }
@@ -61,27 +65,29 @@ int main(int argc, char **argv) {
 #endif
     printf("benchmark: %s (%zu parameters), B=%d T=%d, %d timed steps per mode after 1 warm-up, %d threads\n",
            desc, models[0].num_parameters, B, T, reps, threads);
-    double *ms[2];
-    for (int m = 0; m < 2; m++) {
+    double *ms[NMODES];
+    for (int m = 0; m < NMODES; m++) {
         ms[m] = (double *)mallocCheck((size_t)reps * sizeof(double));
         train_step(&models[m], x, y, B, T, 0);
     }
     for (int r = 0; r < reps; r++) {
-        for (int m = 0; m < 2; m++) {
+        for (int m = 0; m < NMODES; m++) {
             ms[m][r] = train_step(&models[m], x, y, B, T, r + 1);
             printf("  step %d %-18s %9.1f ms  loss %.4f\n", r + 1, names[m], ms[m][r], models[m].mean_loss);
             fflush(stdout);
         }
     }
-    double med[2];
-    for (int m = 0; m < 2; m++) {
+    double med[NMODES];
+    for (int m = 0; m < NMODES; m++) {
         qsort(ms[m], reps, sizeof(double), cmp_double);
         med[m] = reps % 2 ? ms[m][reps / 2] : 0.5 * (ms[m][reps / 2 - 1] + ms[m][reps / 2]);
     }
-    printf("\n%-18s %12s %10s\n", "mode", "ms/step", "tok/s");
-    for (int m = 0; m < 2; m++) { printf("%-18s %12.1f %10.1f\n", names[m], med[m], B * T / (med[m] / 1000.0)); }
-    printf("ternary / fp time ratio: %.3fx (median of %d steps)\n", med[1] / med[0], reps);
-    for (int m = 0; m < 2; m++) { gpt2_free(&models[m]); free(ms[m]); }
+    printf("\n%-20s %12s %10s %14s\n", "mode", "ms/step", "tok/s", "time vs fp");
+    for (int m = 0; m < NMODES; m++) {
+        printf("%-20s %12.1f %10.1f %13.3fx\n", names[m], med[m], B * T / (med[m] / 1000.0), med[m] / med[0]);
+    }
+    printf("(medians of %d steps; time vs fp below 1 = faster than fp)\n", reps);
+    for (int m = 0; m < NMODES; m++) { gpt2_free(&models[m]); free(ms[m]); }
     free(x); free(y);
     return 0;
 }
