@@ -184,7 +184,6 @@ static inline void train_args_parse(TrainArgs *a, int argc, char **argv) {
 
 // range checks that do not need the model; exits with a message naming the flag
 static inline void train_args_validate(const TrainArgs *a, const char *prog) {
-    char buf[64];
 #define CHECK(cond, flag, what) \
     if (!(cond)) { args_error(prog, "flag %s must be %s", flag, what); }
     CHECK(a->B >= 1, "-b", "at least 1");
@@ -211,7 +210,6 @@ static inline void train_args_validate(const TrainArgs *a, const char *prog) {
     CHECK(parse_act_quant(a->act_quant) >= 0, "-aq", "one of int8, none");
     CHECK(!(a->resume && a->out_dir[0] == '\0'), "-y", "0 when there is no output directory (-o \"\")");
 #undef CHECK
-    (void)buf;
 }
 
 #endif // LLMC_ARGS_H
