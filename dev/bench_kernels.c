@@ -16,12 +16,20 @@
    fp32     fp32 weights (N,K) times fp32 x: `omp parallel for` + `omp simd` dot
             products; for M > 1 in 4x2 register tiles over L2-sized blocks of
             weight rows (the scheme of the trainer's matmul_forward), the baseline
-   ref      matmul_i8_t2_ref: unpack the 2-bit rows, then plain int loops
+   ref      matmul_i8_t2_ref: unpack the whole 2-bit matrix, then plain int loops
+            (which gcc -O3 auto-vectorizes; the unpack dominates at M = 1)
    t2       matmul_i8_t2: 2-bit packed weights, the fast path of this build
    t3       matmul_i8_t3: base-3 packed weights (1.6 bits/weight)
  Columns: ms = median over the repeats after 2 warm-up calls; GOPS = 2*M*N*K / time;
  GB/s = bytes of weights (in that variant's format) / time; x fp32 = fp32 time / this time.
  The int kernels are first checked against the reference (exact equality).
+
+ Results on the 2-core AMD EPYC (Zen 3, AVX2) this was written on, shared with
+ other jobs, so runs vary by up to ~1.5x: t2 GEMV 5-11x the fp32 GEMV with warm
+ caches (fp32 reads 2.4-9.4 MB from L3, t2 reads 0.15-0.6 MB from L2 and is
+ bound by its ~15 vector ops per 128 weights), 5-10x with -cold; t3 GEMV 3-5x
+ warm, 5-9x cold; M = 256: t2 3.5-5x, t3 about 2x. Fork/join of the OpenMP
+ threads (a few us) is a visible part of the 10 us GEMV at (768, 768).
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,7 +221,7 @@ int main(int argc, char **argv) {
             for (int v = 0; v < 4; v++) {
                 double ms = time_variant(fns[v], &p);
                 if (v == 0) { ms_fp32 = ms; }
-                printf("%5d %5d %5d  %-5s %9.4f %8.1f %8.1f %7.2fx\n", M, K, N, names[v], ms,
+                printf("%5d %5d %5d  %-5s %9.4f %8.1f %8.2f %7.2fx\n", M, K, N, names[v], ms,
                        2.0 * M * N * K / (ms * 1e6), weight_bytes[v] / (ms * 1e6), ms_fp32 / ms);
             }
             free(x_f); free(w_f); free(x_i); free(trits); free(w2); free(w3);

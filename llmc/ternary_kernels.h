@@ -485,7 +485,8 @@ static inline void tk_t3_panel1(int32_t *out, const uint8_t *xs, int32_t xsum,
 // out (M,N) = x (M,K) @ trits(w)^T for P trits per byte, with that format's panels
 static inline void tk_matmul_avx2(int32_t *out, const int8_t *x, const uint8_t *w, int M, int K, int N, int P,
                                   tk_panel4_fn panel4, tk_panel1_fn panel1) {
-    const int nblk = (K + 32 * P - 1) / (32 * P);                   // blocks per row, the last maybe partial
+    const int BT = P == T2_PER_BYTE ? T2_BLOCK_TRITS : T3_BLOCK_TRITS;
+    const int nblk = (K + BT - 1) / BT; // blocks per row, the last maybe partial
     // bytes of xs per row: 128 per block for t2; for t3 160 in a GEMM group, 320 in a GEMV row
     const size_t xrow = (size_t)nblk * (P == T2_PER_BYTE ? 128 : 320);
     const size_t ldw = ((size_t)K + P - 1) / P;

@@ -8,7 +8,8 @@
      random inputs over many shapes (M = 1, M not a multiple of the tile, K not a
      multiple of 4, 5 or the block, N odd), and on the extreme inputs
      (all x = -128 with all trits -1 or all +1: the largest sums and the largest
-     int16 partial sums inside the kernels)
+     int16 partial sums inside the kernels; x alternating 127, -128: the largest
+     transformed activations of the base-3 GEMV)
    - the float epilogue against a double-precision reference
  Prints one PASS/FAIL line per check; exits 1 on any failure.
 
@@ -154,6 +155,7 @@ static void matmul_i8_i8_direct(int32_t *out, const int8_t *x, const int8_t *t, 
 
 // runs ref and fast (and the direct loop if direct) on one shape; 1 if all equal.
 // x_fill / t_fill: 0 = random, otherwise that constant everywhere
+#define X_ALTERNATE 1000 // x_fill: 127, -128, 127, ... (the largest |x[k] - 3 x[k-1]| = 511)
 static int compare_shape(const Format *F, int M, int K, int N, int x_fill, int t_fill, int direct,
                          char *details, size_t dlen) {
     int8_t *x = (int8_t *)mallocCheck((size_t)M * K), *t = (int8_t *)mallocCheck((size_t)N * K);
@@ -161,7 +163,13 @@ static int compare_shape(const Format *F, int M, int K, int N, int x_fill, int t
     int32_t *ref = (int32_t *)mallocCheck((size_t)M * N * sizeof(int32_t));
     int32_t *fast = (int32_t *)mallocCheck((size_t)M * N * sizeof(int32_t));
     int32_t *dir = (int32_t *)mallocCheck((size_t)M * N * sizeof(int32_t));
-    if (x_fill) { memset(x, x_fill, (size_t)M * K); } else { random_x(x, (size_t)M * K); }
+    if (x_fill == X_ALTERNATE) {
+        for (size_t i = 0; i < (size_t)M * K; i++) { x[i] = (int8_t)(i % 2 ? -128 : 127); }
+    } else if (x_fill) {
+        memset(x, x_fill, (size_t)M * K);
+    } else {
+        random_x(x, (size_t)M * K);
+    }
     if (t_fill) { memset(t, t_fill, (size_t)N * K); } else { random_trits(t, (size_t)N * K); }
     F->pack(w, t, N, K);
     F->ref(ref, x, w, M, K, N);
@@ -237,9 +245,12 @@ static void test_kernels(void) {
             int ok_neg = compare_shape(F, 5, K, 5, -128, -1, 1, details, sizeof(details)); // sum = +128 K
             int ok_pos = ok_neg && compare_shape(F, 5, K, 5, -128, 1, 1, details, sizeof(details)); // -128 K
             int ok_max = ok_pos && compare_shape(F, 5, K, 5, 127, 1, 1, details, sizeof(details));  // +127 K
-            snprintf(name, sizeof(name), "%s: extreme inputs, K=%d: x=-128 with trits -1 and +1, x=127 with +1",
-                     F->name, K);
-            check(ok_neg && ok_pos && ok_max, name, details);
+            // alternating x: the extremes of the t3 GEMV's x[k] - 3 x[k-1], with random and all +1 trits
+            int ok_alt = ok_max && compare_shape(F, 5, K, 5, X_ALTERNATE, 0, 1, details, sizeof(details)) &&
+                         compare_shape(F, 5, K, 5, X_ALTERNATE, 1, 1, details, sizeof(details));
+            snprintf(name, sizeof(name), "%s: extreme inputs, K=%d: x=-128 with trits -1 and +1, x=127 with +1, "
+                     "x alternating 127/-128", F->name, K);
+            check(ok_neg && ok_pos && ok_max && ok_alt, name, details);
         }
     }
 }
