@@ -43,63 +43,14 @@
 #include "../llmc/ternary_kernels.h" // defines: pack2_rows, pack3_rows, matmul_i8_t2(_ref), matmul_i8_t3(_ref)
 
 // ----------------------------------------------------------------------------
-// fp32 baseline: out (M,N) = x (M,K) @ w (N,K)^T
+// fp32 baseline: the trainer's own matmul_forward, out (M,N) = x (M,K) @ w (N,K)^T
+// (4x2 register tiles over L2-sized weight blocks; plain dot products for M < 4)
+
+#define TESTING
+#include "../train_gpt2_1bit.c" // defines: matmul_forward
 
 static void matmul_f32(float *out, const float *x, const float *w, int M, int K, int N) {
-    if (M < 4) { // GEMV: one dot product per output, the weights are read once
-        for (int m = 0; m < M; m++) {
-            const float *x_m = x + (size_t)m * K;
-            #pragma omp parallel for schedule(static)
-            for (int n = 0; n < N; n++) {
-                const float *w_n = w + (size_t)n * K;
-                float s = 0.0f;
-                #pragma omp simd reduction(+ : s)
-                for (int k = 0; k < K; k++) { s += x_m[k] * w_n[k]; }
-                out[(size_t)m * N + n] = s;
-            }
-        }
-        return;
-    }
-    // GEMM: blocks of weight rows (about 256 KiB) reused by every 4-row tile of x,
-    // 4x2 outputs per tile so each load feeds 2 or 4 FMAs (M % 4 rows: plain dots)
-    int NB = 65536 / K;
-    NB = NB < 2 ? 2 : (NB & ~1);
-    int nblocks = (N + NB - 1) / NB, mtiles = (M + 3) / 4;
-    #pragma omp parallel for collapse(2) schedule(static)
-    for (int nb = 0; nb < nblocks; nb++) {
-        for (int mt = 0; mt < mtiles; mt++) {
-            int m0 = mt * 4, n = nb * NB;
-            int n_end = n + NB < N ? n + NB : N;
-            if (m0 + 4 <= M) {
-                const float *x0 = x + (size_t)m0 * K, *x1 = x0 + K, *x2 = x1 + K, *x3 = x2 + K;
-                for (; n + 2 <= n_end; n += 2) {
-                    const float *w0 = w + (size_t)n * K, *w1 = w0 + K;
-                    float s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
-                    #pragma omp simd reduction(+ : s00, s01, s10, s11, s20, s21, s30, s31)
-                    for (int k = 0; k < K; k++) {
-                        s00 += x0[k] * w0[k]; s01 += x0[k] * w1[k];
-                        s10 += x1[k] * w0[k]; s11 += x1[k] * w1[k];
-                        s20 += x2[k] * w0[k]; s21 += x2[k] * w1[k];
-                        s30 += x3[k] * w0[k]; s31 += x3[k] * w1[k];
-                    }
-                    float *o = out + (size_t)m0 * N + n;
-                    o[0] = s00; o[1] = s01; o += N;
-                    o[0] = s10; o[1] = s11; o += N;
-                    o[0] = s20; o[1] = s21; o += N;
-                    o[0] = s30; o[1] = s31;
-                }
-            }
-            for (int m = m0; m < m0 + 4 && m < M; m++) {
-                for (int j = n; j < n_end; j++) {
-                    const float *x_m = x + (size_t)m * K, *w_j = w + (size_t)j * K;
-                    float s = 0.0f;
-                    #pragma omp simd reduction(+ : s)
-                    for (int k = 0; k < K; k++) { s += x_m[k] * w_j[k]; }
-                    out[(size_t)m * N + j] = s;
-                }
-            }
-        }
-    }
+    matmul_forward(out, x, w, NULL, M, K, N);
 }
 
 // ----------------------------------------------------------------------------
