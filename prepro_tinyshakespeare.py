@@ -194,11 +194,15 @@ def load_bpe(bpe_dir=None):
     _ranks, _id_to_bytes, _cache = ranks, id_to_bytes, {}
 
 def bpe(piece):
-    """Token ids of one pre-token, e.g. " Hello" -> [18435]. Like tiktoken: a piece that is
-    already a token is returned whole; otherwise the adjacent pair whose concatenation has the
-    lowest rank is merged (leftmost on ties), until no adjacent pair forms a token.
-    (O(len^2) per piece: fine for text, slow for a megabyte of one repeated character.)"""
-    word = "".join(BYTE_ENCODER[b] for b in piece.encode("utf-8"))
+    """Token ids of one pre-token, e.g. " Hello" -> [18435]."""
+    return bpe_bytes(piece.encode("utf-8"))
+
+def bpe_bytes(piece):
+    """Token ids of one pre-token given as bytes (so it may hold invalid UTF-8). Like tiktoken:
+    a piece that is already a token is returned whole; otherwise the adjacent pair whose
+    concatenation has the lowest rank is merged (leftmost on ties), until no adjacent pair forms
+    a token. (O(len^2) per piece: fine for text, slow for a megabyte of one repeated character.)"""
+    word = "".join(BYTE_ENCODER[b] for b in piece)
     tok = _ranks.get(word)
     if tok is not None:
         return [tok]

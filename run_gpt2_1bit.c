@@ -251,11 +251,6 @@ static int encode_prompt(const char *prompt, const char *tokenizer_path, int *ou
     return n;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static void usage(const char *prog) {
     printf("usage: %s -e MODEL [flags]   (MODEL: a training checkpoint or a packed model)\n\n", prog);
@@ -296,9 +291,9 @@ static double generate(Runner *r, const int *prompt, int n_prompt, int n_new, fl
     int token = prompt[0];
     double t = 0.0;
     for (int pos = 0; pos < n_prompt + n_new - 1 && pos < c->max_seq_len; pos++) {
-        double t0 = now_s();
+        double t0 = now_seconds();
         float *logits = runner_forward(r, token, pos);
-        t += now_s() - t0;
+        t += now_seconds() - t0;
         if (pos + 1 < n_prompt) { token = prompt[pos + 1]; continue; } // still reading the prompt
         token = sample_logits(logits, c->vocab_size, temperature, top_k, random_f32(rng), scratch);
         if (print) { tokenizer_print(tok, token, stdout); fflush(stdout); }
@@ -396,11 +391,7 @@ int main(int argc, char **argv) {
         }
         int ntok = n_prompt + n_new - 1;
         double med[2];
-        for (int m = 0; m < 2; m++) {
-            double *a = t[m];
-            double lo = fmin(a[0], fmin(a[1], a[2])), hi = fmax(a[0], fmax(a[1], a[2]));
-            med[m] = a[0] + a[1] + a[2] - lo - hi;
-        }
+        for (int m = 0; m < 2; m++) { med[m] = median(t[m], 3); }
         printf("decode benchmark: %d tokens (prompt %d + %d new), median of 3\n", ntok, n_prompt, n_new);
         printf("  %-30s %8.1f tok/s\n", r.use_int8 ? "int8 x packed trits" : "fp32 (model has no int8 path)",
                ntok / med[0]);

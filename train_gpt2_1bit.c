@@ -1230,11 +1230,6 @@ void gpt2_sample(GPT2 *model, const Tokenizer *tokenizer, int n, int max_T, floa
 // main training loop
 #ifndef TESTING
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 int main(int argc, char **argv) {
     TrainArgs args;

@@ -14,25 +14,16 @@
 #define TESTING
 #include "../train_gpt2_1bit.c"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static double train_step(GPT2 *model, const int *x, const int *y, int B, int T, int step) {
-    double t0 = now_s();
+    double t0 = now_seconds();
     gpt2_forward(model, x, y, B, T);
     gpt2_zero_grad(model);
     gpt2_backward(model);
     float norm = gpt2_grad_norm(model);
     gpt2_update(model, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, norm > 1.0f ? 1.0f / norm : 1.0f, step + 1);
-    return 1000.0 * (now_s() - t0);
+    return 1000.0 * (now_seconds() - t0);
 }
 
 int main(int argc, char **argv) {
@@ -79,8 +70,7 @@ int main(int argc, char **argv) {
     }
     double med[NMODES];
     for (int m = 0; m < NMODES; m++) {
-        qsort(ms[m], reps, sizeof(double), cmp_double);
-        med[m] = reps % 2 ? ms[m][reps / 2] : 0.5 * (ms[m][reps / 2 - 1] + ms[m][reps / 2]);
+        med[m] = median(ms[m], reps);
     }
     printf("\n%-20s %12s %10s %14s\n", "mode", "ms/step", "tok/s", "time vs fp");
     for (int m = 0; m < NMODES; m++) {

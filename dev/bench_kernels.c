@@ -56,16 +56,7 @@ static void matmul_f32(float *out, const float *x, const float *w, int M, int K,
 // ----------------------------------------------------------------------------
 // timing
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 // -cold: read a buffer larger than the L3 (32 MiB here) so that the weights come from DRAM
 #define FLUSH_BYTES (64u << 20)
@@ -99,13 +90,12 @@ static double time_variant(variant_fn fn, const Problem *p) {
     double spent = 0.0;
     while (reps < max_reps && (reps < min_reps || spent < 0.3)) {
         if (cold) { flush_caches(); }
-        double t0 = now_s();
+        double t0 = now_seconds();
         fn(p);
-        times[reps] = now_s() - t0;
+        times[reps] = now_seconds() - t0;
         spent += times[reps++];
     }
-    qsort(times, reps, sizeof(double), cmp_double);
-    return 1e3 * times[reps / 2];
+    return 1e3 * median(times, reps);
 }
 
 // ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <errno.h>
 #include <sys/stat.h>
+#include <time.h>
 
 // ----------------------------------------------------------------------------
 // files
@@ -140,6 +141,27 @@ static inline void rename_check(const char *tmp_path, const char *path) {
         fprintf(stderr, "error: cannot rename '%s' to '%s': %s\n", tmp_path, path, strerror(errno));
         exit(EXIT_FAILURE);
     }
+}
+
+// ----------------------------------------------------------------------------
+// timing, for progress lines and benchmarks
+
+// seconds on a monotonic clock
+static inline double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static inline int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+// median of n values (sorts them in place)
+static inline double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 #endif // LLMC_UTILS_H

@@ -45,25 +45,6 @@ NUM_RANDOM_BYTE_STRINGS = 150
 # -----------------------------------------------------------------------------
 # expected tokens of any bytes
 
-def bpe_of_bytes(piece):
-    """prepro.bpe for a piece given as bytes (a str cannot hold invalid UTF-8): the whole piece if
-    it is a token, else merge the lowest-ranked adjacent pair, leftmost on ties."""
-    word = "".join(prepro.BYTE_ENCODER[b] for b in piece)
-    tok = prepro._ranks.get(word)
-    if tok is not None:
-        return [tok]
-    parts = list(word)
-    while len(parts) > 1:
-        best, best_i = None, -1
-        for i in range(len(parts) - 1):
-            r = prepro._ranks.get(parts[i] + parts[i + 1])
-            if r is not None and (best is None or r < best):
-                best, best_i = r, i
-        if best_i < 0:
-            break
-        parts[best_i:best_i + 2] = [parts[best_i] + parts[best_i + 1]]
-    return [prepro._ranks[p] for p in parts]
-
 _piece_cache = {}  # piece -> its ids, as prepro.encode keeps (the whole text repeats its words)
 
 def encode_bytes(data):
@@ -73,7 +54,7 @@ def encode_bytes(data):
     for piece in prepro.pretokenize(text):
         toks = _piece_cache.get(piece)
         if toks is None:
-            toks = _piece_cache[piece] = bpe_of_bytes(piece.encode("utf-8", errors="surrogateescape"))
+            toks = _piece_cache[piece] = prepro.bpe_bytes(piece.encode("utf-8", errors="surrogateescape"))
         ids.extend(toks)
     return ids
 

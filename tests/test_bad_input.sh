@@ -12,30 +12,8 @@
 # Usage: bash tests/test_bad_input.sh   (from anywhere; needs ./train_gpt2_1bit built)
 set -u
 cd "$(dirname "$0")/.." || exit 1
-PYTHON=${PYTHON:-python3}
-BIN=${TRAIN_BIN:-./train_gpt2_1bit}  # TRAIN_BIN: test another build
-MODEL=tests/ref/model.bin
-
-npass=0
-nfail=0
-pass() { echo "PASS: $1"; npass=$((npass + 1)); }
-fail() { echo "FAIL: $1: $2"; nfail=$((nfail + 1)); }
-
-if [ ! -x "$BIN" ]; then fail "setup" "$BIN not found ---> HINT: build it (make train_gpt2_1bit)"; exit 1; fi
-if [ ! -f "$MODEL" ]; then fail "setup" "$MODEL not found"; exit 1; fi
-
-W=$(mktemp -d "${TMPDIR:-/tmp}/test_bad_input.XXXXXX") || exit 1
-trap 'chmod -R u+w "$W" 2>/dev/null; rm -rf "$W"' EXIT
-"$PYTHON" tests/make_tiny_data.py "$W/data" || { fail "setup" "tests/make_tiny_data.py failed"; exit 1; }
-TRAIN=$W/data/train.bin
-VAL=$W/data/val.bin
-
-# cap each run, so a hang is a failure and not a stuck test suite
-# OpenMP threads that spin-wait at barriers crawl when another job holds a core
-# (0.07 s -> 0.5 s .. 10 s per tiny run); sleeping waits change no result
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-TIMEOUT=""
-if command -v timeout >/dev/null 2>&1; then TIMEOUT="timeout 60"; fi
+TEST_NAME=test_bad_input.sh
+. tests/lib.sh  # PYTHON BIN MODEL W TRAIN VAL TIMEOUT, pass/fail/finish
 
 # the small, fast configuration every case starts from; later flags override earlier ones
 BASE=(-e "$MODEL" -i "$TRAIN" -j "$VAL" -tf /nonexistent -s 0 -b 4 -t 16 -x 2 -v 0)
@@ -369,5 +347,4 @@ else
     pass "-h lists all $nflags flags of llmc/args.h with their defaults"
 fi
 
-echo "(test_bad_input.sh: $npass checks passed, $nfail checks failed)"
-[ "$nfail" -eq 0 ]
+finish

@@ -148,11 +148,6 @@ static void describe_diff(char *out, size_t size, const int *want, int num_want,
              num_want, num_got, i, w, g);
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 // UTF-8 encoding of any code point up to 0x10FFFF (surrogates included, which makes them invalid)
 static int utf8_encode(uint32_t cp, unsigned char *out) {

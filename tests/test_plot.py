@@ -31,24 +31,7 @@ import plot_loss  # noqa: E402
 # -----------------------------------------------------------------------------
 # reporting
 
-n_pass, n_fail = 0, 0
-
-
-def check(name, ok, details=""):
-    global n_pass, n_fail
-    if ok:
-        n_pass += 1
-        print(f"PASS: {name}")
-    else:
-        n_fail += 1
-        print(f"FAIL: {name}: {details}")
-    sys.stdout.flush()
-    return ok
-
-
-def finish():
-    print(f"(test_plot.py: {n_pass} checks passed, {n_fail} checks failed)")
-    sys.exit(1 if n_fail else 0)
+from checks import check, finish  # noqa: E402  (PASS/FAIL lines, the summary line)
 
 # -----------------------------------------------------------------------------
 # helpers

@@ -35,18 +35,7 @@ import prepro_tinyshakespeare as prepro  # noqa: E402
 # -----------------------------------------------------------------------------
 # reporting
 
-n_pass, n_fail = 0, 0
-
-def check(name, ok, details=""):
-    global n_pass, n_fail
-    if ok:
-        n_pass += 1
-        print(f"PASS: {name}")
-    else:
-        n_fail += 1
-        print(f"FAIL: {name}: {details}")
-    sys.stdout.flush()
-    return ok
+from checks import check, finish  # noqa: E402  (PASS/FAIL lines, the summary line)
 
 def first_diff(a, b):
     """Index and values at the first difference of two token lists, for a FAIL message."""
@@ -54,10 +43,6 @@ def first_diff(a, b):
         if x != y:
             return f"first difference at token {i}: prepro {a[i:i+5]} vs tiktoken {b[i:i+5]}"
     return f"lengths differ: prepro {len(a)} vs tiktoken {len(b)}"
-
-def finish():
-    print(f"(test_prepro.py: {n_pass} checks passed, {n_fail} checks failed)")
-    sys.exit(1 if n_fail else 0)
 
 # -----------------------------------------------------------------------------
 # inputs, and tiktoken with an offline cache

@@ -1,0 +1,27 @@
+"""
+tests/checks.py: the reporting shared by the Python test programs. Each check
+prints "PASS: <name>" or "FAIL: <name>: <details>"; finish() prints the
+program's summary line and exits 1 if any check failed.
+    from checks import check, finish   (tests/ is the script's directory, so on sys.path)
+"""
+import os
+import sys
+
+_counts = {"pass": 0, "fail": 0}
+
+
+def check(name, ok, details=""):
+    if ok:
+        _counts["pass"] += 1
+        print(f"PASS: {name}")
+    else:
+        _counts["fail"] += 1
+        print(f"FAIL: {name}: {details}")
+    sys.stdout.flush()
+    return ok
+
+
+def finish():
+    program = os.path.basename(sys.argv[0])
+    print(f"({program}: {_counts['pass']} checks passed, {_counts['fail']} checks failed)")
+    sys.exit(1 if _counts["fail"] else 0)
