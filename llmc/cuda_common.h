@@ -1,0 +1,131 @@
+/*
+ llmc/cuda_common.h: what every CUDA file of the project shares: error checks,
+ the activation precision (floatX), checked device allocation with an
+ out-of-memory hint, and small device helpers.
+
+ Used by train_gpt2_1bit.cu, tests/test_gpt2_1bit.cu and dev/cuda/common.h.
+
+ Precision: activations and matmul inputs are bf16 by default (floatX). Build
+ with -DENABLE_FP32 (make PRECISION=FP32) to make them fp32, for tight tests.
+ Master weights, gradients of the parameters and AdamW moments are always fp32.
+*/
+#ifndef LLMC_CUDA_COMMON_H
+#define LLMC_CUDA_COMMON_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cublas_v2.h>
+#include "utils.h" // defines: mallocCheck, fopenCheck, freadCheck, now_seconds, median
+
+// ----------------------------------------------------------------------------
+// error checks: report the expression, file and line, then exit non-zero
+
+static inline void cuda_check(cudaError_t err, const char *expr, const char *file, int line) {
+    if (err != cudaSuccess) {
+        fprintf(stderr, "CUDA error: %s: %s  [%s:%d]\n", expr, cudaGetErrorString(err), file, line);
+        exit(EXIT_FAILURE);
+    }
+}
+#define cudaCheck(expr) cuda_check((expr), #expr, __FILE__, __LINE__)
+
+static inline void cublas_check(cublasStatus_t status, const char *expr, const char *file, int line) {
+    if (status != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "cuBLAS error %d: %s  [%s:%d]\n", (int)status, expr, file, line);
+        exit(EXIT_FAILURE);
+    }
+}
+#define cublasCheck(expr) cublas_check((expr), #expr, __FILE__, __LINE__)
+
+// ----------------------------------------------------------------------------
+// device memory: an allocation that does not fit is a user's problem (too big
+// a batch), so it gets a hint instead of a bare CUDA error
+
+static inline void *cuda_malloc_check(size_t bytes, const char *what, const char *file, int line) {
+    void *ptr = NULL;
+    cudaError_t err = cudaMalloc(&ptr, bytes);
+    if (err == cudaErrorMemoryAllocation) {
+        size_t free_b = 0, total_b = 0;
+        cudaGetLastError(); // clear the sticky-free error so cudaMemGetInfo answers
+        cudaMemGetInfo(&free_b, &total_b);
+        fprintf(stderr, "error: out of GPU memory allocating %s (%.1f MiB; %.1f of %.1f MiB free)  [%s:%d]\n"
+                "---> HINT: lower the micro-batch size (-b) or the sequence length (-t); keep the total batch (-d) "
+                "with gradient accumulation\n",
+                what, bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0, file, line);
+        exit(EXIT_FAILURE);
+    }
+    cuda_check(err, what, file, line);
+    return ptr;
+}
+#define cudaMallocCheck(bytes, what) cuda_malloc_check((bytes), (what), __FILE__, __LINE__)
+
+// ----------------------------------------------------------------------------
+// precision of activations
+
+#ifdef ENABLE_FP32
+typedef float floatX;
+#define PRECISION_NAME "fp32"
+#define CUBLAS_FLOATX CUDA_R_32F
+#else
+typedef __nv_bfloat16 floatX;
+#define PRECISION_NAME "bf16"
+#define CUBLAS_FLOATX CUDA_R_16BF
+#endif
+
+__host__ __device__ static inline float to_float(float x) { return x; }
+__host__ __device__ static inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <typename T> __host__ __device__ static inline T from_float(float x);
+template <> __host__ __device__ inline float from_float<float>(float x) { return x; }
+template <> __host__ __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
+
+// ----------------------------------------------------------------------------
+// small helpers
+
+static inline int ceil_div(long long a, long long b) { return (int)((a + b - 1) / b); }
+
+// sum over a warp, every lane gets the result
+__device__ static inline float warp_reduce_sum(float v) {
+    for (int off = 16; off > 0; off >>= 1) { v += __shfl_xor_sync(0xffffffffu, v, off); }
+    return v;
+}
+__device__ static inline float warp_reduce_max(float v) {
+    for (int off = 16; off > 0; off >>= 1) { v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off)); }
+    return v;
+}
+
+// sum over a block of up to 1024 threads (blockDim.x a multiple of 32); every
+// thread gets the result. `shared` holds 32 floats.
+__device__ static inline float block_reduce_sum(float v, float *shared) {
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+    v = warp_reduce_sum(v);
+    __syncthreads(); // shared may still be read by a previous call
+    if (lane == 0) { shared[warp] = v; }
+    __syncthreads(); // all warp sums written
+    v = lane < nwarps ? shared[lane] : 0.0f;
+    return warp_reduce_sum(v);
+}
+__device__ static inline float block_reduce_max(float v, float *shared) {
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+    v = warp_reduce_max(v);
+    __syncthreads();
+    if (lane == 0) { shared[warp] = v; }
+    __syncthreads();
+    v = lane < nwarps ? shared[lane] : -INFINITY;
+    return warp_reduce_max(v);
+}
+
+// the GPU's name and memory, for benchmark lines
+static inline void print_device_line(void) {
+    int dev = 0;
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDevice(&dev));
+    cudaCheck(cudaGetDeviceProperties(&prop, dev));
+    int rt = 0;
+    cudaRuntimeGetVersion(&rt);
+    printf("device: %s, sm_%d%d, %d SMs, %.1f GiB, CUDA runtime %d.%d\n", prop.name, prop.major, prop.minor,
+           prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0, rt / 1000, (rt % 1000) / 10);
+}
+
+#endif // LLMC_CUDA_COMMON_H
