@@ -29,7 +29,6 @@
 #include <string.h>
 #include <math.h>
 #include <time.h>
-#include <dirent.h>
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -43,6 +42,7 @@
 #include "llmc/sampler.h"     // defines: random_u32, random_f32, random_normal, sample_logits
 #include "llmc/schedulers.h"  // defines: Schedule, schedule_lr, schedule_wd
 #include "llmc/logger.h"      // defines: Logger, logger_log_train, logger_log_val, logger_log_trit
+#include "llmc/trit_stats.h"  // defines: TritStats, trit_stats_compute, trit_stats_print
 #include "llmc/args.h"        // defines: TrainArgs, train_args_parse, train_args_usage
 #include "llmc/ternary_kernels.h" // defines: pack2_rows, pack2_row_bytes, matmul_i8_t2, dequant_epilogue
 
@@ -676,56 +676,21 @@ static void gpt2_allocate(GPT2 *model) {
     model->mean_loss = -1.0f;
 }
 
-// Load a model file (ours or llm.c's). quant gives the modes for an llm.c
-// file; for a file of ours the file's modes win, and a flag that asks for
-// another mode (explicit == 1) is an error.
+// Load a model file (ours or llm.c's); see model_file_open for how the modes
+// of the file and of the flags combine.
 void gpt2_build_from_checkpoint(GPT2 *model, const char *path, QuantConfig quant, const int explicit_flags[3]) {
-    FILE *fp = fopenCheck(path, "rb");
-    QuantConfig fq = quant;
-    int has_quant;
-    model_header_read(fp, path, &model->config, &fq, &has_quant);
-    if (has_quant) {
-        const int want[3] = {quant.weight_quant, quant.act_quant, quant.inner_norm};
-        const int have[3] = {fq.weight_quant, fq.act_quant, fq.inner_norm};
-        const char *flags[3] = {"-wq", "-aq", "-rn"};
-        for (int i = 0; i < 3; i++) {
-            if (explicit_flags != NULL && explicit_flags[i] && want[i] != have[i]) {
-                char mode[256];
-                quant_config_describe(&fq, mode, sizeof(mode));
-                fprintf(stderr, "error: %s disagrees with '%s', which was trained with %s\n"
-                        "---> HINT: drop %s to continue in the checkpoint's mode\n", flags[i], path, mode, flags[i]);
-                exit(EXIT_FAILURE);
-            }
-        }
-        quant = fq;
-    }
-    model->quant = quant;
+    FILE *fp = model_file_open(path, quant, explicit_flags, &model->config, &model->quant);
     gpt2_allocate(model);
     freadCheck(model->params_memory, sizeof(float), model->num_parameters, fp, path);
     fclose(fp);
 }
 
-// A fresh model with GPT-2's init: N(0, 0.02) matrices, residual projections
-// scaled by 1/sqrt(2L), LayerNorm weights 1, biases 0, padded vocab rows 0.
+// A fresh model with GPT-2's init (gpt2_init_params in llmc/gpt2_config.h)
 void gpt2_build_random(GPT2 *model, const GPT2Config *config, QuantConfig quant, uint64_t seed) {
     model->config = *config;
     model->quant = quant;
     gpt2_allocate(model);
-    memset(model->params_memory, 0, model->num_parameters * sizeof(float));
-    uint64_t rng = seed * 0x9E3779B97F4A7C15ULL + 1;
-    int L = config->num_layers;
-    float *p = model->params_memory;
-    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-        size_t n = model->param_sizes[i];
-        if (PARAMETER_IS_MATRIX[i]) {
-            float std = (i == 6 || i == 12) ? 0.02f / sqrtf(2.0f * L) : 0.02f; // attprojw, fcprojw
-            size_t real = i == 0 ? (size_t)config->vocab_size * config->channels : n; // wte's padded rows stay 0
-            for (size_t j = 0; j < real; j++) { p[j] = std * random_normal(&rng); }
-        } else if (i == 2 || i == 8 || i == 14) { // ln1w, ln2w, lnfw
-            for (size_t j = 0; j < n; j++) { p[j] = 1.0f; }
-        }
-        p += n;
-    }
+    gpt2_init_params(model->params_memory, model->param_sizes, config, seed);
 }
 
 // rebuild the quantized weights from the latent ones (once per update)
@@ -1025,38 +990,14 @@ void gpt2_free(GPT2 *model) {
 }
 
 // ----------------------------------------------------------------------------
-// trit diagnostics: per matrix, the fraction of zero trits (near a third is
-// typical), the fraction that flipped since the last report, and the scale
-
-typedef struct {
-    float zero_frac;
-    float flip_frac; // -1 at the first report
-    float scale;
-} TritStats;
+// trit diagnostics (llmc/trit_stats.h): per matrix, the fraction of zero trits,
+// the fraction that flipped since the last report, and the scale
 
 // stats has L*4 entries, [l*4 + k]; returns 0 in fp mode (there are no trits)
 int gpt2_trit_stats(GPT2 *model, TritStats *stats) {
     if (model->quant.weight_quant == WQ_FP) { return 0; }
     gpt2_quantize_weights(model);
-    int L = model->config.num_layers;
-    for (int k = 0; k < NUM_BITLINEAR; k++) {
-        int OC, IC;
-        bitlinear_shape(&model->config, k, &OC, &IC);
-        size_t n = (size_t)OC * IC;
-        for (int l = 0; l < L; l++) {
-            const int8_t *tr = model->trits + model->wq_offset[k] + l * n;
-            const int8_t *prev = model->trits_prev + model->wq_offset[k] + l * n;
-            size_t zeros = 0, flips = 0;
-            for (size_t i = 0; i < n; i++) {
-                zeros += tr[i] == 0;
-                flips += tr[i] != prev[i];
-            }
-            TritStats *s = &stats[l * 4 + k];
-            s->zero_frac = (float)zeros / n;
-            s->flip_frac = model->have_trits_prev ? (float)flips / n : -1.0f;
-            s->scale = model->scales[l * 4 + k];
-        }
-    }
+    trit_stats_compute(stats, &model->config, model->trits, model->trits_prev, model->have_trits_prev, model->scales);
     memcpy(model->trits_prev, model->trits, model->num_bitlinear_weights);
     model->have_trits_prev = 1;
     return 1;
@@ -1065,125 +1006,32 @@ int gpt2_trit_stats(GPT2 *model, TritStats *stats) {
 void print_trit_stats(GPT2 *model, Logger *logger, int step) {
     int L = model->config.num_layers;
     TritStats *stats = (TritStats *)mallocCheck((size_t)L * 4 * sizeof(TritStats));
-    if (gpt2_trit_stats(model, stats)) {
-        printf("trits  layer  %-30s %-30s %-30s %-30s\n", "qkv zero/flip/scale", "attproj", "fc", "fcproj");
-        for (int l = 0; l < L; l++) {
-            printf("       %5d ", l);
-            for (int k = 0; k < NUM_BITLINEAR; k++) {
-                TritStats *s = &stats[l * 4 + k];
-                char flip[32];
-                if (s->flip_frac < 0) { snprintf(flip, sizeof(flip), "-"); }
-                else { snprintf(flip, sizeof(flip), "%.4f%%", 100.0f * s->flip_frac); }
-                char cell[64];
-                snprintf(cell, sizeof(cell), "%.3f/%s/%.2e", s->zero_frac, flip, s->scale);
-                printf(" %-30s", cell);
-                logger_log_trit(logger, step, l, BITLINEAR_NAMES[k], s->zero_frac, s->flip_frac, s->scale);
-            }
-            printf("\n");
-        }
-    }
+    if (gpt2_trit_stats(model, stats)) { trit_stats_print(stats, L, logger, step); }
     free(stats);
 }
 
 // ----------------------------------------------------------------------------
-// checkpoints: model_XXXXXXXX.bin + state_XXXXXXXX.bin + DONE_XXXXXXXX
+// checkpoints (formats and writers in llmc/checkpoint.h)
 
 void gpt2_write_model(const GPT2 *model, const char *path) {
-    int header[HEADER_INTS];
-    model_header_fill(header, &model->config, &model->quant);
-    SafeFile f;
-    safe_open(&f, path);
-    fwriteCheck(header, sizeof(int), HEADER_INTS, f.fp, f.tmp);
-    fwriteCheck(model->params_memory, sizeof(float), model->num_parameters, f.fp, f.tmp);
-    safe_close(&f);
+    model_file_write(path, &model->config, &model->quant, model->params_memory, model->num_parameters);
 }
 
 void save_checkpoint(const GPT2 *model, const DataLoader *loader, uint64_t rng, int step, const char *out_dir) {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/model_%08d.bin", out_dir, step);
-    gpt2_write_model(model, path);
-    int header[HEADER_INTS] = {0};
-    header[0] = STATE_MAGIC;
-    header[1] = STATE_VERSION;
-    header[2] = (int)model->num_parameters;
-    header[3] = step;
-    header[4] = model->batch_size;
-    header[5] = model->seq_len;
-    header[6] = (int)(uint32_t)(rng & 0xffffffffu);
-    header[7] = (int)(uint32_t)(rng >> 32);
-    header[8] = loader->shard_index;
-    header[9] = (int)loader->pos;
-    snprintf(path, sizeof(path), "%s/state_%08d.bin", out_dir, step);
-    SafeFile f;
-    safe_open(&f, path);
-    fwriteCheck(header, sizeof(int), HEADER_INTS, f.fp, f.tmp);
-    fwriteCheck(model->m_memory, sizeof(float), model->num_parameters, f.fp, f.tmp);
-    fwriteCheck(model->v_memory, sizeof(float), model->num_parameters, f.fp, f.tmp);
-    safe_close(&f);
-    // the marker goes last: its presence says both files above are complete
-    snprintf(path, sizeof(path), "%s/DONE_%08d", out_dir, step);
-    SafeFile done;
-    safe_open(&done, path);
-    safe_close(&done);
-    printf("wrote checkpoint %s/model_%08d.bin and state_%08d.bin\n", out_dir, step, step);
-}
-
-// the newest step with a DONE marker in out_dir, or -1
-int find_latest_checkpoint(const char *out_dir) {
-    DIR *dir = opendir(out_dir);
-    if (dir == NULL) { return -1; }
-    int best = -1;
-    struct dirent *e;
-    while ((e = readdir(dir)) != NULL) {
-        int step;
-        char tail;
-        if (sscanf(e->d_name, "DONE_%8d%c", &step, &tail) == 1 && strlen(e->d_name) == 13 && step > best) {
-            best = step;
-        }
-    }
-    closedir(dir);
-    return best;
+    TrainState st = {step, model->batch_size, model->seq_len, rng, loader->shard_index, loader->pos};
+    checkpoint_write(out_dir, &model->config, &model->quant, model->params_memory, model->m_memory,
+                     model->v_memory, model->num_parameters, &st);
 }
 
 // load the optimizer, data and RNG state of a checkpoint; returns its step
 int load_state(GPT2 *model, DataLoader *loader, uint64_t *rng, const char *path) {
-    FILE *fp = fopenCheck(path, "rb");
-    int header[HEADER_INTS];
-    long size = file_size(fp, path);
-    if (size < (long)sizeof(header)) {
-        fprintf(stderr, "error: '%s' is too short to be a state file\n", path);
-        exit(EXIT_FAILURE);
-    }
-    freadCheck(header, sizeof(int), HEADER_INTS, fp, path);
-    if (header[0] != STATE_MAGIC || header[1] != STATE_VERSION) {
-        fprintf(stderr, "error: '%s' is not a version-%d state file (magic %d, version %d)\n",
-                path, STATE_VERSION, header[0], header[1]);
-        exit(EXIT_FAILURE);
-    }
-    if ((size_t)(unsigned)header[2] != model->num_parameters) {
-        fprintf(stderr, "error: '%s' is for a model of %d parameters, but its model file has %zu\n",
-                path, header[2], model->num_parameters);
-        exit(EXIT_FAILURE);
-    }
-    if (size != (long)(sizeof(header) + 2 * model->num_parameters * sizeof(float))) {
-        fprintf(stderr, "error: '%s' is %ld bytes, not the %zu its header implies: truncated or corrupt\n"
-                "---> HINT: delete this checkpoint's DONE_%08d to resume from an earlier one\n",
-                path, size, sizeof(header) + 2 * model->num_parameters * sizeof(float), header[3]);
-        exit(EXIT_FAILURE);
-    }
-    if (header[4] != loader->B || header[5] != loader->T) {
-        fprintf(stderr, "error: '%s' was saved with -b %d -t %d; resuming needs the same\n"
-                "---> HINT: pass -b %d -t %d\n", path, header[4], header[5], header[4], header[5]);
-        exit(EXIT_FAILURE);
-    }
     model->m_memory = (float *)mallocCheck(model->num_parameters * sizeof(float));
     model->v_memory = (float *)mallocCheck(model->num_parameters * sizeof(float));
-    freadCheck(model->m_memory, sizeof(float), model->num_parameters, fp, path);
-    freadCheck(model->v_memory, sizeof(float), model->num_parameters, fp, path);
-    fclose(fp);
-    *rng = (uint64_t)(uint32_t)header[6] | ((uint64_t)(uint32_t)header[7] << 32);
-    dataloader_resume(loader, header[8], (size_t)(unsigned)header[9]);
-    return header[3];
+    TrainState st;
+    checkpoint_read_state(path, model->num_parameters, loader->B, loader->T, model->m_memory, model->v_memory, &st);
+    *rng = st.rng;
+    dataloader_resume(loader, st.shard_index, st.pos);
+    return st.step;
 }
 
 // ----------------------------------------------------------------------------
@@ -1246,7 +1094,7 @@ int main(int argc, char **argv) {
     int resume_step = -1;
     char path[4096];
     if (args.resume) {
-        resume_step = find_latest_checkpoint(out_dir);
+        resume_step = checkpoint_find_latest(out_dir);
         if (resume_step < 0) {
             fprintf(stderr, "error: -y 1 but '%s' has no complete checkpoint (DONE_* file)\n"
                     "---> HINT: drop -y to start a new run\n", out_dir);
@@ -1262,7 +1110,7 @@ int main(int argc, char **argv) {
         gpt2_build_from_checkpoint(&model, path, quant, explicit_flags);
         printf("resuming from %s\n", path);
     } else {
-        int old = out_dir != NULL ? find_latest_checkpoint(out_dir) : -1;
+        int old = out_dir != NULL ? checkpoint_find_latest(out_dir) : -1;
         if (old >= 0) {
             fprintf(stderr, "warning: -o '%s' already holds a run's checkpoints (newest: step %d); this new run "
                     "overwrites them\n---> HINT: pass -y 1 to resume that run instead, or another -o\n", out_dir, old);

@@ -30,6 +30,8 @@
 
 #include <stdio.h>
 #include <stdint.h>
+#include <string.h>
+#include <dirent.h>
 #include "utils.h"       // defines: fopenCheck, freadCheck, fwriteCheck, rename_check
 #include "gpt2_config.h" // defines: GPT2Config, QuantConfig
 
@@ -148,6 +150,157 @@ static inline void safe_close(SafeFile *f) {
     fflush(f->fp);
     fcloseCheck(f->fp, f->tmp);
     rename_check(f->tmp, f->path);
+}
+
+// ----------------------------------------------------------------------------
+// loading a model file: the modes of the file and of the flags
+
+// Open a model file (ours or llm.c's) and read its header; returns the file
+// positioned at the parameters. `quant` holds the modes the flags ask for: an
+// llm.c file loads in them; a file of ours loads in its own modes, and a flag
+// that asks for another mode (explicit_flags[i] == 1 for -wq, -aq, -rn) is an
+// error naming the flag. explicit_flags may be NULL.
+static inline FILE *model_file_open(const char *path, QuantConfig quant, const int explicit_flags[3],
+                                    GPT2Config *config, QuantConfig *quant_out) {
+    FILE *fp = fopenCheck(path, "rb");
+    QuantConfig fq = quant;
+    int has_quant;
+    model_header_read(fp, path, config, &fq, &has_quant);
+    if (has_quant) {
+        const int want[3] = {quant.weight_quant, quant.act_quant, quant.inner_norm};
+        const int have[3] = {fq.weight_quant, fq.act_quant, fq.inner_norm};
+        const char *flags[3] = {"-wq", "-aq", "-rn"};
+        for (int i = 0; i < 3; i++) {
+            if (explicit_flags != NULL && explicit_flags[i] && want[i] != have[i]) {
+                char mode[256];
+                quant_config_describe(&fq, mode, sizeof(mode));
+                fprintf(stderr, "error: %s disagrees with '%s', which was trained with %s\n"
+                        "---> HINT: drop %s to continue in the checkpoint's mode\n", flags[i], path, mode, flags[i]);
+                exit(EXIT_FAILURE);
+            }
+        }
+        quant = fq;
+    }
+    *quant_out = quant;
+    return fp;
+}
+
+// ----------------------------------------------------------------------------
+// checkpoints: model_XXXXXXXX.bin + state_XXXXXXXX.bin + DONE_XXXXXXXX
+// Both trainers write them from host copies of their buffers.
+
+static inline void model_file_write(const char *path, const GPT2Config *config, const QuantConfig *quant,
+                                    const float *params, size_t num_parameters) {
+    int header[HEADER_INTS];
+    model_header_fill(header, config, quant);
+    SafeFile f;
+    safe_open(&f, path);
+    fwriteCheck(header, sizeof(int), HEADER_INTS, f.fp, f.tmp);
+    fwriteCheck(params, sizeof(float), num_parameters, f.fp, f.tmp);
+    safe_close(&f);
+}
+
+// what a state file holds besides the AdamW moments
+typedef struct {
+    int step;        // optimizer steps done
+    int B, T;        // the batch shape of the run
+    uint64_t rng;    // the sampling RNG
+    int shard_index; // the train loader's position
+    size_t pos;
+} TrainState;
+
+static inline void checkpoint_write(const char *out_dir, const GPT2Config *config, const QuantConfig *quant,
+                                    const float *params, const float *m, const float *v, size_t num_parameters,
+                                    const TrainState *st) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/model_%08d.bin", out_dir, st->step);
+    model_file_write(path, config, quant, params, num_parameters);
+    int header[HEADER_INTS] = {0};
+    header[0] = STATE_MAGIC;
+    header[1] = STATE_VERSION;
+    header[2] = (int)num_parameters;
+    header[3] = st->step;
+    header[4] = st->B;
+    header[5] = st->T;
+    header[6] = (int)(uint32_t)(st->rng & 0xffffffffu);
+    header[7] = (int)(uint32_t)(st->rng >> 32);
+    header[8] = st->shard_index;
+    header[9] = (int)st->pos;
+    snprintf(path, sizeof(path), "%s/state_%08d.bin", out_dir, st->step);
+    SafeFile f;
+    safe_open(&f, path);
+    fwriteCheck(header, sizeof(int), HEADER_INTS, f.fp, f.tmp);
+    fwriteCheck(m, sizeof(float), num_parameters, f.fp, f.tmp);
+    fwriteCheck(v, sizeof(float), num_parameters, f.fp, f.tmp);
+    safe_close(&f);
+    // the marker goes last: its presence says both files above are complete
+    snprintf(path, sizeof(path), "%s/DONE_%08d", out_dir, st->step);
+    SafeFile done;
+    safe_open(&done, path);
+    safe_close(&done);
+    printf("wrote checkpoint %s/model_%08d.bin and state_%08d.bin\n", out_dir, st->step, st->step);
+}
+
+// the newest step with a DONE marker in out_dir, or -1
+static inline int checkpoint_find_latest(const char *out_dir) {
+    DIR *dir = opendir(out_dir);
+    if (dir == NULL) { return -1; }
+    int best = -1;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        int step;
+        char tail;
+        if (sscanf(e->d_name, "DONE_%8d%c", &step, &tail) == 1 && strlen(e->d_name) == 13 && step > best) {
+            best = step;
+        }
+    }
+    closedir(dir);
+    return best;
+}
+
+// Read a state file for a model of num_parameters trained with batch shape
+// (B, T): m and v (num_parameters floats each) and st. Exits with a message
+// naming the file and the fix when it does not fit.
+static inline void checkpoint_read_state(const char *path, size_t num_parameters, int B, int T, float *m, float *v,
+                                         TrainState *st) {
+    FILE *fp = fopenCheck(path, "rb");
+    int header[HEADER_INTS];
+    long size = file_size(fp, path);
+    if (size < (long)sizeof(header)) {
+        fprintf(stderr, "error: '%s' is too short to be a state file\n", path);
+        exit(EXIT_FAILURE);
+    }
+    freadCheck(header, sizeof(int), HEADER_INTS, fp, path);
+    if (header[0] != STATE_MAGIC || header[1] != STATE_VERSION) {
+        fprintf(stderr, "error: '%s' is not a version-%d state file (magic %d, version %d)\n",
+                path, STATE_VERSION, header[0], header[1]);
+        exit(EXIT_FAILURE);
+    }
+    if ((size_t)(unsigned)header[2] != num_parameters) {
+        fprintf(stderr, "error: '%s' is for a model of %d parameters, but its model file has %zu\n",
+                path, header[2], num_parameters);
+        exit(EXIT_FAILURE);
+    }
+    if (size != (long)(sizeof(header) + 2 * num_parameters * sizeof(float))) {
+        fprintf(stderr, "error: '%s' is %ld bytes, not the %zu its header implies: truncated or corrupt\n"
+                "---> HINT: delete this checkpoint's DONE_%08d to resume from an earlier one\n",
+                path, size, sizeof(header) + 2 * num_parameters * sizeof(float), header[3]);
+        exit(EXIT_FAILURE);
+    }
+    if (header[4] != B || header[5] != T) {
+        fprintf(stderr, "error: '%s' was saved with -b %d -t %d; resuming needs the same\n"
+                "---> HINT: pass -b %d -t %d\n", path, header[4], header[5], header[4], header[5]);
+        exit(EXIT_FAILURE);
+    }
+    freadCheck(m, sizeof(float), num_parameters, fp, path);
+    freadCheck(v, sizeof(float), num_parameters, fp, path);
+    fclose(fp);
+    st->step = header[3];
+    st->B = header[4];
+    st->T = header[5];
+    st->rng = (uint64_t)(uint32_t)header[6] | ((uint64_t)(uint32_t)header[7] << 32);
+    st->shard_index = header[8];
+    st->pos = (size_t)(unsigned)header[9];
 }
 
 #endif // LLMC_CHECKPOINT_H

@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include "sampler.h" // defines: random_normal
 
 // ----------------------------------------------------------------------------
 // quantization modes (BitNet b1.58 is ternary + int8 + inner norm)
@@ -178,6 +181,29 @@ static inline const char *gpt2_config_check(const GPT2Config *c) {
     if (c->channels % c->num_heads != 0) { return "channels are not divisible by the number of heads"; }
     if ((long long)c->padded_vocab_size * c->channels > (1LL << 31)) { return "embedding is too large"; }
     return NULL;
+}
+
+// GPT-2's init of a fresh model, into params (the flat buffer, sizes from
+// fill_in_parameter_sizes): N(0, 0.02) matrices, residual projections scaled by
+// 1/sqrt(2L), LayerNorm weights 1, biases 0, padded vocab rows 0. The same seed
+// gives the same model in both trainers.
+static inline void gpt2_init_params(float *params, const size_t *param_sizes, const GPT2Config *config,
+                                    uint64_t seed) {
+    uint64_t rng = seed * 0x9E3779B97F4A7C15ULL + 1;
+    int L = config->num_layers;
+    float *p = params;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        size_t n = param_sizes[i];
+        memset(p, 0, n * sizeof(float));
+        if (PARAMETER_IS_MATRIX[i]) {
+            float std = (i == 6 || i == 12) ? 0.02f / sqrtf(2.0f * L) : 0.02f; // attprojw, fcprojw
+            size_t real = i == 0 ? (size_t)config->vocab_size * config->channels : n; // wte's padded rows stay 0
+            for (size_t j = 0; j < real; j++) { p[j] = std * random_normal(&rng); }
+        } else if (i == 2 || i == 8 || i == 14) { // ln1w, ln2w, lnfw
+            for (size_t j = 0; j < n; j++) { p[j] = 1.0f; }
+        }
+        p += n;
+    }
 }
 
 #endif // LLMC_GPT2_CONFIG_H

@@ -1,0 +1,80 @@
+/*
+ llmc/trit_stats.h: the trit diagnostics both trainers print with the val loss.
+ Per BitLinear matrix: the fraction of zero trits (near a third is typical for
+ b1.58), the fraction that flipped since the last report, and the scale.
+
+ The trits of all BitLinear matrices live in one int8 buffer, kind by kind
+ (qkv, attproj, fc, fcproj), each kind (L, OC, IC): bitlinear_trit_offsets.
+*/
+#ifndef LLMC_TRIT_STATS_H
+#define LLMC_TRIT_STATS_H
+
+#include <stdio.h>
+#include <stdint.h>
+#include "gpt2_config.h" // defines: GPT2Config, bitlinear_shape, BITLINEAR_TENSOR, BITLINEAR_NAMES
+#include "logger.h"      // defines: Logger, logger_log_trit
+#include "utils.h"       // defines: mallocCheck
+
+typedef struct {
+    float zero_frac;
+    float flip_frac; // -1 at the first report
+    float scale;
+} TritStats;
+
+// where each kind of BitLinear matrix starts in the trit buffer; returns the total count
+static inline size_t bitlinear_trit_offsets(size_t offset[NUM_BITLINEAR], const GPT2Config *cfg) {
+    size_t total = 0;
+    for (int k = 0; k < NUM_BITLINEAR; k++) {
+        int OC, IC;
+        bitlinear_shape(cfg, k, &OC, &IC);
+        offset[k] = total;
+        total += (size_t)cfg->num_layers * OC * IC;
+    }
+    return total;
+}
+
+// stats has L*4 entries, [l*4 + k]; scales (L*4) the per-tensor scales;
+// trits_prev is the buffer of the last report (ignored when have_prev is 0)
+static inline void trit_stats_compute(TritStats *stats, const GPT2Config *cfg, const int8_t *trits,
+                                      const int8_t *trits_prev, int have_prev, const float *scales) {
+    size_t offset[NUM_BITLINEAR];
+    bitlinear_trit_offsets(offset, cfg);
+    for (int k = 0; k < NUM_BITLINEAR; k++) {
+        int OC, IC;
+        bitlinear_shape(cfg, k, &OC, &IC);
+        size_t n = (size_t)OC * IC;
+        for (int l = 0; l < cfg->num_layers; l++) {
+            const int8_t *tr = trits + offset[k] + l * n, *prev = trits_prev + offset[k] + l * n;
+            size_t zeros = 0, flips = 0;
+            for (size_t i = 0; i < n; i++) {
+                zeros += tr[i] == 0;
+                flips += have_prev && tr[i] != prev[i];
+            }
+            TritStats *s = &stats[l * 4 + k];
+            s->zero_frac = (float)zeros / n;
+            s->flip_frac = have_prev ? (float)flips / n : -1.0f;
+            s->scale = scales[l * 4 + k];
+        }
+    }
+}
+
+// one line per layer on stdout, one line per matrix in main.log
+static inline void trit_stats_print(const TritStats *stats, int L, Logger *logger, int step) {
+    printf("trits  layer  %-30s %-30s %-30s %-30s\n", "qkv zero/flip/scale", "attproj", "fc", "fcproj");
+    for (int l = 0; l < L; l++) {
+        printf("       %5d ", l);
+        for (int k = 0; k < NUM_BITLINEAR; k++) {
+            const TritStats *s = &stats[l * 4 + k];
+            char flip[32];
+            if (s->flip_frac < 0) { snprintf(flip, sizeof(flip), "-"); }
+            else { snprintf(flip, sizeof(flip), "%.4f%%", 100.0f * s->flip_frac); }
+            char cell[64];
+            snprintf(cell, sizeof(cell), "%.3f/%s/%.2e", s->zero_frac, flip, s->scale);
+            printf(" %-30s", cell);
+            logger_log_trit(logger, step, l, BITLINEAR_NAMES[k], s->zero_frac, s->flip_frac, s->scale);
+        }
+        printf("\n");
+    }
+}
+
+#endif // LLMC_TRIT_STATS_H
