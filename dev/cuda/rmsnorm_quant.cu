@@ -1,0 +1,353 @@
+/*
+ rmsnorm_quant: the input side of BitLinear, fused: for each row x of (N, C) floatX
+ activations (N = B*T tokens; bf16, or fp32 when built with -DENABLE_FP32):
+     r     = 1 / sqrt(mean(x^2) + eps)                   parameter-free RMSNorm (kept as rstd for backward)
+     x_n   = x * r
+     s     = 127 / max(max|x_n|, 1e-5)                   per-token absmax scale (BitNet eq. 4)
+     codes = clamp(round(x_n * s), -128, 127)            int8, what the integer matmul reads
+     inv_s = 1 / s                                       the row scale its epilogue applies
+ The spec is train_gpt2_1bit.c's bitlinear_input_forward with llmc/ternary.h's absmax_scale
+ and quantize_int8. Since rounding is monotone, max|x_n| = max|x| * r exactly, so one read
+ of the row gives both reductions.
+
+ Bandwidth-bound (reads 2 bytes and writes 1 per bf16 value): the measure is GB/s
+ against the device's copy bandwidth.
+
+ Build and run:
+     make -C dev/cuda rmsnorm_quant && ./dev/cuda/rmsnorm_quant          all variants
+     ./dev/cuda/rmsnorm_quant 3                                          variant 3 only
+     (fp32 activations: nvcc ... -DENABLE_FP32 rmsnorm_quant.cu)
+
+ Variants:
+     1  one thread per row, scalar loads (neighbouring threads read addresses C apart: uncoalesced)
+     2  one warp per row, lane-strided scalar loads (coalesced); the second pass re-reads the row
+     3  one warp per row, the row held in registers from 128-bit loads (8 bf16 per load), codes
+        stored 8 at a time: one read of the input, one write of the codes
+
+ Validation:
+     rstd against the trainer's CPU formula to RSTD_RTOL (the sums of squares are added in
+     different orders); then codes and inv_s against the CPU spec evaluated with the GPU's
+     rstd: exact. Finally the codes against the fully independent CPU reference: codes may
+     differ by one where x_n * s falls within rounding of a tie, at most MAX_TIE_FRACTION of them.
+*/
+#include "common.h" // defines: harness (random inputs, validation, timing, results); includes llmc/ headers
+
+// the sum of C nonnegative squares, added in any order, is within (C-1) * 2^-24 of exact
+// (every partial sum is at most the total); the CPU's and the GPU's may differ by twice
+// that, and sqrt halves it: (C + 4) * 2^-24 covers it with the roundings of sqrt and 1/x
+#define RSTD_RTOL(C) (((C) + 4) * 5.9604645e-8)
+// codes of the independent CPU reference that may differ (by exactly one) from the GPU's:
+// r cancels to first order in x_n * s = 127 x / max|x|, so a code moves only when x_n * s
+// is within a few ulps of a .5 tie: about 1e-5 of the codes; 1e-4 is the allowance
+#define MAX_TIE_FRACTION 1e-4
+
+// ----------------------------------------------------------------------------
+// CPU reference
+
+// one row with a given r = rstd: the spec's x_n, s, codes and 1/s
+static void rmsnorm_quant_row_cpu(int8_t *codes, float *inv_s, float *xn, const floatX *x, float r, int C) {
+    for (int i = 0; i < C; i++) { xn[i] = to_float(x[i]) * r; }
+    float s = absmax_scale(xn, C);
+    for (int i = 0; i < C; i++) { codes[i] = quantize_int8(xn[i], s); }
+    *inv_s = 1.0f / s;
+}
+
+// the trainer's formula for r (a float sum in order), then the row
+static void rmsnorm_quant_cpu(int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C) {
+    #pragma omp parallel
+    {
+        float *xn = (float *)mallocCheck(C * sizeof(float));
+        #pragma omp for
+        for (int n = 0; n < N; n++) {
+            const floatX *x = inp + (size_t)n * C;
+            float ss = 0.0f;
+            for (int i = 0; i < C; i++) { float v = to_float(x[i]); ss += v * v; }
+            float r = 1.0f / sqrtf(ss / C + RMSNORM_EPS);
+            rstd[n] = r;
+            rmsnorm_quant_row_cpu(codes + (size_t)n * C, inv_s + n, xn, x, r, C);
+        }
+        free(xn);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// GPU kernels
+
+// r from the sum of squares; IEEE sqrt and division (no --use_fast_math), as on the CPU
+__device__ static inline float rstd_dev(float ss, int C) { return 1.0f / sqrtf(ss / C + RMSNORM_EPS); }
+
+// s = 127 / max(max|x_n|, eps) from max|x|: max|x * r| = max|x| * r (rounding is monotone)
+__device__ static inline float scale_dev(float absmax_x, float r) {
+    float m = absmax_x * r;
+    return 127.0f / (m > TERNARY_EPS ? m : TERNARY_EPS);
+}
+
+// clamp(round(x_n * s), -128, 127) with x_n = x * r rounded first, as the CPU does
+__device__ static inline int code_dev(float x, float r, float s) {
+    float xn = x * r;
+    float q = rintf(xn * s);
+    return (int)fminf(fmaxf(q, -128.0f), 127.0f);
+}
+
+// --- variant 1: one thread per row
+
+__global__ void rmsnorm_quant_kernel1(int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C) {
+    int n = blockIdx.x * blockDim.x + threadIdx.x;
+    if (n >= N) { return; }
+    const floatX *x = inp + (size_t)n * C;
+    float ss = 0.0f, m = 0.0f;
+    for (int i = 0; i < C; i++) {
+        float v = to_float(x[i]);
+        ss += v * v;
+        m = fmaxf(m, fabsf(v));
+    }
+    float r = rstd_dev(ss, C), s = scale_dev(m, r);
+    for (int i = 0; i < C; i++) { codes[(size_t)n * C + i] = (int8_t)code_dev(to_float(x[i]), r, s); }
+    inv_s[n] = 1.0f / s;
+    rstd[n] = r;
+}
+
+// --- variant 2: one warp per row, coalesced scalar loads, two passes over the row
+
+__global__ void rmsnorm_quant_kernel2(int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C) {
+    int lane = threadIdx.x % 32;
+    int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; // this warp's row
+    if (n >= N) { return; } // a whole warp leaves together: the shuffles below see all 32 lanes
+    const floatX *x = inp + (size_t)n * C;
+    float ss = 0.0f, m = 0.0f;
+    for (int i = lane; i < C; i += 32) {
+        float v = to_float(x[i]);
+        ss += v * v;
+        m = fmaxf(m, fabsf(v));
+    }
+    ss = warp_reduce_sum(ss);
+    m = warp_reduce_max(m);
+    float r = rstd_dev(ss, C), s = scale_dev(m, r);
+    for (int i = lane; i < C; i += 32) { codes[(size_t)n * C + i] = (int8_t)code_dev(to_float(x[i]), r, s); }
+    if (lane == 0) {
+        inv_s[n] = 1.0f / s;
+        rstd[n] = r;
+    }
+}
+
+// --- variant 3: one warp per row, held in registers, 128-bit loads
+
+#define X128 (16 / (int)sizeof(floatX)) // values per 128-bit load: 8 bf16 or 4 fp32
+#define MAX_VECS 32                     // 128-bit vectors per lane: 512 bytes of a row per lane (128 registers)
+
+__global__ void rmsnorm_quant_kernel3(int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C) {
+    int lane = threadIdx.x % 32;
+    int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (n >= N) { return; }
+    const int nvec = C / (32 * X128); // vectors per lane; vector v of lane l = values (32v + l) * X128 ...
+    const int4 *x4 = reinterpret_cast<const int4 *>(inp + (size_t)n * C);
+    int4 row[MAX_VECS];
+    float ss = 0.0f, m = 0.0f;
+    #pragma unroll
+    for (int v = 0; v < MAX_VECS; v++) {
+        if (v < nvec) { // fully unrolled with constant indices: row[] stays in registers
+            row[v] = x4[32 * v + lane];
+            const floatX *xv = reinterpret_cast<const floatX *>(&row[v]);
+            #pragma unroll
+            for (int j = 0; j < X128; j++) {
+                float f = to_float(xv[j]);
+                ss += f * f;
+                m = fmaxf(m, fabsf(f));
+            }
+        }
+    }
+    ss = warp_reduce_sum(ss);
+    m = warp_reduce_max(m);
+    float r = rstd_dev(ss, C), s = scale_dev(m, r);
+    int8_t *out = codes + (size_t)n * C;
+    #pragma unroll
+    for (int v = 0; v < MAX_VECS; v++) {
+        if (v < nvec) {
+            const floatX *xv = reinterpret_cast<const floatX *>(&row[v]);
+            uint32_t words[X128 / 4]; // the X128 codes, 4 per word, the first in the low byte
+            #pragma unroll
+            for (int w = 0; w < X128 / 4; w++) {
+                uint32_t word = 0;
+                #pragma unroll
+                for (int b = 0; b < 4; b++) { word |= (uint32_t)(code_dev(to_float(xv[4 * w + b]), r, s) & 0xff) << (8 * b); }
+                words[w] = word;
+            }
+            size_t off = (size_t)(32 * v + lane) * X128; // byte offset of these codes in the row
+            if constexpr (X128 == 8) {
+                *reinterpret_cast<uint2 *>(out + off) = make_uint2(words[0], words[1]);
+            } else {
+                *reinterpret_cast<uint32_t *>(out + off) = words[0];
+            }
+        }
+    }
+    if (lane == 0) {
+        inv_s[n] = 1.0f / s;
+        rstd[n] = r;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// launchers
+
+static void rmsnorm_quant1(int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C, int block) {
+    rmsnorm_quant_kernel1<<<ceil_div(N, block), block>>>(codes, inv_s, rstd, inp, N, C);
+    cudaCheck(cudaGetLastError());
+}
+
+static void rmsnorm_quant2(int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C, int block) {
+    rmsnorm_quant_kernel2<<<ceil_div(N, block / 32), block>>>(codes, inv_s, rstd, inp, N, C);
+    cudaCheck(cudaGetLastError());
+}
+
+// can variant 3 take rows of C values: whole 128-bit vectors for all 32 lanes, and few enough to stay in registers
+static int variant3_fits(int C) { return C % (32 * X128) == 0 && C / (32 * X128) <= MAX_VECS; }
+
+static void rmsnorm_quant3(int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C, int block) {
+    if (!variant3_fits(C)) { fprintf(stderr, "variant 3: C = %d does not fit\n", C); exit(EXIT_FAILURE); }
+    rmsnorm_quant_kernel3<<<ceil_div(N, block / 32), block>>>(codes, inv_s, rstd, inp, N, C);
+    cudaCheck(cudaGetLastError());
+}
+
+// dispatcher
+static void rmsnorm_quant(int kernel_num, int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C,
+                          int block) {
+    switch (kernel_num) {
+    case 1: rmsnorm_quant1(codes, inv_s, rstd, inp, N, C, block); break;
+    case 2: rmsnorm_quant2(codes, inv_s, rstd, inp, N, C, block); break;
+    case 3: rmsnorm_quant3(codes, inv_s, rstd, inp, N, C, block); break;
+    default: fprintf(stderr, "no variant %d\n", kernel_num); exit(EXIT_FAILURE);
+    }
+}
+
+static const char *variant_name(int k) {
+    switch (k) {
+    case 1: return "1 thread per row";
+    case 2: return "2 warp per row, 2 passes";
+    default: return "3 warp per row, in registers";
+    }
+}
+
+// ----------------------------------------------------------------------------
+// main
+
+int main(int argc, char **argv) {
+    const int num_kernels = 4; // 0 is the copy bandwidth (the baseline), 1..3 the variants
+    int only = parse_kernel_num(argc, argv, num_kernels);
+    common_start("rmsnorm_quant: (N, C) " PRECISION_NAME " rows -> RMSNorm -> int8 codes + 1/s + rstd");
+    rng_seed(1337);
+
+    const int N = 65536; // B*T of a GPT-2 124M step (B = 64, T = 1024)
+    // the BitLinear inputs: C for qkv, attproj and fc, 4C for fcproj; C = 768 and C = 2048
+    const int Cs[] = {768, 3072, 2048, 8192};
+    const int block_sizes[] = {128, 256, 512, 1024};
+    const int Cmax = 8192;
+    const size_t nmax = (size_t)N * Cmax;
+
+    double copy_gbs = measure_copy_bandwidth(256u << 20);
+
+    // random rows with a spread of scales (so that r and s vary from row to row), never zero
+    floatX *inp = (floatX *)mallocCheck(nmax * sizeof(floatX));
+    for (size_t n = 0; n < (size_t)N; n++) {
+        float scale = rng_uniform(0.1f, 10.0f);
+        for (int i = 0; i < Cmax; i++) { inp[n * Cmax + i] = from_float<floatX>(scale * rng_uniform(-1.0f, 1.0f)); }
+    }
+    floatX *d_inp = to_device(inp, nmax);
+    int8_t *d_codes = (int8_t *)cudaMallocCheck(nmax, "codes");
+    float *d_inv_s = (float *)cudaMallocCheck(N * sizeof(float), "inv_s");
+    float *d_rstd = (float *)cudaMallocCheck(N * sizeof(float), "rstd");
+    int8_t *codes_ref = (int8_t *)mallocCheck(nmax), *codes_g = (int8_t *)mallocCheck(nmax);
+    float *inv_s_ref = (float *)mallocCheck(N * sizeof(float)), *rstd_ref = (float *)mallocCheck(N * sizeof(float));
+    float *inv_s_g = (float *)mallocCheck(N * sizeof(float));
+
+    // validate: the input of shape (N, C) is the first N*C values of inp, read as N rows of C
+    for (int ci = 0; ci < 4; ci++) {
+        int C = Cs[ci];
+        size_t n_el = (size_t)N * C;
+        rmsnorm_quant_cpu(codes_ref, inv_s_ref, rstd_ref, inp, N, C);
+        for (int k = 1; k < num_kernels; k++) {
+            if ((only > 0 && k != only) || (k == 3 && !variant3_fits(C))) { continue; }
+            for (int b = 0; b < 4; b++) {
+                cudaCheck(cudaMemset(d_codes, 0x55, n_el)); // stale output must not pass
+                cudaCheck(cudaMemset(d_inv_s, 0, N * sizeof(float)));
+                cudaCheck(cudaMemset(d_rstd, 0, N * sizeof(float)));
+                rmsnorm_quant(k, d_codes, d_inv_s, d_rstd, d_inp, N, C, block_sizes[b]);
+                cudaCheck(cudaDeviceSynchronize());
+                float *rstd_gpu = from_device(d_rstd, N), *inv_s_gpu = from_device(d_inv_s, N);
+                int8_t *codes_gpu = from_device(d_codes, n_el);
+                for (int n = 0; n < N; n++) {
+                    if (!(fabsf(rstd_gpu[n] - rstd_ref[n]) <= RSTD_RTOL(C) * rstd_ref[n])) {
+                        printf("MISMATCH rstd, variant %d, C %d, row %d: gpu %.9g, cpu %.9g (rtol %g)\n", k, C, n,
+                               rstd_gpu[n], rstd_ref[n], RSTD_RTOL(C));
+                        exit(EXIT_FAILURE);
+                    }
+                }
+                // the spec evaluated with the GPU's r: exact
+                #pragma omp parallel
+                {
+                    float *xn = (float *)mallocCheck(C * sizeof(float));
+                    #pragma omp for
+                    for (int n = 0; n < N; n++) {
+                        rmsnorm_quant_row_cpu(codes_g + (size_t)n * C, inv_s_g + n, xn, inp + (size_t)n * C,
+                                              rstd_gpu[n], C);
+                    }
+                    free(xn);
+                }
+                validate_exact("codes", codes_gpu, codes_g, n_el);
+                validate_exact("inv_s", inv_s_gpu, inv_s_g, N);
+                // against the independent reference: off by one at ties, rarely
+                size_t off = 0;
+                for (size_t i = 0; i < n_el; i++) {
+                    int d = codes_gpu[i] - codes_ref[i];
+                    if (d > 1 || d < -1) {
+                        printf("MISMATCH codes vs the independent reference at %zu: gpu %d, cpu %d\n", i, codes_gpu[i],
+                               codes_ref[i]);
+                        exit(EXIT_FAILURE);
+                    }
+                    off += d != 0;
+                }
+                if (off > MAX_TIE_FRACTION * n_el) {
+                    printf("MISMATCH: %zu codes differ by one from the independent reference (allowed %.0f)\n", off,
+                           MAX_TIE_FRACTION * n_el);
+                    exit(EXIT_FAILURE);
+                }
+                if (b == 0) {
+                    printf("  variant %d, C %d: rstd within rtol %.2g, codes and inv_s exact given rstd; "
+                           "%zu of %zu codes off by one at ties vs the independent reference\n",
+                           k, C, RSTD_RTOL(C), off, n_el);
+                }
+                free(rstd_gpu); free(inv_s_gpu); free(codes_gpu);
+            }
+        }
+    }
+    printf("All results match\n\n");
+
+    for (int ci = 0; ci < 4; ci++) {
+        int C = Cs[ci];
+        char shape[40];
+        snprintf(shape, sizeof(shape), "(%d, %d) %s", N, C, PRECISION_NAME);
+        // read the input; write the codes, inv_s and rstd
+        double bytes = (double)N * C * sizeof(floatX) + (double)N * C + 8.0 * N;
+        for (int k = 1; k < num_kernels; k++) {
+            if (only > 0 && k != only) { continue; }
+            if (k == 3 && !variant3_fits(C)) {
+                printf("variant 3 skipped at C = %d: a row does not fit in one warp's registers\n", C);
+                continue;
+            }
+            for (int b = 0; b < 4; b++) {
+                int block = block_sizes[b];
+                double ms = benchmark_ms([&]() { rmsnorm_quant(k, d_codes, d_inv_s, d_rstd, d_inp, N, C, block); });
+                double gbs = bytes / (ms * 1e-3) / 1e9;
+                char ratio[24];
+                snprintf(ratio, sizeof(ratio), "%.0f%% of copy", 100.0 * gbs / copy_gbs);
+                result_line("rmsnorm_quant", shape, variant_name(k), block, ms, gbs, "GB/s", ratio);
+            }
+        }
+    }
+    result_line("rmsnorm_quant", "256 MiB", "0 cudaMemcpy D2D (baseline)", 0, 2.0 * (256u << 20) / copy_gbs / 1e6,
+                copy_gbs, "GB/s", "100% of copy");
+    print_results_table();
+
+    free(inp); free(codes_ref); free(codes_g); free(inv_s_ref); free(rstd_ref); free(inv_s_g);
+    cudaCheck(cudaFree(d_inp)); cudaCheck(cudaFree(d_codes)); cudaCheck(cudaFree(d_inv_s)); cudaCheck(cudaFree(d_rstd));
+    return 0;
+}
