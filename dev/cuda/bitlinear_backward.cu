@@ -1,0 +1,271 @@
+/*
+ bitlinear_backward: the two matmuls of BitLinear's backward pass, with the straight-through
+ estimator (round and clamp count as identity, no gradient to the scales; ../shared/BITNET.md):
+     dX (M,K)  = dY (M,N) @ W_q (N,K)          W_q = trit * gamma, dequantized to bf16
+     dW (N,K) += dY^T (N,M) @ X_q (M,K)        X_q = q * inv_s[m], the forward's int8 activations
+ dX goes on to the RMSNorm backward; dW (fp32) is the gradient of the latent weights.
+
+ The option this file measures: the forward already has X as int8 codes q plus one scale per
+ token, so the backward need not keep a bf16 copy of X_q. Since
+     dW[n][k] = sum_m dY[m][n] * (q[m][k] * inv_s[m]) = sum_m (dY[m][n] * inv_s[m]) * q[m][k]
+ the per-token scale can be folded into the rows of dY (an (M,N) elementwise pass), and q
+ enters the GEMM as is: int8 -> bf16 is exact (|q| <= 128 < 2^8). The saved activation is then
+ 1 byte per value instead of 2. (The tensor cores need both operands in one type, so the codes
+ are converted to bf16 before the GEMM: here by a staging kernel into a scratch buffer; a
+ hand-written GEMM would convert them on the way from shared memory to the fragments.)
+
+ Build and run:
+     make -C dev/cuda bitlinear_backward && ./dev/cuda/bitlinear_backward   all variants
+     ./dev/cuda/bitlinear_backward 2                                       variant 2 (and the baseline)
+
+ Variants:
+     1  cuBLAS bf16 (fp32 accumulate): dX = dY W_q and dW += dY^T X_q with X_q kept in bf16 (the baseline)
+     2  the same dX; dW += (dY * inv_s)^T q: X kept as int8 codes, the scale folded into dY's rows,
+        the codes converted to bf16 by a staging kernel
+
+ Validation (at M = 4096, sampled rows and columns; timing at M = 65536): against a CPU
+ reference in double from the exact operands, with |gpu - cpu| <= BWD_ATOL_OF_RMS * rms(cpu)
+ + BWD_RTOL * |cpu|.
+*/
+#include "common.h" // defines: harness (random inputs, validation, timing, results); includes llmc/ headers
+
+// Each product enters the GEMM with one bf16 rounding (2^-9 relative: X_q in variant 1, dY * inv_s
+// in variant 2, nothing for dX's operands), summed in fp32: over M or N terms of random sign the
+// error is ~2^-9 / sqrt(3) of the typical sum, ~1e-3 of its rms, and dX is rounded to bf16 on output
+// (2^-9 of itself). 2e-2 of the rms plus 1e-2 of the value leaves a wide margin.
+#define BWD_ATOL_OF_RMS 2e-2
+#define BWD_RTOL 1e-2
+#define M_VALIDATE 4096
+#define NUM_SAMPLE_DX_ROWS 64
+#define NUM_SAMPLE_DW_ROWS 32
+
+// ----------------------------------------------------------------------------
+// CPU reference: sampled rows of dX and of dW, in double from the exact operands
+
+static void bitlinear_backward_cpu(double *dx_ref, double *dw_ref, const floatX *dy, const floatX *wdeq,
+                                   const int8_t *q, const float *inv_s, const int *dx_rows, int ndx,
+                                   const int *dw_rows, int ndw, int M, int K, int N) {
+    // one sampled row per thread, accumulated over the sum's index with k innermost (contiguous)
+    #pragma omp parallel for
+    for (int i = 0; i < ndx; i++) {
+        double *acc = dx_ref + (size_t)i * K;
+        for (int k = 0; k < K; k++) { acc[k] = 0.0; }
+        const floatX *dy_m = dy + (size_t)dx_rows[i] * N;
+        for (int n = 0; n < N; n++) {
+            double d = to_float(dy_m[n]);
+            const floatX *w_n = wdeq + (size_t)n * K;
+            for (int k = 0; k < K; k++) { acc[k] += d * to_float(w_n[k]); }
+        }
+    }
+    #pragma omp parallel for
+    for (int i = 0; i < ndw; i++) {
+        double *acc = dw_ref + (size_t)i * K;
+        for (int k = 0; k < K; k++) { acc[k] = 0.0; }
+        const int n = dw_rows[i];
+        for (int m = 0; m < M; m++) {
+            double d = (double)to_float(dy[(size_t)m * N + n]) * inv_s[m]; // dY[m][n] * x_q[m][k] = d * q[m][k]
+            const int8_t *q_m = q + (size_t)m * K;
+            for (int k = 0; k < K; k++) { acc[k] += d * q_m[k]; }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// GPU kernels
+
+// out (rows, cols) = q * (row_scale ? row_scale[row] : scale), rounded to floatX
+__global__ void dequantize_rows_kernel(floatX *out, const int8_t *q, const float *row_scale, float scale, int rows,
+                                       int cols) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < (size_t)rows * cols) {
+        float s = row_scale ? row_scale[i / cols] : scale;
+        out[i] = from_float<floatX>((float)q[i] * s);
+    }
+}
+
+// variant 2's staging, one kernel for both: dys (M,N) = dy * inv_s[m]; qx (M,K) = q as floatX (exact)
+__global__ void fold_scale_kernel2(floatX *dys, floatX *qx, const floatX *dy, const int8_t *q, const float *inv_s,
+                                   int M, int K, int N) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t j = i; j < (size_t)M * N; j += stride) { dys[j] = from_float<floatX>(to_float(dy[j]) * inv_s[j / N]); }
+    for (size_t j = i; j < (size_t)M * K; j += stride) { qx[j] = from_float<floatX>((float)q[j]); }
+}
+
+// ----------------------------------------------------------------------------
+// launchers
+
+static cublasHandle_t cublas_handle;
+
+// dX (M,K) = dY (M,N) @ W (N,K). Column-major view: dX^T (K,M) = W^T (K,N) @ dY^T (N,M), where the
+// row-major W is column-major (K,N) ld K and the row-major dY is column-major (N,M) ld N: no transposes
+static void matmul_dx(floatX *dx, const floatX *dy, const floatX *w, int M, int K, int N) {
+    const float alpha = 1.0f, beta = 0.0f;
+    cublasCheck(cublasGemmEx(cublas_handle, CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, &alpha, w, CUBLAS_FLOATX, K, dy,
+                             CUBLAS_FLOATX, N, &beta, dx, CUBLAS_FLOATX, K, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+// dW (N,K) += dY^T (N,M) @ X (M,K). Column-major view: dW^T (K,N) = X^T (K,M) @ dY (M,N), where the
+// row-major X is column-major (K,M) ld K and dY, column-major (N,M) ld N, is transposed; beta = 1
+// accumulates into the fp32 gradient
+static void matmul_dw(float *dw, const floatX *dy, const floatX *x, int M, int K, int N) {
+    const float alpha = 1.0f, beta = 1.0f;
+    cublasCheck(cublasGemmEx(cublas_handle, CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, &alpha, x, CUBLAS_FLOATX, K, dy,
+                             CUBLAS_FLOATX, N, &beta, dw, CUDA_R_32F, K, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+typedef struct {
+    const floatX *dy, *wdeq, *xdeq; // xdeq: variant 1's bf16 copy of X_q
+    const int8_t *q;                // variant 2's int8 codes
+    const float *inv_s;
+    floatX *dys, *qx;               // variant 2's scratch
+    floatX *dx;
+    float *dw;
+} BwdArgs;
+
+static void bitlinear_backward1(const BwdArgs &a, int M, int K, int N) {
+    matmul_dx(a.dx, a.dy, a.wdeq, M, K, N);
+    matmul_dw(a.dw, a.dy, a.xdeq, M, K, N);
+}
+
+static void bitlinear_backward2(const BwdArgs &a, int M, int K, int N, int block) {
+    matmul_dx(a.dx, a.dy, a.wdeq, M, K, N);
+    int dev = 0, sms = 0;
+    cudaCheck(cudaGetDevice(&dev));
+    cudaCheck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    fold_scale_kernel2<<<sms * 8, block>>>(a.dys, a.qx, a.dy, a.q, a.inv_s, M, K, N); // grid-stride: a few waves
+    cudaCheck(cudaGetLastError());
+    matmul_dw(a.dw, a.dys, a.qx, M, K, N);
+}
+
+// dispatcher
+static void bitlinear_backward(int kernel_num, const BwdArgs &a, int M, int K, int N, int block) {
+    switch (kernel_num) {
+    case 1: bitlinear_backward1(a, M, K, N); break;
+    case 2: bitlinear_backward2(a, M, K, N, block); break;
+    default: fprintf(stderr, "no variant %d\n", kernel_num); exit(EXIT_FAILURE);
+    }
+}
+
+static const char *variant_name(int k) {
+    return k == 1 ? "1 cuBLAS " PRECISION_NAME ", X_q " PRECISION_NAME " (baseline)" : "2 cuBLAS, X_q int8, scale in dY";
+}
+
+// ----------------------------------------------------------------------------
+// main
+
+int main(int argc, char **argv) {
+    const int num_kernels = 3; // variants 1 and 2 (no 0: variant 1 is the library baseline)
+    int only = parse_kernel_num(argc, argv, num_kernels);
+    common_start("bitlinear_backward: dX = dY W_q and dW += dY^T X_q");
+    cublasCheck(cublasCreate(&cublas_handle));
+    rng_seed(1337);
+
+    const int M = 65536; // B*T of a GPT-2 124M step
+    // (N, K) of qkv, attproj, fc, fcproj for C = 768 and 2048 (N = out features, K = in features)
+    const int shapes[][2] = {{2304, 768}, {768, 768}, {3072, 768}, {768, 3072},
+                             {6144, 2048}, {2048, 2048}, {8192, 2048}, {2048, 8192}};
+    const int nshapes = sizeof(shapes) / sizeof(shapes[0]);
+    const int Kmax = 8192, Nmax = 8192;
+
+    // inputs; the (M,N) dY of a shape is the first M*N values read as rows of N, and so on
+    floatX *dy = (floatX *)mallocCheck((size_t)M * Nmax * sizeof(floatX));
+    for (size_t i = 0; i < (size_t)M * Nmax; i++) { dy[i] = from_float<floatX>(rng_uniform(-1.0f, 1.0f)); }
+    int8_t *q = make_random_int8((size_t)M * Kmax);
+    int8_t *trits = make_random_trits((size_t)Nmax * Kmax);
+    float *inv_s = make_random_float(M, 0.005f, 0.05f);
+    const float gamma = 0.0173f;
+
+    BwdArgs a;
+    floatX *d_dy = to_device(dy, (size_t)M * Nmax);
+    int8_t *d_q = to_device(q, (size_t)M * Kmax), *d_trits = to_device(trits, (size_t)Nmax * Kmax);
+    float *d_inv_s = to_device(inv_s, M);
+    floatX *d_wdeq = (floatX *)cudaMallocCheck((size_t)Nmax * Kmax * sizeof(floatX), "wdeq");
+    floatX *d_xdeq = (floatX *)cudaMallocCheck((size_t)M * Kmax * sizeof(floatX), "xdeq");
+    a.dy = d_dy; a.wdeq = d_wdeq; a.xdeq = d_xdeq; a.q = d_q; a.inv_s = d_inv_s;
+    a.dys = (floatX *)cudaMallocCheck((size_t)M * Nmax * sizeof(floatX), "dY * inv_s");
+    a.qx = (floatX *)cudaMallocCheck((size_t)M * Kmax * sizeof(floatX), "q as floatX");
+    a.dx = (floatX *)cudaMallocCheck((size_t)M * Kmax * sizeof(floatX), "dX");
+    a.dw = (float *)cudaMallocCheck((size_t)Nmax * Kmax * sizeof(float), "dW");
+
+    int dx_rows[NUM_SAMPLE_DX_ROWS], dw_rows[NUM_SAMPLE_DW_ROWS];
+    double *dx_ref = (double *)mallocCheck((size_t)NUM_SAMPLE_DX_ROWS * Kmax * sizeof(double));
+    double *dw_ref = (double *)mallocCheck((size_t)NUM_SAMPLE_DW_ROWS * Kmax * sizeof(double));
+    floatX *dx_gpu = (floatX *)mallocCheck((size_t)NUM_SAMPLE_DX_ROWS * Kmax * sizeof(floatX));
+    float *dw_gpu = (float *)mallocCheck((size_t)NUM_SAMPLE_DW_ROWS * Kmax * sizeof(float));
+
+    for (int s = 0; s < nshapes; s++) {
+        const int N = shapes[s][0], K = shapes[s][1], Mv = M_VALIDATE;
+        dequantize_rows_kernel<<<ceil_div((long long)N * K, 256), 256>>>(d_wdeq, d_trits, NULL, gamma, N, K);
+        cudaCheck(cudaGetLastError());
+        dequantize_rows_kernel<<<ceil_div((long long)M * K, 256), 256>>>(d_xdeq, d_q, d_inv_s, 0.0f, M, K);
+        cudaCheck(cudaGetLastError());
+        floatX *wdeq = from_device(d_wdeq, (size_t)N * K);
+        // sampled rows: the first and last few, the rest random
+        for (int i = 0; i < NUM_SAMPLE_DX_ROWS; i++) { dx_rows[i] = i < 4 ? i : i < 8 ? Mv - 1 - (i - 4) : (int)(rng_u32() % Mv); }
+        for (int i = 0; i < NUM_SAMPLE_DW_ROWS; i++) { dw_rows[i] = i < 4 ? i : i < 8 ? N - 1 - (i - 4) : (int)(rng_u32() % N); }
+        // the (Mv, N) dY of the validation problem is the first Mv*N values, as on the GPU
+        bitlinear_backward_cpu(dx_ref, dw_ref, dy, wdeq, q, inv_s, dx_rows, NUM_SAMPLE_DX_ROWS, dw_rows,
+                               NUM_SAMPLE_DW_ROWS, Mv, K, N);
+        double dx_rms = 0.0, dw_rms = 0.0;
+        for (size_t i = 0; i < (size_t)NUM_SAMPLE_DX_ROWS * K; i++) { dx_rms += dx_ref[i] * dx_ref[i]; }
+        for (size_t i = 0; i < (size_t)NUM_SAMPLE_DW_ROWS * K; i++) { dw_rms += dw_ref[i] * dw_ref[i]; }
+        dx_rms = sqrt(dx_rms / ((double)NUM_SAMPLE_DX_ROWS * K));
+        dw_rms = sqrt(dw_rms / ((double)NUM_SAMPLE_DW_ROWS * K));
+        for (int k = 1; k < num_kernels; k++) {
+            if (only > 0 && k != only && k != 1) { continue; }
+            cudaCheck(cudaMemset(a.dx, 0x7f, (size_t)Mv * K * sizeof(floatX))); // stale output must not pass
+            cudaCheck(cudaMemset(a.dw, 0, (size_t)N * K * sizeof(float)));       // dW accumulates: start at 0
+            bitlinear_backward(k, a, Mv, K, N, 256);
+            cudaCheck(cudaDeviceSynchronize());
+            for (int i = 0; i < NUM_SAMPLE_DX_ROWS; i++) {
+                cudaCheck(cudaMemcpy(dx_gpu + (size_t)i * K, a.dx + (size_t)dx_rows[i] * K, K * sizeof(floatX),
+                                     cudaMemcpyDeviceToHost));
+            }
+            for (int i = 0; i < NUM_SAMPLE_DW_ROWS; i++) {
+                cudaCheck(cudaMemcpy(dw_gpu + (size_t)i * K, a.dw + (size_t)dw_rows[i] * K, K * sizeof(float),
+                                     cudaMemcpyDeviceToHost));
+            }
+            char name[64];
+            snprintf(name, sizeof(name), "variant %d dX, N %d K %d", k, N, K);
+            validate_close(name, dx_gpu, dx_ref, (size_t)NUM_SAMPLE_DX_ROWS * K, BWD_ATOL_OF_RMS * dx_rms, BWD_RTOL);
+            snprintf(name, sizeof(name), "variant %d dW, N %d K %d", k, N, K);
+            validate_close(name, dw_gpu, dw_ref, (size_t)NUM_SAMPLE_DW_ROWS * K, BWD_ATOL_OF_RMS * dw_rms, BWD_RTOL);
+        }
+        free(wdeq);
+    }
+    printf("All results match\n\n");
+
+    const int block_sizes[] = {256, 512, 1024};
+    for (int s = 0; s < nshapes; s++) {
+        const int N = shapes[s][0], K = shapes[s][1];
+        char shape[40];
+        snprintf(shape, sizeof(shape), "%d x %d -> %d", M, K, N);
+        dequantize_rows_kernel<<<ceil_div((long long)N * K, 256), 256>>>(d_wdeq, d_trits, NULL, gamma, N, K);
+        cudaCheck(cudaGetLastError());
+        dequantize_rows_kernel<<<ceil_div((long long)M * K, 256), 256>>>(d_xdeq, d_q, d_inv_s, 0.0f, M, K);
+        cudaCheck(cudaGetLastError());
+        const double flops = 2.0 * 2.0 * M * N * K; // two GEMMs
+        double ms1 = 0.0;
+        for (int k = 1; k < num_kernels; k++) {
+            if (only > 0 && k != only && k != 1) { continue; }
+            int nb = k == 2 ? 3 : 1;
+            for (int b = 0; b < nb; b++) {
+                int block = block_sizes[b];
+                double ms = benchmark_ms([&]() { bitlinear_backward(k, a, M, K, N, block); });
+                if (k == 1) { ms1 = ms; }
+                char ratio[24];
+                snprintf(ratio, sizeof(ratio), "%.2fx v1", ms1 / ms);
+                result_line("bitlinear_backward", shape, variant_name(k), k == 2 ? block : 0, ms,
+                            flops / (ms * 1e-3) / 1e12, "TFLOPS", ratio);
+            }
+        }
+    }
+    print_results_table();
+
+    free(dy); free(q); free(trits); free(inv_s); free(dx_ref); free(dw_ref); free(dx_gpu); free(dw_gpu);
+    cudaCheck(cudaFree(d_dy)); cudaCheck(cudaFree(d_q)); cudaCheck(cudaFree(d_trits)); cudaCheck(cudaFree(d_inv_s));
+    cudaCheck(cudaFree(d_wdeq)); cudaCheck(cudaFree(d_xdeq)); cudaCheck(cudaFree(a.dys)); cudaCheck(cudaFree(a.qx));
+    cudaCheck(cudaFree(a.dx)); cudaCheck(cudaFree(a.dw));
+    cublasCheck(cublasDestroy(cublas_handle));
+    return 0;
+}
