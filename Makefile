@@ -1,6 +1,7 @@
 # train_gpt2_1bit: build, data, tests and benchmarks.
 #   make train_gpt2_1bit    CPU trainer (also prepares tiny Shakespeare if it is missing)
 #   make train_gpt2_1bitcu  CUDA trainer (needs nvcc; skipped with a message otherwise)
+#   make test-cuda          the CUDA tests (needs a GPU)
 #   make test               every test; the last line is "N passed, N failed"
 #   make bench              CPU benchmark: 124M, fp vs ternary, in one run
 #   make -C dev/cuda        the CUDA kernel variants
@@ -30,7 +31,7 @@ endif
 HEADERS = $(wildcard llmc/*.h)
 DATA = data/tinyshakespeare/tiny_shakespeare_train.bin data/tinyshakespeare/tiny_shakespeare_val.bin data/gpt2_tokenizer.bin
 
-.PHONY: all data test bench clean
+.PHONY: all data test test-cuda cuda bench clean
 
 all: train_gpt2_1bit run_gpt2_1bit train_gpt2_1bitcu
 
@@ -47,16 +48,41 @@ data: $(DATA)
 $(DATA) &: prepro_tinyshakespeare.py
 	$(PYTHON) prepro_tinyshakespeare.py
 
-ifeq ($(shell which $(NVCC) 2>/dev/null),)
-train_gpt2_1bitcu:
-	@echo "nvcc not found: skipping CUDA targets"
-else ifeq ($(wildcard train_gpt2_1bit.cu),)
-train_gpt2_1bitcu:
-	@echo "train_gpt2_1bit.cu is not written yet: skipping the CUDA trainer"
-else
+# CUDA: GPU_COMPUTE_CAPABILITY=90 is Hopper (H100/H200), 80 Ampere (A100), 89 Ada.
+# PRECISION=FP32 keeps activations in fp32 (tests); the default is bf16.
+# No --use_fast_math: the quantizers' rintf, division and sqrtf must round as
+# the CPU spec (llmc/ternary.h) does, or codes flip at ties.
 GPU_COMPUTE_CAPABILITY ?= 90
-train_gpt2_1bitcu: train_gpt2_1bit.cu $(HEADERS) $(wildcard llmc/*.cuh) | $(DATA)
-	$(NVCC) -O3 --use_fast_math -arch=sm_$(GPU_COMPUTE_CAPABILITY) -std=c++17 $< -lcublas -lcublasLt -o $@
+PRECISION ?= BF16
+NVCC_FLAGS = -O3 -std=c++17 -arch=sm_$(GPU_COMPUTE_CAPABILITY) -Xcompiler -Wall,-Wno-unknown-pragmas
+ifeq ($(PRECISION),FP32)
+  NVCC_FLAGS += -DENABLE_FP32
+endif
+NVCC_LIBS = -lcublas
+CUDA_DEPS = train_gpt2_1bit.cu $(HEADERS)
+CUDA_TEST_BINS = tests/test_gpt2_1bitcu tests/test_gpt2_1bitcu_fp32
+
+ifeq ($(shell which $(NVCC) 2>/dev/null),)
+train_gpt2_1bitcu $(CUDA_TEST_BINS) test-cuda cuda:
+	@echo "nvcc not found: skipping CUDA targets"
+else
+train_gpt2_1bitcu: $(CUDA_DEPS) | $(DATA)
+	$(NVCC) $(NVCC_FLAGS) $< $(NVCC_LIBS) -o $@
+
+# the CUDA test in both precisions (the tolerances differ, see the file)
+tests/test_gpt2_1bitcu: tests/test_gpt2_1bit.cu $(CUDA_DEPS)
+	$(NVCC) $(NVCC_FLAGS) $< $(NVCC_LIBS) -o $@
+tests/test_gpt2_1bitcu_fp32: tests/test_gpt2_1bit.cu $(CUDA_DEPS)
+	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 $< $(NVCC_LIBS) -o $@
+
+# build everything CUDA (what CI can do without a GPU)
+cuda: train_gpt2_1bitcu $(CUDA_TEST_BINS)
+
+# run the CUDA tests: needs a GPU
+test-cuda: train_gpt2_1bit train_gpt2_1bitcu $(CUDA_TEST_BINS)
+	./tests/test_gpt2_1bitcu_fp32
+	./tests/test_gpt2_1bitcu
+	bash tests/test_cuda_vs_cpu.sh
 endif
 
 # ----------------------------------------------------------------------------
@@ -98,4 +124,4 @@ bench: bench_gpt2_1bit bench_kernels
 	OMP_WAIT_POLICY=active ./bench_kernels
 
 clean:
-	rm -f train_gpt2_1bit train_gpt2_1bitcu run_gpt2_1bit bench_gpt2_1bit bench_kernels $(TEST_BINS)
+	rm -f train_gpt2_1bit train_gpt2_1bitcu run_gpt2_1bit bench_gpt2_1bit bench_kernels $(TEST_BINS) $(CUDA_TEST_BINS)

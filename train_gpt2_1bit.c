@@ -1084,6 +1084,11 @@ int main(int argc, char **argv) {
     train_args_defaults(&args);
     train_args_parse(&args, argc, argv);
     train_args_validate(&args, argv[0]);
+    if (args.total_batch != 0 && args.total_batch != args.B * args.T) {
+        fprintf(stderr, "error: -d %d: gradient accumulation is only in the CUDA trainer; here a step is one "
+                "batch of -b * -t = %d tokens\n---> HINT: drop -d, or raise -b\n", args.total_batch, args.B * args.T);
+        exit(EXIT_FAILURE);
+    }
     const char *out_dir = args.out_dir[0] ? args.out_dir : NULL;
     if (out_dir != NULL) { ensure_writable_dir(out_dir, "-o"); }
 

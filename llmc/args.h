@@ -23,6 +23,7 @@ typedef struct {
     const char *out_dir;        // -o
     int B;                      // -b
     int T;                      // -t
+    int total_batch;            // -d
     int max_steps;              // -x
     float lr;                   // -l
     int warmup;                 // -u
@@ -65,6 +66,7 @@ static const ArgSpec ARG_SPECS[] = {
     ARG("-o", ARG_STR, out_dir, "output directory for main.log and checkpoints (\"\" = none)"),
     ARG("-b", ARG_INT, B, "batch size B"),
     ARG("-t", ARG_INT, T, "sequence length T"),
+    ARG("-d", ARG_INT, total_batch, "tokens per optimizer step, by gradient accumulation (0 = B*T; CUDA trainer)"),
     ARG("-x", ARG_INT, max_steps, "number of training steps"),
     ARG("-l", ARG_FLOAT, lr, "peak learning rate (first stage)"),
     ARG("-u", ARG_INT, warmup, "learning-rate warmup steps"),
@@ -99,6 +101,7 @@ static inline void train_args_defaults(TrainArgs *a) {
     a->out_dir = "out";
     a->B = 8;
     a->T = 64;
+    a->total_batch = 0;
     a->max_steps = 300;
     a->lr = 1.5e-3f;
     a->warmup = 30;
@@ -188,6 +191,7 @@ static inline void train_args_validate(const TrainArgs *a, const char *prog) {
     if (!(cond)) { args_error(prog, "flag %s must be %s", flag, what); }
     CHECK(a->B >= 1, "-b", "at least 1");
     CHECK(a->T >= 1, "-t", "at least 1");
+    CHECK(a->total_batch >= 0, "-d", "0 or more");
     CHECK(a->max_steps >= 0, "-x", "0 or more");
     CHECK(a->lr >= 0.0f, "-l", "0 or more");
     CHECK(a->warmup >= 0, "-u", "0 or more");
