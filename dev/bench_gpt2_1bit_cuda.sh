@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# dev/bench_gpt2_1bit_cuda.sh: CUDA training benchmark, GPT-2 124M, fp vs ternary in one run.
+#
+# Trains d12 (124M) at T=1024 for STEPS steps in the fp mode and the b1.58 mode
+# (each from the same random init, no val, no samples, no checkpoints) and
+# prints, per mode, the median step time over the steps after the first,
+# tokens/s, MFU against the GPU's dense bf16 peak, and ternary / fp.
+#
+# Usage: bash dev/bench_gpt2_1bit_cuda.sh [B] [STEPS]    (defaults: B=64, STEPS=20)
+#   BIN=./train_gpt2_1bitcu (build it with make train_gpt2_1bitcu); needs a GPU.
+# MFU counts 6 N + 12 L C T FLOPs per token (PaLM's formula: the matmuls of the
+# forward and backward passes, N without the position embeddings, plus attention)
+# as if every product ran at the bf16 tensor-core peak, int8 ones included.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+B=${1:-64}
+STEPS=${2:-20}
+BIN=${BIN:-./train_gpt2_1bitcu}
+T=1024
+[ -x "$BIN" ] || { echo "error: $BIN not found ---> HINT: make train_gpt2_1bitcu"; exit 1; }
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+# dense bf16 tensor-core peaks (TFLOPS) from NVIDIA's datasheets
+case "$gpu" in
+    *H100*PCIe*) peak=756 ;;
+    *H100*|*H200*|*GH200*) peak=989 ;;
+    *A100*) peak=312 ;;
+    *L40S*) peak=362 ;;
+    *4090*) peak=165 ;;
+    *) peak=0 ;;
+esac
+echo "GPU: ${gpu:-unknown} (bf16 peak ${peak} TFLOPS), d12, B=$B, T=$T, $STEPS steps, $(date -u +%Y-%m-%d)"
+W=$(mktemp -d "${TMPDIR:-/tmp}/bench_cuda.XXXXXX") || exit 1
+trap 'rm -rf "$W"' EXIT
+printf "%-8s %10s %12s %8s\n" mode "ms/step" "tok/s" "MFU"
+for mode in fp ternary; do
+    flags=()
+    [ "$mode" = fp ] && flags=(-wq fp -aq none -rn 0)
+    if ! "$BIN" -e d12 -b "$B" -t "$T" -x "$STEPS" -v 0 -s 0 -o "" "${flags[@]}" >"$W/$mode.out" 2>&1; then
+        echo "$mode: the run failed: $(grep -m1 'error' "$W/$mode.out")"
+        continue
+    fi
+    params=$(sed -n 's/^model: .*), \([0-9]*\) parameters.*/\1/p' "$W/$mode.out")
+    # median ms of steps 2..STEPS (step 1 warms up cuBLAS)
+    ms=$(sed -n 's/^step *\([0-9]*\)\/[0-9]* | .* | \([0-9.]*\) ms | .*/\1 \2/p' "$W/$mode.out" |
+         awk '$1 > 1 { print $2 }' | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
+    awk -v m="$mode" -v ms="$ms" -v B="$B" -v T="$T" -v N="$params" -v peak="$peak" 'BEGIN {
+        tok = B * T / (ms / 1000); flops = 6 * (N - 1024 * 768) + 12 * 12 * 768 * T;
+        mfu = peak > 0 ? sprintf("%.1f%%", 100 * tok * flops / (peak * 1e12)) : "-";
+        printf "%-8s %10.1f %12.0f %8s\n", m, ms, tok, mfu }'
+    echo "$ms" >"$W/$mode.ms"
+done
+if [ -s "$W/fp.ms" ] && [ -s "$W/ternary.ms" ]; then
+    awk -v f="$(cat "$W/fp.ms")" -v t="$(cat "$W/ternary.ms")" 'BEGIN { printf "ternary / fp speed: %.2fx\n", f / t }'
+fi
