@@ -1018,7 +1018,8 @@ void gpt2_write_model(const GPT2 *model, const char *path) {
 }
 
 void save_checkpoint(const GPT2 *model, const DataLoader *loader, uint64_t rng, int step, const char *out_dir) {
-    TrainState st = {step, model->batch_size, model->seq_len, rng, loader->shard_index, loader->pos};
+    TrainState st = {step, model->batch_size, model->seq_len, rng, loader->shard_index, loader->pos,
+                     model->batch_size * model->seq_len};
     checkpoint_write(out_dir, &model->config, &model->quant, model->params_memory, model->m_memory,
                      model->v_memory, model->num_parameters, &st);
 }
@@ -1028,7 +1029,8 @@ int load_state(GPT2 *model, DataLoader *loader, uint64_t *rng, const char *path)
     model->m_memory = (float *)mallocCheck(model->num_parameters * sizeof(float));
     model->v_memory = (float *)mallocCheck(model->num_parameters * sizeof(float));
     TrainState st;
-    checkpoint_read_state(path, model->num_parameters, loader->B, loader->T, model->m_memory, model->v_memory, &st);
+    checkpoint_read_state(path, model->num_parameters, loader->B, loader->T, loader->B * loader->T, model->m_memory,
+                          model->v_memory, &st);
     *rng = st.rng;
     dataloader_resume(loader, st.shard_index, st.pos);
     return st.step;

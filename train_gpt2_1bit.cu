@@ -55,13 +55,13 @@ static const cublasComputeType_t CUBLAS_COMPUTE = CUBLAS_COMPUTE_32F;
 // ----------------------------------------------------------------------------
 // encoder: token + position embeddings
 
-// out (B,T,C) = wte[inp[b,t]] + wpe[t]
-__global__ void encoder_forward_kernel(floatX *out, const int *inp, const floatX *wte, const floatX *wpe,
+// out (B,T,C) = wte[inp[b,t]] + wpe[t], from the fp32 weights (one rounding, not three)
+__global__ void encoder_forward_kernel(floatX *out, const int *inp, const float *wte, const float *wpe,
                                        int BT, int T, int C) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)BT * C) { return; }
     int bt = (int)(idx / C), c = (int)(idx % C), t = bt % T;
-    out[idx] = from_float<floatX>(to_float(wte[(size_t)inp[bt] * C + c]) + to_float(wpe[(size_t)t * C + c]));
+    out[idx] = from_float<floatX>(wte[(size_t)inp[bt] * C + c] + wpe[(size_t)t * C + c]);
 }
 
 // dwte[token] += the sum of dout over the positions holding that token. The
@@ -180,7 +180,7 @@ __global__ void layernorm_param_partial_kernel(float *pw, float *pb, const float
 // ternary (b1.58 eq. 1-3): gamma = max(mean|W|, eps); W_q = clamp(round(W / gamma), -1, 1) * gamma
 // binary (BitNet eq. 2-4): alpha = mean(W), beta = max(mean|W|, eps); W_b = sign(W - alpha) * beta
 
-#define QUANT_BLOCKS 64 // blocks per tensor in the absmean reduction (stage 1)
+#define QUANT_BLOCKS 32 // blocks per tensor in the absmean reduction (stage 1), 256 threads each
 
 // stage 1: for each tensor l (blockIdx.y) of one kind (L tensors of n values,
 // back to back in w), block b sums |w| and w over its slice into partials
@@ -434,7 +434,8 @@ __global__ void classifier_kernel(floatX *logits, float *losses, const int *targ
 // ----------------------------------------------------------------------------
 // optimizer: gradient norm (fixed-order reduction) and AdamW
 
-#define NORM_BLOCKS 512
+// a fixed grid (the result must not depend on the GPU): about one block of 256 threads per SM
+#define NORM_BLOCKS 128
 __global__ void sumsq_partial_kernel(float *partial, const float *g, size_t n) {
     __shared__ float shared[32];
     float s = 0.0f;
@@ -655,7 +656,9 @@ static void gpt2_allocate(GPT2 *model) {
     model->trits_prev_host = (int8_t *)callocCheck(model->num_bitlinear_weights, 1);
     model->have_trits_prev = 0;
     model->wq_stale = 1;
-    model->int8_forward = 1;
+    // cuBLAS's int8 GEMM needs K and N multiples of 4: every BitLinear shape is a
+    // multiple of C, so C % 4 == 0 (true of every dN descriptor); else the float path
+    model->int8_forward = cfg->channels % 4 == 0;
     model->acts.encoded = NULL;
     model->batch_size = model->seq_len = 0;
     model->mean_loss = -1.0f;
@@ -706,7 +709,7 @@ void gpt2_quantize_weights(GPT2 *model) {
         bitlinear_shape(&model->config, k, &OC, &IC);
         size_t n = (size_t)OC * IC;
         const float *w = bitlinear_latent(model, k);
-        weight_sums_partial_kernel<<<dim3(QUANT_BLOCKS, L), 512>>>(model->qpartial_abs, model->qpartial_sum, w, n);
+        weight_sums_partial_kernel<<<dim3(QUANT_BLOCKS, L), 256>>>(model->qpartial_abs, model->qpartial_sum, w, n);
         cudaCheck(cudaGetLastError());
         LAUNCH(weight_scales_kernel, L, 64, model->scales, model->centres, model->qpartial_abs, model->qpartial_sum, L,
                k, QUANT_BLOCKS, n);
@@ -767,8 +770,8 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     ALLOC(model->dbuf_4c, floatX, BT * 4 * C, "backward scratch");
     ALLOC(model->dxn, floatX, BT * 4 * C, "backward scratch");
     ALLOC(model->dqkvr, floatX, 3 * BT * C, "backward scratch");
-    size_t widest = Vp > 4 * C ? Vp : 4 * C;
-    ALLOC(model->partial, float, 2 * (size_t)ceil_div(BT, COLSUM_ROWS) * widest, "column-sum partials");
+    // column sums: a bias of up to 4C, or LayerNorm's two of C (the lm_head has no bias)
+    ALLOC(model->partial, float, (size_t)ceil_div(BT, COLSUM_ROWS) * 4 * C, "column-sum partials");
     ALLOC(model->inputs, int, BT, "inputs");
     ALLOC(model->targets, int, BT, "targets");
     ALLOC(model->bucket_token, int, BT, "buckets");
@@ -938,8 +941,7 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
     ParameterTensors p = model->params;
     ActivationTensors a = model->acts;
     size_t BTC = (size_t)BT * C;
-    LAUNCH(encoder_forward_kernel, BTC, 256, a.encoded, model->inputs, floatx_view(model, p.wte),
-           floatx_view(model, p.wpe), BT, T, C);
+    LAUNCH(encoder_forward_kernel, BTC, 256, a.encoded, model->inputs, p.wte, p.wpe, BT, T, C);
     for (int l = 0; l < L; l++) {
         floatX *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
         floatX *l_ln1 = a.ln1 + l * BTC, *l_qkv = a.qkv + l * BTC * 3, *l_atty = a.atty + l * BTC;
@@ -1070,7 +1072,7 @@ void gpt2_backward(GPT2 *model) {
 
 // global L2 norm of the gradients (fixed-order reduction)
 float gpt2_grad_norm(GPT2 *model) {
-    sumsq_partial_kernel<<<NORM_BLOCKS, 512>>>(model->norm_partial, model->grads_memory, model->num_parameters);
+    sumsq_partial_kernel<<<NORM_BLOCKS, 256>>>(model->norm_partial, model->grads_memory, model->num_parameters);
     cudaCheck(cudaGetLastError());
     sumsq_finalize_kernel<<<1, 32>>>(model->norm_out, model->norm_partial, NORM_BLOCKS);
     cudaCheck(cudaGetLastError());
@@ -1144,24 +1146,25 @@ static void gpt2_download_params(GPT2 *model) {
                          cudaMemcpyDeviceToHost));
 }
 
-void save_checkpoint(GPT2 *model, const DataLoader *loader, uint64_t rng, int step, const char *out_dir) {
+void save_checkpoint(GPT2 *model, const DataLoader *loader, uint64_t rng, int step, int total_batch,
+                     const char *out_dir) {
     size_t np = model->num_parameters;
     float *m = (float *)mallocCheck(np * sizeof(float)), *v = (float *)mallocCheck(np * sizeof(float));
     gpt2_download_params(model);
     cudaCheck(cudaMemcpy(m, model->m_memory, np * sizeof(float), cudaMemcpyDeviceToHost));
     cudaCheck(cudaMemcpy(v, model->v_memory, np * sizeof(float), cudaMemcpyDeviceToHost));
-    TrainState st = {step, model->batch_size, model->seq_len, rng, loader->shard_index, loader->pos};
+    TrainState st = {step, model->batch_size, model->seq_len, rng, loader->shard_index, loader->pos, total_batch};
     checkpoint_write(out_dir, &model->config, &model->quant, model->params_host, m, v, np, &st);
     free(m);
     free(v);
 }
 
 // load the optimizer, data and RNG state of a checkpoint; returns its step
-int load_state(GPT2 *model, DataLoader *loader, uint64_t *rng, const char *path) {
+int load_state(GPT2 *model, DataLoader *loader, uint64_t *rng, int total_batch, const char *path) {
     size_t np = model->num_parameters;
     float *m = (float *)mallocCheck(np * sizeof(float)), *v = (float *)mallocCheck(np * sizeof(float));
     TrainState st;
-    checkpoint_read_state(path, np, loader->B, loader->T, m, v, &st);
+    checkpoint_read_state(path, np, loader->B, loader->T, total_batch, m, v, &st);
     cudaCheck(cudaMemcpy(model->m_memory, m, np * sizeof(float), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(model->v_memory, v, np * sizeof(float), cudaMemcpyHostToDevice));
     free(m);
@@ -1331,12 +1334,16 @@ int main(int argc, char **argv) {
            train_loader.num_tokens, args.val_pattern, dataloader_num_batches(&val_loader), args.B, args.T);
     Tokenizer tokenizer;
     tokenizer_init(&tokenizer, args.tokenizer_path);
+    if (tokenizer.init_ok && (int)tokenizer.vocab_size != cfg->vocab_size) {
+        fprintf(stderr, "warning: tokenizer '%s' has %u tokens but the model has V = %d\n", args.tokenizer_path,
+                tokenizer.vocab_size, cfg->vocab_size);
+    }
 
     uint64_t rng = (uint64_t)args.seed * 0x2545F4914F6CDD1DULL + 7;
     int start_step = 0;
     if (resume_step >= 0) {
         snprintf(path, sizeof(path), "%s/state_%08d.bin", out_dir, resume_step);
-        start_step = load_state(&model, &train_loader, &rng, path);
+        start_step = load_state(&model, &train_loader, &rng, (int)total, path);
     }
     Logger logger;
     logger_init(&logger, out_dir, resume_step >= 0);
@@ -1361,7 +1368,7 @@ int main(int argc, char **argv) {
             gpt2_sample(&model, &tokenizer, args.gen_tokens, args.T, args.temperature, args.top_k, &rng);
         }
         if (out_dir != NULL && step > start_step && (last || (args.ckpt_every > 0 && step % args.ckpt_every == 0))) {
-            save_checkpoint(&model, &train_loader, rng, step, out_dir);
+            save_checkpoint(&model, &train_loader, rng, step, (int)total, out_dir);
         }
         if (last) { break; }
 

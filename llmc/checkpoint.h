@@ -21,6 +21,7 @@
      [4] B  [5] T
      [6] rng state low 32 bits  [7] rng state high 32 bits
      [8] train loader: shard index  [9] train loader: token position in the shard
+     [10] tokens per optimizer step (-d; B*T without gradient accumulation; 0 in older files)
    float32 m[num_parameters], v[num_parameters]   AdamW moments
  A DONE_XXXXXXXX file is written after both files are complete; resuming picks
  the newest step that has one. Every file is written to a .tmp name and renamed.
@@ -207,6 +208,7 @@ typedef struct {
     uint64_t rng;    // the sampling RNG
     int shard_index; // the train loader's position
     size_t pos;
+    int total_batch; // tokens per optimizer step
 } TrainState;
 
 static inline void checkpoint_write(const char *out_dir, const GPT2Config *config, const QuantConfig *quant,
@@ -226,6 +228,7 @@ static inline void checkpoint_write(const char *out_dir, const GPT2Config *confi
     header[7] = (int)(uint32_t)(st->rng >> 32);
     header[8] = st->shard_index;
     header[9] = (int)st->pos;
+    header[10] = st->total_batch;
     snprintf(path, sizeof(path), "%s/state_%08d.bin", out_dir, st->step);
     SafeFile f;
     safe_open(&f, path);
@@ -259,10 +262,10 @@ static inline int checkpoint_find_latest(const char *out_dir) {
 }
 
 // Read a state file for a model of num_parameters trained with batch shape
-// (B, T): m and v (num_parameters floats each) and st. Exits with a message
-// naming the file and the fix when it does not fit.
-static inline void checkpoint_read_state(const char *path, size_t num_parameters, int B, int T, float *m, float *v,
-                                         TrainState *st) {
+// (B, T) and total_batch tokens per step: m and v (num_parameters floats each)
+// and st. Exits with a message naming the file and the fix when it does not fit.
+static inline void checkpoint_read_state(const char *path, size_t num_parameters, int B, int T, int total_batch,
+                                         float *m, float *v, TrainState *st) {
     FILE *fp = fopenCheck(path, "rb");
     int header[HEADER_INTS];
     long size = file_size(fp, path);
@@ -292,6 +295,11 @@ static inline void checkpoint_read_state(const char *path, size_t num_parameters
                 "---> HINT: pass -b %d -t %d\n", path, header[4], header[5], header[4], header[5]);
         exit(EXIT_FAILURE);
     }
+    if (header[10] != 0 && header[10] != total_batch) {
+        fprintf(stderr, "error: '%s' was saved with %d tokens per step (-d); resuming needs the same\n"
+                "---> HINT: pass -d %d\n", path, header[10], header[10]);
+        exit(EXIT_FAILURE);
+    }
     freadCheck(m, sizeof(float), num_parameters, fp, path);
     freadCheck(v, sizeof(float), num_parameters, fp, path);
     fclose(fp);
@@ -301,6 +309,7 @@ static inline void checkpoint_read_state(const char *path, size_t num_parameters
     st->rng = (uint64_t)(uint32_t)header[6] | ((uint64_t)(uint32_t)header[7] << 32);
     st->shard_index = header[8];
     st->pos = (size_t)(unsigned)header[9];
+    st->total_batch = header[10] != 0 ? header[10] : B * T;
 }
 
 #endif // LLMC_CHECKPOINT_H
