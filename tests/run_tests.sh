@@ -36,5 +36,9 @@ run "packed models and the decoder (tests/test_run)" ./tests/test_run
 run "export and generation, bad input (tests/test_run.sh)" bash tests/test_run.sh
 run "preprocessing vs tiktoken (tests/test_prepro.py)" "$PYTHON" tests/test_prepro.py
 run "loss plot (tests/test_plot.py)" "$PYTHON" tests/test_plot.py
+# the CUDA trainer's code, run on the CPU by tests/cuda_emu (no GPU needed; slow but exact in logic)
+run "CUDA trainer on the CPU emulator vs PyTorch reference, fp32 (tests/test_gpt2_1bitcu_emu_fp32)" ./tests/test_gpt2_1bitcu_emu_fp32
+run "CUDA trainer on the CPU emulator vs PyTorch reference, bf16 (tests/test_gpt2_1bitcu_emu)" ./tests/test_gpt2_1bitcu_emu
+run "CUDA trainer on the CPU emulator vs the CPU trainer, resume (tests/test_cuda_vs_cpu.sh)" env QUICK=1 CUDA_BIN=./train_gpt2_1bitcu_emu bash tests/test_cuda_vs_cpu.sh
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

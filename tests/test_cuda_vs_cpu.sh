@@ -13,6 +13,8 @@
 #
 # Usage: make test-cuda, or bash tests/test_cuda_vs_cpu.sh after building
 # ./train_gpt2_1bit and ./train_gpt2_1bitcu (CUDA_BIN= picks another build).
+# QUICK=1 (what make test runs with the CPU emulator, CUDA_BIN=./train_gpt2_1bitcu_emu):
+# the small model tests/ref/model.bin on tiny synthetic shards, 40 steps, val every 10.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 CPU_BIN=./train_gpt2_1bit
@@ -32,6 +34,14 @@ for b in "$CPU_BIN" "$CUDA_BIN"; do
 done
 W=$(mktemp -d "${TMPDIR:-/tmp}/test_cuda_vs_cpu.XXXXXX") || exit 1
 trap 'rm -rf "$W"' EXIT
+RUN=(-s 0)           # the defaults: d2 on tiny Shakespeare, 300 steps, val every 50
+MIN_VALS=7
+if [ "${QUICK:-0}" = 1 ]; then
+    python3 tests/make_tiny_data.py "$W/data" >/dev/null || { echo "FAIL: setup: tests/make_tiny_data.py"; exit 1; }
+    RUN=(-s 0 -e tests/ref/model.bin -i "$W/data/train.bin" -j "$W/data/val.bin" -tf /nonexistent -b 4 -t 16
+         -x 40 -v 10 -m 4 -u 4)
+    MIN_VALS=5
+fi
 
 # val losses "step loss" from a main.log
 vals() { sed -n 's/^s:\([0-9]*\) tel:\([0-9.]*\)$/\1 \2/p' "$1"; }
@@ -39,11 +49,11 @@ vals() { sed -n 's/^s:\([0-9]*\) tel:\([0-9.]*\)$/\1 \2/p' "$1"; }
 for mode in b158 fp; do
     flags=()
     [ "$mode" = fp ] && flags=(-wq fp -aq none -rn 0)
-    "$CPU_BIN" "${flags[@]}" -s 0 -o "$W/cpu_$mode" >"$W/cpu_$mode.out" 2>&1 || { fail "$mode: CPU run" "$(tail -1 "$W/cpu_$mode.out")"; continue; }
-    "$CUDA_BIN" "${flags[@]}" -s 0 -o "$W/gpu_$mode" >"$W/gpu_$mode.out" 2>&1 || { fail "$mode: CUDA run" "$(tail -1 "$W/gpu_$mode.out")"; continue; }
+    "$CPU_BIN" "${RUN[@]}" ${flags[@]+"${flags[@]}"} -o "$W/cpu_$mode" >"$W/cpu_$mode.out" 2>&1 || { fail "$mode: CPU run" "$(tail -1 "$W/cpu_$mode.out")"; continue; }
+    "$CUDA_BIN" "${RUN[@]}" ${flags[@]+"${flags[@]}"} -o "$W/gpu_$mode" >"$W/gpu_$mode.out" 2>&1 || { fail "$mode: CUDA run" "$(tail -1 "$W/gpu_$mode.out")"; continue; }
     grep "average step" "$W/cpu_$mode.out" "$W/gpu_$mode.out" | sed "s|$W/||"
     paste <(vals "$W/cpu_$mode/main.log") <(vals "$W/gpu_$mode/main.log") >"$W/pairs"
-    if [ "$(wc -l <"$W/pairs")" -lt 7 ]; then fail "$mode: val losses" "fewer than 7 val lines"; continue; fi
+    if [ "$(wc -l <"$W/pairs")" -lt "$MIN_VALS" ]; then fail "$mode: val losses" "fewer than $MIN_VALS val lines"; continue; fi
     while read -r s1 cpu s2 gpu; do
         tol=$VAL_TOL
         [ "$s1" = 0 ] && tol=$VAL0_TOL
@@ -55,6 +65,9 @@ done
 
 # resume from the command line, bit for bit
 R=(-e d2 -b 4 -t 32 -v 0 -s 0 -n 10 -l 1e-3 -u 2)
+if [ "${QUICK:-0}" = 1 ]; then
+    R=(-e tests/ref/model.bin -i "$W/data/train.bin" -j "$W/data/val.bin" -tf /nonexistent -b 4 -t 16 -v 0 -s 0 -n 10 -l 1e-3 -u 2)
+fi
 "$CUDA_BIN" "${R[@]}" -x 20 -o "$W/a" >"$W/a.out" 2>&1 &&
 "$CUDA_BIN" "${R[@]}" -x 20 -o "$W/b" >"$W/b1.out" 2>&1 &&
 rm "$W/b/DONE_00000020" "$W/b/model_00000020.bin" "$W/b/state_00000020.bin" &&
