@@ -44,8 +44,10 @@ static inline cudaError_t cudaMalloc(void **p, size_t bytes) {
     if (bytes > EMU_MEMORY_LIMIT - emu_allocated) { emu.last_error = cudaErrorMemoryAllocation; return cudaErrorMemoryAllocation; }
     // malloc, not calloc: a kernel that reads memory nobody wrote should not see zeros
     // (valgrind reports such reads); the size is stored in front for cudaFree's accounting
-    // 256-byte aligned, as cudaMalloc's pointers are
-    char *raw = (char *)aligned_alloc(256, ((bytes + 255) / 256) * 256 + 256);
+    // 256-byte aligned, as cudaMalloc's pointers are; exactly `bytes` after the
+    // header, so valgrind and ASan flag the first byte past the end
+    char *raw = NULL;
+    if (posix_memalign((void **)&raw, 256, bytes + 256) != 0) { raw = NULL; }
     if (raw == NULL) { emu.last_error = cudaErrorMemoryAllocation; return cudaErrorMemoryAllocation; }
     memcpy(raw, &bytes, sizeof(size_t));
     emu_allocated += bytes;
