@@ -35,7 +35,11 @@ typedef struct {
     float *key_cache;              // (L, maxT, C)
     float *value_cache;            // (L, maxT, C)
     // one token's activations
-    float *x, *ln, *mean_rstd, *qkv, *att, *atty, *proj, *fch, *xn, *logits;
+    float *x, *ln, *mean_rstd, *qkv, *att, *atty, *proj, *fch, *xn, *logits; // att: (NH, maxT), a row per head
+    // the int8 path's BitLinear input: x gathered for the GEMV (gemv_i8_t2_scratch_bytes(4C)), sum(x), 1/s
+    uint8_t *xs;
+    int32_t xsum;
+    float inv_s, rstd;
 } Runner;
 
 // Load a training checkpoint (quantized here, as the training forward does) or
@@ -82,17 +86,18 @@ static void runner_init(Runner *r, const char *path, int use_int8) {
     memset(r, 0, sizeof(*r));
     int float_format = runner_load_model(&r->gpt, path);
     GPT2Config *c = &r->gpt.config;
-    // A file with fp16 tensors: keep the tied head in fp16 too (its values are
-    // fp16 already, so nothing changes but the bytes read per token: the head
-    // is the largest matrix of the model, 50304 x 768 for GPT-2)
-    if (use_int8 && float_format == 16) {
+    // int8 kernels need int8 activations and quantized weights; otherwise fp32
+    int int8_path = use_int8 && r->gpt.quant.act_quant == AQ_INT8 && r->gpt.quant.weight_quant != WQ_FP;
+    // A file with fp16 tensors: the int8 path keeps the tied head in fp16 too (its
+    // values are fp16 already, so nothing changes but the bytes read per token: the
+    // head is the largest matrix of the model, 50304 x 768 for GPT-2)
+    if (int8_path && float_format == 16) {
         size_t n = (size_t)c->padded_vocab_size * c->channels;
         r->wte_half = (uint16_t *)mallocCheck(n * sizeof(uint16_t));
         for (size_t i = 0; i < n; i++) { r->wte_half[i] = float_to_half(r->gpt.params.wte[i]); }
     }
     int C = c->channels, L = c->num_layers;
-    // int8 kernels need int8 activations and quantized weights; otherwise fp32
-    r->use_int8 = use_int8 && r->gpt.quant.act_quant == AQ_INT8 && r->gpt.quant.weight_quant != WQ_FP;
+    r->use_int8 = int8_path;
     r->gpt.int8_forward = r->use_int8;
     gpt2_allocate_activations(&r->gpt, 1, 1); // for the integer path's scratch: one token at a time
     size_t kv = (size_t)L * c->max_seq_len * C;
@@ -102,12 +107,13 @@ static void runner_init(Runner *r, const char *path, int use_int8) {
     r->ln = (float *)mallocCheck(C * sizeof(float));
     r->mean_rstd = (float *)mallocCheck(2 * sizeof(float));
     r->qkv = (float *)mallocCheck(3 * C * sizeof(float));
-    r->att = (float *)mallocCheck((size_t)c->max_seq_len * sizeof(float));
+    r->att = (float *)mallocCheck((size_t)c->num_heads * c->max_seq_len * sizeof(float));
     r->atty = (float *)mallocCheck(C * sizeof(float));
     r->proj = (float *)mallocCheck(C * sizeof(float));
     r->fch = (float *)mallocCheck(4 * C * 2 * sizeof(float));
     r->xn = (float *)mallocCheck(4 * C * sizeof(float));
     r->logits = (float *)mallocCheck((size_t)c->padded_vocab_size * sizeof(float));
+    r->xs = (uint8_t *)mallocCheck(gemv_i8_t2_scratch_bytes(4 * C));
 }
 
 // BitLinear k of layer l for one token: out (OC) = BitLinear(inp (IC)), by
@@ -123,64 +129,53 @@ static void runner_bitlinear(Runner *r, float *out, const float *inp, int k, int
     gpt2_bitlinear_forward(g, k, l, out, r->xn, &rstd, inp, bias, 1);
 }
 
-// logits (Vp) = x (C) @ wte^T with wte stored in fp16: one dot product per row,
-// the halves widened to floats 8 at a time (F16C) where the CPU has it
-static void head_forward_half(float *logits, const float *x, const uint16_t *wte_half, int Vp, int C) {
-    #pragma omp parallel for
-    for (int v = 0; v < Vp; v++) {
-        const uint16_t *w = wte_half + (size_t)v * C;
-        float sum = 0.0f;
-        int i = 0;
-#if defined(__F16C__) && defined(__AVX2__)
-        __m256 acc = _mm256_setzero_ps();
-        for (; i + 8 <= C; i += 8) {
-            __m256 wf = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i)));
-            acc = _mm256_fmadd_ps(wf, _mm256_loadu_ps(x + i), acc);
-        }
-        float lanes[8];
-        _mm256_storeu_ps(lanes, acc);
-        for (int j = 0; j < 8; j++) { sum += lanes[j]; }
-#endif
-        for (; i < C; i++) { sum += half_to_float(w[i]) * x[i]; }
-        logits[v] = sum;
+// causal attention of head h of layer l for the token at `pos` over positions 0..pos: stores
+// the head's k and v (from qkv) in the cache, then atty[h*hs..) = softmax(q k^T / sqrt(hs)) v.
+// Heads touch disjoint channels of the cache, atty and att, so threads may run heads at once.
+static void runner_attention_head(Runner *r, int l, int pos, int h) {
+    GPT2Config *c = &r->gpt.config;
+    int C = c->channels, hs = C / c->num_heads, maxT = c->max_seq_len;
+    const float *k_cache = r->key_cache + (size_t)l * maxT * C + h * hs;   // position t at + t*C
+    const float *v_cache = r->value_cache + (size_t)l * maxT * C + h * hs;
+    memcpy((float *)k_cache + (size_t)pos * C, r->qkv + C + h * hs, hs * sizeof(float));
+    memcpy((float *)v_cache + (size_t)pos * C, r->qkv + 2 * C + h * hs, hs * sizeof(float));
+    const float *q = r->qkv + h * hs;
+    float *att = r->att + (size_t)h * maxT;
+    float scale = 1.0f / sqrtf(hs), maxv = -1e30f;
+    for (int t = 0; t <= pos; t++) {
+        const float *kt = k_cache + (size_t)t * C;
+        float v = 0.0f;
+        #pragma omp simd reduction(+ : v) // in 8 lanes: one sequential chain of hs FMAs was most of attention
+        for (int i = 0; i < hs; i++) { v += q[i] * kt[i]; }
+        att[t] = v * scale;
+        maxv = att[t] > maxv ? att[t] : maxv;
+    }
+    float sum = 0.0f;
+    for (int t = 0; t <= pos; t++) { att[t] = expf(att[t] - maxv); sum += att[t]; }
+    float *y = r->atty + h * hs;
+    for (int i = 0; i < hs; i++) { y[i] = 0.0f; }
+    for (int t = 0; t <= pos; t++) {
+        const float *vt = v_cache + (size_t)t * C;
+        float a = att[t] / sum;
+        for (int i = 0; i < hs; i++) { y[i] += a * vt[i]; }
     }
 }
 
+// ----------------------------------------------------------------------------
+// the fp32 path: the training forward's functions, one token at a time
+
 // the logits (Vp) of token `token` at position `pos`, given the cache of 0..pos-1
-static float *runner_forward(Runner *r, int token, int pos) {
+static float *runner_forward_fp32(Runner *r, int token, int pos) {
     GPT2 *g = &r->gpt;
     GPT2Config *c = &g->config;
-    int C = c->channels, NH = c->num_heads, hs = C / NH, maxT = c->max_seq_len;
+    int C = c->channels, NH = c->num_heads;
     ParameterTensors p = g->params;
     for (int i = 0; i < C; i++) { r->x[i] = p.wte[(size_t)token * C + i] + p.wpe[(size_t)pos * C + i]; }
     for (int l = 0; l < c->num_layers; l++) {
         layernorm_forward(r->ln, r->mean_rstd, r->mean_rstd + 1, r->x, p.ln1w + l * C, p.ln1b + l * C, 1, C);
         runner_bitlinear(r, r->qkv, r->ln, 0, l);
-        float *kc = r->key_cache + ((size_t)l * maxT + pos) * C, *vc = r->value_cache + ((size_t)l * maxT + pos) * C;
-        memcpy(kc, r->qkv + C, C * sizeof(float));
-        memcpy(vc, r->qkv + 2 * C, C * sizeof(float));
-        // causal attention of this token over positions 0..pos, head by head
-        float scale = 1.0f / sqrtf(hs);
-        for (int h = 0; h < NH; h++) {
-            const float *q = r->qkv + h * hs;
-            float maxv = -1e30f;
-            for (int t = 0; t <= pos; t++) {
-                const float *kt = r->key_cache + ((size_t)l * maxT + t) * C + h * hs;
-                float v = 0.0f;
-                for (int i = 0; i < hs; i++) { v += q[i] * kt[i]; }
-                r->att[t] = v * scale;
-                maxv = r->att[t] > maxv ? r->att[t] : maxv;
-            }
-            float sum = 0.0f;
-            for (int t = 0; t <= pos; t++) { r->att[t] = expf(r->att[t] - maxv); sum += r->att[t]; }
-            float *y = r->atty + h * hs;
-            for (int i = 0; i < hs; i++) { y[i] = 0.0f; }
-            for (int t = 0; t <= pos; t++) {
-                const float *vt = r->value_cache + ((size_t)l * maxT + t) * C + h * hs;
-                float a = r->att[t] / sum;
-                for (int i = 0; i < hs; i++) { y[i] += a * vt[i]; }
-            }
-        }
+        #pragma omp parallel for
+        for (int h = 0; h < NH; h++) { runner_attention_head(r, l, pos, h); }
         runner_bitlinear(r, r->proj, r->atty, 1, l);
         for (int i = 0; i < C; i++) { r->x[i] += r->proj[i]; }
         layernorm_forward(r->ln, r->mean_rstd, r->mean_rstd + 1, r->x, p.ln2w + l * C, p.ln2b + l * C, 1, C);
@@ -190,16 +185,177 @@ static float *runner_forward(Runner *r, int token, int pos) {
         for (int i = 0; i < C; i++) { r->x[i] += r->proj[i]; }
     }
     layernorm_forward(r->ln, r->mean_rstd, r->mean_rstd + 1, r->x, p.lnfw, p.lnfb, 1, C);
-    if (r->wte_half != NULL) { head_forward_half(r->logits, r->ln, r->wte_half, c->padded_vocab_size, C); }
-    else { matmul_forward(r->logits, r->ln, p.wte, NULL, 1, C, c->padded_vocab_size); } // tied head, fp32
+    matmul_forward(r->logits, r->ln, p.wte, NULL, 1, C, c->padded_vocab_size); // tied head, fp32
     return r->logits;
+}
+
+// ----------------------------------------------------------------------------
+// the int8 path: the whole token in one parallel region
+// Per token the packed model does about 2 ms of work outside the head, split in ~300 steps
+// (4 BitLinear x 12 layers, each an input quantization, a gather, a GEMV, an epilogue; the
+// norms, GELU, attention). A fork/join of the OpenMP team per step costs ~2 us on the VM this
+// was measured on, a barrier ~0.7 us: so the threads are started once per token, share each
+// GEMV and the head by rows, and meet at barriers. The short serial steps (layernorm, the
+// BitLinear input quantization: functions of the training forward, whose own `omp parallel`
+// runs as a team of one inside this region) run on one thread in `omp single`.
+
+// this thread's share [*n0, *n1) of n rows, cut at multiples of 4 (the GEMV tile)
+static void thread_rows(int n, int *n0, int *n1) {
+    int nt = 1, id = 0;
+#ifdef _OPENMP
+    nt = omp_get_num_threads();
+    id = omp_get_thread_num();
+#endif
+    int quads = (n + 3) / 4;
+    *n0 = (int)((long)quads * id / nt) * 4;
+    *n1 = (int)((long)quads * (id + 1) / nt) * 4;
+    *n1 = *n1 < n ? *n1 : n;
+    *n0 = *n0 < n ? *n0 : n;
+}
+
+// BitLinear k of layer l, called by every thread of the region: one thread quantizes inp (IC)
+// to int8 codes and gathers them (the training forward's bitlinear_input_forward, so the codes
+// are the same), then each thread computes its rows of out (OC) = the exact int32 product,
+// scaled as dequant_epilogue scales it, plus the bias. Ends without a barrier: the caller
+// puts one before anything reads out.
+static void runner_bitlinear_int8(Runner *r, float *out, const float *inp, int k, int l) {
+    GPT2 *g = &r->gpt;
+    int OC, IC;
+    bitlinear_shape(&g->config, k, &OC, &IC);
+    const size_t rb = pack2_row_bytes(IC);
+    const uint8_t *w2 = g->w2_memory + g->w2_offset[k] + (size_t)l * OC * rb;
+    int n0, n1;
+    thread_rows(OC, &n0, &n1);
+    int serial = 0;
+    #pragma omp single nowait
+    {
+        bitlinear_input_forward(r->xn, g->xi8, &r->inv_s, &r->rstd, inp, 1, IC, &g->quant);
+        r->xsum = gemv_i8_t2_prepare(r->xs, g->xi8, IC);
+        serial = 1;
+    }
+    // meanwhile the other threads fetch their rows of the weights (at most 295 KB each for
+    // GPT-2, within a core's L2): the trits come from DRAM, as the head streamed through the
+    // caches since the last token, and the serial step would otherwise leave the memory idle
+    if (!serial) {
+        const char *p = (const char *)(w2 + (size_t)n0 * rb), *end = (const char *)(w2 + (size_t)n1 * rb);
+        for (; p < end; p += 64) { __builtin_prefetch(p, 0, 3); }
+    }
+    #pragma omp barrier // xs is ready
+    const float *bias = g->params_memory; // the tensor after the weight is its bias
+    for (int i = 0; i <= BITLINEAR_TENSOR[k]; i++) { bias += g->param_sizes[i]; }
+    bias += (size_t)l * OC;
+    gemv_i8_t2_rows(g->acc, r->xs, r->xsum, w2, IC, n0, n1);
+    dequant_row(out + n0, g->acc + n0, g->scales[l * 4 + k] * r->inv_s, bias + n0, n1 - n0);
+}
+
+// logits[v0..v1) = x (C) . rows v0..v1 of wte (fp16, (Vp, C)): 4 rows at a time, so each load
+// of x feeds 4 FMAs and the 4 sums share one horizontal reduction; the halves are widened to
+// floats 8 at a time (F16C). The head is the largest read of a token (77 MB for GPT-2), from DRAM.
+static void head_rows_half(float *logits, const float *x, const uint16_t *wte_half, int C, int v0, int v1) {
+    int v = v0;
+#if defined(__F16C__) && defined(__AVX2__) && defined(__FMA__)
+    if (C % 8 == 0) {
+        for (; v + 4 <= v1; v += 4) {
+            const uint16_t *w = wte_half + (size_t)v * C;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int i = 0; i < C; i += 8) {
+                __m256 xv = _mm256_loadu_ps(x + i);
+                if (i % 32 == 0) { // each 64-byte line once: 4 KiB ahead in each of the 4 rows
+                    for (int j = 0; j < 4; j++) { _mm_prefetch((const char *)(w + j * C + i) + 4096, _MM_HINT_NTA); }
+                }
+                a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), xv, a0);
+                a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + C + i))), xv, a1);
+                a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * C + i))), xv, a2);
+                a3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 3 * C + i))), xv, a3);
+            }
+            // [a0 a1 a2 a3] summed within each 128-bit half by two hadds, then the halves added
+            __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+            _mm_storeu_ps(logits + v, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+        }
+    }
+#endif
+    for (; v < v1; v++) {
+        const uint16_t *w = wte_half + (size_t)v * C;
+        float sum = 0.0f;
+        for (int i = 0; i < C; i++) { sum += half_to_float(w[i]) * x[i]; }
+        logits[v] = sum;
+    }
+}
+
+// the same with wte in fp32 (a packed file with -ff 32)
+static void head_rows_f32(float *logits, const float *x, const float *wte, int C, int v0, int v1) {
+    int v = v0;
+    for (; v + 4 <= v1; v += 4) {
+        const float *w0 = wte + (size_t)v * C, *w1 = w0 + C, *w2 = w1 + C, *w3 = w2 + C;
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        #pragma omp simd reduction(+ : s0, s1, s2, s3)
+        for (int i = 0; i < C; i++) { s0 += w0[i] * x[i]; s1 += w1[i] * x[i]; s2 += w2[i] * x[i]; s3 += w3[i] * x[i]; }
+        logits[v] = s0; logits[v + 1] = s1; logits[v + 2] = s2; logits[v + 3] = s3;
+    }
+    for (; v < v1; v++) {
+        const float *w = wte + (size_t)v * C;
+        float s = 0.0f;
+        #pragma omp simd reduction(+ : s)
+        for (int i = 0; i < C; i++) { s += w[i] * x[i]; }
+        logits[v] = s;
+    }
+}
+
+static float *runner_forward_int8(Runner *r, int token, int pos) {
+    GPT2 *g = &r->gpt;
+    GPT2Config *c = &g->config;
+    int C = c->channels, NH = c->num_heads, V = c->vocab_size, Vp = c->padded_vocab_size;
+    ParameterTensors p = g->params;
+    #pragma omp parallel
+    {
+        #pragma omp single
+        for (int i = 0; i < C; i++) { r->x[i] = p.wte[(size_t)token * C + i] + p.wpe[(size_t)pos * C + i]; }
+        for (int l = 0; l < c->num_layers; l++) {
+            #pragma omp single
+            layernorm_forward(r->ln, r->mean_rstd, r->mean_rstd + 1, r->x, p.ln1w + l * C, p.ln1b + l * C, 1, C);
+            runner_bitlinear_int8(r, r->qkv, r->ln, 0, l);
+            #pragma omp barrier
+            #pragma omp for schedule(static)
+            for (int h = 0; h < NH; h++) { runner_attention_head(r, l, pos, h); }
+            runner_bitlinear_int8(r, r->proj, r->atty, 1, l);
+            #pragma omp barrier
+            #pragma omp single
+            {
+                for (int i = 0; i < C; i++) { r->x[i] += r->proj[i]; }
+                layernorm_forward(r->ln, r->mean_rstd, r->mean_rstd + 1, r->x, p.ln2w + l * C, p.ln2b + l * C, 1, C);
+            }
+            runner_bitlinear_int8(r, r->fch, r->ln, 2, l);
+            int n0, n1; // GELU on this thread's rows of fc, as they are ready
+            thread_rows(4 * C, &n0, &n1);
+            gelu_forward(r->fch + 4 * C + n0, r->fch + n0, (size_t)(n1 - n0));
+            #pragma omp barrier
+            runner_bitlinear_int8(r, r->proj, r->fch + 4 * C, 3, l);
+            #pragma omp barrier
+            #pragma omp single
+            for (int i = 0; i < C; i++) { r->x[i] += r->proj[i]; }
+        }
+        #pragma omp single
+        layernorm_forward(r->ln, r->mean_rstd, r->mean_rstd + 1, r->x, p.lnfw, p.lnfb, 1, C);
+        // the tied head over the V real tokens; the padding rows V..Vp are never sampled
+        int v0, v1;
+        thread_rows(V, &v0, &v1);
+        if (r->wte_half != NULL) { head_rows_half(r->logits, r->ln, r->wte_half, C, v0, v1); }
+        else { head_rows_f32(r->logits, r->ln, p.wte, C, v0, v1); }
+    }
+    for (int v = V; v < Vp; v++) { r->logits[v] = 0.0f; }
+    return r->logits;
+}
+
+// the logits (Vp) of token `token` at position `pos`, given the cache of 0..pos-1
+static float *runner_forward(Runner *r, int token, int pos) {
+    return r->use_int8 ? runner_forward_int8(r, token, pos) : runner_forward_fp32(r, token, pos);
 }
 
 static void runner_free(Runner *r) {
     free(r->wte_half);
     free(r->key_cache); free(r->value_cache); free(r->x); free(r->ln); free(r->mean_rstd); free(r->qkv);
     free(r->att); free(r->atty); free(r->proj); free(r->fch); free(r->xn);
-    free(r->logits);
+    free(r->logits); free(r->xs);
     gpt2_free(&r->gpt);
 }
 

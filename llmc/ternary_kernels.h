@@ -21,7 +21,10 @@
    matmul_i8_t2(out, x, w, M, K, N)       out (M,N) int32 = x (M,K) int8 @ trits(w)^T, w = N packed rows of K
    matmul_i8_t3(out, x, w, M, K, N)       the same for base-3 rows
    matmul_i8_t2_ref / matmul_i8_t3_ref    the spec: unpack, then plain loops
-   dequant_epilogue(out, acc, row_scale, w_scale, bias, M, N)
+   dequant_epilogue(out, acc, row_scale, w_scale, bias, M, N)   (dequant_row: one row, or a slice of one)
+   gemv_i8_t2_prepare(xs, x, K) -> sum(x),
+   gemv_i8_t2_rows(out, xs, xsum, w, K, n0, n1)   matmul_i8_t2 at M = 1 in two steps, for a decoder
+                                          that splits the rows between the threads of its own region
    ternary_kernels_backend()              "avx2" or "scalar"
 
  Backend: chosen at compile time. With __AVX2__ (gcc -march=native on an AVX2
@@ -200,21 +203,48 @@ static inline void matmul_i8_t3_ref(int32_t *out, const int8_t *x, const uint8_t
 // float epilogue: out (M,N) = acc * gamma * row_scale[m] + bias[n]
 // row_scale[m] = 1/s_x of row m of x, w_scale = gamma of the tensor; bias may be NULL
 
+// one row: out (N) = acc (N) * s + bias (N), s = gamma * row_scale; also called on a slice
+// of a row by the decoder's threads, so both compute each element the same way
+static inline void dequant_row(float *out, const int32_t *acc, float s, const float *bias, int N) {
+    if (bias) {
+        #pragma omp simd
+        for (int n = 0; n < N; n++) { out[n] = (float)acc[n] * s + bias[n]; }
+    } else {
+        #pragma omp simd
+        for (int n = 0; n < N; n++) { out[n] = (float)acc[n] * s; }
+    }
+}
+
 static inline void dequant_epilogue(float *out, const int32_t *acc, const float *row_scale, float w_scale,
                                     const float *bias, int M, int N) {
     #pragma omp parallel for
     for (int m = 0; m < M; m++) {
         float s = w_scale * row_scale[m]; // one product per row, then one per element
-        const int32_t *acc_m = acc + (size_t)m * N;
-        float *out_m = out + (size_t)m * N;
-        if (bias) {
-            #pragma omp simd
-            for (int n = 0; n < N; n++) { out_m[n] = (float)acc_m[n] * s + bias[n]; }
-        } else {
-            #pragma omp simd
-            for (int n = 0; n < N; n++) { out_m[n] = (float)acc_m[n] * s; }
-        }
+        dequant_row(out + (size_t)m * N, acc + (size_t)m * N, s, bias, N);
     }
+}
+
+// ----------------------------------------------------------------------------
+// scratch for the gathered x: one buffer per calling thread, grown, never shrunk
+// A malloc + free per call showed up when decoding (48 matmuls per token of a few us each)
+// and, at training sizes (past glibc's mmap threshold), costs fresh page faults every call.
+// The buffer lives until the process exits.
+
+#ifdef __cplusplus
+#define TK_THREAD_LOCAL thread_local
+#else
+#define TK_THREAD_LOCAL _Thread_local
+#endif
+
+static inline void *tk_scratch(size_t bytes) {
+    static TK_THREAD_LOCAL void *buf = NULL;
+    static TK_THREAD_LOCAL size_t cap = 0;
+    if (bytes > cap) {
+        free(buf);
+        buf = mallocCheck(bytes);
+        cap = bytes;
+    }
+    return buf;
 }
 
 // ----------------------------------------------------------------------------
@@ -229,6 +259,11 @@ static inline void dequant_epilogue(float *out, const int32_t *acc, const float 
 #endif
 
 #define TK_TILE_MAX 4 // outputs per tile (4x1 or 1x4)
+// The GEMV reads each weight byte once: decoding a token, the trits of a whole model (21 MB for
+// GPT-2 124M) come from L3 or DRAM, and the hardware prefetcher alone left the GEMV waiting on
+// memory (per token, GPT-2 124M, 2 threads: 2.1-2.8 ms warm in L3, 2.5-3.1 ms after a flush;
+// with this 1.0-1.4 ms and 1.4-1.9 ms; distances from 2 to 16 KiB measured the same)
+#define TK_PREFETCH_BYTES 4096
 // fully unroll the loops over a tile's rows and columns early, so that gcc keeps the
 // accumulator arrays in registers instead of on the stack
 #if defined(__clang__)
@@ -253,7 +288,28 @@ static inline void tk_gather_x(uint8_t *xs, int32_t *xsum, const int8_t *x, int 
     for (int i = 0; i < R; i++) {
         const int8_t *x_i = x + (size_t)i * K;
         for (int b = 0; b < nblk; b++) {
-            if (P == T3_PER_BYTE && R == 1) {
+            if (P == T2_PER_BYTE && R == 1 && (b + 1) * BT <= K) {
+                // a whole t2 block of a GEMV row in registers (the decoder gathers one x per
+                // BitLinear, serially): byte 4j+s of the 128 goes to plane s, position j.
+                // Per 32 bytes (j = 8q..8q+7): group each 128-bit lane by s (4 bytes per s),
+                // then the lanes' 4-byte groups side by side: 64-bit element s = plane s, j = 8q..8q+7
+                const __m256i by_s = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+                                                      0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+                const __m256i lanes = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+                __m256i u[4];
+                for (int q = 0; q < 4; q++) {
+                    __m256i v = _mm256_loadu_si256((const __m256i *)(x_i + b * BT + 32 * q));
+                    u[q] = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, by_s), lanes);
+                }
+                // a 4x4 transpose of 64-bit elements: plane s = element s of u[0], u[1], u[2], u[3]
+                __m256i t0 = _mm256_unpacklo_epi64(u[0], u[1]), t1 = _mm256_unpackhi_epi64(u[0], u[1]);
+                __m256i t2 = _mm256_unpacklo_epi64(u[2], u[3]), t3 = _mm256_unpackhi_epi64(u[2], u[3]);
+                __m256i *dst = (__m256i *)(xs + (size_t)b * BT);
+                _mm256_storeu_si256(dst + 0, _mm256_permute2x128_si256(t0, t2, 0x20));
+                _mm256_storeu_si256(dst + 1, _mm256_permute2x128_si256(t1, t3, 0x20));
+                _mm256_storeu_si256(dst + 2, _mm256_permute2x128_si256(t0, t2, 0x31));
+                _mm256_storeu_si256(dst + 3, _mm256_permute2x128_si256(t1, t3, 0x31));
+            } else if (P == T3_PER_BYTE && R == 1) {
                 for (int v = 0; v < 10; v++) {
                     int k5 = v / 2, h = v % 2;
                     int16_t *dst = (int16_t *)xs + (size_t)(b * 10 + v) * 16;
@@ -451,8 +507,15 @@ static TK_ALWAYS_INLINE void tk_panel4_avx2(int32_t *out, size_t ldo, const uint
 static TK_ALWAYS_INLINE void tk_panel1_avx2(int32_t *out, const uint8_t *xs, int32_t xsum,
                                             const uint8_t *w, size_t ldw, int K, int n0, int n1, int P) {
     const __m128i corr = _mm_set1_epi32(xsum);
+    // software prefetch TK_PREFETCH_BYTES ahead, within [n0, n1): see TK_PREFETCH_BYTES
+    const char *pf_end = (const char *)(w + (size_t)n1 * ldw);
+    for (const char *p = (const char *)(w + (size_t)n0 * ldw); p < pf_end && p < (const char *)(w + (size_t)n0 * ldw) + TK_PREFETCH_BYTES; p += 64) {
+        _mm_prefetch(p, _MM_HINT_T0); // the start of the range, which nothing before prefetched
+    }
     int n = n0;
     for (; n + 4 <= n1; n += 4) {
+        const char *pf = (const char *)(w + (size_t)n * ldw) + TK_PREFETCH_BYTES;
+        for (size_t o = 0; o < 4 * ldw && pf + o < pf_end; o += 64) { _mm_prefetch(pf + o, _MM_HINT_T0); }
         _mm_storeu_si128((__m128i *)(out + n), _mm_sub_epi32(tk_tile_avx2(xs, w + n * ldw, ldw, K, P, 1, 4), corr));
     }
     for (; n < n1; n++) { out[n] = _mm_cvtsi128_si32(tk_tile_avx2(xs, w + n * ldw, ldw, K, P, 1, 1)) - xsum; }
@@ -491,8 +554,9 @@ static inline void tk_matmul_avx2(int32_t *out, const int8_t *x, const uint8_t *
     const size_t xrow = (size_t)nblk * (P == T2_PER_BYTE ? 128 : 320);
     const size_t ldw = ((size_t)K + P - 1) / P;
     const int groups = M / 4; // 4-row groups of x for the GEMM tiles; the rest are GEMV rows
-    uint8_t *xs = (uint8_t *)mallocCheck((size_t)M * xrow);
-    int32_t *xsum = (int32_t *)mallocCheck((size_t)M * sizeof(int32_t));
+    // xs then xsum in one scratch buffer (xrow is a multiple of 128: xsum stays aligned)
+    uint8_t *xs = (uint8_t *)tk_scratch((size_t)M * xrow + (size_t)M * sizeof(int32_t));
+    int32_t *xsum = (int32_t *)(xs + (size_t)M * xrow);
     #pragma omp parallel for
     for (int m = 0; m < M; m++) {
         if (m < groups * 4 && m % 4 == 0) { // a group of 4 rows starts here
@@ -524,8 +588,6 @@ static inline void tk_matmul_avx2(int32_t *out, const int8_t *x, const uint8_t *
             panel1(out + (size_t)m * N, xs + m * xrow, xsum[m], w, ldw, K, n0, n1);
         }
     }
-    free(xs);
-    free(xsum);
 }
 
 #endif // __AVX2__
@@ -548,6 +610,55 @@ static inline void matmul_i8_t3(int32_t *out, const int8_t *x, const uint8_t *w,
     tk_matmul_avx2(out, x, w, M, K, N, T3_PER_BYTE, tk_t3_panel4, tk_t3_panel1);
 #else
     matmul_i8_t3_ref(out, x, w, M, K, N);
+#endif
+}
+
+// ----------------------------------------------------------------------------
+// GEMV for decoding, split between the caller's threads
+// One token's BitLinear is a few microseconds of work, so the fork/join of OpenMP threads in
+// matmul_i8_t2 (two per call) is a visible part of it. These are matmul_i8_t2 for M = 1 in two
+// steps that a caller runs inside its own parallel region, with its own scratch:
+//   xsum = gemv_i8_t2_prepare(xs, x, K)           once per x: x (K) int8 -> xs, returns sum(x);
+//                                                 xs holds gemv_i8_t2_scratch_bytes(K) bytes
+//   gemv_i8_t2_rows(out, xs, xsum, w, K, n0, n1)  any thread, any rows: out[n] for n in [n0, n1)
+//                                                 = dot(x, trits of row n of w), w as for matmul_i8_t2
+// Rows are computed 4 at a time; a range that starts at a multiple of 4 keeps that tiling.
+
+static inline size_t gemv_i8_t2_scratch_bytes(int K) {
+#ifdef __AVX2__
+    return (size_t)((K + T2_BLOCK_TRITS - 1) / T2_BLOCK_TRITS) * T2_BLOCK_TRITS; // whole blocks, zero padded
+#else
+    return (size_t)K; // a copy of x
+#endif
+}
+
+static inline int32_t gemv_i8_t2_prepare(uint8_t *xs, const int8_t *x, int K) {
+    int32_t xsum;
+#ifdef __AVX2__
+    tk_gather_x(xs, &xsum, x, 1, K, (K + T2_BLOCK_TRITS - 1) / T2_BLOCK_TRITS, T2_PER_BYTE);
+#else
+    xsum = 0;
+    for (int k = 0; k < K; k++) { xsum += x[k]; }
+    memcpy(xs, x, (size_t)K);
+#endif
+    return xsum;
+}
+
+static inline void gemv_i8_t2_rows(int32_t *out, const uint8_t *xs, int32_t xsum, const uint8_t *w, int K,
+                                   int n0, int n1) {
+#ifdef __AVX2__
+    tk_t2_panel1(out, xs, xsum, w, pack2_row_bytes(K), K, n0, n1);
+#else
+    // the reference's arithmetic (sum of x * trit in int32), unpacking one row at a time
+    (void)xsum;
+    const int8_t *x = (const int8_t *)xs;
+    const size_t rb = pack2_row_bytes(K);
+    for (int n = n0; n < n1; n++) {
+        const uint8_t *row = w + (size_t)n * rb;
+        int32_t sum = 0;
+        for (int k = 0; k < K; k++) { sum += (int32_t)x[k] * (((row[k / 4] >> (2 * (k % 4))) & 3) - 1); }
+        out[n] = sum;
+    }
 #endif
 }
 

@@ -10,6 +10,8 @@
      (all x = -128 with all trits -1 or all +1: the largest sums and the largest
      int16 partial sums inside the kernels; x alternating 127, -128: the largest
      transformed activations of the base-3 GEMV)
+   - the decoder's split GEMV (gemv_i8_t2_prepare, then gemv_i8_t2_rows on ranges of
+     rows as threads take them) equals the reference exactly
    - the float epilogue against a double-precision reference
  Prints one PASS/FAIL line per check; exits 1 on any failure.
 
@@ -256,6 +258,60 @@ static void test_kernels(void) {
 }
 
 // ----------------------------------------------------------------------------
+// the decoder's split GEMV: gemv_i8_t2_prepare once, then gemv_i8_t2_rows on ranges of rows
+
+// out = x @ trits^T by gemv_i8_t2_rows over the ranges [cut[i], cut[i+1]), against the
+// reference; 1 if equal. The ranges cover 0..N in pieces, as threads would take them.
+static int compare_gemv_split(int K, int N, const int *cut, int ncut, int x_fill, char *details, size_t dlen) {
+    int8_t *x = (int8_t *)mallocCheck((size_t)K), *t = (int8_t *)mallocCheck((size_t)N * K);
+    uint8_t *w = (uint8_t *)mallocCheck(N * pack2_row_bytes(K)), *xs = (uint8_t *)mallocCheck(gemv_i8_t2_scratch_bytes(K));
+    int32_t *ref = (int32_t *)mallocCheck(N * sizeof(int32_t)), *fast = (int32_t *)mallocCheck(N * sizeof(int32_t));
+    if (x_fill) { memset(x, x_fill, (size_t)K); } else { random_x(x, (size_t)K); }
+    random_trits(t, (size_t)N * K);
+    pack2_rows(w, t, N, K);
+    matmul_i8_t2_ref(ref, x, w, 1, K, N);
+    memset(fast, 0x55, N * sizeof(int32_t));
+    memset(xs, 0x55, gemv_i8_t2_scratch_bytes(K)); // the padding must be written by prepare
+    int32_t xsum = gemv_i8_t2_prepare(xs, x, K);
+    for (int i = 0; i + 1 < ncut; i++) { gemv_i8_t2_rows(fast, xs, xsum, w, K, cut[i], cut[i + 1]); }
+    int ok = 1;
+    for (int n = 0; n < N && ok; n++) {
+        if (fast[n] != ref[n]) {
+            ok = 0;
+            snprintf(details, dlen, "K=%d N=%d: out[%d] split %d != ref %d", K, N, n, fast[n], ref[n]);
+        }
+    }
+    free(x); free(t); free(w); free(xs); free(ref); free(fast);
+    return ok;
+}
+
+static void test_gemv_split(void) {
+    char name[256], details[256] = "";
+    int Ks[] = {1, 5, 127, 128, 129, 767, 768, 1025, 3072, 3073};
+    const int nK = sizeof(Ks) / sizeof(Ks[0]);
+    int ok = 1;
+    for (int k = 0; k < nK && ok; k++) {
+        int whole[] = {0, 33};                 // one range
+        int halves[] = {0, 16, 33};            // two threads, cut at a multiple of 4
+        int odd[] = {0, 1, 6, 7, 7, 30, 33};   // cuts off the 4-row tile, an empty range
+        ok &= compare_gemv_split(Ks[k], 33, whole, 2, 0, details, sizeof(details));
+        ok &= compare_gemv_split(Ks[k], 33, halves, 3, 0, details, sizeof(details));
+        ok &= compare_gemv_split(Ks[k], 33, odd, 7, 0, details, sizeof(details));
+        ok &= compare_gemv_split(Ks[k], 33, halves, 3, -128, details, sizeof(details)); // the largest sums
+    }
+    snprintf(name, sizeof(name), "t2 split GEMV (prepare + rows on ranges) == ref, %d K, whole / halves / odd cuts, "
+             "random and x = -128", nK);
+    check(ok, name, details);
+    int gpt2[][2] = {{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}};
+    ok = 1;
+    for (int i = 0; i < 4 && ok; i++) {
+        int N = gpt2[i][1], cut[] = {0, N / 2, N};
+        ok &= compare_gemv_split(gpt2[i][0], N, cut, 3, 0, details, sizeof(details));
+    }
+    check(ok, "t2 split GEMV == ref at GPT-2's four BitLinear shapes, two halves", details);
+}
+
+// ----------------------------------------------------------------------------
 // epilogue
 
 // float math against double: the kernel rounds (float)acc (exact for |acc| < 2^24), gamma*row_scale
@@ -299,6 +355,7 @@ int main(void) {
 #endif
     test_packing();
     test_kernels();
+    test_gemv_split();
     test_epilogue();
     printf("(test_kernels: %d checks passed, %d checks failed)\n", num_passed, num_failed);
     return num_failed > 0 ? 1 : 0;
