@@ -369,6 +369,44 @@ static void test_sampling(void) {
     ok = 1;
     for (int i = 0; i < 6; i++) { ok &= fabs(counts[i] / 20000.0 - exp(logits[i]) / z) < 0.02; }
     check(ok, "sampling: frequencies follow softmax(logits) within 0.02");
+    // the decoder's contract: a top-k sample depends only on the top k (index, logit) pairs,
+    // so logits below them may be replaced by -inf; ties at the boundary go to the lower index
+    enum { N = 1000, K = 40 };
+    float full[N], cut[N];
+    int big_scratch[N];
+    for (int i = 0; i < N; i++) { full[i] = random_normal(&test_rng); }
+    full[10] = full[20] = full[30] = 5.0f; // a three-way tie at the top
+    int order[N];
+    for (int i = 0; i < N; i++) { order[i] = i; }
+    for (int i = 1; i < N; i++) { // the reference order: insertion sort by (logit desc, index asc)
+        int v = order[i], j = i - 1;
+        while (j >= 0 && (full[order[j]] < full[v] || (full[order[j]] == full[v] && order[j] > v))) {
+            order[j + 1] = order[j];
+            j--;
+        }
+        order[j + 1] = v;
+    }
+    for (int i = 0; i < N; i++) { cut[i] = -INFINITY; }
+    for (int j = 0; j < K; j++) { cut[order[j]] = full[order[j]]; }
+    ok = 1;
+    int in_top = 1;
+    for (int i = 0; i < 2000; i++) {
+        uint64_t a = test_rng, b = test_rng;
+        int t1 = sample_logits(full, N, 0.8f, K, random_f32(&a), big_scratch);
+        int t2 = sample_logits(cut, N, 0.8f, K, random_f32(&b), big_scratch);
+        ok &= t1 == t2;
+        in_top &= cut[t1] != -INFINITY;
+        random_u32(&test_rng);
+    }
+    check(ok && in_top, "sampling: top-k samples are identical when the logits outside the top k are -inf");
+    float tie[5] = {1.0f, 3.0f, 3.0f, 3.0f, 0.0f};
+    int sc5[5];
+    ok = 1;
+    for (int i = 0; i < 200; i++) {
+        int t = sample_logits(tie, 5, 1.0f, 2, random_f32(&test_rng), sc5);
+        ok &= t == 1 || t == 2;
+    }
+    check(ok, "sampling: a tie at the k-th logit keeps the lower indices");
 }
 
 static void test_tokenizer(void) {
