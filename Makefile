@@ -126,7 +126,11 @@ tests/test_kernels: tests/test_kernels.c $(HEADERS)
 tests/test_kernels_scalar: tests/test_kernels.c $(HEADERS)
 	$(CC) -O2 -std=gnu11 -Wall -Wextra -Wno-unknown-pragmas $< $(LDLIBS) -o $@
 
-TEST_BINS = tests/test_gpt2_1bit tests/test_units tests/test_run tests/test_kernels tests/test_kernels_scalar
+# and of the decoder test: the screened head's scalar path and its interleaved layout
+tests/test_run_scalar: tests/test_run.c run_gpt2_1bit.c train_gpt2_1bit.c $(HEADERS)
+	$(CC) -O2 -std=gnu11 -Wall -Wextra -Wno-unknown-pragmas $< $(LDLIBS) -o $@
+
+TEST_BINS = tests/test_gpt2_1bit tests/test_units tests/test_run tests/test_run_scalar tests/test_kernels tests/test_kernels_scalar
 test: train_gpt2_1bit run_gpt2_1bit $(TEST_BINS) $(EMU_BINS)
 	@bash tests/run_tests.sh
 

@@ -40,7 +40,21 @@ typedef struct {
     uint8_t *xs;
     int32_t xsum;
     float inv_s, rstd;
+    // the int8 path's screening copy of the head (head_screen_rows): row v of the head ~ step[v] * codes
+    int8_t *head_q;                // (V, C) int8 codes, NULL where the full head is computed
+    float *head_step;              // (V)
+    float *approx;                 // (V) the screening logits of the current token
+    int *groups;                   // (V/4 + 1) the 4-row groups of the head computed exactly
+    int num_groups;
+    long long exact_rows;          // rows of the head computed exactly, summed over tokens (statistics)
+    long long screened_tokens;     // tokens whose head was screened
 } Runner;
+
+// which logits runner_forward computes, its argument logits_k:
+#define LOGITS_NONE (-1) // none (a prompt token before the last: only the cache is needed)
+#define LOGITS_ALL 0     // all V
+// or k > 0: exact for a set of tokens that holds the k largest, -inf for the others (the int8
+// path's screened head; the fp32 path computes all), enough for sample_logits with top-k k
 
 // Load a training checkpoint (quantized here, as the training forward does) or
 // a packed file (its trits and scales as stored). Returns 0 for a checkpoint,
@@ -82,6 +96,131 @@ static int runner_load_model(GPT2 *gpt, const char *path) {
     return float_format;
 }
 
+// ----------------------------------------------------------------------------
+// the head, screened
+// Decoding a token reads the whole tied head (V x C: 77 MB in fp16 for GPT-2, 4x the trits of
+// all 48 BitLinear layers) to compute V logits of which top-k sampling keeps k (default 40).
+// So the int8 path first scores every row with an int8 copy of the head (half the bytes), then
+// computes in full precision only the rows that can be in the top k. Exactly those: row v of
+// the head h_v (fp16 or fp32 values) is kept as codes q_v (int8) and a step d_v = max|h_v| / 127,
+// q_v = round(h_v / d_v), so |h_vi - d_v q_vi| <= d_v / 2 and, for the token's final-norm output x,
+//     |h_v . x - d_v (q_v . x)| <= (d_v / 2) ||x||_1.
+// Both dot products are float sums of C terms each at most 127.5 d_v |x_i|; their rounding adds
+// at most about C * 2^-24 * 128 d_v ||x||_1 each, under 2^-6 d_v ||x||_1 for C <= 4096. So with
+//     err_v = HEAD_SCREEN_ERR * d_v * ||x||_1,   HEAD_SCREEN_ERR = 0.5 + 2 * 2^-6 + slack = 0.625,
+// the logit the full head computes lies in [approx_v - err_v, approx_v + err_v]. Let theta be
+// the k-th largest lower end: k rows have logits >= theta, so a row whose upper end is below theta
+// is strictly below k others and cannot be in the top k. The rest (typically a few hundred of
+// 50257) are computed by the full head's own code, in the same 4-row tiles, so their logits are
+// bit-identical to the full head's; the others get -inf, and sample_logits (llmc/sampler.h)
+// draws from the top k the same token it draws from the full logits. Argmax is k = 1.
+
+#define HEAD_SCREEN_ERR 0.625f
+#define HEAD_SCREEN_MAX_C 4096 // the rounding term above assumes C <= 4096
+
+// where code i of row v is in head_q. When C % 8 == 0 the rows go in groups of 4 (the tile the
+// kernel computes), interleaved 8 codes at a time: [row 0: codes 0..7][row 1: 0..7][row 2][row 3]
+// [row 0: 8..15]..., so a tile reads one stream, not four (measured 15% faster); the last V % 4
+// rows, and every row when C % 8 != 0, are stored one after the other.
+static size_t head_q_index(int v, int i, int V, int C) {
+    if (C % 8 != 0 || v >= V / 4 * 4) { return (size_t)v * C + i; }
+    return (size_t)(v / 4) * 4 * C + (size_t)(i / 8) * 32 + (v % 4) * 8 + i % 8;
+}
+
+static void head_screen_init(Runner *r) {
+    GPT2Config *c = &r->gpt.config;
+    int V = c->vocab_size, C = c->channels;
+    r->head_q = (int8_t *)mallocCheck((size_t)V * C);
+    r->head_step = (float *)mallocCheck((size_t)V * sizeof(float));
+    r->approx = (float *)mallocCheck((size_t)V * sizeof(float));
+    r->groups = (int *)mallocCheck(((size_t)V / 4 + 1) * sizeof(int));
+    #pragma omp parallel for
+    for (int v = 0; v < V; v++) {
+        // the values the full head multiplies by: fp16 (as stored) or fp32
+        float h[HEAD_SCREEN_MAX_C];
+        for (int i = 0; i < C; i++) {
+            h[i] = r->wte_half ? half_to_float(r->wte_half[(size_t)v * C + i]) : r->gpt.params.wte[(size_t)v * C + i];
+        }
+        float amax = 0.0f;
+        for (int i = 0; i < C; i++) { amax = fabsf(h[i]) > amax ? fabsf(h[i]) : amax; }
+        float d = amax / 127.0f;
+        r->head_step[v] = d;
+        for (int i = 0; i < C; i++) {
+            float qv = d > 0.0f ? roundf(h[i] / d) : 0.0f;
+            r->head_q[head_q_index(v, i, V, C)] = (int8_t)(qv > 127.0f ? 127.0f : (qv < -127.0f ? -127.0f : qv));
+        }
+    }
+}
+
+// approx[v] = d_v * (q_v . x) for rows v0..v1 (v0 a multiple of 4): 4 rows at a time, their
+// codes interleaved (head_q_index), widened to float 8 at a time
+static void head_screen_rows(float *approx, const float *x, const int8_t *hq, const float *step, int V, int C,
+                             int v0, int v1) {
+    int v = v0;
+#if defined(__AVX2__) && defined(__FMA__)
+    if (C % 8 == 0) {
+        for (; v + 4 <= v1; v += 4) {
+            const int8_t *q = hq + (size_t)v * C; // the tile: 32 bytes = 8 codes of each row per step of i
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int i = 0; i < C; i += 8) {
+                __m256 xv = _mm256_loadu_ps(x + i);
+                const int8_t *qi = q + 4 * i;
+                if (i % 16 == 0) { _mm_prefetch((const char *)qi + 2048, _MM_HINT_NTA); } // each 64-byte line once
+                __m256i codes = _mm256_loadu_si256((const __m256i *)qi);
+                __m128i lo = _mm256_castsi256_si128(codes), hi = _mm256_extracti128_si256(codes, 1);
+                a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), xv, a0);
+                a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), xv, a1);
+                a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), xv, a2);
+                a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), xv, a3);
+            }
+            __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+            __m128 dots = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+            _mm_storeu_ps(approx + v, _mm_mul_ps(dots, _mm_loadu_ps(step + v)));
+        }
+    }
+#endif
+    for (; v < v1; v++) {
+        float sum = 0.0f;
+        for (int i = 0; i < C; i++) { sum += (float)hq[head_q_index(v, i, V, C)] * x[i]; }
+        approx[v] = step[v] * sum;
+    }
+}
+
+// heap[0..k) of floats, smallest at the root: moves heap[i] down to where it belongs
+static void min_heap_sift_down(float *heap, int k, int i) {
+    for (;;) {
+        int m = i, a = 2 * i + 1, b = a + 1;
+        if (a < k && heap[a] < heap[m]) { m = a; }
+        if (b < k && heap[b] < heap[m]) { m = b; }
+        if (m == i) { return; }
+        float t = heap[i]; heap[i] = heap[m]; heap[m] = t;
+        i = m;
+    }
+}
+
+// from approx (V) and x (C): the 4-row groups that can hold the top k, into r->groups
+static void head_screen_select(Runner *r, const float *x, int k) {
+    int V = r->gpt.config.vocab_size, C = r->gpt.config.channels;
+    float l1 = 0.0f;
+    for (int i = 0; i < C; i++) { l1 += fabsf(x[i]); }
+    const float e = HEAD_SCREEN_ERR * l1;
+    // theta = the k-th largest lower end approx_v - e d_v: a min-heap of the k largest so far
+    float *heap = (float *)tk_scratch((size_t)k * sizeof(float));
+    for (int v = 0; v < k; v++) { heap[v] = r->approx[v] - e * r->head_step[v]; }
+    for (int i = k / 2 - 1; i >= 0; i--) { min_heap_sift_down(heap, k, i); }
+    for (int v = k; v < V; v++) {
+        float lo = r->approx[v] - e * r->head_step[v];
+        if (lo > heap[0]) { heap[0] = lo; min_heap_sift_down(heap, k, 0); }
+    }
+    const float theta = heap[0];
+    r->num_groups = 0;
+    for (int v = 0; v < V; v++) {
+        if (r->approx[v] + e * r->head_step[v] >= theta && (r->num_groups == 0 || r->groups[r->num_groups - 1] != v / 4)) {
+            r->groups[r->num_groups++] = v / 4;
+        }
+    }
+}
+
 static void runner_init(Runner *r, const char *path, int use_int8) {
     memset(r, 0, sizeof(*r));
     int float_format = runner_load_model(&r->gpt, path);
@@ -114,6 +253,7 @@ static void runner_init(Runner *r, const char *path, int use_int8) {
     r->xn = (float *)mallocCheck(4 * C * sizeof(float));
     r->logits = (float *)mallocCheck((size_t)c->padded_vocab_size * sizeof(float));
     r->xs = (uint8_t *)mallocCheck(gemv_i8_t2_scratch_bytes(4 * C));
+    if (int8_path && C <= HEAD_SCREEN_MAX_C) { head_screen_init(r); }
 }
 
 // BitLinear k of layer l for one token: out (OC) = BitLinear(inp (IC)), by
@@ -165,7 +305,7 @@ static void runner_attention_head(Runner *r, int l, int pos, int h) {
 // the fp32 path: the training forward's functions, one token at a time
 
 // the logits (Vp) of token `token` at position `pos`, given the cache of 0..pos-1
-static float *runner_forward_fp32(Runner *r, int token, int pos) {
+static float *runner_forward_fp32(Runner *r, int token, int pos, int logits_k) {
     GPT2 *g = &r->gpt;
     GPT2Config *c = &g->config;
     int C = c->channels, NH = c->num_heads;
@@ -184,6 +324,7 @@ static float *runner_forward_fp32(Runner *r, int token, int pos) {
         runner_bitlinear(r, r->proj, r->fch + 4 * C, 3, l);
         for (int i = 0; i < C; i++) { r->x[i] += r->proj[i]; }
     }
+    if (logits_k == LOGITS_NONE) { return r->logits; }
     layernorm_forward(r->ln, r->mean_rstd, r->mean_rstd + 1, r->x, p.lnfw, p.lnfb, 1, C);
     matmul_forward(r->logits, r->ln, p.wte, NULL, 1, C, c->padded_vocab_size); // tied head, fp32
     return r->logits;
@@ -301,7 +442,7 @@ static void head_rows_f32(float *logits, const float *x, const float *wte, int C
     }
 }
 
-static float *runner_forward_int8(Runner *r, int token, int pos) {
+static float *runner_forward_int8(Runner *r, int token, int pos, int logits_k) {
     GPT2 *g = &r->gpt;
     GPT2Config *c = &g->config;
     int C = c->channels, NH = c->num_heads, V = c->vocab_size, Vp = c->padded_vocab_size;
@@ -339,16 +480,36 @@ static float *runner_forward_int8(Runner *r, int token, int pos) {
         // the tied head over the V real tokens; the padding rows V..Vp are never sampled
         int v0, v1;
         thread_rows(V, &v0, &v1);
-        if (r->wte_half != NULL) { head_rows_half(r->logits, r->ln, r->wte_half, C, v0, v1); }
-        else { head_rows_f32(r->logits, r->ln, p.wte, C, v0, v1); }
+        if (logits_k > 0 && logits_k < V && r->head_q != NULL) { // screened: see head_screen_init
+            head_screen_rows(r->approx, r->ln, r->head_q, r->head_step, V, C, v0, v1);
+            for (int v = v0; v < v1; v++) { r->logits[v] = -INFINITY; }
+            #pragma omp barrier // all of approx is ready
+            #pragma omp single
+            head_screen_select(r, r->ln, logits_k);
+            // (the single's barrier: groups are ready) each group as the full head computes it
+            #pragma omp for schedule(static)
+            for (int i = 0; i < r->num_groups; i++) {
+                int g0 = 4 * r->groups[i], g1 = g0 + 4 < V ? g0 + 4 : V;
+                if (r->wte_half != NULL) { head_rows_half(r->logits, r->ln, r->wte_half, C, g0, g1); }
+                else { head_rows_f32(r->logits, r->ln, p.wte, C, g0, g1); }
+            }
+        } else if (logits_k >= 0) {
+            if (r->wte_half != NULL) { head_rows_half(r->logits, r->ln, r->wte_half, C, v0, v1); }
+            else { head_rows_f32(r->logits, r->ln, p.wte, C, v0, v1); }
+        }
+    }
+    if (logits_k > 0 && logits_k < V && r->head_q != NULL) {
+        r->screened_tokens++;
+        r->exact_rows += (long long)4 * r->num_groups;
     }
     for (int v = V; v < Vp; v++) { r->logits[v] = 0.0f; }
     return r->logits;
 }
 
-// the logits (Vp) of token `token` at position `pos`, given the cache of 0..pos-1
-static float *runner_forward(Runner *r, int token, int pos) {
-    return r->use_int8 ? runner_forward_int8(r, token, pos) : runner_forward_fp32(r, token, pos);
+// the logits (Vp) of token `token` at position `pos`, given the cache of 0..pos-1; logits_k
+// says which of them (LOGITS_NONE, LOGITS_ALL, or k: see the defines at the top)
+static float *runner_forward(Runner *r, int token, int pos, int logits_k) {
+    return r->use_int8 ? runner_forward_int8(r, token, pos, logits_k) : runner_forward_fp32(r, token, pos, logits_k);
 }
 
 static void runner_free(Runner *r) {
@@ -356,6 +517,7 @@ static void runner_free(Runner *r) {
     free(r->key_cache); free(r->value_cache); free(r->x); free(r->ln); free(r->mean_rstd); free(r->qkv);
     free(r->att); free(r->atty); free(r->proj); free(r->fch); free(r->xn);
     free(r->logits); free(r->xs);
+    free(r->head_q); free(r->head_step); free(r->approx); free(r->groups);
     gpt2_free(&r->gpt);
 }
 
@@ -448,9 +610,12 @@ static double generate(Runner *r, const int *prompt, int n_prompt, int n_new, fl
     double t = 0.0;
     for (int pos = 0; pos < n_prompt + n_new - 1 && pos < c->max_seq_len; pos++) {
         double t0 = now_seconds();
-        float *logits = runner_forward(r, token, pos);
+        int reading_prompt = pos + 1 < n_prompt;
+        // the logits sample_logits needs: none, those that can be in the top k, or all
+        int logits_k = reading_prompt ? LOGITS_NONE : (temperature <= 0.0f ? 1 : (top_k > 0 ? top_k : LOGITS_ALL));
+        float *logits = runner_forward(r, token, pos, logits_k);
         t += now_seconds() - t0;
-        if (pos + 1 < n_prompt) { token = prompt[pos + 1]; continue; } // still reading the prompt
+        if (reading_prompt) { token = prompt[pos + 1]; continue; }
         token = sample_logits(logits, c->vocab_size, temperature, top_k, random_f32(rng), scratch);
         if (print) { tokenizer_print(tok, token, stdout); fflush(stdout); }
     }
@@ -553,6 +718,10 @@ int main(int argc, char **argv) {
                ntok / med[0]);
         printf("  %-30s %8.1f tok/s\n", "fp32 W_q (matmul_forward)", ntok / med[1]);
         printf("  speed-up: %.2fx\n", med[1] / med[0]);
+        if (r.screened_tokens > 0) {
+            printf("  head: %.0f of %d rows computed in full per sampled token (screened by its int8 copy)\n",
+                   (double)r.exact_rows / r.screened_tokens, c->vocab_size);
+        }
         runner_free(&rf);
     } else {
         for (int s = 0; s < n_samples; s++) {

@@ -33,6 +33,7 @@ run "GPT-2 BPE encoder in C vs prepro (tests/test_bpe.sh)" bash tests/test_bpe.s
 run "int8 x ternary kernels vs scalar reference (tests/test_kernels)" ./tests/test_kernels
 run "the same, scalar build (tests/test_kernels_scalar)" ./tests/test_kernels_scalar
 run "packed models and the decoder (tests/test_run)" ./tests/test_run
+run "the same, scalar build (tests/test_run_scalar)" ./tests/test_run_scalar
 run "export and generation, bad input (tests/test_run.sh)" bash tests/test_run.sh
 run "preprocessing vs tiktoken (tests/test_prepro.py)" "$PYTHON" tests/test_prepro.py
 run "loss plot (tests/test_plot.py)" "$PYTHON" tests/test_plot.py

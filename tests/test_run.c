@@ -4,6 +4,7 @@
    - the KV-cache decoder with int8 x packed-trit BitLinear gives the same
      next-token distribution as the training forward, at every position
    - the 2-bit and the 1.6-bit files decode identically; fp16 stays close
+   - the screened head: exact logits for a set holding the top k, -inf elsewhere, the same samples
    - packed sizes: 2 and 1.6 bits per BitLinear weight (GPT-2 124M: 21 / 17 MB)
  Prints one PASS/FAIL line per check; exits 1 on any failure.
  Build and run: make tests/test_run && ./tests/test_run
@@ -33,7 +34,7 @@ static float compare_with_training(Runner *r, GPT2 *train, const int *tokens, in
     float *p1 = (float *)mallocCheck(V * sizeof(float)), *p2 = (float *)mallocCheck(V * sizeof(float));
     float md = 0;
     for (int t = 0; t < T; t++) {
-        probs_of(p1, runner_forward(r, tokens[t], t), V);
+        probs_of(p1, runner_forward(r, tokens[t], t, LOGITS_ALL), V);
         probs_of(p2, train->acts.logits + (size_t)t * Vp, V);
         for (int i = 0; i < V; i++) { md = fmaxf(md, fabsf(p1[i] - p2[i])); }
     }
@@ -101,10 +102,10 @@ int main(void) {
     int V = train.config.vocab_size;
     float *pa = (float *)mallocCheck(V * sizeof(float)), *ph = (float *)mallocCheck(V * sizeof(float));
     for (int t = 0; t < 16; t++) {
-        float *la = runner_forward(&a, tokens[t], t), *lb = runner_forward(&b, tokens[t], t);
+        float *la = runner_forward(&a, tokens[t], t, LOGITS_ALL), *lb = runner_forward(&b, tokens[t], t, LOGITS_ALL);
         identical &= memcmp(la, lb, V * sizeof(float)) == 0;
         probs_of(pa, la, V);
-        probs_of(ph, runner_forward(&h, tokens[t], t), V);
+        probs_of(ph, runner_forward(&h, tokens[t], t, LOGITS_ALL), V);
         for (int i = 0; i < V; i++) { md16 = fmaxf(md16, fabsf(pa[i] - ph[i])); }
     }
     check(identical, "the 2-bit and the 1.6-bit files give bit-identical logits");
@@ -112,6 +113,52 @@ int main(void) {
     check(md16 < 1e-2f, name);
     free(pa); free(ph);
     runner_free(&a); runner_free(&b); runner_free(&h);
+
+    // 4. the screened head (top-k logits from the int8 copy of the head, the rest -inf): the
+    // logits it computes are the full head's, bit for bit; they include the top k; sampling
+    // from them draws the same tokens; and it does skip rows (else the test proves nothing)
+    for (int f = 0; f < 2; f++) {
+        const int ks[3] = {1, 5, 40};
+        for (int ki = 0; ki < 3; ki++) {
+            int k = ks[ki];
+            Runner s;
+            runner_init(&s, f == 0 ? p2 : p16, 1);
+            float *full = (float *)mallocCheck(V * sizeof(float));
+            int *order = (int *)mallocCheck(V * sizeof(int)), *scratch = (int *)mallocCheck(V * sizeof(int));
+            int same_bits = 1, has_top = 1, same_samples = 1, skipped = 0;
+            uint64_t rng = 42;
+            for (int t = 0; t < 16; t++) {
+                // the same token at the same position twice: the cache row is rewritten with the same values
+                memcpy(full, runner_forward(&s, tokens[t], t, LOGITS_ALL), V * sizeof(float));
+                float *scr = runner_forward(&s, tokens[t], t, k);
+                for (int i = 0; i < V; i++) {
+                    if (scr[i] == -INFINITY) { skipped++; }
+                    else { same_bits &= memcmp(&scr[i], &full[i], sizeof(float)) == 0; }
+                }
+                // the top k of the full logits by (logit desc, index asc): selection, k is small
+                for (int i = 0; i < V; i++) { order[i] = i; }
+                for (int j = 0; j < k; j++) {
+                    for (int i = j + 1; i < V; i++) {
+                        if (full[order[i]] > full[order[j]] || (full[order[i]] == full[order[j]] && order[i] < order[j])) {
+                            int tmp = order[i]; order[i] = order[j]; order[j] = tmp;
+                        }
+                    }
+                    has_top &= scr[order[j]] != -INFINITY;
+                }
+                for (int i = 0; i < 50; i++) {
+                    float coin = random_f32(&rng);
+                    same_samples &= sample_logits(full, V, 0.9f, k, coin, scratch) == sample_logits(scr, V, 0.9f, k, coin, scratch);
+                }
+                same_samples &= sample_logits(full, V, 0.0f, k, 0.5f, scratch) == sample_logits(scr, V, 0.0f, k, 0.5f, scratch);
+            }
+            snprintf(name, sizeof(name), "screened head (%s, top-k %d): computed logits bit-identical to the full head, "
+                     "the top k among them, same samples; %.0f%% of rows skipped", f == 0 ? "fp32 head" : "fp16 head",
+                     k, 100.0 * skipped / (16.0 * V));
+            check(same_bits && has_top && same_samples && skipped > 0 && s.head_q != NULL, name);
+            free(full); free(order); free(scratch);
+            runner_free(&s);
+        }
+    }
 
     // 4. sizes: files are exactly as big as the formats say, and GPT-2 124M's parts
     struct stat st2, st3, st16;
