@@ -183,22 +183,24 @@ __global__ void layernorm_param_partial_kernel(float *pw, float *pb, const float
 #define QUANT_BLOCKS 32 // blocks per tensor in the absmean reduction (stage 1), 256 threads each
 
 // stage 1: for each tensor l (blockIdx.y) of one kind (L tensors of n values,
-// back to back in w), block b sums |w| and w over its slice into partials
-__global__ void weight_sums_partial_kernel(float *pabs, float *psum, const float *w, size_t n) {
-    __shared__ float shared[32];
+// back to back in w), block b sums |w| and w over its slice into partials. In double, as the
+// CPU's absmean_scale sums: gamma is then the CPU's to within a rounding of the last step, and a
+// weight near a rounding boundary (|w| / gamma near 0.5) gets the same trit on both
+__global__ void weight_sums_partial_kernel(double *pabs, double *psum, const float *w, size_t n) {
+    __shared__ double shared[32];
     int l = blockIdx.y, b = blockIdx.x;
     const float *wl = w + (size_t)l * n;
     size_t per = (n + gridDim.x - 1) / gridDim.x, i0 = (size_t)b * per, i1 = min(n, i0 + per);
-    float sa = 0.0f, ss = 0.0f;
+    double sa = 0.0, ss = 0.0;
     for (size_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) { sa += fabsf(wl[i]); ss += wl[i]; }
     sa = block_reduce_sum(sa, shared);
     ss = block_reduce_sum(ss, shared);
     if (threadIdx.x == 0) { pabs[l * gridDim.x + b] = sa; psum[l * gridDim.x + b] = ss; }
 }
 
-// stage 2: one thread per tensor adds its partials in order, in double (as the
-// CPU's absmean_scale does), into scales[l*4 + k] and centres[l*4 + k]
-__global__ void weight_scales_kernel(float *scales, float *centres, const float *pabs, const float *psum, int L,
+// stage 2: one thread per tensor adds its partials in order, in double, into
+// scales[l*4 + k] and centres[l*4 + k]
+__global__ void weight_scales_kernel(float *scales, float *centres, const double *pabs, const double *psum, int L,
                                      int k, int nblocks, size_t n) {
     int l = blockIdx.x * blockDim.x + threadIdx.x;
     if (l >= L) { return; }
@@ -582,7 +584,7 @@ typedef struct {
     floatX *wq;
     int8_t *trits;
     float *scales, *centres;
-    float *qpartial_abs, *qpartial_sum;
+    double *qpartial_abs, *qpartial_sum;
     int wq_stale;
     int int8_forward;         // 1: BitLinear forward as int8 x int8 trits (int8 activations, ternary/binary weights)
     int8_t *trits_host, *trits_prev_host; // for the diagnostics
@@ -648,8 +650,8 @@ static void gpt2_allocate(GPT2 *model) {
     model->trits = (int8_t *)cudaMallocCheck(model->num_bitlinear_weights, "trits");
     model->scales = (float *)cudaMallocCheck(64 * 4 * sizeof(float), "scales");
     model->centres = (float *)cudaMallocCheck(64 * 4 * sizeof(float), "centres");
-    model->qpartial_abs = (float *)cudaMallocCheck(64 * QUANT_BLOCKS * sizeof(float), "scale partials");
-    model->qpartial_sum = (float *)cudaMallocCheck(64 * QUANT_BLOCKS * sizeof(float), "scale partials");
+    model->qpartial_abs = (double *)cudaMallocCheck(64 * QUANT_BLOCKS * sizeof(double), "scale partials");
+    model->qpartial_sum = (double *)cudaMallocCheck(64 * QUANT_BLOCKS * sizeof(double), "scale partials");
     model->norm_partial = (float *)cudaMallocCheck(NORM_BLOCKS * sizeof(float), "norm partials");
     model->norm_out = (float *)cudaMallocCheck(sizeof(float), "norm");
     model->trits_host = (int8_t *)mallocCheck(model->num_bitlinear_weights);

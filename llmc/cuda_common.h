@@ -90,6 +90,10 @@ __device__ static inline float warp_reduce_sum(float v) {
     for (int off = 16; off > 0; off >>= 1) { v += __shfl_xor_sync(0xffffffffu, v, off); }
     return v;
 }
+__device__ static inline double warp_reduce_sum(double v) {
+    for (int off = 16; off > 0; off >>= 1) { v += __shfl_xor_sync(0xffffffffu, v, off); }
+    return v;
+}
 __device__ static inline float warp_reduce_max(float v) {
     for (int off = 16; off > 0; off >>= 1) { v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off)); }
     return v;
@@ -104,6 +108,16 @@ __device__ static inline float block_reduce_sum(float v, float *shared) {
     if (lane == 0) { shared[warp] = v; }
     __syncthreads(); // all warp sums written
     v = lane < nwarps ? shared[lane] : 0.0f;
+    return warp_reduce_sum(v);
+}
+// the same in double (`shared` holds 32 doubles)
+__device__ static inline double block_reduce_sum(double v, double *shared) {
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+    v = warp_reduce_sum(v);
+    __syncthreads(); // shared may still be read by a previous call
+    if (lane == 0) { shared[warp] = v; }
+    __syncthreads(); // all warp sums written
+    v = lane < nwarps ? shared[lane] : 0.0;
     return warp_reduce_sum(v);
 }
 __device__ static inline float block_reduce_max(float v, float *shared) {
