@@ -86,11 +86,7 @@ template <> __host__ __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(f
 static inline int ceil_div(long long a, long long b) { return (int)((a + b - 1) / b); }
 
 // sum over a warp, every lane gets the result
-__device__ static inline float warp_reduce_sum(float v) {
-    for (int off = 16; off > 0; off >>= 1) { v += __shfl_xor_sync(0xffffffffu, v, off); }
-    return v;
-}
-__device__ static inline double warp_reduce_sum(double v) {
+template <typename T> __device__ static inline T warp_reduce_sum(T v) { // T: float or double
     for (int off = 16; off > 0; off >>= 1) { v += __shfl_xor_sync(0xffffffffu, v, off); }
     return v;
 }
@@ -100,24 +96,14 @@ __device__ static inline float warp_reduce_max(float v) {
 }
 
 // sum over a block of up to 1024 threads (blockDim.x a multiple of 32); every
-// thread gets the result. `shared` holds 32 floats.
-__device__ static inline float block_reduce_sum(float v, float *shared) {
+// thread gets the result. `shared` holds 32 values of T (float or double).
+template <typename T> __device__ static inline T block_reduce_sum(T v, T *shared) {
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
     v = warp_reduce_sum(v);
     __syncthreads(); // shared may still be read by a previous call
     if (lane == 0) { shared[warp] = v; }
     __syncthreads(); // all warp sums written
-    v = lane < nwarps ? shared[lane] : 0.0f;
-    return warp_reduce_sum(v);
-}
-// the same in double (`shared` holds 32 doubles)
-__device__ static inline double block_reduce_sum(double v, double *shared) {
-    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
-    v = warp_reduce_sum(v);
-    __syncthreads(); // shared may still be read by a previous call
-    if (lane == 0) { shared[warp] = v; }
-    __syncthreads(); // all warp sums written
-    v = lane < nwarps ? shared[lane] : 0.0;
+    v = lane < nwarps ? shared[lane] : (T)0;
     return warp_reduce_sum(v);
 }
 __device__ static inline float block_reduce_max(float v, float *shared) {
