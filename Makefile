@@ -107,6 +107,18 @@ tests/test_gpt2_1bitcu_emu_fp32: $(EMU_DIR)/test_gpt2_1bit.cpp $(EMU_HEADERS)
 train_gpt2_1bitcu_emu: $(EMU_DIR)/train_gpt2_1bit.cpp $(EMU_HEADERS)
 	$(EMU_CXX) $< -o $@
 
+# the dev/cuda kernel variants on the emulator, run in small mode by tests/test_dev_cuda_emu.sh;
+# -I dev/cuda: their "common.h", next to the .cu but not next to the rewritten .cpp
+DEV_CUDA_PROGS = quantize_weights rmsnorm_quant bitlinear_forward bitlinear_backward ternary_gemv
+DEV_CUDA_EMU_BINS = $(addprefix $(EMU_DIR)/dev_cuda/,$(DEV_CUDA_PROGS))
+EMU_BINS += $(DEV_CUDA_EMU_BINS)
+.PRECIOUS: $(EMU_DIR)/dev_cuda/%.cpp
+$(EMU_DIR)/dev_cuda/%.cpp: dev/cuda/%.cu dev/cuda/common.h $(HEADERS) tests/cuda_emu/cu2cpp.py
+	@mkdir -p $(EMU_DIR)/dev_cuda
+	$(PYTHON) tests/cuda_emu/cu2cpp.py $< $@
+$(EMU_DIR)/dev_cuda/%: $(EMU_DIR)/dev_cuda/%.cpp $(EMU_HEADERS)
+	$(EMU_CXX) -I dev/cuda $< -o $@
+
 # ----------------------------------------------------------------------------
 # tests
 

@@ -41,5 +41,11 @@ run "loss plot (tests/test_plot.py)" "$PYTHON" tests/test_plot.py
 run "CUDA trainer on the CPU emulator vs PyTorch reference, fp32 (tests/test_gpt2_1bitcu_emu_fp32)" ./tests/test_gpt2_1bitcu_emu_fp32
 run "CUDA trainer on the CPU emulator vs PyTorch reference, bf16 (tests/test_gpt2_1bitcu_emu)" ./tests/test_gpt2_1bitcu_emu
 run "CUDA trainer on the CPU emulator vs the CPU trainer, resume (tests/test_cuda_vs_cpu.sh)" env QUICK=1 CUDA_BIN=./train_gpt2_1bitcu_emu bash tests/test_cuda_vs_cpu.sh
+# the dev/cuda kernel variants, validated on the emulator in small mode (DEV_CUDA_SMALL=1)
+run "dev/cuda quantize_weights on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh quantize_weights 1 2 3
+run "dev/cuda rmsnorm_quant on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh rmsnorm_quant 1 2 3
+run "dev/cuda bitlinear_forward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_forward 0 1 2 3
+run "dev/cuda bitlinear_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_backward 1 2
+run "dev/cuda ternary_gemv on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh ternary_gemv 0 1 2 3
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -307,10 +307,12 @@ static void bitlinear_forward2(floatX *out, int32_t *acc_out, const int8_t *x, c
     cudaCheck(cudaGetLastError());
 }
 
+// variant 3 takes whole tiles only: M, N multiples of 128, K of 64 (a general kernel would guard the edges)
+static int variant3_fits(int M, int K, int N) { return M % BM == 0 && N % BN == 0 && K % BK == 0; }
+
 static void bitlinear_forward3(floatX *out, int32_t *acc_out, const int8_t *x, const int8_t *trits,
                                const float *inv_s, float gamma, const float *bias, int M, int K, int N) {
-    // whole tiles only: M, N multiples of 128, K of 64 (all shapes here; a general kernel would guard the edges)
-    if (M % BM || N % BN || K % BK) { fprintf(stderr, "variant 3: M, N need multiples of 128, K of 64\n"); exit(1); }
+    if (!variant3_fits(M, K, N)) { fprintf(stderr, "variant 3: M, N need multiples of 128, K of 64\n"); exit(1); }
     dim3 grid(N / BN, M / BM);
     bitlinear_forward_kernel3<<<grid, THREADS3>>>(out, acc_out, x, trits, inv_s, gamma, bias, M, K, N);
     cudaCheck(cudaGetLastError());
@@ -359,18 +361,28 @@ int main(int argc, char **argv) {
     cublaslt_workspace = cudaMallocCheck(CUBLASLT_WORKSPACE_BYTES, "cuBLASLt workspace");
     rng_seed(1337);
 
-    const int M = 65536; // B*T of a GPT-2 124M step
-    // (N, K) of qkv (3C, C), attproj (C, C), fc (4C, C), fcproj (C, 4C), for C = 768 and 2048
-    const int shapes[][2] = {{2304, 768}, {768, 768}, {3072, 768}, {768, 3072},
-                             {6144, 2048}, {2048, 2048}, {8192, 2048}, {2048, 8192}};
-    const int nshapes = sizeof(shapes) / sizeof(shapes[0]);
+    const int small = small_mode();
+    const int M = small ? 256 : 65536; // B*T of a GPT-2 124M step; small mode (the CPU emulator): two row tiles
+    // (N, K) of qkv (3C, C), attproj (C, C), fc (4C, C), fcproj (C, 4C), for C = 768 and 2048.
+    // Small mode: 2x2 tiles of variant 3 over two K tiles, 1x2 tiles over three K tiles, and a shape
+    // that is no multiple of the tiles (N = 200: a partial block of columns for variant 2, the
+    // epilogue's tail; K = 100: not a multiple of 64), which variant 3 skips
+    const int shapes_gpu[][2] = {{2304, 768}, {768, 768}, {3072, 768}, {768, 3072},
+                                 {6144, 2048}, {2048, 2048}, {8192, 2048}, {2048, 8192}};
+    const int shapes_small[][2] = {{256, 128}, {128, 192}, {200, 100}};
+    const int (*shapes)[2] = small ? shapes_small : shapes_gpu;
+    const int nshapes = small ? sizeof(shapes_small) / sizeof(shapes_small[0]) : sizeof(shapes_gpu) / sizeof(shapes_gpu[0]);
     const int block_sizes[] = {128, 256, 512};
-    const int Kmax = 8192, Nmax = 8192;
+    const int Kmax = small ? 256 : 8192, Nmax = small ? 256 : 8192;
     const size_t MN_max = (size_t)M * Nmax;
     for (int s = 0; s < nshapes; s++) {
-        // int8 tensor-core GEMMs (cuBLAS and variant 3) want K and N multiples of 16; variant 3
-        // wants whole 128 x 128 x 64 tiles
-        if (shapes[s][0] % 128 || shapes[s][1] % 128) { fprintf(stderr, "shape not tile-aligned\n"); exit(1); }
+        // int8 tensor-core GEMMs (cuBLAS and variant 3) want K and N multiples of 16, and every
+        // shape of the GPU run fits variant 3's whole 128 x 128 x 64 tiles; dp4a (variant 2) and
+        // cuBLAS int8 (variant 1) need K a multiple of 4 (whole 32-bit words, aligned rows)
+        if ((!small && !variant3_fits(M, shapes[s][1], shapes[s][0])) || shapes[s][1] % 4) {
+            fprintf(stderr, "shape not tile-aligned\n");
+            exit(1);
+        }
     }
 
     // inputs: codes over the full int8 range, row scales 1/s of normalised rows (max|x_n| ~ 0.6..6),
@@ -395,10 +407,15 @@ int main(int argc, char **argv) {
     a.out = (floatX *)cudaMallocCheck(MN_max * sizeof(floatX), "out");
     a.acc = (int32_t *)cudaMallocCheck(MN_max * sizeof(int32_t), "acc");
 
-    // sampled rows: the first and the last 128-row tile whole, and 64 random rows
+    // sampled rows: the first and the last 128-row tile whole, and 64 random rows; small mode: every row
     int rows[NUM_SAMPLE_ROWS];
-    for (int i = 0; i < 128; i++) { rows[i] = i; rows[128 + i] = M - 128 + i; }
-    for (int i = 256; i < NUM_SAMPLE_ROWS; i++) { rows[i] = 128 + (int)(rng_u32() % (uint32_t)(M - 256)); }
+    const int nr = small ? M : NUM_SAMPLE_ROWS;
+    if (small) {
+        for (int i = 0; i < nr; i++) { rows[i] = i; }
+    } else {
+        for (int i = 0; i < 128; i++) { rows[i] = i; rows[128 + i] = M - 128 + i; }
+        for (int i = 256; i < NUM_SAMPLE_ROWS; i++) { rows[i] = 128 + (int)(rng_u32() % (uint32_t)(M - 256)); }
+    }
     int32_t *acc_ref = (int32_t *)mallocCheck((size_t)NUM_SAMPLE_ROWS * Nmax * sizeof(int32_t));
     int32_t *acc_gpu = (int32_t *)mallocCheck((size_t)NUM_SAMPLE_ROWS * Nmax * sizeof(int32_t));
     floatX *out_ref = (floatX *)mallocCheck((size_t)NUM_SAMPLE_ROWS * Nmax * sizeof(floatX));
@@ -415,32 +432,32 @@ int main(int argc, char **argv) {
         dequantize_rows_kernel<<<ceil_div((long long)N * K, 256), 256>>>(d_wdeq, d_trits, NULL, gamma, N, K);
         cudaCheck(cudaGetLastError());
         floatX *xdeq = from_device(d_xdeq, (size_t)M * K), *wdeq = from_device(d_wdeq, (size_t)N * K);
-        for (int i = 0; i < NUM_SAMPLE_ROWS; i++) { // the GPU's dequantization, checked by the CPU's
+        for (int i = 0; i < nr; i++) { // the GPU's dequantization, checked by the CPU's
             for (int k = 0; k < K; k++) {
                 size_t j = (size_t)rows[i] * K + k;
                 floatX want = from_float<floatX>((float)x[j] * inv_s[rows[i]]);
                 if (memcmp(&want, &xdeq[j], sizeof(floatX)) != 0) { printf("MISMATCH xdeq at %zu\n", j); exit(1); }
             }
         }
-        bitlinear_forward_cpu(acc_ref, out_ref, x, trits, inv_s, gamma, bias, rows, NUM_SAMPLE_ROWS, K, N);
-        bitlinear_forward_deq_cpu(out0_ref, xdeq, wdeq, bias_x, rows, NUM_SAMPLE_ROWS, K, N);
+        bitlinear_forward_cpu(acc_ref, out_ref, x, trits, inv_s, gamma, bias, rows, nr, K, N);
+        bitlinear_forward_deq_cpu(out0_ref, xdeq, wdeq, bias_x, rows, nr, K, N);
 
         // validate
         for (int k = 0; k < num_kernels; k++) {
-            if (only > 0 && k != only && k != 0) { continue; }
+            if ((only > 0 && k != only && k != 0) || (k == 3 && !variant3_fits(M, K, N))) { continue; }
             int nb = (k == 1 || k == 2) ? 3 : 1; // block sizes matter for the elementwise/naive kernels only
             for (int b = 0; b < nb; b++) {
                 cudaCheck(cudaMemset(a.out, 0x7f, (size_t)M * N * sizeof(floatX))); // stale output must not pass
                 cudaCheck(cudaMemset(a.acc, 0x7f, (size_t)M * N * sizeof(int32_t)));
                 bitlinear_forward(k, a, M, K, N, block_sizes[b], 1);
                 cudaCheck(cudaDeviceSynchronize());
-                for (int i = 0; i < NUM_SAMPLE_ROWS; i++) {
+                for (int i = 0; i < nr; i++) {
                     cudaCheck(cudaMemcpy(out_gpu + (size_t)i * N, a.out + (size_t)rows[i] * N, N * sizeof(floatX),
                                          cudaMemcpyDeviceToHost));
                     cudaCheck(cudaMemcpy(acc_gpu + (size_t)i * N, a.acc + (size_t)rows[i] * N, N * sizeof(int32_t),
                                          cudaMemcpyDeviceToHost));
                 }
-                size_t n_el = (size_t)NUM_SAMPLE_ROWS * N;
+                size_t n_el = (size_t)nr * N;
                 if (k == 0) {
                     validate_close("variant 0 out", out_gpu, out0_ref, n_el, FWD_BF16_ATOL, FWD_BF16_RTOL);
                 } else {
@@ -453,8 +470,9 @@ int main(int argc, char **argv) {
         free(xdeq); free(wdeq);
     }
     printf("All results match\n\n");
+    const int ntimed = small ? 0 : nshapes; // small mode: validation only
 
-    for (int s = 0; s < nshapes; s++) {
+    for (int s = 0; s < ntimed; s++) {
         const int N = shapes[s][0], K = shapes[s][1];
         char shape[40];
         snprintf(shape, sizeof(shape), "%d x %d -> %d", M, K, N);
@@ -478,7 +496,7 @@ int main(int argc, char **argv) {
             }
         }
     }
-    print_results_table();
+    if (!small) { print_results_table(); }
 
     free(x); free(trits); free(inv_s); free(bias); free(bias_x);
     free(acc_ref); free(acc_gpu); free(out_ref); free(out_gpu); free(out0_ref);

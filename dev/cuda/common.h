@@ -11,6 +11,10 @@
    results           result_line (one line per configuration), print_results_table (the closing table)
    copy bandwidth    measure_copy_bandwidth: cudaMemcpy device-to-device, the roofline of the
                      bandwidth-bound ops
+   small mode        small_mode(): DEV_CUDA_SMALL=1 in the environment. Each program then
+                     validates small shapes (tails, several blocks and warps, every variant,
+                     with the same checks) and skips the timing: what the CPU emulator
+                     (tests/cuda_emu, make test) runs. Without it nothing changes.
 */
 #ifndef DEV_CUDA_COMMON_H
 #define DEV_CUDA_COMMON_H
@@ -238,9 +242,16 @@ static inline int parse_kernel_num(int argc, char **argv, int num_kernels) {
     return k;
 }
 
+// DEV_CUDA_SMALL=1: small shapes, validation only (see the header)
+static inline int small_mode(void) {
+    const char *s = getenv("DEV_CUDA_SMALL");
+    return s != NULL && strcmp(s, "1") == 0;
+}
+
 static inline void common_start(const char *what) {
     printf("%s\n", what);
     print_device_line();
+    if (small_mode()) { printf("small mode (DEV_CUDA_SMALL=1): small shapes, validation only, no timing\n"); }
     int dev = 0;
     cudaDeviceProp prop;
     cudaCheck(cudaGetDevice(&dev));
@@ -250,7 +261,7 @@ static inline void common_start(const char *what) {
                 prop.major, prop.minor);
         exit(EXIT_FAILURE);
     }
-    l2_flush_init();
+    if (!small_mode()) { l2_flush_init(); } // only the timing flushes L2
 }
 
 #endif // DEV_CUDA_COMMON_H

@@ -1,8 +1,18 @@
 #!/usr/bin/env python3
 """tests/cuda_emu/cu2cpp.py: rewrite a .cu file into C++ that tests/cuda_emu runs on the CPU.
 
-The only CUDA syntax that is not also C++ is the launch, so that is all it rewrites:
-    kernel<<<grid, block>>>(args);   ->   emu_launch(grid, block, [=]() { kernel(args); });
+It rewrites only the CUDA syntax that is not also C++, or whose C++ reading would be wrong:
+    kernel<<<grid, block[, smem[, stream]]>>>(args);
+        -> emu_launch(grid, block[, smem[, stream]], [=]() { kernel(args); });
+    __shared__ [__align__(n)] T name[N];      (one copy per block, not one per program)
+        -> static EmuSharedKey k; T (&name)[N] = *reinterpret_cast<T (*)[N]>(emu_shared(&k, sizeof(T[N]), n));
+    extern __shared__ T name[];               (the launch's dynamic shared memory)
+        -> T *name = reinterpret_cast<T *>(emu_dynamic_shared());
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {..}, {..}, {..}, {..};" : outs : ins);
+        -> emu_mma_m16n8k32_s8(&d0, .., a0, .., b0, b1, c0, ..);   (cuda_emu_core.h)
+       any other inline PTX is refused: the emulator has no model of it
+    a file that calls cudaLaunchCooperativeKernel gets every kernel registered (its address
+    and a typed trampoline), so the runtime can call a kernel it is given as a void pointer
 and an #include of another .cu file points at that file's rewritten copy (written too).
 Usage: python3 tests/cuda_emu/cu2cpp.py IN.cu OUT.cpp
 """
@@ -12,6 +22,85 @@ import sys
 
 LAUNCH = re.compile(r'(\w+)\s*<<<(.*?)>>>\s*\((.*?)\)\s*;', re.S)
 INCLUDE_CU = re.compile(r'#include\s+"([^"]+\.cu)"')
+TYPE = r'((?:(?:const|volatile|unsigned|signed)\s+)*[A-Za-z_][\w:]*(?:\s*\*)*)'
+DYN_SHARED = re.compile(r'extern\s+__shared__\s+(?:__align__\(\s*\d+\s*\)\s+)?' + TYPE + r'\s+(\w+)\s*\[\s*\]\s*;')
+SHARED = re.compile(r'__shared__\s+(?:__align__\(\s*(\d+)\s*\)\s+)?' + TYPE + r'\s+(\w+)\s*((?:\[[^\]]*\]\s*)*);')
+ASM = re.compile(r'\basm\s*(?:volatile\s*)?\(\s*((?:"(?:[^"\\]|\\.)*"\s*)+)(.*?)\)\s*;', re.S)
+KERNEL = re.compile(r'__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)\s*\(')
+
+# inline PTX the emulator implements: the emulator's function and the operand groups
+# (register counts) of the instruction, in order: D, A, B, C
+ASM_SUPPORTED = {
+    'mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32': ('emu_mma_m16n8k32_s8', [4, 4, 2, 4]),
+}
+
+
+def fail(path, msg):
+    sys.exit(f"cu2cpp: {path}: {msg}")
+
+
+def strip_comments(text):
+    text = re.sub(r'/\*.*?\*/', ' ', text, flags=re.S)
+    return re.sub(r'//[^\n]*', ' ', text)
+
+
+def asm_operands(path, section):
+    """'"+r"(d[0]), "r"(a[0])' -> [('+r', 'd[0]'), ('r', 'a[0]')], parentheses balanced"""
+    ops, i = [], 0
+    while True:
+        m = re.compile(r'\s*"([^"]*)"\s*\(').match(section, i)
+        if not m:
+            break
+        depth, j = 1, m.end()
+        while depth:
+            if j >= len(section):
+                fail(path, "unbalanced parentheses in an asm operand")
+            depth += {'(': 1, ')': -1}.get(section[j], 0)
+            j += 1
+        ops.append((m.group(1), section[m.end():j - 1].strip()))
+        i = j
+        m = re.compile(r'\s*,').match(section, i)
+        if not m:
+            break
+        i = m.end()
+    if section[i:].strip():
+        fail(path, f"cannot read the asm operands near: {section[i:i + 40]!r}")
+    return ops
+
+
+def rewrite_asm(path, m):
+    code = ''.join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1)))
+    code = code.replace('\\n', ' ').replace('\\t', ' ').strip().rstrip(';').strip()
+    opcode, _, operands = code.partition(' ')
+    if opcode not in ASM_SUPPORTED:
+        fail(path, f"inline PTX `{opcode}` cannot be emulated (supported: {', '.join(ASM_SUPPORTED)})")
+    func, groups = ASM_SUPPORTED[opcode]
+    sections = m.group(2).split(':')  # ": outputs : inputs [: clobbers]"; no ':' inside these operands
+    if len(sections) < 3 or sections[0].strip():
+        fail(path, f"asm `{opcode}`: expected ': outputs : inputs'")
+    ops = asm_operands(path, sections[1]) + asm_operands(path, sections[2])
+    regs = re.findall(r'\{([^}]*)\}|(%\d+)', operands)
+    if len(regs) != len(groups):
+        fail(path, f"asm `{opcode}`: expected {len(groups)} operand groups")
+    args = []
+    for gi, ((braced, single), count) in enumerate(zip(regs, groups)):
+        names = [r.strip() for r in (braced.split(',') if braced else [single])]
+        if len(names) != count or not all(re.fullmatch(r'%\d+', r) for r in names):
+            fail(path, f"asm `{opcode}`: operand group {gi} should be {count} registers")
+        for r in names:
+            n = int(r[1:])
+            if n >= len(ops):
+                fail(path, f"asm `{opcode}`: operand {r} does not exist")
+            constraint, expr = ops[n]
+            if 'r' not in constraint:
+                fail(path, f"asm `{opcode}`: operand {r} is not a 32-bit register")
+            if gi == 0:  # the destination: written, so an output operand passed by address
+                if '=' not in constraint and '+' not in constraint:
+                    fail(path, f"asm `{opcode}`: destination {r} is not an output operand")
+                args.append(f'&({expr})')
+            else:
+                args.append(f'({expr})')
+    return f'{func}({", ".join(args)});'
 
 
 def convert(src_path, out_path):
@@ -21,10 +110,29 @@ def convert(src_path, out_path):
     def launch(m):
         kernel, config, args = m.group(1), m.group(2), m.group(3)
         if config.count(',') < 1:
-            sys.exit(f"cu2cpp: {src_path}: cannot read the launch configuration of {kernel}")
+            fail(src_path, f"cannot read the launch configuration of {kernel}")
         return f'emu_launch({config}, [=]() {{ {kernel}({args}); }});'
 
     text = LAUNCH.sub(launch, text)
+
+    counter = [0]
+
+    def dyn_shared(m):
+        return f'{m.group(1)} *{m.group(2)} = reinterpret_cast<{m.group(1)} *>(emu_dynamic_shared());'
+
+    def shared(m):
+        align, typ, name, dims = m.group(1), m.group(2), m.group(3), m.group(4).strip()
+        counter[0] += 1
+        key = f'emu_shared_key_{name}_{counter[0]}'
+        al = align if align else f'alignof({typ})'
+        if dims:
+            return (f'static EmuSharedKey {key}; {typ} (&{name}){dims} = '
+                    f'*reinterpret_cast<{typ} (*){dims}>(emu_shared(&{key}, sizeof({typ} {dims}), {al}));')
+        return f'static EmuSharedKey {key}; {typ} &{name} = *reinterpret_cast<{typ} *>(emu_shared(&{key}, sizeof({typ}), {al}));'
+
+    text = DYN_SHARED.sub(dyn_shared, text)
+    text = SHARED.sub(shared, text)
+    text = ASM.sub(lambda m: rewrite_asm(src_path, m), text)
 
     def include(m):
         inc = os.path.normpath(os.path.join(os.path.dirname(src_path), m.group(1)))
@@ -33,12 +141,28 @@ def convert(src_path, out_path):
         return f'#include "{os.path.abspath(inc_out)}"'
 
     text = INCLUDE_CU.sub(include, text)
-    if '<<<' in text:
-        sys.exit(f"cu2cpp: {src_path}: a launch was not rewritten")
+    code = strip_comments(text)
+    if '<<<' in code:
+        fail(src_path, "a launch was not rewritten")
+    if re.search(r'\b__shared__\b', code):
+        fail(src_path, "a __shared__ declaration was not rewritten")
+    if re.search(r'\basm\s*(volatile\s*)?\(', code):
+        fail(src_path, "an asm statement was not rewritten")
+
+    registrations = ''
+    if 'cudaLaunchCooperativeKernel' in code:
+        for m in KERNEL.finditer(code):
+            if re.search(r'template\s*<[^;{}]*>\s*$', code[max(0, m.start() - 200):m.start()]):
+                continue  # a template is no one function: it cannot be launched by address
+            k = m.group(1)
+            registrations += (f'static EmuKernelRegistration emu_kernel_registration_{k}((const void *)&{k}, '
+                              f'&EmuKernelTrampoline<decltype(&{k}), &{k}>::call, "{k}");\n')
     with open(out_path, 'w') as f:
         f.write(f'// generated by tests/cuda_emu/cu2cpp.py from {src_path}: do not edit\n')
         f.write('#include <cuda_runtime.h>\n')
         f.write(text)
+        if registrations:
+            f.write('\n// the kernels, by address, for cudaLaunchCooperativeKernel (cu2cpp.py)\n' + registrations)
 
 
 if __name__ == '__main__':

@@ -26,6 +26,10 @@ static inline const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInvalidDeviceFunction: return "invalid device function";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorNotReady: return "device not ready";
+    case cudaErrorCooperativeLaunchTooLarge: return "too many blocks in cooperative launch";
     }
     return "unknown error";
 }
@@ -72,6 +76,16 @@ static inline cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, c
     return cudaSuccess;
 }
 static inline cudaError_t cudaMemset(void *dst, int v, size_t bytes) { memset(dst, v, bytes); return cudaSuccess; }
+// the emulated device is synchronous: the Async forms finish before they return
+static inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+                                          cudaStream_t stream = 0) {
+    (void)stream;
+    return cudaMemcpy(dst, src, bytes, kind);
+}
+static inline cudaError_t cudaMemsetAsync(void *dst, int v, size_t bytes, cudaStream_t stream = 0) {
+    (void)stream;
+    return cudaMemset(dst, v, bytes);
+}
 static inline cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 static inline cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
 static inline cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidValue; }
@@ -91,6 +105,135 @@ static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
     p->multiProcessorCount = 1;
     p->totalGlobalMem = EMU_MEMORY_LIMIT;
     return cudaSuccess;
+}
+
+// ----------------------------------------------------------------------------
+// the emulated device: what cudaGetDeviceProperties says (an sm_90 with one SM, so
+// that grids sized from the SM count stay small) and H100 per-SM limits for occupancy
+
+#define EMU_SMS 1
+#define EMU_L2_BYTES (50 << 20)               // an H100's L2
+#define EMU_SM_MAX_THREADS 2048               // sm_80 / sm_90
+#define EMU_SM_MAX_BLOCKS 32                  // sm_80 / sm_90
+#define EMU_SM_SHARED_BYTES (228 * 1024)      // sm_90: 228 KiB per SM, 1 KiB of it reserved per block
+
+typedef enum {
+    cudaDevAttrMultiProcessorCount = 16,
+    cudaDevAttrL2CacheSize = 38,
+    cudaDevAttrComputeCapabilityMajor = 75,
+    cudaDevAttrComputeCapabilityMinor = 76,
+    cudaDevAttrCooperativeLaunch = 95,
+} cudaDeviceAttr;
+
+static inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr attr, int dev) {
+    if (dev != 0) { return cudaErrorInvalidValue; }
+    switch (attr) {
+    case cudaDevAttrMultiProcessorCount: *v = EMU_SMS; return cudaSuccess;
+    case cudaDevAttrL2CacheSize: *v = EMU_L2_BYTES; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMajor: *v = 9; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor: *v = 0; return cudaSuccess;
+    case cudaDevAttrCooperativeLaunch: *v = 1; return cudaSuccess;
+    }
+    return cudaErrorInvalidValue;
+}
+
+// blocks of blockSize threads (and dynSmem bytes of dynamic shared memory) that fit on
+// one SM by threads, blocks and shared memory. An upper bound: the emulator knows neither
+// a kernel's registers nor its static shared memory, which can only lower the real answer
+// (a cooperative grid sized from it may then be too large on a GPU: the launch says so there)
+static inline cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *n, const void *func, int blockSize,
+                                                                       size_t dynSmem) {
+    if (func == NULL || blockSize < 1 || blockSize > EMU_MAX_THREADS) { return cudaErrorInvalidValue; }
+    int warps = (blockSize + 31) / 32;
+    int by_threads = EMU_SM_MAX_THREADS / 32 / warps;
+    int by_smem = (int)(EMU_SM_SHARED_BYTES / (dynSmem + 1024));
+    int r = by_threads < EMU_SM_MAX_BLOCKS ? by_threads : EMU_SM_MAX_BLOCKS;
+    *n = by_smem < r ? by_smem : r;
+    return cudaSuccess;
+}
+
+// ----------------------------------------------------------------------------
+// events: the device is synchronous, so an event is the host's clock when it was
+// recorded and elapsed times are the emulator's own (they say nothing of a GPU's speed)
+
+#include <time.h>
+struct EmuEvent {
+    double t;
+    int recorded;
+};
+static inline cudaError_t cudaEventCreate(cudaEvent_t *e) {
+    *e = (cudaEvent_t)calloc(1, sizeof(EmuEvent));
+    return *e ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+static inline cudaError_t cudaEventDestroy(cudaEvent_t e) { free(e); return cudaSuccess; }
+static inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t stream = 0) {
+    (void)stream;
+    if (e == NULL) { return cudaErrorInvalidResourceHandle; }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    e->t = ts.tv_sec + 1e-9 * ts.tv_nsec;
+    e->recorded = 1;
+    return cudaSuccess;
+}
+static inline cudaError_t cudaEventSynchronize(cudaEvent_t e) { return e ? cudaSuccess : cudaErrorInvalidResourceHandle; }
+static inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t stop) {
+    if (start == NULL || stop == NULL) { return cudaErrorInvalidResourceHandle; }
+    if (!start->recorded || !stop->recorded) { return cudaErrorNotReady; }
+    *ms = (float)((stop->t - start->t) * 1e3);
+    return cudaSuccess;
+}
+
+// ----------------------------------------------------------------------------
+// launches by function pointer (cudaLaunchCooperativeKernel): the runtime must call a
+// kernel it knows only by address with arguments given as an array of pointers to them.
+// As CUDA registers every kernel of a module with its parameters, cu2cpp.py registers
+// each kernel of a file that launches this way: its address and a trampoline that
+// unpacks args[] into a typed call.
+
+#include <type_traits>
+typedef void (*EmuTrampoline)(void **args);
+struct EmuKernelEntry {
+    const void *func;
+    EmuTrampoline call;
+    const char *name;
+};
+#define EMU_MAX_KERNELS 256
+static EmuKernelEntry emu_kernels[EMU_MAX_KERNELS];
+static int emu_nkernels = 0;
+struct EmuKernelRegistration {
+    EmuKernelRegistration(const void *func, EmuTrampoline call, const char *name) {
+        if (emu_nkernels == EMU_MAX_KERNELS) { fprintf(stderr, "cuda_emu: too many kernels\n"); exit(EXIT_FAILURE); }
+        emu_kernels[emu_nkernels++] = EmuKernelEntry{func, call, name};
+    }
+};
+template <typename F, F f> struct EmuKernelTrampoline;
+template <typename... A, void (*f)(A...)> struct EmuKernelTrampoline<void (*)(A...), f> {
+    template <size_t... I> static void unpack(void **args, std::index_sequence<I...>) {
+        f(*(typename std::remove_reference<A>::type *)args[I]...);
+    }
+    static void call(void **args) { unpack(args, std::index_sequence_for<A...>{}); }
+};
+
+// a cooperative launch: every block resident at once, so the grid must fit on the device
+// (occupancy x SMs; cudaErrorCooperativeLaunchTooLarge otherwise, as on a GPU)
+static inline cudaError_t cudaLaunchCooperativeKernel(const void *func, dim3 grid, dim3 block, void **args,
+                                                      size_t smem = 0, cudaStream_t stream = 0) {
+    (void)stream;
+    EmuTrampoline call = NULL;
+    for (int i = 0; i < emu_nkernels; i++) {
+        if (emu_kernels[i].func == func) { call = emu_kernels[i].call; }
+    }
+    if (call == NULL) { return cudaErrorInvalidDeviceFunction; }
+    int per_sm = 0;
+    cudaError_t err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, func, (int)(block.x * block.y * block.z), smem);
+    if (err != cudaSuccess) { return err; }
+    if ((long long)grid.x * grid.y * grid.z > (long long)per_sm * EMU_SMS) { return cudaErrorCooperativeLaunchTooLarge; }
+    cudaError_t before = emu.last_error; // a launch returns its own error only
+    emu.last_error = cudaSuccess;
+    emu_launch_impl(grid, block, smem, 1, [=]() { call(args); });
+    err = emu.last_error;
+    if (err == cudaSuccess) { emu.last_error = before; }
+    return err;
 }
 
 #endif // CUDA_EMU_RUNTIME_H
