@@ -67,25 +67,13 @@ __device__ static inline int ternarize_dev(float w, float gamma) {
 // the 2-bit code of a trit, shifted to its place in a byte or word
 __device__ static inline uint32_t code2(int trit, int pos) { return (uint32_t)(trit + 1) << (2 * pos); }
 
-// sum over a block in double (every thread gets it); shared holds 32 doubles
-__device__ static inline double block_reduce_sum_double(double v, double *shared) {
-    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
-    for (int off = 16; off > 0; off >>= 1) { v += __shfl_xor_sync(0xffffffffu, v, off); }
-    __syncthreads(); // shared may still be read by a previous call
-    if (lane == 0) { shared[warp] = v; }
-    __syncthreads(); // all warp sums written
-    v = lane < nwarps ? shared[lane] : 0.0;
-    for (int off = 16; off > 0; off >>= 1) { v += __shfl_xor_sync(0xffffffffu, v, off); }
-    return v;
-}
-
 // gamma from the per-block partial sums, by one block; every block that calls this gets
 // the same value: the same partials added in the same order
 __device__ static inline float finish_gamma(const float *partial, int nparts, size_t n) {
     __shared__ double shared_d[32];
     double d = 0.0;
     for (int b = threadIdx.x; b < nparts; b += blockDim.x) { d += partial[b]; }
-    d = block_reduce_sum_double(d, shared_d);
+    d = block_reduce_sum(d, shared_d); // llmc/cuda_common.h, in double
     float gamma = (float)(d / (double)n);
     return gamma > TERNARY_EPS ? gamma : TERNARY_EPS;
 }
