@@ -236,7 +236,8 @@ __global__ void weight_quantize_kernel(int8_t *trits, floatX *wq, const float *w
 //   x_n = x / sqrt(mean(x^2) + eps)                                (inner norm)
 //   s = 127 / max(max|x_n|, eps); code = clamp(round(x_n * s), -128, 127); x_q = code / s  (BitNet eq. 4)
 // One warp per row. xq (N,IC) is what a float matmul sees; codes (N,IC) and
-// inv_s (N) feed the integer matmul (may be NULL); rstd (N) is the 1/rms.
+// inv_s (N) feed the integer matmul; rstd (N) is the 1/rms. With int8 activations, xq or
+// codes and inv_s may be NULL: the integer forward needs only the codes, the backward only xq.
 
 __global__ void rmsnorm_quant_kernel(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp,
                                      int N, int IC, int inner_norm, int act_int8) {
@@ -250,7 +251,7 @@ __global__ void rmsnorm_quant_kernel(floatX *xq, int8_t *codes, float *inv_s, fl
         r = 1.0f / sqrtf(warp_reduce_sum(ss) / IC + RMSNORM_EPS);
     }
     if (lane == 0) { rstd[row] = r; }
-    floatX *o = xq + (size_t)row * IC;
+    floatX *o = xq != NULL ? xq + (size_t)row * IC : NULL; // NULL only with act_int8
     if (!act_int8) {
         for (int i = lane; i < IC; i += 32) { o[i] = from_float<floatX>(to_float(x[i]) * r); }
         return;
@@ -262,7 +263,7 @@ __global__ void rmsnorm_quant_kernel(floatX *xq, int8_t *codes, float *inv_s, fl
     for (int i = lane; i < IC; i += 32) {
         float q = rintf(to_float(x[i]) * r * s);
         q = q > 127.0f ? 127.0f : (q < -128.0f ? -128.0f : q);
-        o[i] = from_float<floatX>(q / s);
+        if (xq != NULL) { o[i] = from_float<floatX>(q / s); }
         if (codes != NULL) { codes[(size_t)row * IC + i] = (int8_t)q; }
     }
     if (lane == 0 && inv_s != NULL) { inv_s[row] = 1.0f / s; }
@@ -804,8 +805,9 @@ static void bitlinear_forward(GPT2 *model, int k, int l, floatX *out, const floa
         return;
     }
     int use_int8 = gpt2_uses_int8_matmul(model);
-    LAUNCH_ROWS(rmsnorm_quant_kernel, N, model->xq, use_int8 ? model->codes : NULL, model->inv_s, model->rstd, inp, N,
-                IC, q->inner_norm, q->act_quant == AQ_INT8);
+    // the integer path reads only the codes (and 1/s); the float path only x_q
+    LAUNCH_ROWS(rmsnorm_quant_kernel, N, use_int8 ? NULL : model->xq, use_int8 ? model->codes : NULL, model->inv_s,
+                model->rstd, inp, N, IC, q->inner_norm, q->act_quant == AQ_INT8);
     if (use_int8) {
         // y = (gamma / s) * (codes . trits^T) + b: exact int32 products, scaled once
         const int8_t *trits = model->trits + model->wq_offset[k] + (size_t)l * OC * IC;
