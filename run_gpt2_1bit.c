@@ -18,6 +18,12 @@
  adds only what decoding one token at a time needs (the KV cache) and the
  integer BitLinear. tests/test_run.c checks that its next-token distribution
  equals the training forward's.
+
+ Decoding a token with the packed model is memory-bound: 21 MB of trits, and a
+ 77 MB tied head (fp16) that would dominate. For top-k sampling the int8 path
+ scores the head's rows with an int8 copy first and computes in full only the
+ rows that can be in the top k (see "the head, screened" below: a proven bound,
+ so the logits it computes and the tokens it samples are the full head's).
 */
 #define TESTING
 #include "train_gpt2_1bit.c"  // defines: GPT2, gpt2_build_from_checkpoint, layernorm_forward, matmul_forward, ...
@@ -581,6 +587,8 @@ static void usage(const char *prog) {
     printf("  -g   new tokens per sample                                   (default 64)\n");
     printf("  -st  temperature (0 = argmax)                                (default 1.0)\n");
     printf("  -tk  top-k (0 = all)                                         (default 40)\n");
+    printf("       (with top-k, the int8 path computes in full only the rows of the head that can be in\n"
+           "        the top k: the same samples, faster; -tk 0 computes them all)\n");
     printf("  -sd  random seed                                             (default 1337)\n");
     printf("  -tf  tokenizer file                                          (default data/gpt2_tokenizer.bin)\n");
     printf("  -k   BitLinear kernel: int8 (packed trits) | float (fp32)    (default int8)\n");
