@@ -1152,9 +1152,16 @@ int main(int argc, char **argv) {
 
     DataLoader train_loader, val_loader;
     dataloader_init(&train_loader, args.train_pattern, "-i", args.B, args.T, cfg->vocab_size);
-    dataloader_init(&val_loader, args.val_pattern, "-j", args.B, args.T, cfg->vocab_size);
-    printf("train: %s (%zu tokens in shard 0), val: %s (%d batches of %d x %d)\n", args.train_pattern,
-           train_loader.num_tokens, args.val_pattern, dataloader_num_batches(&val_loader), args.B, args.T);
+    // the val data is read only for val losses: with -v 0 (e.g. a benchmark) it is not opened, so a
+    // batch bigger than the val set (tiny Shakespeare's holds 32768 tokens) is no error
+    memset(&val_loader, 0, sizeof(val_loader)); // dataloader_free is a no-op on it
+    if (args.val_every > 0) { dataloader_init(&val_loader, args.val_pattern, "-j", args.B, args.T, cfg->vocab_size); }
+    printf("train: %s (%zu tokens in shard 0), val: ", args.train_pattern, train_loader.num_tokens);
+    if (args.val_every > 0) {
+        printf("%s (%d batches of %d x %d)\n", args.val_pattern, dataloader_num_batches(&val_loader), args.B, args.T);
+    } else {
+        printf("none (-v 0)\n");
+    }
     Tokenizer tokenizer;
     tokenizer_init(&tokenizer, args.tokenizer_path);
     if (tokenizer.init_ok && (int)tokenizer.vocab_size != cfg->vocab_size) {

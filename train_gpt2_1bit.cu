@@ -1330,12 +1330,25 @@ int main(int argc, char **argv) {
            gpt2_uses_int8_matmul(&model) ? "int8 x trits (int32 sums)" : "float");
     printf("batch: %d x %d tokens per micro-step, %d micro-steps, %lld tokens per step\n", args.B, args.T, accum,
            total);
+    // everything is allocated up front (parameters, AdamW state, activations for this -b and -t), so a
+    // run that starts does not run out of memory later; this says how close it came
+    size_t free_b = 0, total_b = 0;
+    cudaCheck(cudaMemGetInfo(&free_b, &total_b));
+    printf("device memory: %.2f GiB allocated, %.2f of %.2f GiB free\n", cuda_allocated_bytes / 1073741824.0,
+           free_b / 1073741824.0, total_b / 1073741824.0);
 
     DataLoader train_loader, val_loader;
     dataloader_init(&train_loader, args.train_pattern, "-i", args.B, args.T, cfg->vocab_size);
-    dataloader_init(&val_loader, args.val_pattern, "-j", args.B, args.T, cfg->vocab_size);
-    printf("train: %s (%zu tokens in shard 0), val: %s (%d batches of %d x %d)\n", args.train_pattern,
-           train_loader.num_tokens, args.val_pattern, dataloader_num_batches(&val_loader), args.B, args.T);
+    // the val data is read only for val losses: with -v 0 (e.g. a benchmark) it is not opened, so a
+    // batch bigger than the val set (tiny Shakespeare's holds 32768 tokens) is no error
+    memset(&val_loader, 0, sizeof(val_loader)); // dataloader_free is a no-op on it
+    if (args.val_every > 0) { dataloader_init(&val_loader, args.val_pattern, "-j", args.B, args.T, cfg->vocab_size); }
+    printf("train: %s (%zu tokens in shard 0), val: ", args.train_pattern, train_loader.num_tokens);
+    if (args.val_every > 0) {
+        printf("%s (%d batches of %d x %d)\n", args.val_pattern, dataloader_num_batches(&val_loader), args.B, args.T);
+    } else {
+        printf("none (-v 0)\n");
+    }
     Tokenizer tokenizer;
     tokenizer_init(&tokenizer, args.tokenizer_path);
     if (tokenizer.init_ok && (int)tokenizer.vocab_size != cfg->vocab_size) {

@@ -76,7 +76,7 @@ static const ArgSpec ARG_SPECS[] = {
     ARG("-ld", ARG_FLOAT, stage2_drop, "second-stage peak learning rate as a fraction of -l (1 = plain cosine)"),
     ARG("-cs", ARG_FLOAT, wd_stop_frac, "weight decay switches off at this fraction of the steps"),
     ARG("-gc", ARG_FLOAT, grad_clip, "clip the global gradient norm to this (0 = no clipping)"),
-    ARG("-v", ARG_INT, val_every, "val loss and trit diagnostics every this many steps (0 = never)"),
+    ARG("-v", ARG_INT, val_every, "val loss and trit diagnostics every this many steps (0 = never, -j not read)"),
     ARG("-m", ARG_INT, val_batches, "number of val batches per val loss"),
     ARG("-s", ARG_INT, sample_every, "print a text sample every this many steps (0 = never)"),
     ARG("-g", ARG_INT, gen_tokens, "tokens to generate per sample"),

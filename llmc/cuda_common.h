@@ -43,6 +43,8 @@ static inline void cublas_check(cublasStatus_t status, const char *expr, const c
 // device memory: an allocation that does not fit is a user's problem (too big
 // a batch), so it gets a hint instead of a bare CUDA error
 
+static size_t cuda_allocated_bytes = 0; // all that cuda_malloc_check has allocated (never lowered by frees)
+
 static inline void *cuda_malloc_check(size_t bytes, const char *what, const char *file, int line) {
     void *ptr = NULL;
     cudaError_t err = cudaMalloc(&ptr, bytes);
@@ -57,6 +59,7 @@ static inline void *cuda_malloc_check(size_t bytes, const char *what, const char
         exit(EXIT_FAILURE);
     }
     cuda_check(err, what, file, line);
+    cuda_allocated_bytes += bytes;
     return ptr;
 }
 #define cudaMallocCheck(bytes, what) cuda_malloc_check((bytes), (what), __FILE__, __LINE__)

@@ -145,6 +145,7 @@ static inline int dataloader_num_batches(const DataLoader *loader) {
     return (int)((loader->num_tokens - 1) / ((size_t)loader->B * loader->T));
 }
 
+// also safe on a zeroed DataLoader (one that was never initialised)
 static inline void dataloader_free(DataLoader *loader) {
     free(loader->tokens);
     free(loader->inputs);

@@ -143,7 +143,8 @@ expect_error "-e neither a file nor a descriptor" "d0" "${BASE[@]}" -e d0 -o ""
 # token shards (-i, -j)
 
 expect_error "missing train shard pattern" "$W/nomatch_*.bin" "${BASE[@]}" -i "$W/nomatch_*.bin" -o ""
-expect_error "missing val shard pattern" "-j" "${BASE[@]}" -j "$W/nomatch_val_*.bin" -o ""
+# the val shards are read only when there are val losses to compute (-v > 0)
+expect_error "missing val shard pattern" "-j" "${BASE[@]}" -v 1 -j "$W/nomatch_val_*.bin" -o ""
 
 cp "$TRAIN" "$W/shard_magic.bin" && put_i32 "$W/shard_magic.bin" 0 20240326
 expect_error "shard with wrong magic" "$W/shard_magic.bin" "${BASE[@]}" -i "$W/shard_magic.bin" -o ""
@@ -163,12 +164,16 @@ cp "$TRAIN" "$W/shard_oov.bin" && put_u16 "$W/shard_oov.bin" $((1024 + 2 * 5000)
 expect_error "shard with a token id >= V (300 for V=250)" "$W/shard_oov.bin" "${BASE[@]}" -i "$W/shard_oov.bin" -o ""
 cp "$VAL" "$W/val_oov.bin" && put_u16 "$W/val_oov.bin" $((1024 + 2 * 3999)) 65535
 expect_error "val shard with token id 65535 at its very end" "$W/val_oov.bin" \
-    "${BASE[@]}" -j "$W/val_oov.bin" -o ""
+    "${BASE[@]}" -v 1 -j "$W/val_oov.bin" -o ""
 
 # one batch of -b 4 -t 16 needs B*T+1 = 65 tokens
 "$PYTHON" tests/make_tiny_data.py "$W/few" 50 50
 expect_error "shard with too few tokens for one batch" "$W/few/train.bin" \
     "${BASE[@]}" -i "$W/few/train.bin" -o ""
+expect_error "val shard with too few tokens for one batch, with val losses (-v 1)" "$W/few/val.bin" \
+    "${BASE[@]}" -v 1 -j "$W/few/val.bin" -o ""
+expect_ok "val shard with too few tokens for one batch, without val losses (-v 0): not read" \
+    "${BASE[@]}" -v 0 -j "$W/few/val.bin" -o ""
 
 expect_error "shard path is a directory" "$W/data" "${BASE[@]}" -i "$W/data" -o ""
 
