@@ -732,6 +732,25 @@ static const float *gpt2_forward_weight(const GPT2 *model, int k, int l) {
     return model->wq_memory + model->wq_offset[k] + l * n;
 }
 
+// the bytes a training run at (B,T) still allocates after the model is built: the
+// activations and their gradients, the int8 scratch, the parameters' gradients and AdamW
+// moments, matmul_backward's scratch (as gpt2_backward sizes it) and the inner norm's buffer
+static size_t gpt2_training_bytes(const GPT2 *model, int B, int T) {
+    const GPT2Config *cfg = &model->config;
+    size_t act_sizes[NUM_ACTS], num_acts = 0, BT = (size_t)B * T, C = cfg->channels;
+    fill_in_activation_sizes(act_sizes, cfg, B, T);
+    for (int i = 0; i < NUM_ACTS; i++) { num_acts += act_sizes[i]; }
+    size_t scratch = matmul_scratch_size((int)BT, (int)C, cfg->padded_vocab_size);
+    for (int k = 0; k < NUM_BITLINEAR; k++) {
+        int OC, IC;
+        bitlinear_shape(cfg, k, &OC, &IC);
+        size_t sk = matmul_scratch_size((int)BT, IC, OC);
+        scratch = sk > scratch ? sk : scratch;
+    }
+    return 2 * num_acts * sizeof(float) + BT * 4 * C * (1 + sizeof(int32_t) + sizeof(float)) +
+           3 * model->num_parameters * sizeof(float) + scratch * sizeof(float);
+}
+
 // first use with a batch shape: allocate activations for it
 static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     model->batch_size = B;
@@ -1137,6 +1156,13 @@ int main(int argc, char **argv) {
     if (args.T > cfg->max_seq_len) {
         fprintf(stderr, "error: -t %d is above the model's maximum sequence length %d\n"
                 "---> HINT: pass -t %d or less\n", args.T, cfg->max_seq_len, cfg->max_seq_len);
+        exit(EXIT_FAILURE);
+    }
+    size_t need = gpt2_training_bytes(&model, args.B, args.T), avail = memory_available_bytes();
+    if (avail > 0 && need > avail) { // a clear error now, not the kernel's OOM killer at the first step
+        fprintf(stderr, "error: -b %d -t %d needs about %.1f GiB of memory to train this model, more than the %.1f GiB "
+                "available\n---> HINT: lower -b or -t, or pick a smaller model (-e)\n", args.B, args.T,
+                need / 1073741824.0, avail / 1073741824.0);
         exit(EXIT_FAILURE);
     }
     gpt2_allocate_activations(&model, args.B, args.T); // sized for training; sampling fits in them

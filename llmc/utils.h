@@ -79,6 +79,21 @@ static inline long file_size(FILE *fp, const char *what) {
 // ----------------------------------------------------------------------------
 // memory
 
+// The memory the system can still give without swapping (Linux: MemAvailable in /proc/meminfo),
+// 0 where unknown. malloc alone cannot tell: Linux overcommits, so a too-big run gets its
+// memory "allocated" and is then killed by the kernel when it first touches it.
+static inline size_t memory_available_bytes(void) {
+    FILE *fp = fopen("/proc/meminfo", "r");
+    if (fp == NULL) { return 0; }
+    char line[256];
+    unsigned long long kib = 0;
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) { break; }
+    }
+    fclose(fp);
+    return (size_t)kib * 1024;
+}
+
 static inline void *malloc_check(size_t size, const char *file, int line) {
     void *ptr = malloc(size);
     if (ptr == NULL && size > 0) {
