@@ -39,7 +39,7 @@
 #include "llmc/gpt2_config.h" // defines: GPT2Config, QuantConfig, ParameterTensors, fill_in_parameter_sizes
 #include "llmc/ternary.h"     // defines: TERNARY_EPS, RMSNORM_EPS (the spec the kernels below restate)
 #include "llmc/checkpoint.h"  // defines: model_file_open, checkpoint_write, checkpoint_read_state
-#include "llmc/dataloader.h"  // defines: DataLoader, dataloader_init, dataloader_next_batch
+#include "llmc/dataloader.h"  // defines: DataLoader, dataloaders_open, dataloader_next_batch
 #include "llmc/tokenizer.h"   // defines: Tokenizer, tokenizer_init, tokenizer_print
 #include "llmc/sampler.h"     // defines: random_f32, sample_logits
 #include "llmc/schedulers.h"  // defines: Schedule, schedule_lr, schedule_wd
@@ -1338,17 +1338,8 @@ int main(int argc, char **argv) {
            free_b / 1073741824.0, total_b / 1073741824.0);
 
     DataLoader train_loader, val_loader;
-    dataloader_init(&train_loader, args.train_pattern, "-i", args.B, args.T, cfg->vocab_size);
-    // the val data is read only for val losses: with -v 0 (e.g. a benchmark) it is not opened, so a
-    // batch bigger than the val set (tiny Shakespeare's holds 32768 tokens) is no error
-    memset(&val_loader, 0, sizeof(val_loader)); // dataloader_free is a no-op on it
-    if (args.val_every > 0) { dataloader_init(&val_loader, args.val_pattern, "-j", args.B, args.T, cfg->vocab_size); }
-    printf("train: %s (%zu tokens in shard 0), val: ", args.train_pattern, train_loader.num_tokens);
-    if (args.val_every > 0) {
-        printf("%s (%d batches of %d x %d)\n", args.val_pattern, dataloader_num_batches(&val_loader), args.B, args.T);
-    } else {
-        printf("none (-v 0)\n");
-    }
+    dataloaders_open(&train_loader, &val_loader, args.train_pattern, args.val_pattern, args.val_every > 0, args.B,
+                     args.T, cfg->vocab_size); // the val shards only with -v > 0
     Tokenizer tokenizer;
     tokenizer_init(&tokenizer, args.tokenizer_path);
     if (tokenizer.init_ok && (int)tokenizer.vocab_size != cfg->vocab_size) {

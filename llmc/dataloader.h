@@ -153,4 +153,18 @@ static inline void dataloader_free(DataLoader *loader) {
     globfree(&loader->glob_result);
 }
 
+// A trainer's two loaders, and the line that describes them. The val shards are opened only when
+// there are val losses to compute (with_val): a run with -v 0, such as a benchmark, may use a
+// batch bigger than the whole val set (tiny Shakespeare's holds 32768 tokens). Unopened, val is
+// zeroed, and dataloader_free is a no-op on it.
+static inline void dataloaders_open(DataLoader *train, DataLoader *val, const char *train_pattern,
+                                    const char *val_pattern, int with_val, int B, int T, int vocab_size) {
+    dataloader_init(train, train_pattern, "-i", B, T, vocab_size);
+    memset(val, 0, sizeof(*val));
+    if (with_val) { dataloader_init(val, val_pattern, "-j", B, T, vocab_size); }
+    printf("train: %s (%zu tokens in shard 0), val: ", train_pattern, train->num_tokens);
+    if (with_val) { printf("%s (%d batches of %d x %d)\n", val_pattern, dataloader_num_batches(val), B, T); }
+    else { printf("none (-v 0)\n"); }
+}
+
 #endif // LLMC_DATALOADER_H
