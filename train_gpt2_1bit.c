@@ -732,23 +732,29 @@ static const float *gpt2_forward_weight(const GPT2 *model, int k, int l) {
     return model->wq_memory + model->wq_offset[k] + l * n;
 }
 
+// matmul_backward's scratch (floats) for the largest matmul of a (B*T)-token batch: the lm_head
+// (M=BT, K=C, N=Vp) or one of the four BitLinear shapes
+static size_t gpt2_matmul_scratch_size(const GPT2Config *cfg, int BT) {
+    size_t s = matmul_scratch_size(BT, cfg->channels, cfg->padded_vocab_size);
+    for (int k = 0; k < NUM_BITLINEAR; k++) {
+        int OC, IC;
+        bitlinear_shape(cfg, k, &OC, &IC);
+        size_t sk = matmul_scratch_size(BT, IC, OC);
+        s = sk > s ? sk : s;
+    }
+    return s;
+}
+
 // the bytes a training run at (B,T) still allocates after the model is built: the
-// activations and their gradients, the int8 scratch, the parameters' gradients and AdamW
-// moments, matmul_backward's scratch (as gpt2_backward sizes it) and the inner norm's buffer
+// activations and their gradients, the int8 scratch (codes, int32 products), the inner norm's
+// buffer, the parameters' gradients and AdamW moments, and matmul_backward's scratch
 static size_t gpt2_training_bytes(const GPT2 *model, int B, int T) {
     const GPT2Config *cfg = &model->config;
     size_t act_sizes[NUM_ACTS], num_acts = 0, BT = (size_t)B * T, C = cfg->channels;
     fill_in_activation_sizes(act_sizes, cfg, B, T);
     for (int i = 0; i < NUM_ACTS; i++) { num_acts += act_sizes[i]; }
-    size_t scratch = matmul_scratch_size((int)BT, (int)C, cfg->padded_vocab_size);
-    for (int k = 0; k < NUM_BITLINEAR; k++) {
-        int OC, IC;
-        bitlinear_shape(cfg, k, &OC, &IC);
-        size_t sk = matmul_scratch_size((int)BT, IC, OC);
-        scratch = sk > scratch ? sk : scratch;
-    }
     return 2 * num_acts * sizeof(float) + BT * 4 * C * (1 + sizeof(int32_t) + sizeof(float)) +
-           3 * model->num_parameters * sizeof(float) + scratch * sizeof(float);
+           3 * model->num_parameters * sizeof(float) + gpt2_matmul_scratch_size(cfg, (int)BT) * sizeof(float);
 }
 
 // first use with a batch shape: allocate activations for it
@@ -890,16 +896,7 @@ void gpt2_backward(GPT2 *model) {
         point_parameters(&model->grads, model->param_sizes, model->grads_memory);
         model->grads_acts_memory = (float *)callocCheck(model->num_activations, sizeof(float));
         point_activations(&model->grads_acts, model->act_sizes, model->grads_acts_memory);
-        // matmul_backward's scratch, for the largest of its matmuls: the lm_head
-        // (M=BT, K=C, N=Vp) or one of the four BitLinear shapes
-        size_t s = matmul_scratch_size(BT, C, Vp);
-        for (int k = 0; k < NUM_BITLINEAR; k++) {
-            int OC, IC;
-            bitlinear_shape(cfg, k, &OC, &IC);
-            size_t sk = matmul_scratch_size(BT, IC, OC);
-            s = sk > s ? sk : s;
-        }
-        model->scratch = (float *)mallocCheck(s * sizeof(float));
+        model->scratch = (float *)mallocCheck(gpt2_matmul_scratch_size(cfg, BT) * sizeof(float));
         model->dxn_buf = (float *)mallocCheck((size_t)BT * 4 * C * sizeof(float));
     }
     ParameterTensors p = model->params, g = model->grads;
