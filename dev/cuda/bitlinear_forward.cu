@@ -90,6 +90,15 @@ __global__ void dequantize_rows_kernel(floatX *out, const int8_t *q, const float
     }
 }
 
+// variant 0's operands: x (M,K) = codes * inv_s[m], W (N,K) = trits * gamma, in floatX
+static void dequantize_operands(floatX *xdeq, floatX *wdeq, const int8_t *x, const float *inv_s, const int8_t *trits,
+                                float gamma, int M, int K, int N) {
+    dequantize_rows_kernel<<<ceil_div((long long)M * K, 256), 256>>>(xdeq, x, inv_s, 0.0f, M, K);
+    cudaCheck(cudaGetLastError());
+    dequantize_rows_kernel<<<ceil_div((long long)N * K, 256), 256>>>(wdeq, trits, NULL, gamma, N, K);
+    cudaCheck(cudaGetLastError());
+}
+
 // --- variant 1's epilogue: out = acc * gamma * inv_s[m] + bias[n], one thread per output
 
 __global__ void bitlinear_epilogue_kernel1(floatX *out, const int32_t *acc, const float *inv_s, float gamma,
@@ -427,10 +436,7 @@ int main(int argc, char **argv) {
         char shape[40];
         snprintf(shape, sizeof(shape), "%d x %d -> %d", M, K, N);
         // variant 0's operands for this shape, and their copies for its CPU reference
-        dequantize_rows_kernel<<<ceil_div((long long)M * K, 256), 256>>>(d_xdeq, d_x, d_inv_s, 0.0f, M, K);
-        cudaCheck(cudaGetLastError());
-        dequantize_rows_kernel<<<ceil_div((long long)N * K, 256), 256>>>(d_wdeq, d_trits, NULL, gamma, N, K);
-        cudaCheck(cudaGetLastError());
+        dequantize_operands(d_xdeq, d_wdeq, d_x, d_inv_s, d_trits, gamma, M, K, N);
         floatX *xdeq = from_device(d_xdeq, (size_t)M * K), *wdeq = from_device(d_wdeq, (size_t)N * K);
         for (int i = 0; i < nr; i++) { // the GPU's dequantization, checked by the CPU's
             for (int k = 0; k < K; k++) {
@@ -476,10 +482,7 @@ int main(int argc, char **argv) {
         const int N = shapes[s][0], K = shapes[s][1];
         char shape[40];
         snprintf(shape, sizeof(shape), "%d x %d -> %d", M, K, N);
-        dequantize_rows_kernel<<<ceil_div((long long)M * K, 256), 256>>>(d_xdeq, d_x, d_inv_s, 0.0f, M, K);
-        cudaCheck(cudaGetLastError());
-        dequantize_rows_kernel<<<ceil_div((long long)N * K, 256), 256>>>(d_wdeq, d_trits, NULL, gamma, N, K);
-        cudaCheck(cudaGetLastError());
+        dequantize_operands(d_xdeq, d_wdeq, d_x, d_inv_s, d_trits, gamma, M, K, N);
         const double ops = 2.0 * M * N * K;
         double ms0 = 0.0;
         for (int k = 0; k < num_kernels; k++) {
