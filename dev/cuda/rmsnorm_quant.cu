@@ -22,7 +22,9 @@
      1  one thread per row, scalar loads (neighbouring threads read addresses C apart: uncoalesced)
      2  one warp per row, lane-strided scalar loads (coalesced); the second pass re-reads the row
      3  one warp per row, the row held in registers from 128-bit loads (8 bf16 per load), codes
-        stored 8 at a time: one read of the input, one write of the codes
+        stored 8 at a time: one read of the input, one write of the codes. Compiled for rows of
+        up to 4, 8, 16, 32 vectors a lane, each with the largest block its registers allow (1024,
+        1024, 512, 256 threads); the larger block sizes are skipped for the longer rows
 
  Validation:
      rstd against the trainer's CPU formula to RSTD_RTOL (the sums of squares are added in
@@ -135,28 +137,66 @@ __global__ void rmsnorm_quant_kernel2(int8_t *codes, float *inv_s, float *rstd, 
 }
 
 // --- variant 3: one warp per row, held in registers, 128-bit loads
+//
+// The row stays in registers between the reductions and the codes: V 128-bit vectors a lane,
+// 4 registers each. A block has 64K registers, allocated a warp at a time, so the more a thread
+// holds, the fewer threads a block can have: 1024 threads get 64 registers each, 512 get 128,
+// 256 get 255 (the most a thread can address). One kernel sized for the longest row (32
+// vectors: 149 registers) would not launch at 512 threads (cudaErrorLaunchOutOfResources), and
+// would allow an SM at most 13 warps, for rows of 3 vectors too. So the kernel is compiled for
+// a few capacities V, each with the largest block it fits in as its __launch_bounds__ (ptxas
+// keeps it to that block's registers; tests/test_cuda_resources.sh checks that it needs no
+// spills to do so), and a row takes the smallest capacity that holds it.
 
 #define X128 (16 / (int)sizeof(floatX)) // values per 128-bit load: 8 bf16 or 4 fp32
 #define MAX_VECS 32                     // 128-bit vectors per lane: 512 bytes of a row per lane (128 registers)
+// the largest block for V vectors a lane: 4V registers of row and about 20 more a thread
+// (V = 4, 8, 16, 32: 36, 49, 81, 149 registers on sm_90, bf16 or fp32)
+#define MAX_BLOCK3(V) ((V) <= 8 ? 1024 : (V) <= 16 ? 512 : 256)
 
-__global__ void rmsnorm_quant_kernel3(int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C) {
+__device__ static inline float float_from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof(f));
+    return f;
+}
+
+// the X128 values of a 128-bit vector as floats, from its four 32-bit words (bf16: two a word,
+// the first in the low half; a bf16 is the top half of a float, so this is to_float exactly).
+// Read as X128 floatX instead, the compiler keeps each word's high half in a register of its
+// own from the first pass to the second: 8 registers a vector, not 4 (205 at V = 32, not 149)
+__device__ static inline void unpack128(float f[X128], int4 v) {
+    const uint32_t w[4] = {(uint32_t)v.x, (uint32_t)v.y, (uint32_t)v.z, (uint32_t)v.w};
+    #pragma unroll
+    for (int i = 0; i < 4; i++) {
+        if constexpr (X128 == 8) {
+            f[2 * i] = float_from_bits(w[i] << 16);
+            f[2 * i + 1] = float_from_bits(w[i] & 0xffff0000u);
+        } else {
+            f[i] = float_from_bits(w[i]);
+        }
+    }
+}
+
+template <int V> // the capacity: at most V vectors a lane; a row has nvec <= V of them
+__global__ void __launch_bounds__(MAX_BLOCK3(V))
+rmsnorm_quant_kernel3(int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C) {
     int lane = threadIdx.x % 32;
     int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (n >= N) { return; }
     const int nvec = C / (32 * X128); // vectors per lane; vector v of lane l = values (32v + l) * X128 ...
     const int4 *x4 = reinterpret_cast<const int4 *>(inp + (size_t)n * C);
-    int4 row[MAX_VECS];
+    int4 row[V];
     float ss = 0.0f, m = 0.0f;
     #pragma unroll
-    for (int v = 0; v < MAX_VECS; v++) {
+    for (int v = 0; v < V; v++) {
         if (v < nvec) { // fully unrolled with constant indices: row[] stays in registers
             row[v] = x4[32 * v + lane];
-            const floatX *xv = reinterpret_cast<const floatX *>(&row[v]);
+            float f[X128];
+            unpack128(f, row[v]);
             #pragma unroll
             for (int j = 0; j < X128; j++) {
-                float f = to_float(xv[j]);
-                ss += f * f;
-                m = fmaxf(m, fabsf(f));
+                ss += f[j] * f[j];
+                m = fmaxf(m, fabsf(f[j]));
             }
         }
     }
@@ -165,15 +205,16 @@ __global__ void rmsnorm_quant_kernel3(int8_t *codes, float *inv_s, float *rstd, 
     float r = rstd_dev(ss, C), s = scale_dev(m, r);
     int8_t *out = codes + (size_t)n * C;
     #pragma unroll
-    for (int v = 0; v < MAX_VECS; v++) {
+    for (int v = 0; v < V; v++) {
         if (v < nvec) {
-            const floatX *xv = reinterpret_cast<const floatX *>(&row[v]);
+            float f[X128];
+            unpack128(f, row[v]);
             uint32_t words[X128 / 4]; // the X128 codes, 4 per word, the first in the low byte
             #pragma unroll
             for (int w = 0; w < X128 / 4; w++) {
                 uint32_t word = 0;
                 #pragma unroll
-                for (int b = 0; b < 4; b++) { word |= (uint32_t)(code_dev(to_float(xv[4 * w + b]), r, s) & 0xff) << (8 * b); }
+                for (int b = 0; b < 4; b++) { word |= (uint32_t)(code_dev(f[4 * w + b], r, s) & 0xff) << (8 * b); }
                 words[w] = word;
             }
             size_t off = (size_t)(32 * v + lane) * X128; // byte offset of these codes in the row
@@ -203,12 +244,50 @@ static void rmsnorm_quant2(int8_t *codes, float *inv_s, float *rstd, const float
     cudaCheck(cudaGetLastError());
 }
 
-// can variant 3 take rows of C values: whole 128-bit vectors for all 32 lanes, and few enough to stay in registers
-static int variant3_fits(int C) { return C % (32 * X128) == 0 && C / (32 * X128) <= MAX_VECS; }
+// variant 3's capacities, each with the largest block it fits in (its __launch_bounds__)
+typedef void (*Kernel3)(int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C);
+static const struct { int vecs, max_block; Kernel3 kernel; } kernels3[] = {
+    {4, MAX_BLOCK3(4), rmsnorm_quant_kernel3<4>},
+    {8, MAX_BLOCK3(8), rmsnorm_quant_kernel3<8>},
+    {16, MAX_BLOCK3(16), rmsnorm_quant_kernel3<16>},
+    {MAX_VECS, MAX_BLOCK3(MAX_VECS), rmsnorm_quant_kernel3<MAX_VECS>},
+};
+
+// the capacity for rows of C values: whole 128-bit vectors for all 32 lanes, and the fewest
+// registers that hold them; -1 if they do not fit (more than MAX_VECS vectors a lane)
+static int variant3_pick(int C) {
+    if (C % (32 * X128) != 0) { return -1; }
+    for (int i = 0; i < (int)(sizeof(kernels3) / sizeof(kernels3[0])); i++) {
+        if (C / (32 * X128) <= kernels3[i].vecs) { return i; }
+    }
+    return -1;
+}
+
+static int variant3_fits(int C) { return variant3_pick(C) >= 0; }
+
+// the largest block variant 3 launches for rows of C values (C must fit), and why
+static int variant3_max_block(int C) {
+    int i = variant3_pick(C);
+    return i < 0 ? 0 : kernels3[i].max_block;
+}
+static const char *variant3_limit(int C) {
+    static char why[96];
+    int i = variant3_pick(C);
+    snprintf(why, sizeof(why), "rows of %d vectors a lane take the kernel for %d, at most %d threads a block",
+             C / (32 * X128), i < 0 ? 0 : kernels3[i].vecs, variant3_max_block(C));
+    return why;
+}
 
 static void rmsnorm_quant3(int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C, int block) {
-    if (!variant3_fits(C)) { fprintf(stderr, "variant 3: C = %d does not fit\n", C); exit(EXIT_FAILURE); }
-    rmsnorm_quant_kernel3<<<ceil_div(N, block / 32), block>>>(codes, inv_s, rstd, inp, N, C);
+    int i = variant3_pick(C);
+    if (i < 0) { fprintf(stderr, "variant 3: C = %d does not fit\n", C); exit(EXIT_FAILURE); }
+    // a larger block than the kernel's __launch_bounds__ would fail to launch: refuse it here, with the reason
+    if (block > kernels3[i].max_block) {
+        fprintf(stderr, "variant 3: C = %d, block %d: %s\n", C, block, variant3_limit(C));
+        exit(EXIT_FAILURE);
+    }
+    Kernel3 kernel = kernels3[i].kernel; // launched by a plain name, which tests/cuda_emu/cu2cpp.py can read
+    kernel<<<ceil_div(N, block / 32), block>>>(codes, inv_s, rstd, inp, N, C);
     cudaCheck(cudaGetLastError());
 }
 
@@ -246,10 +325,12 @@ int main(int argc, char **argv) {
     const int N = small ? 301 : 65536;
     // the BitLinear inputs: C for qkv, attproj and fc, 4C for fcproj; C = 768 and C = 2048.
     // Small mode: C = 200 (not a multiple of 32: lanes past the row's end; variant 3 skips it),
-    // 256 (one 128-bit vector per lane), 8192 (MAX_VECS vectors per lane: the most variant 3 takes)
-    const int Cs_gpu[] = {768, 3072, 2048, 8192}, Cs_small[] = {200, 256, 8192};
+    // 256 (one 128-bit vector per lane), 2048 and 3072 (in bf16 8 and 12 vectors per lane: variant
+    // 3's capacities 8 and 16, the second partly filled), 8192 (MAX_VECS vectors per lane in bf16:
+    // the most variant 3 takes)
+    const int Cs_gpu[] = {768, 3072, 2048, 8192}, Cs_small[] = {200, 256, 2048, 3072, 8192};
     const int *Cs = small ? Cs_small : Cs_gpu;
-    const int nC = small ? 3 : 4;
+    const int nC = small ? 5 : 4;
     const int block_sizes[] = {128, 256, 512, 1024};
     const int Cmax = 8192;
     const size_t nmax = (size_t)N * Cmax;
@@ -278,6 +359,10 @@ int main(int argc, char **argv) {
         for (int k = 1; k < num_kernels; k++) {
             if ((only > 0 && k != only) || (k == 3 && !variant3_fits(C))) { continue; }
             for (int b = 0; b < 4; b++) {
+                if (k == 3 && block_sizes[b] > variant3_max_block(C)) { // more threads than its registers allow
+                    printf("  variant 3, C %d: block %d skipped: %s\n", C, block_sizes[b], variant3_limit(C));
+                    continue;
+                }
                 cudaCheck(cudaMemset(d_codes, 0x55, n_el)); // stale output must not pass
                 cudaCheck(cudaMemset(d_inv_s, 0, N * sizeof(float)));
                 cudaCheck(cudaMemset(d_rstd, 0, N * sizeof(float)));
@@ -350,6 +435,10 @@ int main(int argc, char **argv) {
             }
             for (int b = 0; b < 4; b++) {
                 int block = block_sizes[b];
+                if (k == 3 && block > variant3_max_block(C)) {
+                    printf("variant 3 skipped at C = %d, block %d: %s\n", C, block, variant3_limit(C));
+                    continue;
+                }
                 double ms = benchmark_ms([&]() { rmsnorm_quant(k, d_codes, d_inv_s, d_rstd, d_inp, N, C, block); });
                 double gbs = bytes / (ms * 1e-3) / 1e9;
                 char ratio[24];
