@@ -588,6 +588,7 @@ typedef struct {
     double *qpartial_abs, *qpartial_sum;
     int wq_stale;
     int int8_forward;         // 1: BitLinear forward as int8 x int8 trits (int8 activations, ternary/binary weights)
+                              // (set it before the first forward: it decides which scratch is allocated)
     int8_t *trits_host, *trits_prev_host; // for the diagnostics
     int have_trits_prev;
     // activations, sized for the first forward pass's (B,T)
@@ -731,6 +732,11 @@ static const floatX *gpt2_forward_weight(const GPT2 *model, int k, int l) {
     return model->wq + model->wq_offset[k] + l * n;
 }
 
+// the b1.58 forward in integers: int8 codes x trits, int32 sums (else the float path on x_q)
+static int gpt2_uses_int8_matmul(const GPT2 *model) {
+    return model->int8_forward && model->quant.act_quant == AQ_INT8 && model->quant.weight_quant != WQ_FP;
+}
+
 static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     GPT2Config *cfg = &model->config;
     size_t C = cfg->channels, NH = cfg->num_heads, L = cfg->num_layers, Vp = cfg->padded_vocab_size;
@@ -758,11 +764,25 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     ALLOC(a->lnf_rstd, float, BT, "activations");
     ALLOC(a->logits, floatX, BT * Vp, "logits (B,T,Vp)");
     ALLOC(a->losses, float, BT, "losses");
-    ALLOC(model->xq, floatX, BT * 4 * C, "scratch");
-    ALLOC(model->codes, int8_t, BT * 4 * C, "scratch");
-    ALLOC(model->inv_s, float, BT, "scratch");
-    ALLOC(model->rstd, float, BT, "scratch");
-    ALLOC(model->acc, int32_t, BT * 4 * C, "int32 products");
+    // the BitLinear scratch each mode uses, and only that (cudaFree(NULL) is a no-op):
+    // fp and weights-only without the inner norm use the input as it is, the float path x_q,
+    // the integer path also the int8 codes and their int32 products (0.94 GiB at d12, B=64)
+    const QuantConfig *q = &model->quant;
+    int plain = q->act_quant == AQ_NONE && !q->inner_norm, int8 = gpt2_uses_int8_matmul(model);
+    model->xq = model->dxn = NULL;
+    model->codes = NULL;
+    model->inv_s = model->rstd = NULL;
+    model->acc = NULL;
+    if (!plain) {
+        ALLOC(model->xq, floatX, BT * 4 * C, "scratch (x_q)");
+        ALLOC(model->inv_s, float, BT, "scratch");
+        ALLOC(model->rstd, float, BT, "scratch");
+    }
+    if (int8) {
+        ALLOC(model->codes, int8_t, BT * 4 * C, "scratch (int8 codes)");
+        ALLOC(model->acc, int32_t, BT * 4 * C, "int32 products");
+    }
+    if (q->inner_norm) { ALLOC(model->dxn, floatX, BT * 4 * C, "backward scratch (dx_n)"); }
     ALLOC(model->proj_out, floatX, BT * C, "scratch");
     ALLOC(model->qkvr, floatX, 3 * B * NH * T * HS, "scratch (q, k, v)");
     ALLOC(model->preatt, floatX, B * NH * T * T, "attention scores (B,NH,T,T)");
@@ -771,7 +791,6 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     ALLOC(model->dbuf_c, floatX, BT * C, "backward scratch");
     ALLOC(model->dbuf_3c, floatX, BT * 3 * C, "backward scratch");
     ALLOC(model->dbuf_4c, floatX, BT * 4 * C, "backward scratch");
-    ALLOC(model->dxn, floatX, BT * 4 * C, "backward scratch");
     ALLOC(model->dqkvr, floatX, 3 * BT * C, "backward scratch");
     // column sums: a bias of up to 4C, or LayerNorm's two of C (the lm_head has no bias)
     ALLOC(model->partial, float, (size_t)ceil_div(BT, COLSUM_ROWS) * 4 * C, "column-sum partials");
@@ -791,9 +810,6 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
 // ----------------------------------------------------------------------------
 // BitLinear forward and backward
 
-static int gpt2_uses_int8_matmul(const GPT2 *model) {
-    return model->int8_forward && model->quant.act_quant == AQ_INT8 && model->quant.weight_quant != WQ_FP;
-}
 
 // out (N,OC) = BitLinear k of layer l applied to inp (N,IC)
 static void bitlinear_forward(GPT2 *model, int k, int l, floatX *out, const floatX *inp, const float *bias, int N) {
@@ -1265,13 +1281,7 @@ int main(int argc, char **argv) {
     }
     int accum = (int)(total / micro);
 
-    int device_count = 0;
-    if (cudaGetDeviceCount(&device_count) != cudaSuccess || device_count == 0) {
-        fprintf(stderr, "error: no CUDA GPU found\n---> HINT: run the CPU trainer instead: make train_gpt2_1bit "
-                "&& ./train_gpt2_1bit\n");
-        exit(EXIT_FAILURE);
-    }
-    cudaCheck(cudaSetDevice(0));
+    cuda_device_init("run the CPU trainer instead: make train_gpt2_1bit && ./train_gpt2_1bit");
     print_device_line();
     cublasCheck(cublasCreate(&cublas_handle));
 

@@ -119,16 +119,64 @@ __device__ static inline float block_reduce_max(float v, float *shared) {
     return warp_reduce_max(v);
 }
 
+// ----------------------------------------------------------------------------
+// start-up: pick GPU 0 and check that this binary can run on it. What goes wrong
+// on a new machine gets named with its fix: no GPU, a driver older than the
+// toolkit the binary was built with, no code for this GPU's architecture.
+
+__global__ static void cuda_probe_kernel(void) {}
+
+#ifndef CUDA_ARCH_LIST
+#define CUDA_ARCH_LIST "an unknown list" // the Makefile passes the compute capabilities it built for, e.g. "80 89 90"
+#endif
+
+static inline void cuda_device_init(const char *no_gpu_hint) {
+    int count = 0, driver = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    cudaDriverGetVersion(&driver); // 0 when no driver is installed
+    if (err == cudaErrorInsufficientDriver) {
+        fprintf(stderr, "error: the NVIDIA driver supports CUDA up to %d.%d, older than the CUDA %d.%d this program "
+                "was built with\n---> HINT: update the driver, or rebuild with the CUDA toolkit that nvidia-smi "
+                "names\n", driver / 1000, (driver % 1000) / 10, CUDART_VERSION / 1000, (CUDART_VERSION % 1000) / 10);
+        exit(EXIT_FAILURE);
+    }
+    if (err != cudaSuccess || count == 0) {
+        fprintf(stderr, "error: no CUDA GPU found (%s)\n---> HINT: %s\n",
+                err != cudaSuccess ? cudaGetErrorString(err) : "no device", no_gpu_hint);
+        exit(EXIT_FAILURE);
+    }
+    cudaCheck(cudaSetDevice(0));
+    // loads a kernel's code: fails here, not in the first real launch, when the binary has none for this GPU
+    cudaFuncAttributes attr;
+    err = cudaFuncGetAttributes(&attr, cuda_probe_kernel);
+    if (err != cudaSuccess) {
+        cudaDeviceProp prop;
+        cudaCheck(cudaGetDeviceProperties(&prop, 0));
+        if (err == cudaErrorNoKernelImageForDevice || err == cudaErrorInvalidDeviceFunction ||
+            err == cudaErrorUnsupportedPtxVersion) {
+            fprintf(stderr, "error: this binary has no code for the %s (compute capability %d%d; built for %s): %s\n"
+                    "---> HINT: rebuild for it: make clean && make GPU_COMPUTE_CAPABILITY=%d%d\n", prop.name,
+                    prop.major, prop.minor, CUDA_ARCH_LIST, cudaGetErrorString(err), prop.major, prop.minor);
+        } else {
+            fprintf(stderr, "error: loading the first kernel on the %s failed: %s\n---> HINT: check the GPU with "
+                    "nvidia-smi\n", prop.name, cudaGetErrorString(err));
+        }
+        exit(EXIT_FAILURE);
+    }
+}
+
 // the GPU's name and memory, for benchmark lines
 static inline void print_device_line(void) {
     int dev = 0;
     cudaDeviceProp prop;
     cudaCheck(cudaGetDevice(&dev));
     cudaCheck(cudaGetDeviceProperties(&prop, dev));
-    int rt = 0;
+    int rt = 0, drv = 0;
     cudaRuntimeGetVersion(&rt);
-    printf("device: %s, sm_%d%d, %d SMs, %.1f GiB, CUDA runtime %d.%d\n", prop.name, prop.major, prop.minor,
-           prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0, rt / 1000, (rt % 1000) / 10);
+    cudaDriverGetVersion(&drv);
+    printf("device: %s, sm_%d%d, %d SMs, %.1f GiB, CUDA runtime %d.%d, driver supports CUDA %d.%d\n", prop.name,
+           prop.major, prop.minor, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0, rt / 1000,
+           (rt % 1000) / 10, drv / 1000, (drv % 1000) / 10);
 }
 
 #endif // LLMC_CUDA_COMMON_H

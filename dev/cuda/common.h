@@ -250,6 +250,7 @@ static inline int small_mode(void) {
 
 static inline void common_start(const char *what) {
     printf("%s\n", what);
+    cuda_device_init("these programs need a GPU; DEV_CUDA_SMALL=1 runs them on the CPU emulator (tests/cuda_emu)");
     print_device_line();
     if (small_mode()) { printf("small mode (DEV_CUDA_SMALL=1): small shapes, validation only, no timing\n"); }
     int dev = 0;

@@ -58,7 +58,10 @@ typedef enum {
     cudaErrorInvalidValue = 1,
     cudaErrorMemoryAllocation = 2,
     cudaErrorInvalidConfiguration = 9,
+    cudaErrorInsufficientDriver = 35,
     cudaErrorNoDevice = 100,
+    cudaErrorNoKernelImageForDevice = 209,
+    cudaErrorUnsupportedPtxVersion = 222,
     cudaErrorInvalidDeviceFunction = 98,
     cudaErrorInvalidResourceHandle = 400,
     cudaErrorNotReady = 600,
@@ -375,6 +378,16 @@ static inline void emu_reserve(int nres) {
 // dynamic shared memory; cooperative: all blocks resident at once (the caller checked
 // that they fit, see cudaLaunchCooperativeKernel)
 template <typename F> static void emu_launch_impl(dim3 grid, dim3 block, size_t smem, int cooperative, F f) {
+    // CUDA_EMU_DEVICE_ERROR=N, N other than 35 and 100: every launch fails with N (see cuda_runtime.h)
+    static const int launch_error = [] {
+        const char *e = getenv("CUDA_EMU_DEVICE_ERROR");
+        int n = e != NULL ? atoi(e) : 0;
+        return (n == 35 || n == 100) ? 0 : n;
+    }();
+    if (launch_error != 0) {
+        emu.last_error = (cudaError_t)launch_error;
+        return;
+    }
     long long nthreads = (long long)block.x * block.y * block.z;
     if (nthreads < 1 || nthreads > EMU_MAX_THREADS || block.z > 64 || grid.x < 1 || grid.y < 1 || grid.z < 1 ||
         grid.y > 65535 || grid.z > 65535 || grid.x > 2147483647u) {

@@ -7,6 +7,8 @@
 
 #include "cuda_emu_core.h"
 
+#define CUDART_VERSION 13000 // the toolkit the emulator stands in for
+
 typedef enum { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice,
                cudaMemcpyDefault } cudaMemcpyKind;
 
@@ -26,6 +28,9 @@ static inline const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
+    case cudaErrorNoKernelImageForDevice: return "no kernel image is available for execution on the device";
+    case cudaErrorUnsupportedPtxVersion: return "the provided PTX was compiled with an unsupported toolchain.";
     case cudaErrorInvalidDeviceFunction: return "invalid device function";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorNotReady: return "device not ready";
@@ -87,7 +92,31 @@ static inline cudaError_t cudaMemsetAsync(void *dst, int v, size_t bytes, cudaSt
     return cudaMemset(dst, v, bytes);
 }
 static inline cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
-static inline cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
+// CUDA_EMU_DEVICE_ERROR=N (tests): cudaGetDeviceCount fails with N if N is 35 (driver too old) or
+// 100 (no device); for another N the first launch does (209: no kernel image for this GPU)
+static inline int emu_device_error(void) {
+    const char *e = getenv("CUDA_EMU_DEVICE_ERROR");
+    return e != NULL ? atoi(e) : 0;
+}
+static inline cudaError_t cudaGetDeviceCount(int *n) {
+    int e = emu_device_error();
+    *n = (e == 35 || e == 100) ? 0 : 1;
+    return (e == 35 || e == 100) ? (cudaError_t)e : cudaSuccess;
+}
+// a kernel's resources: what the emulator knows of them; fails like a binary without code for
+// this GPU when CUDA_EMU_DEVICE_ERROR names a launch error
+struct cudaFuncAttributes {
+    int maxThreadsPerBlock, numRegs;
+    size_t sharedSizeBytes, localSizeBytes;
+};
+template <typename F> static inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *a, F f) {
+    (void)f;
+    memset(a, 0, sizeof(*a));
+    a->maxThreadsPerBlock = 1024;
+    int e = emu_device_error();
+    return (e != 0 && e != 35 && e != 100) ? (cudaError_t)e : cudaSuccess;
+}
+static inline cudaError_t cudaDriverGetVersion(int *v) { *v = emu_device_error() == 35 ? 12040 : 13000; return cudaSuccess; }
 static inline cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidValue; }
 static inline cudaError_t cudaGetDevice(int *d) { *d = 0; return cudaSuccess; }
 static inline cudaError_t cudaRuntimeGetVersion(int *v) { *v = 13000; return cudaSuccess; }
