@@ -2,6 +2,7 @@
 #   make train_gpt2_1bit    CPU trainer (also prepares tiny Shakespeare if it is missing)
 #   make train_gpt2_1bitcu  CUDA trainer (needs nvcc; skipped with a message otherwise)
 #   make test-cuda          the CUDA tests (needs a GPU)
+#   make gpu-kit            everything dev/gpu_check.sh runs on a GPU machine, built here into gpukit/
 #   make test               every test; the last line is "N passed, N failed"
 #   make bench              CPU benchmark: 124M, fp vs ternary, in one run
 #   make -C dev/cuda        the CUDA kernel variants
@@ -31,7 +32,7 @@ endif
 HEADERS = $(wildcard llmc/*.h)
 DATA = data/tinyshakespeare/tiny_shakespeare_train.bin data/tinyshakespeare/tiny_shakespeare_val.bin data/gpt2_tokenizer.bin
 
-.PHONY: all data test test-cuda cuda bench clean
+.PHONY: all data test test-cuda cuda gpu-kit gpu-kit-bins bench clean
 
 all: train_gpt2_1bit run_gpt2_1bit train_gpt2_1bitcu
 
@@ -48,13 +49,23 @@ data: $(DATA)
 $(DATA) &: prepro_tinyshakespeare.py
 	$(PYTHON) prepro_tinyshakespeare.py
 
-# CUDA: GPU_COMPUTE_CAPABILITY=90 is Hopper (H100/H200), 80 Ampere (A100), 89 Ada.
+# CUDA. GPU_COMPUTE_CAPABILITY lists the GPUs to build machine code for: 80 Ampere (A100),
+# 89 Ada (L4, L40S, RTX 40xx), 90 Hopper (H100, H200); the last one also goes in as PTX,
+# which the driver compiles at start-up for a newer GPU. One architecture builds faster:
+#   make train_gpt2_1bitcu GPU_COMPUTE_CAPABILITY=90
+# A GPU missing from the list gets a start-up error that names its number.
 # PRECISION=FP32 keeps activations in fp32 (tests); the default is bf16.
 # No --use_fast_math: the quantizers' rintf, division and sqrtf must round as
 # the CPU spec (llmc/ternary.h) does, or codes flip at ties.
-GPU_COMPUTE_CAPABILITY ?= 90
+GPU_COMPUTE_CAPABILITY ?= 80 89 90
 PRECISION ?= BF16
-NVCC_FLAGS = -O3 -std=c++17 -arch=sm_$(GPU_COMPUTE_CAPABILITY) -Xcompiler -Wall,-Wno-unknown-pragmas
+CUDA_ARCHS = $(strip $(GPU_COMPUTE_CAPABILITY))
+cuda_gencode = $(foreach a,$(1),-gencode arch=compute_$(a),code=sm_$(a)) \
+               -gencode arch=compute_$(lastword $(1)),code=compute_$(lastword $(1))
+# -DCUDA_ARCH_LIST: the list, for that start-up error (llmc/cuda_common.h)
+cuda_flags = -O3 -std=c++17 $(call cuda_gencode,$(1)) -DCUDA_ARCH_LIST='"$(1)"' \
+             -Xcompiler -Wall,-Wno-unknown-pragmas
+NVCC_FLAGS = $(call cuda_flags,$(CUDA_ARCHS))
 PRECISION_FLAG =
 ifeq ($(PRECISION),FP32)
   PRECISION_FLAG = -DENABLE_FP32
@@ -62,18 +73,35 @@ endif
 NVCC_LIBS = -lcublas
 CUDA_DEPS = train_gpt2_1bit.cu $(HEADERS)
 CUDA_TEST_BINS = tests/test_gpt2_1bitcu tests/test_gpt2_1bitcu_fp32
+DEV_CUDA_PROGS = quantize_weights rmsnorm_quant bitlinear_forward bitlinear_backward ternary_gemv
+
+# The flags a CUDA binary was built with, one file per build kind: rewritten only when they
+# change, so `make train_gpt2_1bitcu PRECISION=FP32` after a bf16 build rebuilds the trainer
+# instead of leaving the other precision's binary in place.
+.PHONY: FORCE
+.cuda_flags_trainer: FORCE
+	@echo '$(NVCC) $(CUDA_ARCHS) $(PRECISION)' | cmp -s - $@ || echo '$(NVCC) $(CUDA_ARCHS) $(PRECISION)' >$@
+.cuda_flags_tests: FORCE
+	@echo '$(NVCC) $(CUDA_ARCHS)' | cmp -s - $@ || echo '$(NVCC) $(CUDA_ARCHS)' >$@
+
+# The data the trainer's defaults read, made when it can be, but not a build dependency: a GPU
+# machine with neither network nor ../shared must still build (the trainer names a missing file).
+.PHONY: data-if-possible
+data-if-possible:
+	@for f in $(DATA); do [ -f $$f ] || { $(PYTHON) prepro_tinyshakespeare.py || \
+	  echo "note: tiny Shakespeare could not be prepared (see above); the build goes on: run $(PYTHON) prepro_tinyshakespeare.py before training"; break; }; done
 
 ifeq ($(shell which $(NVCC) 2>/dev/null),)
-train_gpt2_1bitcu $(CUDA_TEST_BINS) test-cuda cuda:
+train_gpt2_1bitcu $(CUDA_TEST_BINS) test-cuda cuda gpu-kit gpu-kit-bins:
 	@echo "nvcc not found: skipping CUDA targets"
 else
-train_gpt2_1bitcu: $(CUDA_DEPS) | $(DATA)
+train_gpt2_1bitcu: $(CUDA_DEPS) .cuda_flags_trainer | data-if-possible
 	$(NVCC) $(NVCC_FLAGS) $(PRECISION_FLAG) $< $(NVCC_LIBS) -o $@
 
 # the CUDA test in both precisions (the tolerances differ, see the file)
-tests/test_gpt2_1bitcu: tests/test_gpt2_1bit.cu $(CUDA_DEPS)
+tests/test_gpt2_1bitcu: tests/test_gpt2_1bit.cu $(CUDA_DEPS) .cuda_flags_tests
 	$(NVCC) $(NVCC_FLAGS) $< $(NVCC_LIBS) -o $@
-tests/test_gpt2_1bitcu_fp32: tests/test_gpt2_1bit.cu $(CUDA_DEPS)
+tests/test_gpt2_1bitcu_fp32: tests/test_gpt2_1bit.cu $(CUDA_DEPS) .cuda_flags_tests
 	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 $< $(NVCC_LIBS) -o $@
 
 # build everything CUDA (what CI can do without a GPU)
@@ -83,6 +111,57 @@ cuda: train_gpt2_1bitcu $(CUDA_TEST_BINS)
 test-cuda: train_gpt2_1bit train_gpt2_1bitcu $(CUDA_TEST_BINS)
 	@rc=0; ./tests/test_gpt2_1bitcu_fp32 || rc=1; ./tests/test_gpt2_1bitcu || rc=1; \
 	  bash tests/test_cuda_vs_cpu.sh || rc=1; exit $$rc
+
+# ----------------------------------------------------------------------------
+# The GPU kit: everything dev/gpu_check.sh runs, built here (nvcc, no GPU needed) into
+# gpukit/ (ignored), so a GPU machine with no network, no ../shared and little time only
+# runs it: the trainer in bf16 and fp32, the CUDA tests, the dev/cuda programs, the CPU
+# trainer, the tiny Shakespeare files and the CPU side of tests/test_cuda_vs_cpu.sh
+# (two d2 runs of 300 steps, about 10 minutes on 2 cores: done once, kept in gpukit/cpu_ref).
+# KIT_ARCH is the GPU it is for (90: H100/H200). It prints what to carry to the GPU machine.
+KIT = gpukit
+KIT_ARCH ?= 90
+KIT_FLAGS = $(call cuda_flags,$(KIT_ARCH))
+KIT_DEV_CUDA = $(addprefix $(KIT)/dev_cuda/,$(DEV_CUDA_PROGS))
+KIT_BINS = $(KIT)/train_gpt2_1bitcu $(KIT)/train_gpt2_1bitcu_fp32 $(KIT)/test_gpt2_1bitcu \
+           $(KIT)/test_gpt2_1bitcu_fp32 $(KIT)/train_gpt2_1bit $(KIT_DEV_CUDA)
+KIT_DATA = $(addprefix $(KIT)/,$(DATA))
+$(KIT)/.flags: FORCE
+	@mkdir -p $(@D)
+	@echo '$(NVCC) $(KIT_ARCH)' | cmp -s - $@ || echo '$(NVCC) $(KIT_ARCH)' >$@
+$(KIT)/train_gpt2_1bitcu: $(CUDA_DEPS) $(KIT)/.flags
+	@mkdir -p $(@D)
+	$(NVCC) $(KIT_FLAGS) $< $(NVCC_LIBS) -o $@
+$(KIT)/train_gpt2_1bitcu_fp32: $(CUDA_DEPS) $(KIT)/.flags
+	@mkdir -p $(@D)
+	$(NVCC) $(KIT_FLAGS) -DENABLE_FP32 $< $(NVCC_LIBS) -o $@
+$(KIT)/test_gpt2_1bitcu: tests/test_gpt2_1bit.cu $(CUDA_DEPS) $(KIT)/.flags
+	@mkdir -p $(@D)
+	$(NVCC) $(KIT_FLAGS) $< $(NVCC_LIBS) -o $@
+$(KIT)/test_gpt2_1bitcu_fp32: tests/test_gpt2_1bit.cu $(CUDA_DEPS) $(KIT)/.flags
+	@mkdir -p $(@D)
+	$(NVCC) $(KIT_FLAGS) -DENABLE_FP32 $< $(NVCC_LIBS) -o $@
+# dev/cuda's own rules, with the kit's architecture, output into the kit
+$(KIT)/dev_cuda/%: dev/cuda/%.cu dev/cuda/common.h $(HEADERS) $(KIT)/.flags
+	@mkdir -p $(@D)
+	$(MAKE) --no-print-directory -C dev/cuda GPU_COMPUTE_CAPABILITY=$(KIT_ARCH) OUT_DIR=../../$(@D) ../../$@
+# the CPU trainer for x86-64 with AVX2 (x86-64-v3), not -march=native: the GPU machine's CPU is another one
+$(KIT)/train_gpt2_1bit: train_gpt2_1bit.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(subst -march=native,-march=x86-64-v3,$(CFLAGS)) $< $(LDLIBS) -o $@
+$(KIT)/data/%: data/%
+	@mkdir -p $(@D)
+	cp $< $@
+# the CPU side of tests/test_cuda_vs_cpu.sh (CPU_ONLY=1 runs just that, into CPU_LOGS)
+$(KIT)/cpu_ref/DONE: train_gpt2_1bit tests/test_cuda_vs_cpu.sh | $(DATA)
+	CPU_LOGS=$(KIT)/cpu_ref CPU_ONLY=1 bash tests/test_cuda_vs_cpu.sh
+	touch $@
+# the binaries alone (what dev/gpu_check.sh rebuilds on a GPU machine where the carried ones do not load)
+gpu-kit-bins: $(KIT_BINS)
+gpu-kit: $(KIT_BINS) $(KIT_DATA) $(KIT)/cpu_ref/DONE
+	@echo "gpu-kit: $$(du -sh $(KIT) | cut -f1) in $(KIT)/ (the device tool carries at most 64 MiB)"
+	@printf 'carry: ["$(KIT)"'; [ -x peers/llm.c/train_gpt2cu ] && printf ', "peers/llm.c/train_gpt2cu"'; echo ']'
+	@echo "then, on the GPU machine: bash dev/gpu_check.sh OUTDIR"
 endif
 
 # ----------------------------------------------------------------------------
@@ -109,7 +188,6 @@ train_gpt2_1bitcu_emu: $(EMU_DIR)/train_gpt2_1bit.cpp $(EMU_HEADERS)
 
 # the dev/cuda kernel variants on the emulator, run in small mode by tests/test_dev_cuda_emu.sh;
 # -I dev/cuda: their "common.h", next to the .cu but not next to the rewritten .cpp
-DEV_CUDA_PROGS = quantize_weights rmsnorm_quant bitlinear_forward bitlinear_backward ternary_gemv
 DEV_CUDA_EMU_BINS = $(addprefix $(EMU_DIR)/dev_cuda/,$(DEV_CUDA_PROGS))
 EMU_BINS += $(DEV_CUDA_EMU_BINS)
 .PRECIOUS: $(EMU_DIR)/dev_cuda/%.cpp
@@ -163,4 +241,5 @@ bench: bench_gpt2_1bit bench_kernels
 
 clean:
 	rm -f train_gpt2_1bit train_gpt2_1bitcu run_gpt2_1bit bench_gpt2_1bit bench_kernels $(TEST_BINS) $(CUDA_TEST_BINS) $(EMU_BINS)
-	rm -rf $(EMU_DIR)
+	rm -rf $(EMU_DIR) $(KIT)
+	rm -f .cuda_flags_trainer .cuda_flags_tests $(KIT)/.flags
