@@ -8,6 +8,9 @@
 #
 # Usage: bash dev/bench_gpt2_1bit_cuda.sh [B] [STEPS]    (defaults: B=64, STEPS=20)
 #   BIN=./train_gpt2_1bitcu (build it with make train_gpt2_1bitcu); needs a GPU.
+#   KEEP_LOGS=DIR keeps each run's output as DIR/bench_<mode>.out.
+#   BENCH_MODEL=d12 and BENCH_T=1024: another model or sequence length (a check of this
+#   script on the CPU emulator uses d1 and 32; MFU assumes d12's shape)
 # MFU counts 6 N + 12 L C T FLOPs per token (PaLM's formula: the matmuls of the
 # forward and backward passes, N without the position embeddings, plus attention)
 # as if every product ran at the bf16 tensor-core peak, int8 ones included.
@@ -16,7 +19,8 @@ cd "$(dirname "$0")/.." || exit 1
 B=${1:-64}
 STEPS=${2:-20}
 BIN=${BIN:-./train_gpt2_1bitcu}
-T=1024
+MODEL=${BENCH_MODEL:-d12}
+T=${BENCH_T:-1024}
 [ -x "$BIN" ] || { echo "error: $BIN not found ---> HINT: make train_gpt2_1bitcu"; exit 1; }
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 # dense bf16 tensor-core peaks (TFLOPS) from NVIDIA's datasheets
@@ -28,25 +32,31 @@ case "$gpu" in
     *4090*) peak=165 ;;
     *) peak=0 ;;
 esac
-echo "GPU: ${gpu:-unknown} (bf16 peak ${peak} TFLOPS), d12, B=$B, T=$T, $STEPS steps, $(date -u +%Y-%m-%d)"
+echo "GPU: ${gpu:-unknown} (bf16 peak ${peak} TFLOPS), $MODEL, B=$B, T=$T, $STEPS steps, $(date -u +%Y-%m-%d)"
 W=$(mktemp -d "${TMPDIR:-/tmp}/bench_cuda.XXXXXX") || exit 1
 trap 'rm -rf "$W"' EXIT
-printf "%-8s %10s %12s %8s\n" mode "ms/step" "tok/s" "MFU"
+printf "%-8s %10s %12s %8s %12s\n" mode "ms/step" "tok/s" "MFU" "memory GiB"
 for mode in fp ternary; do
-    flags=()
-    [ "$mode" = fp ] && flags=(-wq fp -aq none -rn 0)
-    if ! "$BIN" -e d12 -b "$B" -t "$T" -x "$STEPS" -v 0 -s 0 -o "" "${flags[@]}" >"$W/$mode.out" 2>&1; then
+    # the mode's flags as one string, split on purpose: an empty array under set -u
+    # is an error on bash < 4.4
+    flags=""
+    [ "$mode" = fp ] && flags="-wq fp -aq none -rn 0"
+    # shellcheck disable=SC2086
+    if ! "$BIN" -e "$MODEL" -b "$B" -t "$T" -x "$STEPS" -v 0 -s 0 -o "" $flags >"$W/$mode.out" 2>&1; then
         echo "$mode: the run failed: $(grep -m1 'error' "$W/$mode.out")"
+        [ -n "${KEEP_LOGS:-}" ] && cp "$W/$mode.out" "$KEEP_LOGS/bench_$mode.out"
         continue
     fi
+    [ -n "${KEEP_LOGS:-}" ] && cp "$W/$mode.out" "$KEEP_LOGS/bench_$mode.out"
+    mem=$(sed -n 's/^device memory: \([0-9.]*\) GiB allocated.*/\1/p' "$W/$mode.out")
     params=$(sed -n 's/^model: .*), \([0-9]*\) parameters.*/\1/p' "$W/$mode.out")
     # median ms of steps 2..STEPS (step 1 warms up cuBLAS)
     ms=$(sed -n 's/^step *\([0-9]*\)\/[0-9]* | .* | \([0-9.]*\) ms | .*/\1 \2/p' "$W/$mode.out" |
          awk '$1 > 1 { print $2 }' | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
-    awk -v m="$mode" -v ms="$ms" -v B="$B" -v T="$T" -v N="$params" -v peak="$peak" 'BEGIN {
+    awk -v m="$mode" -v ms="$ms" -v B="$B" -v T="$T" -v N="$params" -v peak="$peak" -v mem="${mem:--}" 'BEGIN {
         tok = B * T / (ms / 1000); flops = 6 * (N - 1024 * 768) + 12 * 12 * 768 * T;
         mfu = peak > 0 ? sprintf("%.1f%%", 100 * tok * flops / (peak * 1e12)) : "-";
-        printf "%-8s %10.1f %12.0f %8s\n", m, ms, tok, mfu }'
+        printf "%-8s %10.1f %12.0f %8s %12s\n", m, ms, tok, mfu, mem }'
     echo "$ms" >"$W/$mode.ms"
 done
 if [ -s "$W/fp.ms" ] && [ -s "$W/ternary.ms" ]; then

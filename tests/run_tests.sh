@@ -41,6 +41,10 @@ run "loss plot (tests/test_plot.py)" "$PYTHON" tests/test_plot.py
 run "CUDA trainer on the CPU emulator vs PyTorch reference, fp32 (tests/test_gpt2_1bitcu_emu_fp32)" ./tests/test_gpt2_1bitcu_emu_fp32
 run "CUDA trainer on the CPU emulator vs PyTorch reference, bf16 (tests/test_gpt2_1bitcu_emu)" ./tests/test_gpt2_1bitcu_emu
 run "CUDA trainer on the CPU emulator vs the CPU trainer, resume (tests/test_cuda_vs_cpu.sh)" env QUICK=1 CUDA_BIN=./train_gpt2_1bitcu_emu bash tests/test_cuda_vs_cpu.sh
+run "CUDA start-up errors: old driver, no GPU, no code for the GPU (tests/test_cuda_startup.sh)" bash tests/test_cuda_startup.sh
+run "the Makefile's CUDA builds: no data needed, architectures, rebuilt on PRECISION= (tests/test_build.sh)" bash tests/test_build.sh
+run "dev/gpu_check.sh's flow on the CPU emulator (tests/test_gpu_check_emu.sh)" bash tests/test_gpu_check_emu.sh
+run "CUDA kernels' registers and shared memory vs their launches (tests/test_cuda_resources.sh)" bash tests/test_cuda_resources.sh
 # the dev/cuda kernel variants, validated on the emulator in small mode (DEV_CUDA_SMALL=1)
 run "dev/cuda quantize_weights on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh quantize_weights 1 2 3
 run "dev/cuda rmsnorm_quant on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh rmsnorm_quant 1 2 3

@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# dev/gpu_check.sh: the whole GPU check in one command, for a machine that has a GPU and
+# little time (a lent GPU, or your own). Build first, where nvcc is (no GPU needed):
+#   make gpu-kit                  # into gpukit/: trainers, tests, dev/cuda, data, CPU runs
+#   bash dev/gpu_check.sh OUTDIR  # on the GPU machine, from anywhere
+# Every part runs under its own time limit, so one failure or hang does not stop the rest;
+# full logs go to OUTDIR/<part>.log, and a summary table is printed last (and kept in
+# OUTDIR/summary.txt). On an NVIDIA H200 (2026-11-28) the whole check took 297 s. On a lent
+# machine whose results come back as a few files, tar OUTDIR afterwards:
+#   timeout 465 bash dev/gpu_check.sh /tmp/gc; tar czf $OUT/gc.tgz -C /tmp gc
+#
+# Parts, in order:
+#   1. correctness, in parallel (timings would mean nothing here):
+#      the CUDA model tests against the PyTorch reference (fp32 and bf16 builds, with their
+#      determinism and gradient-accumulation checks); the CUDA trainer against the CPU
+#      trainer's runs kept in gpukit/cpu_ref, and resume bit for bit (tests/test_cuda_vs_cpu.sh);
+#      compute-sanitizer memcheck and racecheck on a small training run in both modes, and on
+#      each dev/cuda program in small mode (DEV_CUDA_SMALL=1)
+#   2. speed, one at a time: the training benchmark (dev/bench_gpt2_1bit_cuda.sh: d12, B=64,
+#      T=1024, fp and b1.58), llm.c's train_gpt2cu on the same configuration when its binary
+#      is at peers/llm.c/train_gpt2cu (an ignored folder; build it by hand), the PyTorch bf16
+#      torch.compile peer (dev/bench_pytorch_gpt2.py), then every dev/cuda program at full size
+#
+# Environment: KIT=gpukit (the kit's folder); BUDGET=480 (seconds in all: a speed part that
+# would run past it gets the time left, or is skipped with under 20 s left); B=64, STEPS=20
+# (the benchmarks); PYTHON=python3 (the PyTorch peer's); EMU=1 checks this script's flow on
+# the CPU emulator's builds (make test builds them), with tiny sizes and no sanitizer.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+if [ $# -ne 1 ] || [ "$1" = -h ]; then
+    echo "usage: bash dev/gpu_check.sh OUTDIR   (after make gpu-kit; see the header of this file)"
+    exit 1
+fi
+OUT=$1
+mkdir -p "$OUT" || exit 1
+OUT=$(cd "$OUT" && pwd)
+KIT=${KIT:-gpukit}
+BUDGET=${BUDGET:-480}
+B=${B:-64}
+STEPS=${STEPS:-20}
+PYTHON=${PYTHON:-python3}
+EMU=${EMU:-0}
+START=$(date +%s)
+elapsed() { echo $(($(date +%s) - START)); }
+PROGS="quantize_weights rmsnorm_quant bitlinear_forward bitlinear_backward ternary_gemv"
+
+if [ "$EMU" = 1 ]; then # the emulator's builds (tests/cuda_emu), tiny sizes
+    T_BIN=./train_gpt2_1bitcu_emu; T_BIN32=""; TEST_BF16=./tests/test_gpt2_1bitcu_emu
+    TEST_FP32=./tests/test_gpt2_1bitcu_emu_fp32; CPU_BIN=./train_gpt2_1bit; DEV=tests/cuda_emu/build/dev_cuda
+    BENCH_ENV=(BENCH_MODEL=d1 BENCH_T=32); B=2; STEPS=3
+    PEER_ARGS=(--device cpu --depth 1 --channels 64 --heads 2 -b "$B" -t 32 -x "$STEPS" --compile 0)
+else
+    T_BIN=$KIT/train_gpt2_1bitcu; T_BIN32=$KIT/train_gpt2_1bitcu_fp32; TEST_BF16=$KIT/test_gpt2_1bitcu
+    TEST_FP32=$KIT/test_gpt2_1bitcu_fp32; CPU_BIN=$KIT/train_gpt2_1bit; DEV=$KIT/dev_cuda
+    BENCH_ENV=(); PEER_ARGS=(-b "$B" -x "$STEPS")
+fi
+
+# ----------------------------------------------------------------------------
+# parts: each writes OUTDIR/<name>.log and a status line OUTDIR/<name>.status:
+#   "<status> <seconds> <note>", status PASS, FAIL, TIMEOUT or SKIP
+
+# part NAME LIMIT_S CMD...: run CMD with its output in NAME.log, at most LIMIT_S seconds
+part() {
+    local name=$1 limit=$2
+    shift 2
+    local t0 rc status
+    t0=$(date +%s)
+    echo "[$(elapsed) s] start $name (limit ${limit} s)"
+    timeout -k 5 "$limit" "$@" >"$OUT/$name.log" 2>&1
+    rc=$?
+    case $rc in
+        0) status=PASS ;;
+        124 | 137) status=TIMEOUT ;;
+        *) status=FAIL ;;
+    esac
+    echo "$status $(($(date +%s) - t0)) $(note "$name" "$rc")" >"$OUT/$name.status"
+    echo "[$(elapsed) s] $status $name"
+}
+skip() { echo "SKIP 0 $2" >"$OUT/$1.status"; echo "[$(elapsed) s] SKIP $1: $2"; }
+
+# a part in the speed phase: gets what is left of the budget, at most LIMIT_S
+timed_part() {
+    local name=$1 limit=$2 left
+    left=$((BUDGET - $(elapsed)))
+    if [ "$left" -lt 20 ]; then skip "$name" "budget of $BUDGET s spent"; return; fi
+    [ "$left" -lt "$limit" ] && limit=$left
+    shift 2
+    part "$name" "$limit" "$@"
+}
+
+# the summary's note for a part: its key figures, read from its log
+note() {
+    local log=$OUT/$1.log rc=$2
+    case $1 in
+        test_*) grep -ho '^(test_gpt2_1bit.cu .*)$' "$log" | tail -1 ;;
+        cuda_vs_cpu) grep -ho '^(test_cuda_vs_cpu.sh: .*)$' "$log" | tail -1 ;;
+        sanitize_*_dev_cuda) echo "$(grep -cE 'SUMMARY: 0 (errors|hazards)' "$log") of 5 programs clean" ;;
+        sanitize_*) grep -hE -m1 '^========= (ERROR SUMMARY|RACECHECK SUMMARY).*' "$log" |
+                        sed 's/^========= //' ;;
+        bench) grep -hE '^(fp|ternary|ternary / fp)' "$log" | tr -s ' ' | paste -sd';' ;;
+        llmc) grep -h '^llm.c:' "$log" | tail -1 ;;
+        pytorch) grep -h '^pytorch:' "$log" | sed 's/; torch.*//' | tail -1 ;;
+        dev_*) grep -hE '^(All results match|FAIL|error)' "$log" | head -1 ;;
+    esac
+    [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && echo " (exit $rc: $(grep -m1 -iE 'error|fail' "$log" | cut -c1-120))"
+}
+
+# ----------------------------------------------------------------------------
+# 0. the machine, and whether the kit's binaries load here
+
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "host: $(uname -srm), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
+    nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem,power.limit,temperature.gpu --format=csv 2>&1
+    nvidia-smi 2>&1 | grep -m1 'CUDA Version'
+    command -v nvcc >/dev/null && nvcc --version | tail -2
+    command -v compute-sanitizer >/dev/null && compute-sanitizer --version | tail -1
+    git log -1 --format='commit: %h %s' 2>/dev/null
+} >"$OUT/machine.log" 2>&1
+cat "$OUT/machine.log"
+
+if [ "$EMU" != 1 ]; then
+    if [ ! -x "$T_BIN" ]; then
+        echo "error: $T_BIN not found ---> HINT: run make gpu-kit first (where nvcc is), and carry $KIT"
+        exit 1
+    fi
+    # binaries built on another machine may not load here (other system libraries): rebuild then
+    if ldd "$T_BIN" "$TEST_BF16" "$DEV/bitlinear_forward" 2>&1 | grep -q 'not found' || ! "$T_BIN" -h >/dev/null 2>&1; then
+        echo "the kit's binaries do not load here: rebuilding them (make -B gpu-kit-bins)"
+        ldd "$T_BIN" | grep 'not found'
+        part rebuild 300 make -B -j "$(nproc)" gpu-kit-bins
+        cat "$OUT/rebuild.status"
+    fi
+    # the default data paths the tests read (the kit carries a copy)
+    if [ ! -f data/tinyshakespeare/tiny_shakespeare_train.bin ] && [ -d "$KIT/data" ]; then
+        mkdir -p data && cp -r "$KIT/data/." data/
+    fi
+fi
+
+# ----------------------------------------------------------------------------
+# 1. correctness, in parallel
+
+# tiny shards for the sanitizer runs (the small model tests/ref/model.bin has V=250)
+python3 tests/make_tiny_data.py "$OUT/tiny" >/dev/null
+SMALL=(-e tests/ref/model.bin -i "$OUT/tiny/train.bin" -j "$OUT/tiny/val.bin" -tf /nonexistent -b 4 -t 16 -x 2
+       -v 1 -m 1 -s 0 -o "")
+SAN=""
+command -v compute-sanitizer >/dev/null && [ "$EMU" != 1 ] && SAN=compute-sanitizer
+
+part test_fp32 150 "$TEST_FP32" &
+part test_bf16 150 "$TEST_BF16" &
+if [ "$EMU" = 1 ]; then
+    part cuda_vs_cpu 300 env QUICK=1 CUDA_BIN="$T_BIN" CPU_BIN="$CPU_BIN" bash tests/test_cuda_vs_cpu.sh &
+else
+    part cuda_vs_cpu 180 env CPU_LOGS="$KIT/cpu_ref" CUDA_BIN="$T_BIN" CPU_BIN="$CPU_BIN" bash tests/test_cuda_vs_cpu.sh &
+fi
+if [ -n "$SAN" ]; then
+    for tool in memcheck racecheck; do
+        part "sanitize_${tool}_b158" 150 $SAN --tool "$tool" --error-exitcode 1 "$T_BIN" "${SMALL[@]}" &
+        part "sanitize_${tool}_fp" 150 $SAN --tool "$tool" --error-exitcode 1 "$T_BIN" "${SMALL[@]}" -wq fp -aq none -rn 0 &
+        if [ -n "$T_BIN32" ]; then
+            part "sanitize_${tool}_b158_fp32" 150 $SAN --tool "$tool" --error-exitcode 1 "$T_BIN32" "${SMALL[@]}" &
+        fi
+    done
+    # dev/cuda in small mode: one part per tool, the programs one after another
+    san_dev() {
+        local rc=0 p
+        for p in $PROGS; do
+            echo "==== $p"
+            DEV_CUDA_SMALL=1 timeout 100 $SAN --tool "$1" --error-exitcode 1 "$DEV/$p" || { rc=1; echo "FAIL: $p"; }
+        done
+        return $rc
+    }
+    export -f san_dev
+    export PROGS SAN DEV
+    for tool in memcheck racecheck; do
+        part "sanitize_${tool}_dev_cuda" 150 bash -c "san_dev $tool" &
+    done
+else
+    skip sanitize "compute-sanitizer not found$([ "$EMU" = 1 ] && echo ' (EMU=1)')"
+fi
+wait
+echo "[$(elapsed) s] correctness done"
+
+# ----------------------------------------------------------------------------
+# 2. speed, one at a time
+
+timed_part bench 200 env "${BENCH_ENV[@]+"${BENCH_ENV[@]}"}" KEEP_LOGS="$OUT" BIN="$T_BIN" \
+    bash dev/bench_gpt2_1bit_cuda.sh "$B" "$STEPS"
+
+# llm.c's train_gpt2cu, the same model, batch and data (bf16, its defaults otherwise)
+LLMC=${LLMC_BIN:-peers/llm.c/train_gpt2cu}
+if [ "$EMU" = 1 ]; then
+    skip llmc "EMU=1"
+elif [ -x "$LLMC" ]; then
+    run_llmc() {
+        local TRAIN=data/tinyshakespeare/tiny_shakespeare_train.bin
+        # -v above -x: val only at the first and last step (-v 0 would divide by zero), on the
+        # train file (the val file is smaller than one batch); -s 0: no samples; -h 0: no HellaSwag
+        "$LLMC" -i "$TRAIN" -j "$TRAIN" -e d12 -b "$B" -t 1024 -d $((B * 1024)) -x "$STEPS" -v 100000 -m 1 \
+            -s 0 -h 0 -n 0 -y 0 || return 1
+    }
+    llmc_part() {
+        run_llmc >"$OUT/llmc.raw" 2>&1
+        local rc=$?
+        cat "$OUT/llmc.raw"
+        # median of steps 2..N, like the benchmark script's
+        sed -n 's/^step *\([0-9]*\)\/[0-9]* | .* | \([0-9.]*\) ms | .*/\1 \2/p' "$OUT/llmc.raw" | awk '$1 > 1 { print $2 }' |
+            sort -n | awk -v B="$B" '{ a[NR] = $1 } END { if (NR == 0) exit 1;
+                m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2;
+                printf "llm.c: median step %.1f ms, %.0f tok/s over steps 2..%d\n", m, B * 1024 / (m / 1000), NR + 1 }'
+        return $rc
+    }
+    export -f run_llmc llmc_part
+    export LLMC OUT B STEPS
+    timed_part llmc 120 bash -c llmc_part
+else
+    skip llmc "no $LLMC (build llm.c's train_gpt2cu by hand in peers/llm.c, an ignored folder)"
+fi
+
+# the PyTorch peer (the GPU machines have torch; elsewhere: pip install -r dev/requirements-bench.txt)
+if "$PYTHON" -c 'import torch, numpy' 2>/dev/null; then
+    timed_part pytorch 150 env PYTHONUNBUFFERED=1 "$PYTHON" dev/bench_pytorch_gpt2.py "${PEER_ARGS[@]}"
+else
+    skip pytorch "$PYTHON has no torch or numpy"
+fi
+
+# dev/cuda at full size (validation, then timing), one program after another, the
+# matrix products first (what the budget cuts is the last)
+for p in bitlinear_forward bitlinear_backward quantize_weights rmsnorm_quant ternary_gemv; do
+    if [ "$EMU" = 1 ]; then
+        timed_part "dev_$p" 120 env DEV_CUDA_SMALL=1 "$DEV/$p"
+    else
+        timed_part "dev_$p" 100 "$DEV/$p"
+    fi
+done
+grep -h '^| ' "$OUT"/dev_*.log 2>/dev/null | awk '!seen[$0]++' >"$OUT/dev_cuda_table.md"
+
+# ----------------------------------------------------------------------------
+# summary: one row per part, then the figures
+
+npass=$(cat "$OUT"/*.status | grep -c '^PASS')
+nother=$(cat "$OUT"/*.status | grep -vc '^PASS\|^SKIP')
+{
+    echo
+    echo "==== gpu_check summary ($(elapsed) s; logs in $OUT)"
+    grep -m1 '^device:' "$OUT/test_bf16.log" 2>/dev/null
+    printf "%-28s %-8s %6s  %s\n" part status seconds note
+    for f in "$OUT"/*.status; do
+        read -r status secs rest <"$f"
+        printf "%-28s %-8s %6s  %s\n" "$(basename "$f" .status)" "$status" "$secs" "$rest"
+    done
+    if [ -s "$OUT/bench.log" ]; then echo; grep -E '^(GPU|mode|fp|ternary)' "$OUT/bench.log"; fi
+    if [ -s "$OUT/dev_cuda_table.md" ]; then echo; cat "$OUT/dev_cuda_table.md"; fi
+    echo
+    echo "gpu_check: $npass parts passed, $nother failed or timed out"
+} | tee "$OUT/summary.txt"
+[ "$nother" -eq 0 ]
