@@ -2,11 +2,14 @@
 # tests/test_cuda_vs_cpu.sh: the CUDA trainer against the CPU trainer on tiny
 # Shakespeare, and its checkpoint/resume from the command line. Needs a GPU.
 #
-# 1. Both trainers train d2 from the same seed for 300 steps (the defaults) in
-#    the b1.58 mode and in fp; their val losses (main.log, every 50 steps) must
-#    agree: at step 0 (same init, no training yet) to VAL0_TOL, later to VAL_TOL.
-#    Training is chaotic in the int8 mode (tests/test_gpt2_1bit.c explains why),
-#    so later steps are compared as curves, not bit for bit.
+# 1. Both trainers train d2 from the same seed for 300 steps (the defaults, val
+#    every 10) in the b1.58 mode and in fp; their val losses (main.log) must agree:
+#    - fp: at step 0 to VAL0_TOL, at every later val step to VAL_TOL;
+#    - b1.58: at step 0 to VAL0_TOL, at steps up to EARLY_STEPS to VAL_EARLY_TOL, and
+#      at the last step to VAL_FINAL_TOL. In between the runs are printed, not
+#      compared: the int8 quantizers make training chaotic (a code that flips at a
+#      rounding tie in one run and not in the other changes the trajectory), and the
+#      runs part after a few dozen steps, whatever the hardware (the numbers below).
 # 2. Resume: 20 steps in one go (checkpoints at 10 and 20); a second run of the
 #    same loses its step-20 checkpoint (as if killed after step 10's) and resumes
 #    with -y 1: model_00000020.bin and state_00000020.bin must be identical (cmp).
@@ -15,27 +18,48 @@
 # ./train_gpt2_1bit and ./train_gpt2_1bitcu (CUDA_BIN= picks another build).
 # QUICK=1 (what make test runs with the CPU emulator, CUDA_BIN=./train_gpt2_1bitcu_emu):
 # the small model tests/ref/model.bin on tiny synthetic shards, 40 steps, val every 10.
+# CPU_LOGS=DIR keeps the CPU runs in DIR and reuses them when they are there (the two d2
+# runs take minutes on a small CPU; make gpu-kit makes them once); CPU_ONLY=1 makes them
+# and stops, without a GPU. CPU_BIN= picks another CPU build.
 set -u
 cd "$(dirname "$0")/.." || exit 1
-CPU_BIN=./train_gpt2_1bit
+CPU_BIN=${CPU_BIN:-./train_gpt2_1bit}
 CUDA_BIN=${CUDA_BIN:-./train_gpt2_1bitcu}
-# bf16 activations round to 8 significant bits: at step 0 the val loss (about
-# 10.8) of the same weights differs by that rounding only. After training the
-# runs differ by the chaos of training as well; first estimates, to be replaced
-# by measured bounds on the first GPU run.
+CPU_LOGS=${CPU_LOGS:-}
+CPU_ONLY=${CPU_ONLY:-0}
+# Measured on an NVIDIA H200 (2026-11-28, the bf16 and fp32 builds against the CPU):
+# - step 0: 5e-6 (the same weights; bf16 rounding of the activations only);
+# - fp: val losses at most 0.05 apart over 300 steps (bf16), 1e-4 (fp32 build);
+# - b1.58: train losses within 1e-3 up to step 32 in both builds, then apart: 0.03-0.04 at
+#   step 40, a loss spike at step 50 in the fp32 build's run (7.38 against 6.8) and at
+#   step 52 in the CPU's (12.4 against 6.7) only; val losses up to step 30 at most 5e-4
+#   apart, and 0.04-0.06 at step 300. The CPU emulator parts from the CPU at step 36 too.
+# The bounds are those with a margin (VAL_EARLY_TOL is 40x what was measured); for scale,
+# the fp and b1.58 curves themselves are 0.02 apart at step 20 and 0.12 at step 40.
 VAL0_TOL=0.02
 VAL_TOL=0.10
+EARLY_STEPS=30
+VAL_EARLY_TOL=0.02
+VAL_FINAL_TOL=0.15
 npass=0
 nfail=0
 pass() { echo "PASS: $1"; npass=$((npass + 1)); }
 fail() { echo "FAIL: $1: $2"; nfail=$((nfail + 1)); }
-for b in "$CPU_BIN" "$CUDA_BIN"; do
-    if [ ! -x "$b" ]; then echo "FAIL: setup: $b not found ---> HINT: make train_gpt2_1bit train_gpt2_1bitcu"; exit 1; fi
-done
 W=$(mktemp -d "${TMPDIR:-/tmp}/test_cuda_vs_cpu.XXXXXX") || exit 1
 trap 'rm -rf "$W"' EXIT
-RUN=(-s 0)           # the defaults: d2 on tiny Shakespeare, 300 steps, val every 50
-MIN_VALS=7
+C=$W                 # where the CPU runs go: cpu_<mode>/main.log
+if [ -n "$CPU_LOGS" ]; then mkdir -p "$CPU_LOGS" && C=$CPU_LOGS || exit 1; fi
+# the CPU build is needed only for CPU runs that are not kept already
+need_cpu=0
+for mode in b158 fp; do [ -s "$C/cpu_$mode/main.log" ] || need_cpu=1; done
+bins=()
+[ "$need_cpu" = 1 ] && bins+=("$CPU_BIN")
+[ "$CPU_ONLY" = 1 ] || bins+=("$CUDA_BIN")
+for b in ${bins[@]+"${bins[@]}"}; do
+    if [ ! -x "$b" ]; then echo "FAIL: setup: $b not found ---> HINT: make train_gpt2_1bit train_gpt2_1bitcu"; exit 1; fi
+done
+RUN=(-s 0 -v 10)     # the defaults (d2 on tiny Shakespeare, 300 steps), val every 10
+MIN_VALS=31
 if [ "${QUICK:-0}" = 1 ]; then
     python3 tests/make_tiny_data.py "$W/data" >/dev/null || { echo "FAIL: setup: tests/make_tiny_data.py"; exit 1; }
     RUN=(-s 0 -e tests/ref/model.bin -i "$W/data/train.bin" -j "$W/data/val.bin" -tf /nonexistent -b 4 -t 16
@@ -49,19 +73,41 @@ vals() { sed -n 's/^s:\([0-9]*\) tel:\([0-9.]*\)$/\1 \2/p' "$1"; }
 for mode in b158 fp; do
     flags=()
     [ "$mode" = fp ] && flags=(-wq fp -aq none -rn 0)
-    "$CPU_BIN" "${RUN[@]}" ${flags[@]+"${flags[@]}"} -o "$W/cpu_$mode" >"$W/cpu_$mode.out" 2>&1 || { fail "$mode: CPU run" "$(tail -1 "$W/cpu_$mode.out")"; continue; }
+    args="${RUN[*]} ${flags[*]+"${flags[*]}"}"
+    if [ -s "$C/cpu_$mode/main.log" ] && [ "$(cat "$C/cpu_$mode/args" 2>/dev/null)" = "$args" ]; then
+        echo "$mode: the CPU run kept in $C/cpu_$mode"
+    else # none kept, or kept with other flags
+        rm -rf "$C/cpu_$mode" "$C/cpu_$mode.tmp"
+        "$CPU_BIN" "${RUN[@]}" ${flags[@]+"${flags[@]}"} -o "$C/cpu_$mode.tmp" >"$C/cpu_$mode.out" 2>&1 || { fail "$mode: CPU run" "$(tail -1 "$C/cpu_$mode.out")"; continue; }
+        rm -f "$C/cpu_$mode.tmp"/model_*.bin "$C/cpu_$mode.tmp"/state_*.bin # only main.log is read (and kept)
+        echo "$args" >"$C/cpu_$mode.tmp/args"
+        mv "$C/cpu_$mode.tmp" "$C/cpu_$mode" # complete runs only: a killed one is redone next time
+    fi
+    if [ "$CPU_ONLY" = 1 ]; then pass "$mode: CPU run in $C/cpu_$mode"; continue; fi
     "$CUDA_BIN" "${RUN[@]}" ${flags[@]+"${flags[@]}"} -o "$W/gpu_$mode" >"$W/gpu_$mode.out" 2>&1 || { fail "$mode: CUDA run" "$(tail -1 "$W/gpu_$mode.out")"; continue; }
-    grep "average step" "$W/cpu_$mode.out" "$W/gpu_$mode.out" | sed "s|$W/||"
-    paste <(vals "$W/cpu_$mode/main.log") <(vals "$W/gpu_$mode/main.log") >"$W/pairs"
+    grep -h "average step" "$C/cpu_$mode.out" "$W/gpu_$mode.out" 2>/dev/null | sed "s/^/$mode: /"
+    paste <(vals "$C/cpu_$mode/main.log") <(vals "$W/gpu_$mode/main.log") >"$W/pairs"
     if [ "$(wc -l <"$W/pairs")" -lt "$MIN_VALS" ]; then fail "$mode: val losses" "fewer than $MIN_VALS val lines"; continue; fi
+    last=$(tail -1 "$W/pairs" | cut -d' ' -f1)
     while read -r s1 cpu s2 gpu; do
         tol=$VAL_TOL
+        [ "$mode" = b158 ] && tol=$VAL_EARLY_TOL
         [ "$s1" = 0 ] && tol=$VAL0_TOL
+        [ "$mode" = b158 ] && [ "$s1" = "$last" ] && tol=$VAL_FINAL_TOL
         d=$(awk -v a="$cpu" -v b="$gpu" 'BEGIN { d = a - b; if (d < 0) d = -d; printf "%.4f", d }')
-        name="$mode: val loss at step $s1: CPU $cpu, CUDA $gpu (diff $d, tolerance $tol)"
-        if [ "$s1" = "$s2" ] && awk -v d="$d" -v t="$tol" 'BEGIN { exit !(d <= t) }'; then pass "$name"; else fail "$name" "too far apart"; fi
+        name="$mode: val loss at step $s1: CPU $cpu, CUDA $gpu (diff $d"
+        if [ "$mode" = b158 ] && [ "$s1" -gt "$EARLY_STEPS" ] && [ "$s1" != "$last" ]; then
+            echo "info: $name; not compared: the runs have parted)" # see the header
+        elif [ "$s1" = "$s2" ] && awk -v d="$d" -v t="$tol" 'BEGIN { exit !(d <= t) }'; then pass "$name, tolerance $tol)"
+        else fail "$name, tolerance $tol)" "too far apart"; fi
     done <"$W/pairs"
 done
+
+if [ "$CPU_ONLY" = 1 ]; then
+    echo "(test_cuda_vs_cpu.sh, CPU runs only: $npass checks passed, $nfail checks failed)"
+    [ "$nfail" -eq 0 ]
+    exit
+fi
 
 # resume from the command line, bit for bit
 R=(-e d2 -b 4 -t 32 -v 0 -s 0 -n 10 -l 1e-3 -u 2)

@@ -37,7 +37,11 @@ typedef struct {
     float losses;       // max |loss_k - ref_k| over all optimizer steps
 } Tolerance;
 static const Tolerance TOL_FLOAT_ACTS = {1e-4f, 1e-5f, 1e-4f, 1e-4f, 1e-4f}; // fp and weights-only ternary
-static const Tolerance TOL_INT8_ACTS = {1e-3f, 1e-4f, 1e-2f, 1e-3f, 5e-2f};  // int8 activations
+// int8 activations, float forward: which roundings flip depends on the sum order, so on the
+// build. An AVX2 build stayed within 1e-3 (logits) and 1e-3 (early losses); an AVX-512 build
+// (AMD EPYC Zen 4, -march=native, 2026-11-28) flips one more code in the binary mode: logits
+// 4.36e-3, early losses 1.33e-3, the same values as the CUDA trainer on an H200.
+static const Tolerance TOL_INT8_ACTS = {1e-2f, 1e-4f, 1e-2f, 3e-3f, 5e-2f};
 // The integer forward (int8 codes x packed trits, exact int32 sums, scaled once)
 // rounds differently from the reference's float sums at the same ~1e-6 level,
 // and so flips a few more int8 roundings downstream; measured on these files:
