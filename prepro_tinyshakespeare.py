@@ -374,12 +374,21 @@ def main():
     print(f"text: {text_path}")
     print(f"bpe:  {bpe_dir}")
     load_bpe(bpe_dir)
-    with open(text_path, "r", encoding="utf-8") as f:
-        text = f.read()
+    with open(text_path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        die(f"--text {text_path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+            f"---> HINT: convert it first, e.g. iconv -f latin1 -t utf-8 {text_path} > text_utf8.txt")
     standard = sha256_of(text_path) == TEXT_SHA256
 
     tokens = tokenize_sections(text)
     val, train = tokens[:VAL_TOKENS], tokens[VAL_TOKENS:]
+    if not train:  # llm.c's split: the first VAL_TOKENS tokens are val, the rest train
+        die(f"--text {text_path} is {len(tokens):,} tokens, not more than the {VAL_TOKENS:,} of the validation "
+            f"split, so the train shard would be empty; ---> HINT: pass a longer text (tiny Shakespeare is "
+            f"{VAL_TOKENS + TRAIN_TOKENS:,} tokens)")
     print(f"tokenized {len(text):,} chars into {len(tokens):,} tokens "
           f"({len(_cache):,} distinct pre-tokens)")
     if standard:

@@ -66,11 +66,19 @@ typedef struct {
 // a packed file (its trits and scales as stored). Returns 0 for a checkpoint,
 // else the packed file's float format (32 or 16).
 static int runner_load_model(GPT2 *gpt, const char *path) {
+    // a directory (e.g. -e out): model_file_open's error names the newest checkpoint in it
+    if (is_directory(path)) { model_file_open(path, quant_config_b158(), NULL, &gpt->config, &gpt->quant); }
     FILE *fp = fopenCheck(path, "rb");
     int magic = 0;
     if (fread(&magic, sizeof(int), 1, fp) != 1) { magic = 0; }
     fclose(fp);
-    if (magic != PACKED_MAGIC) {
+    if (magic != PACKED_MAGIC && magic != MODEL_MAGIC) { // neither loader's hints would fit
+        fprintf(stderr, "error: -e '%s' is neither a training checkpoint (magic %d) nor a packed model (magic %d); "
+                "its magic is %d\n---> HINT: pass a model_*.bin written by train_gpt2_1bit (or llm.c), or a packed "
+                "file written by run_gpt2_1bit -x\n", path, MODEL_MAGIC, PACKED_MAGIC, magic);
+        exit(EXIT_FAILURE);
+    }
+    if (magic == MODEL_MAGIC) {
         gpt2_build_from_checkpoint(gpt, path, quant_config_b158(), NULL);
         gpt2_quantize_weights(gpt);
         return 0;
@@ -560,18 +568,12 @@ static void export_packed(const char *model_path, const char *out_path, int trit
 // generation
 
 #ifndef RUN_TESTING
-static int encode_prompt(const char *prompt, const char *tokenizer_path, int *out, int max_out) {
-    Tokenizer tok;
-    tokenizer_init(&tok, tokenizer_path);
-    if (!tok.init_ok) {
-        fprintf(stderr, "error: a prompt needs the tokenizer file (-tf '%s')\n", tokenizer_path);
-        exit(EXIT_FAILURE);
-    }
+// the prompt's tokens into out (at most max_out); tok is the tokenizer main loaded
+static int encode_prompt(const char *prompt, const Tokenizer *tok, int *out, int max_out) {
     BPEEncoder enc;
-    bpe_init(&enc, &tok);
+    bpe_init(&enc, tok);
     int n = bpe_encode(&enc, prompt, strlen(prompt), out, max_out);
     bpe_free(&enc);
-    tokenizer_free(&tok);
     return n;
 }
 
@@ -595,17 +597,29 @@ static void usage(const char *prog) {
     printf("  -bench 1: time decoding with the int8 and the fp32 kernels, same prompt and length\n");
 }
 
+// an int flag: the whole value, within int's range (strtol's long is wider: no silent cast)
 static int parse_int(const char *flag, const char *v) {
     char *end;
+    errno = 0;
     long x = strtol(v, &end, 10);
-    if (end == v || *end != '\0') { fprintf(stderr, "error: flag %s expects an integer, got '%s'\n", flag, v); exit(EXIT_FAILURE); }
+    if (end == v || *end != '\0' || errno != 0 || x < -2147483647L || x > 2147483647L) {
+        fprintf(stderr, "error: flag %s expects an integer that fits an int, got '%s'\n"
+                "---> HINT: run_gpt2_1bit -h lists every flag\n", flag, v);
+        exit(EXIT_FAILURE);
+    }
     return (int)x;
 }
 
+// a float flag: a finite number (strtof also reads "nan" and "inf")
 static float parse_float(const char *flag, const char *v) {
     char *end;
+    errno = 0;
     float x = strtof(v, &end);
-    if (end == v || *end != '\0') { fprintf(stderr, "error: flag %s expects a number, got '%s'\n", flag, v); exit(EXIT_FAILURE); }
+    if (end == v || *end != '\0' || errno != 0 || !isfinite(x)) {
+        fprintf(stderr, "error: flag %s expects a finite number, got '%s'\n"
+                "---> HINT: run_gpt2_1bit -h lists every flag\n", flag, v);
+        exit(EXIT_FAILURE);
+    }
     return x;
 }
 
@@ -666,6 +680,16 @@ int main(int argc, char **argv) {
         fprintf(stderr, "error: -n and -g must be at least 1, -st and -tk at least 0\n"); return 1;
     }
     if (export_path != NULL) { export_packed(model_path, export_path, trit_format, float_format); return 0; }
+    if (prompt != NULL && prompt[0] == '\0') {
+        fprintf(stderr, "error: -p is empty\n---> HINT: leave -p out to start from <|endoftext|>\n");
+        return 1;
+    }
+    // a prompt needs the tokenizer: an error before the model loads, not tokenizer_init's warning
+    if (prompt != NULL && access(tokenizer_path, F_OK) != 0) {
+        fprintf(stderr, "error: -p needs the tokenizer file, and -tf '%s' does not exist\n"
+                "---> HINT: run python3 prepro_tinyshakespeare.py to write it, or pass -tf PATH\n", tokenizer_path);
+        return 1;
+    }
 
     Runner r;
     runner_init(&r, model_path, strcmp(kernel, "int8") == 0);
@@ -683,14 +707,13 @@ int main(int argc, char **argv) {
     tokens[0] = tok.init_ok && tok.eot_token < c->vocab_size ? tok.eot_token : 0; // 0 for models with a small vocab
     int n_prompt = 1;
     if (prompt != NULL) {
-        if (prompt[0] == '\0') {
-            fprintf(stderr, "error: -p is empty\n---> HINT: leave -p out to start from <|endoftext|>\n");
-            return 1;
-        }
-        int n = encode_prompt(prompt, tokenizer_path, tokens + 1, (int)(cap - 1));
-        if (n + 1 >= c->max_seq_len) {
-            fprintf(stderr, "error: -p is %d tokens long; the model's context is %d tokens\n"
-                    "---> HINT: shorten the prompt\n", n, c->max_seq_len);
+        int n = encode_prompt(prompt, &tok, tokens + 1, (int)(cap - 1));
+        // the context holds <|endoftext|>, the prompt and at least one new token
+        if (n + 2 > c->max_seq_len) {
+            fprintf(stderr, "error: -p is %d tokens long; at most %d fit the model's context of %d tokens "
+                    "(with <|endoftext|> before it and one new token after)\n"
+                    "---> HINT: shorten the prompt to %d tokens or fewer\n", n, c->max_seq_len - 2, c->max_seq_len,
+                    c->max_seq_len - 2);
             return 1;
         }
         for (int i = 1; i <= n; i++) {

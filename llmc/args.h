@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <math.h>
 #include "gpt2_config.h" // defines: parse_weight_quant, parse_act_quant
 
 typedef struct {
@@ -172,8 +173,10 @@ static inline void train_args_parse(TrainArgs *a, int argc, char **argv) {
             *(int *)p = (int)x;
         } else if (s->type == ARG_FLOAT) {
             float x = strtof(v, &end);
-            if (end == v || *end != '\0' || errno != 0 || x != x) {
-                args_error(argv[0], "flag %s expects a number, got '%s'", s->flag, v);
+            // strtof reads "nan" and "inf" as numbers; no flag means either, and an inf -l becomes NaN in
+            // the schedule (inf * 0): every float flag must be finite, then in its range (train_args_validate)
+            if (end == v || *end != '\0' || errno != 0 || !isfinite(x)) {
+                args_error(argv[0], "flag %s expects a finite number, got '%s'", s->flag, v);
             }
             *(float *)p = x;
         } else {

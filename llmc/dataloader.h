@@ -18,7 +18,7 @@
 
 #include <glob.h>
 #include <stdint.h>
-#include "utils.h" // defines: fopenCheck, freadCheck, mallocCheck
+#include "utils.h" // defines: fopenCheck, freadCheck, mallocCheck, is_directory
 
 #define SHARD_MAGIC 20240520
 #define SHARD_VERSION 1
@@ -98,6 +98,16 @@ static inline void dataloader_init(DataLoader *loader, const char *pattern, cons
         fprintf(stderr, "error: %s '%s' matches no file\n"
                 "---> HINT: run python3 prepro_tinyshakespeare.py first (or make data)\n", flag, pattern);
         exit(EXIT_FAILURE);
+    }
+    // a directory would open, then fail at its first read as "truncated or unreadable"
+    for (size_t i = 0; i < loader->glob_result.gl_pathc; i++) {
+        const char *path = loader->glob_result.gl_pathv[i];
+        if (is_directory(path)) {
+            fprintf(stderr, "error: %s '%s' matches '%s', a directory, not a token shard\n"
+                    "---> HINT: give a pattern that matches the shard files only, e.g. '%s/*_train.bin'\n",
+                    flag, pattern, path, path);
+            exit(EXIT_FAILURE);
+        }
     }
     loader->inputs = (int *)mallocCheck((size_t)B * T * sizeof(int));
     loader->targets = (int *)mallocCheck((size_t)B * T * sizeof(int));

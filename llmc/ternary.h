@@ -45,10 +45,12 @@ static inline float absmean_scale(const float *w, size_t n) {
 }
 
 // one weight to its trit: clamp(round(w / gamma), -1, 1)
+// Plain compares, not fminf/fmaxf: they vectorize (one minps/maxps each). Written "r < hi ? r : hi"
+// so that a NaN (a diverged run) clamps to a code: converting NaN to int8 is undefined behaviour.
 static inline int8_t ternarize(float w, float gamma) {
     float r = rintf(w / gamma);
-    r = r > 1.0f ? 1.0f : r; // plain compares, not fminf/fmaxf: they vectorize
-    r = r < -1.0f ? -1.0f : r;
+    r = r < 1.0f ? r : 1.0f; // NaN -> 1
+    r = r > -1.0f ? r : -1.0f;
     return (int8_t)r;
 }
 
@@ -76,10 +78,11 @@ static inline float absmax_scale(const float *x, size_t n) {
 }
 
 // one activation to int8: clamp(round(x * s), -128, 127)
+// (clamped as in ternarize: NaN -> 127, never an undefined conversion)
 static inline int8_t quantize_int8(float x, float s) {
     float r = rintf(x * s);
-    r = r > 127.0f ? 127.0f : r;
-    r = r < -128.0f ? -128.0f : r;
+    r = r < 127.0f ? r : 127.0f;
+    r = r > -128.0f ? r : -128.0f;
     return (int8_t)r;
 }
 

@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 #include <ctype.h>
-#include "utils.h" // defines: fopenCheck, freadCheck, mallocCheck
+#include "utils.h" // defines: fopenCheck, freadCheck, mallocCheck, is_directory
 
 #define TOKENIZER_MAGIC 20240328
 #define TOKENIZER_VERSION 2
@@ -29,6 +29,11 @@ typedef struct {
 // A file that exists but is wrong is an error.
 static inline void tokenizer_init(Tokenizer *tokenizer, const char *path) {
     memset(tokenizer, 0, sizeof(*tokenizer));
+    if (is_directory(path)) {
+        fprintf(stderr, "error: tokenizer '%s' is a directory, not a file\n"
+                "---> HINT: pass the tokenizer file, e.g. -tf data/gpt2_tokenizer.bin\n", path);
+        exit(EXIT_FAILURE);
+    }
     FILE *fp = fopen(path, "rb");
     if (fp == NULL) {
         fprintf(stderr, "warning: tokenizer '%s' not found: samples will be printed as token ids\n"

@@ -11,13 +11,14 @@
 
 #include <stdio.h>
 #include <stdint.h>
+#include <math.h>
 #include "gpt2_config.h" // defines: GPT2Config, bitlinear_shape, BITLINEAR_TENSOR, BITLINEAR_NAMES
 #include "logger.h"      // defines: Logger, logger_log_trit
 #include "utils.h"       // defines: mallocCheck
 
 typedef struct {
     float zero_frac;
-    float flip_frac; // -1 at the first report
+    float flip_frac; // -1 at the first report of this process (no previous trits to compare with)
     float scale;
 } TritStats;
 
@@ -58,22 +59,33 @@ static inline void trit_stats_compute(TritStats *stats, const GPT2Config *cfg, c
     }
 }
 
-// one line per layer on stdout, one line per matrix in main.log
+// one line per layer on stdout, one line per matrix in main.log.
+// The first report of a fresh run has no flip (stdout "-", main.log -1: there was no earlier
+// report). The first report after a resume has none either, but the run had an earlier report:
+// its trits are not in the checkpoint, so the flip since then is unknown (stdout "?", main.log
+// nan), not a number that would read as a measurement. (When the resumed step's own report was
+// kept in main.log, see llmc/logger.h, that true line stands and this one is not logged.)
 static inline void trit_stats_print(const TritStats *stats, int L, Logger *logger, int step) {
     printf("trits  layer  %-30s %-30s %-30s %-30s\n", "qkv zero/flip/scale", "attproj", "fc", "fcproj");
+    int resumed = logger->resume_step >= 0;
     for (int l = 0; l < L; l++) {
         printf("       %5d ", l);
         for (int k = 0; k < NUM_BITLINEAR; k++) {
             const TritStats *s = &stats[l * 4 + k];
             char flip[32];
-            if (s->flip_frac < 0) { snprintf(flip, sizeof(flip), "-"); }
+            if (s->flip_frac < 0) { snprintf(flip, sizeof(flip), resumed ? "?" : "-"); }
             else { snprintf(flip, sizeof(flip), "%.4f%%", 100.0f * s->flip_frac); }
             char cell[64];
             snprintf(cell, sizeof(cell), "%.3f/%s/%.2e", s->zero_frac, flip, s->scale);
             printf(" %-30s", cell);
-            logger_log_trit(logger, step, l, BITLINEAR_NAMES[k], s->zero_frac, s->flip_frac, s->scale);
+            float logged_flip = s->flip_frac < 0 && resumed ? NAN : s->flip_frac;
+            logger_log_trit(logger, step, l, BITLINEAR_NAMES[k], s->zero_frac, logged_flip, s->scale);
         }
         printf("\n");
+    }
+    if (resumed && stats[0].flip_frac < 0) {
+        printf("       (flip: unknown at the first report after a resume: the checkpoint does not hold the "
+               "trits of the report before it)\n");
     }
 }
 

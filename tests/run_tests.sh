@@ -4,8 +4,44 @@
 # per check and exits non-zero on any failure; a program that exits non-zero
 # without a FAIL line (a crash) counts as one failure.
 # Usage: bash tests/run_tests.sh   (make test builds what it needs first)
+#        bash tests/run_tests.sh --setup-only   (only the set-up below; its exit status says if it worked)
 cd "$(dirname "$0")/.." || exit 1
 PYTHON=${PYTHON:-python3}
+
+# ----------------------------------------------------------------------------
+# set-up: the one test dependency a fresh machine lacks. tests/test_prepro.py compares prepro with
+# tiktoken, so a missing tiktoken is installed here (as .ci/run does): with pip into the Python
+# that runs the tests, or, where pip may not change that Python (a system Python, PEP 668), into a
+# cache directory that goes on PYTHONPATH (tests/test_prepro.py looks there too). If both fail,
+# tests/test_prepro.py fails with the command that fixes it: a check that cannot run is no pass.
+tiktoken_dir() {
+    local v
+    v=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || v=unknown
+    echo "${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/train_gpt2_1bit/python$v"
+}
+setup_tiktoken() {
+    "$PYTHON" -c "import tiktoken" 2>/dev/null && return 0
+    local dir
+    dir=$(tiktoken_dir)
+    if [ -d "$dir" ] && PYTHONPATH="$dir${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c "import tiktoken" 2>/dev/null; then
+        export PYTHONPATH="$dir${PYTHONPATH:+:$PYTHONPATH}"
+        return 0
+    fi
+    echo "== set-up: tiktoken (for tests/test_prepro.py) is missing: $PYTHON -m pip install tiktoken"
+    # (its own complaint, e.g. PEP 668's page of text, is not shown: the fallback below says what it does)
+    if "$PYTHON" -m pip install -q tiktoken >/dev/null 2>&1 && "$PYTHON" -c "import tiktoken" 2>/dev/null; then return 0; fi
+    echo "== set-up: that failed; trying $PYTHON -m pip install --target $dir tiktoken"
+    if "$PYTHON" -m pip install -q --target "$dir" tiktoken &&
+       PYTHONPATH="$dir${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c "import tiktoken" 2>/dev/null; then
+        export PYTHONPATH="$dir${PYTHONPATH:+:$PYTHONPATH}"
+        return 0
+    fi
+    echo "== set-up: could not install tiktoken, so tests/test_prepro.py will fail ---> HINT: $PYTHON -m pip install" \
+         "tiktoken (without pip: sudo apt-get install python3-pip first), then make test"
+    return 1
+}
+if [ "${1:-}" = "--setup-only" ]; then setup_tiktoken; exit $?; fi
+setup_tiktoken
 passed=0
 failed=0
 run() {

@@ -9,7 +9,10 @@
 # failure is the bad input's. Self-contained: tiny shards from
 # tests/make_tiny_data.py, the model tests/ref/model.bin (V=250, Vp=256,
 # maxT=32, L=2, NH=4, C=64), everything written in a temp dir.
-# Usage: bash tests/test_bad_input.sh   (from anywhere; needs ./train_gpt2_1bit built)
+# The CUDA trainer's load-time checks (the same llmc/ code) run at the end on its CPU
+# emulator, ./train_gpt2_1bitcu_emu (CUDA_EMU_BIN= another build).
+# Usage: bash tests/test_bad_input.sh   (from anywhere; needs ./train_gpt2_1bit and
+#        ./train_gpt2_1bitcu_emu built: make train_gpt2_1bit train_gpt2_1bitcu_emu)
 set -u
 cd "$(dirname "$0")/.." || exit 1
 TEST_NAME=test_bad_input.sh
@@ -90,6 +93,59 @@ with open(path, "r+b") as f:
 EOF
 }
 
+# put_f32 FILE INDEX VALUE: overwrite float32 number INDEX of FILE (VALUE may be nan, inf, -inf)
+put_f32() {
+    "$PYTHON" - "$1" "$2" "$3" <<'EOF'
+import struct, sys
+path, index, value = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+with open(path, "r+b") as f:
+    f.seek(4 * index)
+    f.write(struct.pack("<f", value))
+EOF
+}
+
+# flip_byte FILE BYTE_OFFSET: invert one byte in place (a bit rot the header cannot see)
+flip_byte() {
+    "$PYTHON" - "$1" "$2" <<'EOF'
+import sys
+path, offset = sys.argv[1], int(sys.argv[2])
+with open(path, "r+b") as f:
+    f.seek(offset)
+    b = f.read(1)[0]
+    f.seek(offset)
+    f.write(bytes([b ^ 0xFF]))
+EOF
+}
+
+# crc_slot FILE SLOT [fix]: with "fix", rewrite header slot SLOT+1 as the CRC-32 (zlib's) of
+# everything after the 1024-byte header, so a test can damage a payload and still reach the
+# check behind the checksum; without, print "ok" when SLOT holds 20261128 and SLOT+1 that CRC
+crc_slot() {
+    "$PYTHON" - "$@" <<'EOF'
+import struct, sys, zlib
+path, slot = sys.argv[1], int(sys.argv[2])
+data = open(path, "rb").read()
+crc = zlib.crc32(data[1024:])
+h = list(struct.unpack("<256i", data[:1024]))
+if len(sys.argv) > 3:
+    h[slot], h[slot + 1] = 20261128, struct.unpack("<i", struct.pack("<I", crc))[0]
+    with open(path, "r+b") as f:
+        f.write(struct.pack("<256i", *h))
+else:
+    got = (h[slot], h[slot + 1] & 0xFFFFFFFF)
+    print("ok" if got == (20261128, crc) else "slots %d..%d = %s, want (20261128, %d)" % (slot, slot + 1, got, crc))
+EOF
+}
+
+# expect_hint NAME TEXT: the last run's stderr has a "---> HINT:" line containing TEXT
+expect_hint() {
+    if grep -F -- "---> HINT:" <<<"$ERR" | grep -qF -- "$2"; then
+        pass "$1 -> $(grep -F -- '---> HINT:' <<<"$ERR" | grep -m1 -F -- "$2")"
+    else
+        fail "$1" "no '---> HINT:' line with '$2'; stderr: $(head -c 400 <<<"$ERR" | tr '\n' ' ')"
+    fi
+}
+
 # truncate_to FILE NBYTES
 truncate_to() { "$PYTHON" -c 'import os, sys; os.truncate(sys.argv[1], int(sys.argv[2]))' "$1" "$2"; }
 
@@ -135,7 +191,27 @@ cp "$MODEL" "$W/quantmode.bin" && put_i32 "$W/quantmode.bin" 16 20261123 && put_
 expect_error "checkpoint with an unknown weight quant mode" "$W/quantmode.bin" \
     "${BASE[@]}" -e "$W/quantmode.bin" -o ""
 
-expect_error "checkpoint path is a directory" "$W" "${BASE[@]}" -e "$W" -o ""
+expect_error "checkpoint path is a directory: says so" "$W' is a directory" "${BASE[@]}" -e "$W" -o ""
+
+# non-finite weights: an error at load naming the file and the tensor, not "training diverged,
+# lower -l" after a NaN val loss. tests/ref/model.bin has no checksum (like llm.c's files), so the
+# damage reaches the finite check. Its layout: wte 256*64, wpe 32*64, ln1w 2*64, ln1b 2*64, then
+# qkvw (2, 192, 64) from float 18688 (layer 1 from 30976); lnfb's last value is the file's last.
+NPARAMS=$(( ($(fsize "$MODEL") - 1024) / 4 ))
+cp "$MODEL" "$W/nan_weight.bin" && put_f32 "$W/nan_weight.bin" $((256 + 30976 + 5)) nan
+expect_error "checkpoint with a NaN weight: names the file and the tensor" \
+    "'$W/nan_weight.bin' has a non-finite weight (nan) in tensor qkvw, layer 1" "${BASE[@]}" -e "$W/nan_weight.bin" -o ""
+if grep -q "lower the learning rate" <<<"$ERR"; then
+    fail "checkpoint with a NaN weight: no learning-rate hint" "$(grep -m1 HINT <<<"$ERR")"
+else
+    pass "checkpoint with a NaN weight: no learning-rate hint"
+fi
+cp "$MODEL" "$W/inf_weight.bin" && put_f32 "$W/inf_weight.bin" $((256 + NPARAMS - 1)) inf
+expect_error "checkpoint with an inf weight in the last tensor" \
+    "'$W/inf_weight.bin' has a non-finite weight (inf) in tensor lnfb" "${BASE[@]}" -e "$W/inf_weight.bin" -o ""
+cp "$MODEL" "$W/ninf_weight.bin" && put_f32 "$W/ninf_weight.bin" 256 -inf
+expect_error "checkpoint with a -inf weight in the first tensor" \
+    "'$W/ninf_weight.bin' has a non-finite weight (-inf) in tensor wte" "${BASE[@]}" -e "$W/ninf_weight.bin" -o ""
 
 expect_error "-e neither a file nor a descriptor" "d0" "${BASE[@]}" -e d0 -o ""
 
@@ -175,7 +251,11 @@ expect_error "val shard with too few tokens for one batch, with val losses (-v 1
 expect_ok "val shard with too few tokens for one batch, without val losses (-v 0): not read" \
     "${BASE[@]}" -v 0 -j "$W/few/val.bin" -o ""
 
-expect_error "shard path is a directory" "$W/data" "${BASE[@]}" -i "$W/data" -o ""
+expect_error "shard path is a directory: says so" "-i '$W/data' matches '$W/data', a directory" \
+    "${BASE[@]}" -i "$W/data" -o ""
+mkdir -p "$W/shards/sub" && cp "$TRAIN" "$W/shards/a.bin"
+expect_error "-i glob that matches a directory too: names it" "-i '$W/shards/*' matches '$W/shards/sub', a directory" \
+    "${BASE[@]}" -i "$W/shards/*" -o ""
 
 # ----------------------------------------------------------------------------
 # flags
@@ -189,6 +269,15 @@ expect_error "malformed integer -b ''" "-b" "${BASE[@]}" -b "" -o ""
 expect_error "integer out of int range -x 99999999999" "-x" "${BASE[@]}" -x 99999999999 -o ""
 expect_error "malformed float -l 1e-3x" "-l" "${BASE[@]}" -l 1e-3x -o ""
 expect_error "float nan -l nan" "-l" "${BASE[@]}" -l nan -o ""
+# inf got through: -l inf trained with a NaN learning rate and exited 0
+expect_error "float inf -l inf" "flag -l expects a finite number" "${BASE[@]}" -l inf -o ""
+expect_error "float -inf -l -inf" "flag -l expects a finite number" "${BASE[@]}" -l -inf -o ""
+expect_error "float overflowing to inf -l 1e39" "-l" "${BASE[@]}" -l 1e39 -o ""
+expect_error "float nan -st nan" "flag -st expects a finite number" "${BASE[@]}" -st nan -o ""
+expect_error "float inf -st inf" "flag -st expects a finite number" "${BASE[@]}" -st inf -o ""
+expect_error "float inf -gc inf" "flag -gc expects a finite number" "${BASE[@]}" -gc inf -o ""
+expect_error "float inf -c INF" "flag -c expects a finite number" "${BASE[@]}" -c INF -o ""
+expect_error "float nan -q NaN" "flag -q expects a finite number" "${BASE[@]}" -q NaN -o ""
 expect_error "out of range -b 0" "-b" "${BASE[@]}" -b 0 -o ""
 expect_error "out of range -t 0" "-t" "${BASE[@]}" -t 0 -o ""
 expect_error "negative -d" "-d" "${BASE[@]}" -d -5 -o ""
@@ -261,6 +350,52 @@ cp -r "$W/tern" "$W/state_missing"
 rm "$W/state_missing/state_00000002.bin"
 expect_error "resume with the state file missing" "$W/state_missing/state_00000002.bin" \
     "${BASE[@]}" -x 4 -y 1 -o "$W/state_missing"
+expect_hint "resume with the state file missing: the hint names the DONE marker to delete" \
+    "delete '$W/state_missing/DONE_00000002'"
+
+cp -r "$W/tern" "$W/model_missing"
+rm "$W/model_missing/model_00000002.bin"
+expect_error "resume with the model file missing" "$W/model_missing/model_00000002.bin" \
+    "${BASE[@]}" -x 4 -y 1 -o "$W/model_missing"
+expect_hint "resume with the model file missing: the hint names the DONE marker to delete" \
+    "delete '$W/model_missing/DONE_00000002'"
+
+# checksums: our files carry a CRC-32 of their payload in spare header slots (model: 21..22, where
+# llm.c's files have zeros; state: 11..12); a flipped byte in the body is an error naming the file
+got=$(crc_slot "$TERN" 21)
+if [ "$got" = ok ]; then pass "a checkpoint's model file carries the CRC-32 of its parameters (header slots 21..22)"
+else fail "a checkpoint's model file carries the CRC-32 of its parameters (header slots 21..22)" "$got"; fi
+got=$(crc_slot "$W/tern/state_00000002.bin" 11)
+if [ "$got" = ok ]; then pass "a checkpoint's state file carries the CRC-32 of m and v (header slots 11..12)"
+else fail "a checkpoint's state file carries the CRC-32 of m and v (header slots 11..12)" "$got"; fi
+
+cp "$TERN" "$W/model_rot.bin" && flip_byte "$W/model_rot.bin" $((1024 + 4 * 20000 + 1))
+expect_error "checkpoint with a corrupt byte in its body fails its checksum" "'$W/model_rot.bin' fails its checksum" \
+    "${BASE[@]}" -e "$W/model_rot.bin" -o ""
+cp "$TERN" "$W/model_nan_crc.bin" && put_f32 "$W/model_nan_crc.bin" $((256 + 18688)) nan &&
+    crc_slot "$W/model_nan_crc.bin" 21 fix
+expect_error "checkpoint with a NaN weight and a matching checksum (saved so): names the tensor" \
+    "'$W/model_nan_crc.bin' has a non-finite weight (nan) in tensor qkvw, layer 0" \
+    "${BASE[@]}" -e "$W/model_nan_crc.bin" -o ""
+cp "$TERN" "$W/slot21.bin" && put_i32 "$W/slot21.bin" 21 5
+expect_error "checkpoint with an unknown value in header slot 21" "$W/slot21.bin" "${BASE[@]}" -e "$W/slot21.bin" -o ""
+
+cp -r "$W/tern" "$W/state_rot"
+flip_byte "$W/state_rot/state_00000002.bin" $((1024 + 4 * 1000))
+expect_error "resume from a state file with a corrupt byte fails its checksum" \
+    "'$W/state_rot/state_00000002.bin' fails its checksum" "${BASE[@]}" -x 4 -y 1 -o "$W/state_rot"
+cp -r "$W/tern" "$W/state_nan"
+put_f32 "$W/state_nan/state_00000002.bin" $((256 + 7)) nan && crc_slot "$W/state_nan/state_00000002.bin" 11 fix
+expect_error "resume from a state file with a NaN moment (checksum matching)" \
+    "'$W/state_nan/state_00000002.bin' has an invalid AdamW moment m[7] = nan" "${BASE[@]}" -x 4 -y 1 -o "$W/state_nan"
+cp -r "$W/tern" "$W/state_negv"
+put_f32 "$W/state_negv/state_00000002.bin" $((256 + NPARAMS + 3)) -1 && crc_slot "$W/state_negv/state_00000002.bin" 11 fix
+expect_error "resume from a state file with a negative second moment v" \
+    "'$W/state_negv/state_00000002.bin' has an invalid AdamW moment v[3] = -1" "${BASE[@]}" -x 4 -y 1 -o "$W/state_negv"
+
+# -e a run's directory instead of one of its checkpoints: the hint names the newest one
+expect_error "-e a run's directory" "'$W/tern' is a directory, not a model file" "${BASE[@]}" -e "$W/tern" -o ""
+expect_hint "-e a run's directory: the hint names its newest checkpoint" "$W/tern/model_00000002.bin"
 
 cp -r "$W/tern" "$W/model_trunc"
 truncate_to "$W/model_trunc/model_00000002.bin" 5000
@@ -279,6 +414,9 @@ expect_error "resume with -x below the checkpoint's step" "-x" "${BASE[@]}" -x 1
 # tokenizer (-tf): a missing file is only a warning, a corrupt one an error
 
 expect_ok "missing tokenizer is only a warning" "${BASE[@]}" -tf "$W/no_tokenizer.bin" -o ""
+if [ "$(grep -c "no_tokenizer.bin" <<<"$ERR")" -eq 1 ]; then pass "missing tokenizer is warned about once"
+else fail "missing tokenizer is warned about once" "$(grep -c "no_tokenizer.bin" <<<"$ERR") lines name it"; fi
+expect_error "tokenizer path is a directory" "tokenizer '$W' is a directory" "${BASE[@]}" -tf "$W" -o ""
 
 "$PYTHON" - "$W/tok_magic.bin" "$W/tok_short.bin" <<'EOF'
 import struct, sys
@@ -298,6 +436,28 @@ with open(sys.argv[2], "wb") as f:
 EOF
 expect_error "corrupt tokenizer file (wrong magic)" "$W/tok_magic.bin" "${BASE[@]}" -tf "$W/tok_magic.bin" -o ""
 expect_error "truncated tokenizer file" "$W/tok_short.bin" "${BASE[@]}" -tf "$W/tok_short.bin" -o ""
+
+# ----------------------------------------------------------------------------
+# the CUDA trainer loads through the same llmc/ code: the same checks, run here on the CPU
+# emulator (tests/cuda_emu; make test builds it). The files are the CPU runs' from above.
+
+CUDA_EMU=${CUDA_EMU_BIN:-./train_gpt2_1bitcu_emu}
+if [ ! -x "$CUDA_EMU" ]; then
+    fail "CUDA trainer (emulator): load-time checks" "$CUDA_EMU not found ---> HINT: make train_gpt2_1bitcu_emu"
+else
+    BIN_CPU=$BIN
+    BIN=$CUDA_EMU
+    expect_error "CUDA trainer (emulator): checkpoint with a NaN weight" \
+        "'$W/nan_weight.bin' has a non-finite weight (nan) in tensor qkvw, layer 1" "${BASE[@]}" -e "$W/nan_weight.bin" -o ""
+    expect_error "CUDA trainer (emulator): checkpoint that fails its checksum" "'$W/model_rot.bin' fails its checksum" \
+        "${BASE[@]}" -e "$W/model_rot.bin" -o ""
+    expect_error "CUDA trainer (emulator): state file that fails its checksum" \
+        "'$W/state_rot/state_00000002.bin' fails its checksum" "${BASE[@]}" -x 4 -y 1 -o "$W/state_rot"
+    expect_error "CUDA trainer (emulator): -e a run's directory" "'$W/tern' is a directory, not a model file" \
+        "${BASE[@]}" -e "$W/tern" -o ""
+    expect_error "CUDA trainer (emulator): -l inf" "flag -l expects a finite number" "${BASE[@]}" -l inf -o ""
+    BIN=$BIN_CPU
+fi
 
 # ----------------------------------------------------------------------------
 # -h: exits 0 and lists every flag of llmc/args.h's ARG_SPECS with its default

@@ -4,7 +4,12 @@ the whole TinyShakespeare text and on hard strings (digits, punctuation, contrac
 runs, non-ASCII, every assigned Unicode character), decode() round trips, and an end-to-end run
 of the script whose shards and tokenizer file are parsed back.
 
-Run (needs a python3 with tiktoken: pip install tiktoken; no network needed):
+Also: prepro's bad input (a text shorter than the validation split, a text that is not UTF-8)
+gets a one-line error naming the file and the fix; and make test's set-up (tests/run_tests.sh)
+installs tiktoken when it is missing, or says how to, and without tiktoken this test fails
+with that command (a check that cannot run is no pass).
+
+Run (needs a python3 with tiktoken: make test installs it; by hand: python3 -m pip install tiktoken):
     python3 tests/test_prepro.py
 Prints PASS: <name> or FAIL: <name>: <details> per check, then a summary line;
 exits 1 if any check failed.
@@ -32,6 +37,16 @@ sys.dont_write_bytecode = True  # leave no __pycache__ in the repo
 sys.path.insert(0, REPO_DIR)
 import prepro_tinyshakespeare as prepro  # noqa: E402
 
+# where tests/run_tests.sh installs tiktoken when pip may not change this Python (its tiktoken_dir)
+TIKTOKEN_DIR = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ.get("HOME", "/tmp"), ".cache"),
+                            "train_gpt2_1bit", "python%d.%d" % sys.version_info[:2])
+if os.path.isdir(TIKTOKEN_DIR):
+    sys.path.append(TIKTOKEN_DIR)
+# this test runs itself with tiktoken made unimportable, to check how it fails without it
+WITHOUT_TIKTOKEN = os.environ.get("TEST_PREPRO_WITHOUT_TIKTOKEN") == "1"
+if WITHOUT_TIKTOKEN:
+    sys.modules["tiktoken"] = None  # `import tiktoken` now raises ImportError
+
 # -----------------------------------------------------------------------------
 # reporting
 
@@ -53,6 +68,99 @@ with open(text_path, "r", encoding="utf-8") as f:
     TEXT = f.read()
 
 tmp_root = tempfile.mkdtemp(prefix="test_prepro_")
+
+# -----------------------------------------------------------------------------
+# bad input to the script: one line "...error: ..." naming the file and the fix, exit 1, no
+# traceback, and no shard written
+
+
+def run_script_on(name, text_bytes):
+    """runs prepro on a text with these bytes; returns (returncode, stderr, the out dir)"""
+    d = os.path.join(tmp_root, name)
+    os.makedirs(d)
+    path = os.path.join(d, "input.txt")
+    with open(path, "wb") as f:
+        f.write(text_bytes)
+    r = subprocess.run([sys.executable, SCRIPT, "--text", path, "--bpe-dir", bpe_dir, "--out-dir",
+                        os.path.join(d, "out")], capture_output=True, text=True)
+    return r.returncode, r.stderr, path, os.path.join(d, "out")
+
+
+def check_one_line_error(name, rc, err, path, out, needles):
+    lines = [l for l in err.splitlines() if l.strip() and not l.startswith("warning:")]
+    shards = [f for _, _, fs in os.walk(out) for f in fs] if os.path.isdir(out) else []
+    check(name, rc == 1 and len(lines) == 1 and "error:" in lines[0] and path in lines[0] and "HINT" in lines[0]
+          and all(n in lines[0] for n in needles) and "Traceback" not in err and not shards,
+          f"exit {rc}, files written {shards}, stderr: {err[-500:]!r}")
+
+
+if not WITHOUT_TIKTOKEN:
+    rc, err, path, out = run_script_on("short", TEXT[:20000].encode("utf-8"))  # ~6k tokens < the 32,768 of val
+    check_one_line_error("a text shorter than the validation split: one-line error naming the file, no shards",
+                         rc, err, path, out, ["validation split", "train shard would be empty", "longer text"])
+    rc, err, path, out = run_script_on("latin1", "Ein Mädchen, ein Bär\n\n".encode("latin-1") * 3000)
+    check_one_line_error("a text that is not UTF-8: one-line error naming the file and the fix, no traceback",
+                         rc, err, path, out, ["not UTF-8", "offset", "iconv"])
+
+# -----------------------------------------------------------------------------
+# make test on a fresh machine: tests/run_tests.sh's set-up against a stand-in python3 whose
+# tiktoken is missing and whose pip works, refuses the plain install (PEP 668), or fails
+
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+# a python3 without tiktoken: importable once a pip install succeeded (FAKE_PIP says which do)
+case "$1 $2" in
+    "-c import tiktoken") [ -f "$FAKE_STATE/installed" ]; exit $? ;;
+    "-m pip")
+        echo "${*:3}" >>"$FAKE_STATE/pip_calls"
+        case "$FAKE_PIP:$*" in
+            ok:*|pep668:*--target*) touch "$FAKE_STATE/installed"; exit 0 ;;
+            *) echo "error: externally-managed-environment" >&2; exit 1 ;;
+        esac ;;
+esac
+exec "$REAL_PYTHON" "$@"
+"""
+
+
+def run_setup(pip_mode, preinstalled=False):
+    d = tempfile.mkdtemp(dir=tmp_root, prefix=f"setup_{pip_mode}_")
+    fake = os.path.join(d, "python3")
+    with open(fake, "w") as f:
+        f.write(FAKE_PYTHON)
+    os.chmod(fake, 0o755)
+    if preinstalled:
+        open(os.path.join(d, "installed"), "w").close()
+    env = dict(os.environ, PYTHON=fake, FAKE_STATE=d, FAKE_PIP=pip_mode, REAL_PYTHON=sys.executable,
+               XDG_CACHE_HOME=os.path.join(d, "cache"))
+    r = subprocess.run(["bash", os.path.join(REPO_DIR, "tests", "run_tests.sh"), "--setup-only"],
+                       capture_output=True, text=True, env=env)
+    calls = open(os.path.join(d, "pip_calls")).read().splitlines() if os.path.exists(os.path.join(d, "pip_calls")) else []
+    return r.returncode, r.stdout + r.stderr, calls, fake, d
+
+
+if not WITHOUT_TIKTOKEN:
+    rc, out, calls, fake, d = run_setup("ok")
+    check("make test's set-up installs a missing tiktoken with pip",
+          rc == 0 and calls == ["install -q tiktoken"] and f"{fake} -m pip install tiktoken" in out,
+          f"exit {rc}, pip calls {calls}, output {out[-300:]!r}")
+    rc, out, calls, fake, d = run_setup("pep668")
+    target = os.path.join(d, "cache", "train_gpt2_1bit", "python%d.%d" % sys.version_info[:2])
+    check("make test's set-up: where pip may not change the system Python, it installs into a cache dir",
+          rc == 0 and calls == ["install -q tiktoken", f"install -q --target {target} tiktoken"],
+          f"exit {rc}, pip calls {calls}, output {out[-300:]!r}")
+    rc, out, calls, fake, d = run_setup("none")
+    check("make test's set-up: when pip cannot install tiktoken, it says the command that fixes it",
+          rc != 0 and f"HINT: {fake} -m pip install tiktoken" in out, f"exit {rc}, output {out[-300:]!r}")
+    rc, out, calls, fake, d = run_setup("none", preinstalled=True)
+    check("make test's set-up: nothing to do when tiktoken is there", rc == 0 and calls == [] and out == "",
+          f"exit {rc}, pip calls {calls}, output {out[-300:]!r}")
+    # and this test without tiktoken: a FAIL with the command, never a pass or a skip
+    r = subprocess.run([sys.executable, os.path.abspath(__file__)], capture_output=True, text=True,
+                       env=dict(os.environ, TEST_PREPRO_WITHOUT_TIKTOKEN="1"))
+    fails = [l for l in r.stdout.splitlines() if l.startswith("FAIL: tiktoken")]
+    check("without tiktoken this test fails, naming the command that installs it",
+          r.returncode == 1 and len(fails) == 1 and "-m pip install tiktoken" in fails[0],
+          f"exit {r.returncode}, output {(r.stdout + r.stderr)[-400:]!r}")
 cache_dir = os.path.join(tmp_root, "tiktoken_cache")
 os.makedirs(cache_dir)
 for name in prepro.BPE_FILES:
@@ -66,10 +174,11 @@ os.environ["TIKTOKEN_CACHE_DIR"] = cache_dir
 
 try:
     import tiktoken
-except ImportError:
-    print("FAIL: tiktoken not installed (pip install tiktoken)")
+except ImportError as e:
+    check("tiktoken is importable", False, f"{e}: prepro cannot be compared with it ---> HINT: {sys.executable} -m pip "
+          f"install tiktoken (make test does this itself; without pip: sudo apt-get install python3-pip first)")
     shutil.rmtree(tmp_root, ignore_errors=True)
-    sys.exit(1)
+    finish()
 try:
     enc = tiktoken.get_encoding("gpt2")
 except Exception as e:

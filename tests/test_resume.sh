@@ -6,7 +6,9 @@
 # loses everything of step 8 (as if killed between the two checkpoints, with
 # half-written leftovers) and resumes with -y 1. The resumed run must continue
 # bit for bit: the same printed steps 5..8, the same main.log lines, and
-# model_00000008.bin and state_00000008.bin identical to A's (cmp).
+# model_00000008.bin and state_00000008.bin identical to A's (cmp), and main.log
+# equal to A's: cut at step 4, each step once (with trit reports too: the flip
+# statistic is restored, or, where the checkpoint cannot restore it, says nan).
 # Also checked: the checkpoint headers, that no .tmp file is left behind, that
 # samples and val loss continue identically across a resume, that a checkpoint
 # reloads with -e in its own mode, and that the loss falls on the tiny shard.
@@ -85,24 +87,24 @@ resume_case() {
     if [ -z "$tmps" ]; then pass "$mode: no .tmp files left after a normal run"
     else fail "$mode: no .tmp files left after a normal run" "left: $tmps"; fi
 
-    # model header: llm.c's fields, then ours in slots 16..20
-    local want="20240326 3 32 250 2 4 64 256 20261123 1 $want_quant"
+    # model header: llm.c's fields, then ours in slots 16..20, the checksum's marker in 21
+    local want="20240326 3 32 250 2 4 64 256 20261123 1 $want_quant 20261128"
     local got
-    got=$(read_i32 "$A/model_00000008.bin" 0 1 2 3 4 5 6 7 16 17 18 19 20)
+    got=$(read_i32 "$A/model_00000008.bin" 0 1 2 3 4 5 6 7 16 17 18 19 20 21)
     if [ "$got" = "$want" ] && [ "$(fsize "$A/model_00000008.bin")" = "$(fsize "$MODEL")" ]; then
-        pass "$mode: model file header (magic, version, config, quant fields $want_quant) and size"
+        pass "$mode: model file header (magic, version, config, quant fields $want_quant, checksum) and size"
     else
-        fail "$mode: model file header (magic, version, config, quant fields $want_quant) and size" \
-            "header [0..7,16..20] = '$got', want '$want'; size $(fsize "$A/model_00000008.bin")"
+        fail "$mode: model file header (magic, version, config, quant fields $want_quant, checksum) and size" \
+            "header [0..7,16..21] = '$got', want '$want'; size $(fsize "$A/model_00000008.bin")"
     fi
-    # state header: magic, version, num_parameters, step, B, T; then m and v
-    want="20261125 1 $NPARAMS 8 4 16"
-    got=$(read_i32 "$A/state_00000008.bin" 0 1 2 3 4 5)
+    # state header: magic, version, num_parameters, step, B, T, the checksum's marker; then m and v
+    want="20261125 1 $NPARAMS 8 4 16 20261128"
+    got=$(read_i32 "$A/state_00000008.bin" 0 1 2 3 4 5 11)
     if [ "$got" = "$want" ] && [ "$(fsize "$A/state_00000008.bin")" = "$((1024 + 8 * NPARAMS))" ]; then
-        pass "$mode: state file header (magic, version, params, step, B, T) and size"
+        pass "$mode: state file header (magic, version, params, step, B, T, checksum) and size"
     else
-        fail "$mode: state file header (magic, version, params, step, B, T) and size" \
-            "header [0..5] = '$got', want '$want'; size $(fsize "$A/state_00000008.bin")"
+        fail "$mode: state file header (magic, version, params, step, B, T, checksum) and size" \
+            "header [0..5,11] = '$got', want '$want'; size $(fsize "$A/state_00000008.bin")"
     fi
 
     # run B loses step 8 the way a killed run would, then resumes
@@ -116,8 +118,6 @@ resume_case() {
             rm -f "$B/model_00000008.bin"
             head -c 5000 "$A/model_00000008.bin" >"$B/model_00000008.bin.tmp" ;;
     esac
-    local log_before
-    log_before=$(wc -l <"$B/main.log")
     # shellcheck disable=SC2086
     train "$mode: resumed run B" "$W/$mode/b2.txt" "${COMMON[@]}" $flags -y 1 -o "$B" || return
 
@@ -148,17 +148,13 @@ resume_case() {
         fail "$mode: resumed state_00000008.bin (AdamW moments, RNG, data position) is byte-identical" \
             "$(cmp "$A/state_00000008.bin" "$B/state_00000008.bin" 2>&1)"
     fi
-    # main.log: kept as it was, with the resumed steps 5..8 appended, equal to A's last four lines
-    local log_after tail_a tail_b
-    log_after=$(wc -l <"$B/main.log")
-    tail_a=$(tail -n 4 "$A/main.log")
-    tail_b=$(tail -n 4 "$B/main.log")
-    if [ "$log_after" -eq $((log_before + 4)) ] && [ "$tail_a" = "$tail_b" ] &&
-       [ "$(head -n "$log_before" "$B/main.log")" = "$(cat "$A/main.log")" ]; then
-        pass "$mode: resumed run appended steps 5..8 to main.log"
+    # main.log: cut at step 4 (the killed run's steps 5..8 go), the resumed steps 5..8 appended:
+    # equal to the uninterrupted run's, each step once
+    if cmp -s "$A/main.log" "$B/main.log"; then
+        pass "$mode: main.log after the resume equals the uninterrupted run's (steps 5..8 once)"
     else
-        fail "$mode: resumed run appended steps 5..8 to main.log" \
-            "$log_before lines before, $log_after after; last lines: $(echo "$tail_b" | tr '\n' ' ')"
+        fail "$mode: main.log after the resume equals the uninterrupted run's (steps 5..8 once)" \
+            "$(wc -l <"$A/main.log") lines vs $(wc -l <"$B/main.log"); diff: $(diff "$A/main.log" "$B/main.log" | head -n 6 | tr '\n' ' ')"
     fi
     tmps=$(leftovers "$B")
     if [ -z "$tmps" ]; then pass "$mode: no .tmp files left after the resumed run"
@@ -168,6 +164,44 @@ resume_case() {
 resume_case fp "-wq fp -aq none -rn 0" "0 0 0" clean
 resume_case ternary "" "1 1 1" no_done
 resume_case binary "-wq binary" "2 1 1" dangling_tmp
+
+# ----------------------------------------------------------------------------
+# main.log with trit reports across a resume (default b1.58 mode, val and trits every -v steps).
+# -v 4: the report at step 4 was logged before checkpoint 4 was written, so the cut keeps it and
+# the resumed run measures step 8's flip against step 4's trits: main.log equals run A's.
+# -v 3: reports at 0, 3, 6, 8. The resumed run's first report (6) would compare with step 3's
+# trits, which checkpoint 4 does not hold: its flip is unknown and must say so (nan, not -1, not a
+# number); every other line equals run A's.
+
+trit_case() {
+    local v=$1 T=$W/trits_v$1
+    mkdir -p "$T"
+    train "trits -v $v: run A" "$T/a.txt" "${COMMON[@]}" -v "$v" -m 2 -o "$T/A" || return
+    train "trits -v $v: run B" "$T/b1.txt" "${COMMON[@]}" -v "$v" -m 2 -o "$T/B" || return
+    rm -f "$T/B/DONE_00000008" "$T/B/state_00000008.bin" "$T/B/model_00000008.bin"
+    train "trits -v $v: resumed run B" "$T/b2.txt" "${COMMON[@]}" -v "$v" -m 2 -y 1 -o "$T/B" || return
+    if [ "$v" -eq 4 ]; then
+        if cmp -s "$T/A/main.log" "$T/B/main.log"; then
+            pass "trits -v 4: main.log after a resume at a report step equals the uninterrupted run's (flips restored)"
+        else
+            fail "trits -v 4: main.log after a resume at a report step equals the uninterrupted run's (flips restored)" \
+                "diff: $(diff "$T/A/main.log" "$T/B/main.log" | head -n 6 | tr '\n' ' ')"
+        fi
+        return
+    fi
+    # run A's log with step 6's flips replaced by nan must be run B's
+    local want
+    want=$(sed -E 's/^(s:6 trit:[^ ]+ zero:[^ ]+) flip:[^ ]+/\1 flip:nan/' "$T/A/main.log")
+    if [ "$want" = "$(cat "$T/B/main.log")" ] && grep -q '^s:6 trit:.* flip:nan' "$T/B/main.log" &&
+       grep -q '^s:6 trit:.* flip:0\.' "$T/A/main.log"; then
+        pass "trits -v 3: the first report after a resume logs its flip as unknown (nan), the rest as the uninterrupted run"
+    else
+        fail "trits -v 3: the first report after a resume logs its flip as unknown (nan), the rest as the uninterrupted run" \
+            "diff: $(diff <(echo "$want") "$T/B/main.log" | head -n 6 | tr '\n' ' ')"
+    fi
+}
+trit_case 4
+trit_case 3
 
 # ----------------------------------------------------------------------------
 # samples and val loss continue identically across a resume: the sampler's RNG

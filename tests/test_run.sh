@@ -66,5 +66,116 @@ expect_error "bad trit format" "-pf" -e "$tmp/d1/model_00000001.bin" -x "$tmp/x.
 expect_error "bad kernel" "-k" -e "$tmp/d1.packed" -k int4
 expect_error "unknown flag" "-zz" -e "$tmp/d1.packed" -zz 1
 expect_error "malformed number" "-g" -e "$tmp/d1.packed" -g ten
+
+# numbers that parse but do not fit: no silent cast to int, no NaN or inf temperature
+expect_error "-g beyond int's range" "flag -g expects an integer that fits an int" -e "$tmp/d1.packed" -g 99999999999
+expect_error "-n beyond int's range" "flag -n" -e "$tmp/d1.packed" -n -99999999999
+expect_error "-st nan" "flag -st expects a finite number" -e "$tmp/d1.packed" -st nan
+expect_error "-st inf" "flag -st expects a finite number" -e "$tmp/d1.packed" -st inf
+
+# the prompt limit is the context (1024 for d1) less <|endoftext|> and one new token: 1022
+p1023=$(python3 -c "print('word' + ' word' * 1022)")  # 1023 tokens
+p1022=$(python3 -c "print('word' + ' word' * 1021)")  # 1022 tokens
+expect_error "a 1023-token prompt: the message gives the real limit, 1022" "-p is 1023 tokens long; at most 1022 fit" \
+    -e "$tmp/d1.packed" -p "$p1023" -g 1
+out=$(./run_gpt2_1bit -e "$tmp/d1.packed" -p "$p1022" -g 1 2>&1); rc=$?
+[ "$rc" -eq 0 ] && grep -q '^--- sample 1' <<<"$out" && pass "a 1022-token prompt generates" \
+    || fail "a 1022-token prompt generates: status $rc: $(grep -m1 error <<<"$out")"
+
+# a prompt without the tokenizer: one message, the error, not a warning and the error twice over
+err=$(./run_gpt2_1bit -e "$tmp/d1.packed" -p "Hello" -tf "$tmp/no_tok.bin" 2>&1 >/dev/null); rc=$?
+if [ "$rc" -ne 0 ] && [ "$(grep -c "no_tok.bin" <<<"$err")" -eq 1 ] && grep -q "^error: -p needs the tokenizer" <<<"$err"; then
+    pass "a prompt with a missing tokenizer: one error, no warning before it"
+else
+    fail "a prompt with a missing tokenizer: one error, no warning before it: status $rc, stderr: $err"
+fi
+
+# -e a directory: says so
+expect_error "-e a directory" "'$tmp/d1' is a directory" -e "$tmp/d1" -g 4
+
+# packed files: a CRC-32 of everything after the header in slots 13..14; a copy with one thing
+# wrong and its checksum recomputed reaches the check behind it (scales finite and > 0, codes
+# that are trits); a random body fails the checksum. The 2-bit file is exported here.
+./run_gpt2_1bit -e "$tmp/d1/model_00000001.bin" -x "$tmp/d1_2bit.packed" > /dev/null 2>&1
+python3 - "$tmp" <<'PY'
+import os, struct, sys, zlib, random
+d = sys.argv[1]
+def load(name):
+    data = bytearray(open(f"{d}/{name}", "rb").read())
+    return list(struct.unpack("<256i", data[:1024])), data
+def save(name, h, data, fix_crc=True):
+    if fix_crc:
+        h[13], h[14] = 20261128, struct.unpack("<i", struct.pack("<I", zlib.crc32(bytes(data[1024:]))))[0]
+    data[:1024] = struct.pack("<256i", *h)
+    open(f"{d}/{name}", "wb").write(data)
+h, data = load("d1_2bit.packed")
+print("crc_ok" if (h[13], h[14] & 0xFFFFFFFF) == (20261128, zlib.crc32(bytes(data[1024:]))) else "crc_missing",
+      file=open(f"{d}/crc_status", "w"))
+L = h[4]
+scales_at, packed_at = 1024, 1024 + 16 * L
+for name, value in (("scale_nan", float("nan")), ("scale_inf", float("inf")), ("scale_neg", -1e30), ("scale_zero", 0.0)):
+    h, data = load("d1_2bit.packed")
+    data[scales_at + 4:scales_at + 8] = struct.pack("<f", value)  # layer 0's attproj
+    save(f"{name}.packed", h, data)
+h, data = load("d1_2bit.packed")
+data[packed_at + 100] = 0xFF  # four 2-bit codes 3
+save("code3.packed", h, data)
+h, data = load("d1.packed")  # the 1.6-bit file: a byte is 5 base-3 digits, at most 242
+data[1024 + 16 * L + 100] = 250
+save("byte250.packed", h, data)
+h, data = load("d1_2bit.packed")
+rng = random.Random(1)
+data[1024:] = bytes(rng.randrange(256) for _ in range(len(data) - 1024))
+save("random_body.packed", h, data, fix_crc=False)
+h, data = load("d1_2bit.packed")
+data[packed_at + 7] ^= 0x10  # one bit
+save("bitrot.packed", h, data, fix_crc=False)
+h, data = load("d1_2bit.packed")
+h[0] = 12345
+save("magic.packed", h, data, fix_crc=False)
+h, data = load("d1_2bit.packed")
+h[13] = 0
+save("no_crc.packed", h, data, fix_crc=False)
+# a checkpoint (model file) with a NaN weight, its checksum recomputed: slots 21..22 over the parameters
+h, data = load("d1/model_00000001.bin")
+data[1024 + 4 * 10:1024 + 4 * 11] = struct.pack("<f", float("nan"))  # wte
+h[22] = struct.unpack("<i", struct.pack("<I", zlib.crc32(bytes(data[1024:]))))[0]
+data[:1024] = struct.pack("<256i", *h)
+open(f"{d}/nan_weight.bin", "wb").write(data)
+# and one with a weight beyond fp16's range, for an -ff 16 export
+h, data = load("d1/model_00000001.bin")
+data[1024 + 4 * 10:1024 + 4 * 11] = struct.pack("<f", 1e6)
+h[22] = struct.unpack("<i", struct.pack("<I", zlib.crc32(bytes(data[1024:]))))[0]
+data[:1024] = struct.pack("<256i", *h)
+open(f"{d}/big_weight.bin", "wb").write(data)
+PY
+[ "$(cat "$tmp/crc_status")" = crc_ok ] && pass "a packed file carries the CRC-32 of its payload (header slots 13..14)" \
+    || fail "a packed file carries the CRC-32 of its payload (header slots 13..14)"
+expect_error "packed file with a NaN scale" "'$tmp/scale_nan.packed' has an invalid scale nan for layer 0's attproj" \
+    -e "$tmp/scale_nan.packed" -g 4
+expect_error "packed file with an inf scale" "'$tmp/scale_inf.packed' has an invalid scale inf" -e "$tmp/scale_inf.packed" -g 4
+expect_error "packed file with a scale of -1e30" "'$tmp/scale_neg.packed' has an invalid scale -1e+30" -e "$tmp/scale_neg.packed" -g 4
+expect_error "packed file with a scale of 0" "'$tmp/scale_zero.packed' has an invalid scale 0" -e "$tmp/scale_zero.packed" -g 4
+expect_error "2-bit packed file with a code 3 (no trit)" "'$tmp/code3.packed' has an invalid 2-bit byte 0xff in layer 0's qkv" \
+    -e "$tmp/code3.packed" -g 4
+expect_error "1.6-bit packed file with a byte above 242" "'$tmp/byte250.packed' has an invalid base-3 byte 0xfa" \
+    -e "$tmp/byte250.packed" -g 4
+expect_error "packed file with a valid header and a random body" "'$tmp/random_body.packed' fails its checksum" \
+    -e "$tmp/random_body.packed" -g 4
+expect_error "packed file with one flipped bit" "'$tmp/bitrot.packed' fails its checksum" -e "$tmp/bitrot.packed" -g 4
+expect_error "packed file without its checksum" "'$tmp/no_crc.packed' has an invalid header: no checksum" -e "$tmp/no_crc.packed" -g 4
+err=$(./run_gpt2_1bit -e "$tmp/magic.packed" -g 4 2>&1 >/dev/null); rc=$?
+if [ "$rc" -eq 1 ] && grep -q "^error: -e '$tmp/magic.packed' is neither a training checkpoint" <<<"$err" &&
+   grep -q -- "---> HINT: .*run_gpt2_1bit -x" <<<"$err" && ! grep -q -- "d12" <<<"$err"; then
+    pass "a file of the wrong magic: names both kinds of model file, no -e d12 hint -> $(head -n 1 <<<"$err")"
+else
+    fail "a file of the wrong magic: names both kinds of model file, no -e d12 hint: status $rc, stderr: $err"
+fi
+expect_error "a checkpoint with a NaN weight" "'$tmp/nan_weight.bin' has a non-finite weight (nan) in tensor wte" \
+    -e "$tmp/nan_weight.bin" -g 4
+expect_error "exporting with -ff 16 a weight beyond fp16's range" "-ff 16: tensor wte holds 1e+06" \
+    -e "$tmp/big_weight.bin" -x "$tmp/big.packed" -ff 16
+[ ! -e "$tmp/big.packed" ] && [ ! -e "$tmp/big.packed.tmp" ] && pass "the failed export leaves no file" \
+    || fail "the failed export leaves no file"
 echo "(test_run.sh: $npass checks passed, $nfail checks failed)"
 [ "$nfail" -eq 0 ]

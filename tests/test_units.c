@@ -6,6 +6,7 @@
    - finite-difference gradient checks of every float layer
    - matmul_forward against a naive loop at odd shapes
    - the learning-rate / weight-decay schedules, sampling, tokenizer decoding
+   - what the loaders check files with: CRC-32, the first non-finite value
  Prints one PASS/FAIL line per check; exits 1 on any failure.
  Build and run: make tests/test_units && ./tests/test_units
 */
@@ -91,6 +92,12 @@ static void test_quantizers(void) {
     sx = absmax_scale(hrow, 3);
     ok = isfinite(sx) && sx > 0.0f && quantize_int8(hrow[0], sx) == 127 && quantize_int8(hrow[2], sx) == 0;
     check(ok, "int8: a row with huge values gets a finite, positive scale");
+
+    // a NaN (a diverged run) becomes a code, never an undefined float-to-int8 conversion
+    // (UBSan reported one from a packed file with a NaN scale)
+    ok = ternarize(NAN, 1.0f) == 1 && ternarize(1.0f, NAN) == 1 && quantize_int8(NAN, 1.0f) == 127 &&
+         quantize_int8(1.0f, NAN) == 127 && ternarize(-INFINITY, 1.0f) == -1 && quantize_int8(INFINITY, 1.0f) == 127;
+    check(ok, "quantizers: NaN clamps to the top code, inf to its end of the range (no undefined conversion)");
 
     // bitlinear_input_forward: x_q lies on the row's int8 grid and is idempotent
     int N = 7, IC = 33;
@@ -448,8 +455,38 @@ static void test_tokenizer(void) {
     }
 }
 
+// ----------------------------------------------------------------------------
+// the loaders' checks: CRC-32 and the first non-finite value
+
+static void test_file_checks(void) {
+    // the standard check value of CRC-32 (zlib.crc32(b"123456789")), and chaining
+    const char *digits = "123456789";
+    uint8_t buf[1001];
+    for (int i = 0; i < 1001; i++) { buf[i] = (uint8_t)(i * 7 + 3); }
+    int ok = crc32_update(0, digits, 9) == 0xCBF43926u && crc32_update(0, digits, 0) == 0u;
+    for (int cut = 0; cut <= 1001; cut += 77) { // every split, through both the 8-byte and the byte loop
+        ok &= crc32_update(crc32_update(0, buf, (size_t)cut), buf + cut, (size_t)(1001 - cut)) == crc32_update(0, buf, 1001);
+    }
+    uint32_t c = crc32_update(0, buf, 1001);
+    buf[500] ^= 1;
+    ok &= crc32_update(0, buf, 1001) != c;
+    check(ok, "CRC-32: the check value 0xCBF43926 of \"123456789\", chained updates, a flipped bit changes it");
+
+    float x[100];
+    for (int i = 0; i < 100; i++) { x[i] = (float)i - 50.0f; }
+    ok = first_non_finite(x, 100) == 100;
+    x[63] = INFINITY;
+    ok &= first_non_finite(x, 100) == 63;
+    x[17] = NAN;
+    ok &= first_non_finite(x, 100) == 17 && first_non_finite(x, 17) == 17;
+    x[0] = -INFINITY;
+    ok &= first_non_finite(x, 100) == 0 && first_non_finite(x, 0) == 0;
+    check(ok, "first_non_finite finds the first NaN, inf or -inf (and none in finite data)");
+}
+
 int main(void) {
     test_quantizers();
+    test_file_checks();
     test_ste();
     test_finite_differences();
     test_matmul_shapes();
