@@ -13,17 +13,27 @@ Flags:
     --backend B       auto (default: matplotlib if importable, else stdlib), matplotlib or stdlib
 
 The picture: top panel, loss vs step, one colour per log (the legend names them): train loss
-as a thin line, val loss as a thicker line with dots. If any log has trit lines, a row below
-with two panels in the same colours: the fraction of trits that are zero, and (log scale) the
-fraction that flipped since the previous report, each the plain mean over all ternary matrices.
+as a thin line, val loss as a thicker line with dots. Where a log's learning rate drops (the
+second stage of the 1-bit schedule, -ls/-ld), a dashed vertical line in its colour marks the step.
+If any log has trit lines, a row below with two panels in the same colours: the fraction of
+trits that are zero, and (log scale) the fraction that flipped since the previous report, each
+the plain mean over all ternary matrices. If any log has HellaSwag lines, a last row: acc_norm
+in % vs step, with chance (25%) dotted.
 
 The log, one event per line (llmc/logger.h):
     s:<step> trl:<train loss> lr:<lr> norm:<grad norm>
     s:<step> tel:<val loss>
     s:<step> trit:<layer>.<matrix> zero:<frac> flip:<frac> scale:<gamma>
-flip is -1 at the first report (nothing to compare with) and is then left out. A resumed run
-appends to the same file, so steps go backwards where it starts: the later line wins, and the
-old run's records after that step are dropped (the resumed run writes its own).
+    s:<step> eval:<HellaSwag acc_norm, a fraction>      (llm.c's logger_log_eval key)
+flip is -1 at the first report (nothing to compare with) and nan where it is unknown (the first
+report after a resume): both are left out. A resumed run appends to the same file, so steps may
+go backwards where it starts: the later line wins, and the old run's records after that step are
+dropped (the resumed run writes its own).
+
+A learning-rate drop is a fall between two logged steps of more than 5% of the run's peak rate
+and more than 5 times the median step-to-step change, which a smooth warmup or cosine never
+makes (at 300 steps a cosine falls at most 0.6% of its peak a step); the mark is at the step the
+lower rate starts (a trl line logs the rate of the step before it).
 
 The stdlib backend is a small renderer: an RGB raster, anti-aliased lines (each pixel's
 coverage is its distance to the segment), a 5x7 bitmap font (g, p, q, y, j descend 2 rows
@@ -51,14 +61,17 @@ def die(msg):
 
 
 def parse_line(line):
-    """'s:10 trl:7.1 lr:...' -> (10, 'trl', 7.1); (step, 'trit', (name, zero, flip)); None if unparseable"""
+    """'s:10 trl:7.1 lr:1e-3' -> (10, 'trl', (7.1, 1e-3)) (lr None if absent); (step, 'tel', loss);
+    (step, 'eval', acc); (step, 'trit', (name, zero, flip)); None if unparseable"""
     try:
         f = dict(tok.split(":", 1) for tok in line.split())  # ValueError if a token has no ':'
         step = int(f["s"])
         if "trl" in f:
-            return step, "trl", float(f["trl"])
+            return step, "trl", (float(f["trl"]), float(f["lr"]) if "lr" in f else None)
         if "tel" in f:
             return step, "tel", float(f["tel"])
+        if "eval" in f:
+            return step, "eval", float(f["eval"])
         if "trit" in f:
             return step, "trit", (f["trit"], float(f["zero"]), float(f["flip"]))
     except (ValueError, KeyError):
@@ -69,8 +82,10 @@ def parse_line(line):
 class Run:
     """One log: sorted (step, value) lists, the trit ones already averaged over the matrices."""
 
-    def __init__(self, label, train, val, zero, flip):
+    def __init__(self, label, train, val, zero, flip, lr=(), hella=()):
         self.label, self.train, self.val, self.zero, self.flip = label, train, val, zero, flip
+        self.lr, self.hella = list(lr), list(hella)  # (step, learning rate), (step, acc_norm fraction)
+        self.drops = lr_drops(self.lr)               # (step, new rate / old rate)
 
 
 def read_log(path, label):
@@ -80,6 +95,7 @@ def read_log(path, label):
     except OSError as e:
         die(f"cannot read {path}: {e.strerror}")
     train, val, trit = {}, {}, {}  # step -> loss, step -> loss, step -> {matrix: (zero, flip)}
+    lr, hella = {}, {}             # step -> learning rate, step -> HellaSwag acc_norm
     last, n_bad = -1, 0
     for line in lines:
         rec = parse_line(line)
@@ -88,18 +104,24 @@ def read_log(path, label):
             continue
         step, kind, value = rec
         if step < last:  # a resumed run starts here: forget what the old run logged after it
-            for d in (train, val, trit):
+            for d in (train, val, trit, lr, hella):
                 for s in [s for s in d if s > step]:
                     del d[s]
         last = step
-        if kind == "trl" and math.isfinite(value):
-            train[step] = value
+        if kind == "trl":
+            loss, rate = value
+            if math.isfinite(loss):
+                train[step] = loss
+            if rate is not None and math.isfinite(rate):
+                lr[step] = rate
         elif kind == "tel" and math.isfinite(value):
             val[step] = value
-        elif kind == "trit" and math.isfinite(value[1]) and math.isfinite(value[2]):
-            name, z, fl = value
+        elif kind == "eval" and math.isfinite(value):
+            hella[step] = value
+        elif kind == "trit" and math.isfinite(value[1]):
+            name, z, fl = value  # a nan flip stays nan: left out of the flip mean below, the zero kept
             trit.setdefault(step, {})[name] = (z, fl)
-    if not (train or val or trit):
+    if not (train or val or trit or hella):
         die(f"{path}: no parseable lines (expected e.g. 's:10 trl:7.12 lr:1.5e-03 norm:0.91', "
             f"see llmc/logger.h)")
     if n_bad:
@@ -112,7 +134,19 @@ def read_log(path, label):
         flips = [fl for _, fl in mats if fl >= 0]
         if flips:
             flip.append((s, sum(flips) / len(flips)))
-    return Run(label, sorted(train.items()), sorted(val.items()), zero, flip)
+    return Run(label, sorted(train.items()), sorted(val.items()), zero, flip, sorted(lr.items()), sorted(hella.items()))
+
+
+def lr_drops(lr):
+    """[(step, ratio)]: where the learning rate falls more than a smooth schedule can (see the top)"""
+    if len(lr) < 3:
+        return []
+    peak = max(v for _, v in lr)
+    deltas = [a[1] - b[1] for a, b in zip(lr, lr[1:])]
+    typical = sorted(abs(d) for d in deltas)[len(deltas) // 2]
+    # the trl line at step s carries the rate of step s-1: the lower rate starts at (its step) - 1
+    return [(b[0] - 1, b[1] / a[1]) for a, b, d in zip(lr, lr[1:], deltas)
+            if d > 0.05 * peak and d > 5 * typical and a[1] > 0]
 
 
 def ema(points, beta):
@@ -134,9 +168,11 @@ def render_matplotlib(runs, path, ylim, title):
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
     has_trit = any(r.zero for r in runs)
+    has_hella = any(r.hella for r in runs)
     rgb = [tuple(c / 255 for c in col) for col in COLORS]
-    fig = plt.figure(figsize=(10, 8.2 if has_trit else 5))
-    grid = fig.add_gridspec(2 if has_trit else 1, 2, height_ratios=[1.65, 1] if has_trit else None)
+    ratios = [1.65] + [1] * (has_trit + has_hella)
+    fig = plt.figure(figsize=(10, 5 + 3.2 * (has_trit + has_hella)))
+    grid = fig.add_gridspec(len(ratios), 2, height_ratios=ratios)
     ax = fig.add_subplot(grid[0, :])
     for i, r in enumerate(runs):  # zorder: every val line above every train line
         if r.train:
@@ -144,17 +180,22 @@ def render_matplotlib(runs, path, ylim, title):
         if r.val:
             ax.plot(*zip(*r.val), color=rgb[i % len(rgb)], lw=2.2, marker="o", ms=4, zorder=3,
                     label=f"{r.label} val")
+        for step, ratio in r.drops:  # x in data, y in axes coordinates: the label stays at the top
+            ax.axvline(step, color=rgb[i % len(rgb)], ls="--", lw=1.2, zorder=1)
+            ax.text(step, 0.98 - 0.05 * i, f" stage 2: lr x{ratio:.2f}", color=rgb[i % len(rgb)], va="top",
+                    fontsize=9, transform=ax.get_xaxis_transform())
     ax.set(xlabel="step", ylabel="loss", title=title)
     if ylim:
         ax.set_ylim(*ylim)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # a log of trit lines only has no loss to name
         ax.legend(loc="best")
+    row = 1
     if has_trit:
         for col, get, ylabel, log in ((0, lambda r: r.zero, "zero fraction", False),
                                       (1, lambda r: [p for p in r.flip if p[1] > 0], "flip fraction (log)", True)):
             # flip fraction: the trits that changed since the previous report; 0 has no place on a log axis
-            a = fig.add_subplot(grid[1, col], sharex=ax)
+            a = fig.add_subplot(grid[row, col], sharex=ax)
             for i, r in enumerate(runs):
                 if get(r):
                     a.plot(*zip(*get(r)), color=rgb[i % len(rgb)], lw=2, marker="o", ms=3)
@@ -162,6 +203,16 @@ def render_matplotlib(runs, path, ylim, title):
                 a.set_yscale("log")
             a.set(xlabel="step", ylabel=ylabel, title="ternary weights, mean over matrices")
             a.grid(alpha=0.3)
+        row += 1
+    if has_hella:
+        a = fig.add_subplot(grid[row, :], sharex=ax)
+        for i, r in enumerate(runs):
+            if r.hella:
+                a.plot([s for s, _ in r.hella], [100 * v for _, v in r.hella], color=rgb[i % len(rgb)], lw=2,
+                       marker="o", ms=3)
+        a.axhline(CHANCE, color="gray", ls=":", lw=1)
+        a.set(xlabel="step", ylabel="acc_norm (%)", title="HellaSwag (acc_norm; chance is 25%)")
+        a.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -414,22 +465,48 @@ def draw_series(cv, pts, color, style, clip, dots=True):
             draw_dot(cv, x, y, color, clip)
 
 
+def draw_dashed_vline(cv, ax, x, color, dash=7, gap=5):
+    """a dashed vertical line across the axes at data x"""
+    l, t, r, b = ax.rect
+    px = int(ax.px(x, ax.ylim[0])[0]) + 0.5  # a pixel's centre: one crisp column, like the grid lines
+    y = t
+    while y < b:
+        cv.line(px, y, px, min(y + dash, b), color, 1.5, ax.rect)
+        y += dash + gap
+
+
 def render_stdlib(runs, path, ylim, title):
+    """draws the picture; returns its panels ({"loss", "zero", "flip", "hellaswag"}: Axes) for tests"""
     W, left, right = 1000, 110, 30
     has_trit = any(r.zero for r in runs)
+    has_hella = any(r.hella for r in runs)
     top1, h1 = 50, 380                                  # loss panel
-    top2, h2 = top1 + h1 + 100, 230                     # trit panels, below the loss panel's numbers
-    H = (top2 + h2 if has_trit else top1 + h1) + 60
+    bottom = top1 + h1
+    top2, h2 = bottom + 100, 230                        # trit panels, below the loss panel's numbers
+    if has_trit:
+        bottom = top2 + h2
+    top3, h3 = bottom + 100, 230                        # HellaSwag panel, below the one above it
+    if has_hella:
+        bottom = top3 + h3
+    H = bottom + 60
     cv = Canvas(W, H)
     cv.text(W // 2, 16, title, INK, ha="center")
+    panels = {}
 
-    # top: loss, with the legend that names the colours of both rows
-    steps = [s for r in runs for pts in (r.train, r.val, r.zero, r.flip) for s, _ in pts]
+    # top: loss, with the legend that names the colours of every row
+    steps = [s for r in runs for pts in (r.train, r.val, r.zero, r.flip, r.hella) for s, _ in pts]
     xlim = data_range(steps, 0.02) if max(steps) - min(steps) >= 10 else (min(steps) - 5, max(steps) + 5)
     losses = [v for r in runs for pts in (r.train, r.val) for _, v in pts] or [0.0, 1.0]
-    ax = Axes((left, top1, W - right, top1 + h1), xlim, ylim or data_range(losses, 0.05))
+    ax = panels["loss"] = Axes((left, top1, W - right, top1 + h1), xlim, ylim or data_range(losses, 0.05))
     draw_frame(cv, ax, "step", "loss")
     occupied = []  # points on the curves, for placing the legend
+    for i, r in enumerate(runs):  # learning-rate drops first, under the curves
+        for step, ratio in r.drops:
+            draw_dashed_vline(cv, ax, step, COLORS[i % len(COLORS)])
+            x = ax.px(step, ax.ylim[0])[0]
+            label = f"stage 2: lr x{ratio:.2f}"
+            cv.text(x + 5, ax.rect[1] + 8 + 18 * i, label, COLORS[i % len(COLORS)])
+            occupied.extend((x + 5 + k * 12, ax.rect[1] + 12 + 18 * i) for k in range(len(label)))
     for style in ("train", "val"):  # every train line first, so none hides a val line
         for i, r in enumerate(runs):
             pts = r.train if style == "train" else r.val
@@ -442,28 +519,46 @@ def render_stdlib(runs, path, ylim, title):
     if entries:
         draw_legend(cv, ax, entries, occupied)
 
-    # bottom: zero fraction and flip fraction side by side, the same colours, no legend needed
+    # below: zero fraction and flip fraction side by side, the same colours, no legend needed
     if has_trit:
         cv.text(W // 2, top2 - 34, "ternary weights, mean over matrices", INK, ha="center")
         mid = W // 2
         nonzero_flips = lambda r: [p for p in r.flip if p[1] > 0]  # noqa: E731 (0 has no place on a log axis)
-        for rect, get, ylabel, log in (
-                ((left, top2, mid - 20, top2 + h2), lambda r: r.zero, "zero fraction", False),
-                ((mid + left - 10, top2, W - right, top2 + h2), nonzero_flips, "flip fraction (log)", True)):
+        for key, rect, get, ylabel, log in (
+                ("zero", (left, top2, mid - 20, top2 + h2), lambda r: r.zero, "zero fraction", False),
+                ("flip", (mid + left - 10, top2, W - right, top2 + h2), nonzero_flips, "flip fraction (log)", True)):
             values = [v for r in runs for _, v in get(r)]
-            a = Axes(rect, xlim, data_range(values, 0.1, log) if values else (1e-3, 1e-1), ylog=log)
+            a = panels[key] = Axes(rect, xlim, data_range(values, 0.1, log) if values else (1e-3, 1e-1), ylog=log)
             draw_frame(cv, a, "step", ylabel)
             for i, r in enumerate(runs):
                 if get(r):
                     draw_series(cv, [a.px(s, v) for s, v in get(r)], COLORS[i % len(COLORS)], "val", rect)
+
+    # last: HellaSwag acc_norm in %, chance (25%) dotted
+    if has_hella:
+        cv.text(W // 2, top3 - 34, "HellaSwag (acc_norm; chance is 25%)", INK, ha="center")
+        values = [100 * v for r in runs for _, v in r.hella] + [CHANCE]
+        a = panels["hellaswag"] = Axes((left, top3, W - right, top3 + h3), xlim, data_range(values, 0.1))
+        draw_frame(cv, a, "step", "acc_norm (%)")
+        y = a.px(xlim[0], CHANCE)[1]
+        for x in range(a.rect[0], a.rect[2], 8):
+            cv.rect(x, int(y), x + 3, int(y) + 2, FRAME)
+        for i, r in enumerate(runs):
+            if r.hella:
+                draw_series(cv, [a.px(s, 100 * v) for s, v in r.hella], COLORS[i % len(COLORS)], "val", a.rect)
     cv.save_png(path)
+    return panels
+
+
+CHANCE = 25.0  # HellaSwag's 4 endings: a guess is right a quarter of the time
 
 # -----------------------------------------------------------------------------
 # main
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="main.log(s) -> one PNG of train/val loss and trit statistics")
+    p = argparse.ArgumentParser(description="main.log(s) -> one PNG of train/val loss, lr drops, trit statistics "
+                                "and HellaSwag")
     p.add_argument("logs", nargs="+", help="main.log files written by the trainer")
     p.add_argument("-o", "--output", default="loss.png", help="the PNG to write (default loss.png)")
     p.add_argument("--labels", help="comma-separated legend names, one per log")

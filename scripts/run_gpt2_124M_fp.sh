@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# scripts/run_gpt2_124M_fp.sh: GPT-2 124M (d12) in full precision on 10B tokens of FineWeb: llm.c's
+# 124M recipe (scripts/run_gpt2_124M.sh there), the baseline of scripts/run_gpt2_124M_1bit.sh, with
+# which it shares everything but the mode and the schedule. llm.c's own run of this recipe reached
+# val loss 3.28 and HellaSwag 29.9%. Compare the two with
+#   python3 dev/plot_loss.py out/gpt2_124M_fp/main.log out/gpt2_124M_1bit/main.log --labels fp,b1.58 -o cmp.png
+#
+# Recipe: 19,073 steps x 524,288 tokens (-d: -b 64 x -t 1024 x 8 micro-steps) = 10.0B tokens, AdamW
+# (0.9, 0.95), grad clip 1, warmup 700 steps, peak lr 6e-4, one cosine to 0 (-ld 1: no second
+# stage), weight decay 0.1 throughout (-cs 1). Val loss every 250 steps (20 batches), HellaSwag with
+# it (-h 1: see below), a checkpoint every 2,000 steps, a sample at the end.
+#
+# Needs:
+#   GPU memory  47.8 GiB (the trainer allocates 47.76 GiB at d12 -b 64 -t 1024 in fp: an H200,
+#               2026-11-28): an 80 GB H100 or A100 is enough
+#   time        10.9 h of training on an H200 at the 253,819 tok/s measured there (2026-11-28, CUDA
+#               trainer, d12 B=64 T=1024, fp; b1.58 229,951, llm.c 384,669: llm.c would take 7.2 h),
+#               plus the evals (val: 100M tokens forward in all, a few minutes; HellaSwag: not
+#               measured). H100: not measured (the same compute, less memory bandwidth: expect
+#               somewhat longer)
+#   disk        20 GB of shards, 1.5 GB a checkpoint (the newest KEEP_CHECKPOINTS = 3 are kept)
+#   data        python3 dev/data/fineweb.py          (FineWeb sample-10BT -> data/fineweb10B/)
+#               python3 dev/data/hellaswag.py        (-> data/hellaswag/hellaswag_val.bin)
+#   build       make train_gpt2_1bitcu
+# Run:
+#   bash scripts/run_gpt2_124M_fp.sh               # restarts itself from the newest checkpoint (-y 1)
+#   DRY_RUN=1 bash scripts/run_gpt2_124M_fp.sh     # prints the command, runs nothing
+#   bash scripts/run_gpt2_124M_fp.sh -l 5e-4       # extra flags go last, so they win
+# Environment: OUT (default out/gpt2_124M_fp), DATA (default data/fineweb10B), TRAINER (default
+# ./train_gpt2_1bitcu), KEEP_CHECKPOINTS (default 3; 0 keeps all), MAX_RESTARTS (default 20),
+# RESTART_DELAY (seconds, default 10).
+#
+# HellaSwag (-h 1) is passed once llmc/args.h has the flag (the trainers' wiring of llmc/hellaswag.h,
+# issue 15); until then the run goes without it and says so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NAME=gpt2_124M_fp
+STEPS=19073; TOTAL_BATCH=524288; TOK_PER_S=253819; GPU_GIB=47.8   # tok/s and GiB: H200, measured 2026-11-28
+OUT=${OUT:-out/$NAME}
+DATA=${DATA:-data/fineweb10B}
+TRAINER=${TRAINER:-./train_gpt2_1bitcu}
+KEEP_CHECKPOINTS=${KEEP_CHECKPOINTS:-3}
+MAX_RESTARTS=${MAX_RESTARTS:-20}
+RESTART_DELAY=${RESTART_DELAY:-10}
+HELLASWAG_FILE=${HELLASWAG_FILE:-data/hellaswag/hellaswag_val.bin} # where -h 1 reads it (llm.c: a fixed path)
+
+args=(-e d12 -wq fp -aq none -rn 0
+      -i "$DATA/fineweb_train_*.bin" -j "$DATA/fineweb_val_*.bin" -o "$OUT"
+      -b 64 -t 1024 -d "$TOTAL_BATCH" -x "$STEPS"
+      -l 6e-4 -u 700 -q 0.0 -ls 0.5 -ld 1 -c 0.1 -cs 1 -gc 1.0
+      -v 250 -m 20 -s 20000 -g 144 -n 2000)
+hellaswag=0
+if grep -q 'ARG("-h"' llmc/args.h; then
+    hellaswag=1
+    args+=(-h 1)
+else
+    echo "note: the trainers do not have -h (HellaSwag) yet: running without it" >&2
+fi
+
+newest_checkpoint() { # the step of the newest complete checkpoint in $OUT, or nothing
+    local marks=("$OUT"/DONE_*) # in order: the steps are zero-padded
+    local last=${marks[${#marks[@]} - 1]}
+    if [ -e "$last" ]; then echo $((10#${last##*DONE_})); fi
+}
+command_line() { # the trainer's arguments for a (re)start: -y 1 once there is a checkpoint
+    local resume=()
+    if [ -n "$(newest_checkpoint)" ]; then resume=(-y 1); fi
+    local line
+    # ${resume[@]+...}: an empty array trips set -u in bash < 4.4
+    line=$(printf '%q ' "$TRAINER" "${args[@]}" ${resume[@]+"${resume[@]}"} "$@")
+    echo "${line% }"
+}
+hours=$(awk -v s="$STEPS" -v d="$TOTAL_BATCH" -v r="$TOK_PER_S" 'BEGIN { printf "%.1f", s * d / r / 3600 }')
+tokens=$(awk -v s="$STEPS" -v d="$TOTAL_BATCH" 'BEGIN { printf "%.2f", s * d / 1e9 }')
+echo "$NAME: $STEPS steps x $TOTAL_BATCH tokens = ${tokens}B tokens, ~$hours h on an H200 ($TOK_PER_S tok/s)," \
+     "${GPU_GIB} GiB of GPU memory" >&2
+
+if [ "${DRY_RUN:-0}" = 1 ]; then
+    command_line "$@"
+    exit 0
+fi
+
+# what the run needs, checked before it starts rather than hours in
+fail() { echo "error: $1" >&2; echo "---> HINT: $2" >&2; exit 1; }
+[ -x "$TRAINER" ] || fail "no trainer at $TRAINER" "make train_gpt2_1bitcu (or set TRAINER=)"
+ls "$DATA"/fineweb_train_*.bin >/dev/null 2>&1 || fail "no shards in $DATA" "python3 dev/data/fineweb.py"
+[ "$hellaswag" = 0 ] || [ -f "$HELLASWAG_FILE" ] || fail "no $HELLASWAG_FILE" "python3 dev/data/hellaswag.py"
+mkdir -p "$OUT"
+
+prune() { # keep the newest KEEP_CHECKPOINTS complete checkpoints; DONE_ goes first, so none is half there
+    [ "$KEEP_CHECKPOINTS" -gt 0 ] || return 0
+    local marks=("$OUT"/DONE_*) i
+    [ -e "${marks[0]}" ] || return 0
+    for ((i = 0; i < ${#marks[@]} - KEEP_CHECKPOINTS; i++)); do
+        local step=${marks[i]##*DONE_}
+        rm -f "${marks[i]}" && rm -f "$OUT/model_$step.bin" "$OUT/state_$step.bin"
+    done
+}
+(while sleep 600; do prune; done) &
+pruner=$!
+trap 'kill "$pruner" 2>/dev/null || true' EXIT
+
+# llm.c's loop: a crashed or killed run restarts from its newest checkpoint, until the last step's is there
+done_file=$(printf '%s/DONE_%08d' "$OUT" "$STEPS")
+restarts=0
+while [ ! -f "$done_file" ]; do
+    before=$(newest_checkpoint)
+    cmd=$(command_line "$@")
+    echo "$cmd" | tee -a "$OUT/commands.txt"
+    eval "$cmd" || echo "the trainer exited with status $?" >&2
+    prune
+    [ -f "$done_file" ] && break
+    restarts=$((restarts + 1))
+    if [ "$(newest_checkpoint)" = "$before" ] && [ "$restarts" -gt 1 ]; then
+        fail "no new checkpoint since the last restart: not restarting again" "see the trainer's error above"
+    fi
+    [ "$restarts" -le "$MAX_RESTARTS" ] || fail "$MAX_RESTARTS restarts" "see the trainer's errors above"
+    echo "restarting from the newest checkpoint ($restarts)" >&2
+    sleep "$RESTART_DELAY"
+done
+echo "done: $done_file"
