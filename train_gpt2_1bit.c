@@ -44,6 +44,7 @@
 #include "llmc/logger.h"      // defines: Logger, logger_log_train, logger_log_val, logger_log_trit
 #include "llmc/trit_stats.h"  // defines: TritStats, trit_stats_compute, trit_stats_print
 #include "llmc/args.h"        // defines: TrainArgs, train_args_parse, train_args_usage
+#include "llmc/hellaswag.h"   // defines: EvalLoader, evalloader_init, evalloader_accuracy, HELLASWAG_PATH
 #include "llmc/ternary_kernels.h" // defines: pack2_rows, pack2_row_bytes, matmul_i8_t2, dequant_epilogue
 
 // ----------------------------------------------------------------------------
@@ -1096,6 +1097,12 @@ void gpt2_sample(GPT2 *model, const Tokenizer *tokenizer, int n, int max_T, floa
 // main training loop
 #ifndef TESTING
 
+// the forward pass HellaSwag's scoring borrows: the (B,T) per-position losses
+static const float *gpt2_eval_losses(void *m, const int *inputs, const int *targets, int B, int T) {
+    GPT2 *model = (GPT2 *)m;
+    gpt2_forward(model, inputs, targets, B, T);
+    return model->acts.losses;
+}
 
 int main(int argc, char **argv) {
     TrainArgs args;
@@ -1176,6 +1183,12 @@ int main(int argc, char **argv) {
     DataLoader train_loader, val_loader;
     dataloaders_open(&train_loader, &val_loader, args.train_pattern, args.val_pattern, args.val_every > 0, args.B,
                      args.T, cfg->vocab_size); // the val shards only with -v > 0
+    EvalLoader hellaswag; // -h 1: HellaSwag with every val loss (llmc/hellaswag.h)
+    if (args.hellaswag) {
+        evalloader_init(&hellaswag, HELLASWAG_PATH, args.B, args.T, cfg->vocab_size);
+        printf("HellaSwag: %d examples, %d batches of %d x %d\n", hellaswag.num_examples, hellaswag.num_batches,
+               hellaswag.B, hellaswag.T);
+    }
     Tokenizer tokenizer;
     tokenizer_init(&tokenizer, args.tokenizer_path);
     if (tokenizer.init_ok && (int)tokenizer.vocab_size != cfg->vocab_size) {
@@ -1205,6 +1218,11 @@ int main(int argc, char **argv) {
             float val_loss = gpt2_validate(&model, &val_loader, args.val_batches);
             printf("step %5d | val loss %.4f | val perplexity %.2f\n", step, val_loss, expf(val_loss));
             logger_log_val(&logger, step, val_loss);
+            if (args.hellaswag) {
+                float acc = evalloader_accuracy(&hellaswag, gpt2_eval_losses, &model);
+                printf("step %5d | HellaSwag acc_norm %.4f\n", step, acc);
+                logger_log_eval(&logger, step, acc);
+            }
             print_trit_stats(&model, &logger, step);
         }
         // a resumed run's first step was sampled before its checkpoint was written: drawing
@@ -1247,6 +1265,7 @@ int main(int argc, char **argv) {
     tokenizer_free(&tokenizer);
     dataloader_free(&train_loader);
     dataloader_free(&val_loader);
+    if (args.hellaswag) { evalloader_free(&hellaswag); }
     gpt2_free(&model);
     return 0;
 }

@@ -45,6 +45,7 @@
 #include "llmc/schedulers.h"  // defines: Schedule, schedule_lr, schedule_wd
 #include "llmc/logger.h"      // defines: Logger, logger_log_train, logger_log_val
 #include "llmc/args.h"        // defines: TrainArgs, train_args_parse, train_args_validate
+#include "llmc/hellaswag.h"   // defines: EvalLoader, evalloader_init, evalloader_accuracy, HELLASWAG_PATH
 #include "llmc/trit_stats.h"  // defines: TritStats, trit_stats_compute, trit_stats_print, bitlinear_trit_offsets
 
 static cublasHandle_t cublas_handle;
@@ -1264,6 +1265,14 @@ void gpt2_sample(GPT2 *model, const Tokenizer *tokenizer, int n, int max_T, floa
 // main training loop
 #ifndef TESTING
 
+// the forward pass HellaSwag's scoring borrows: the (B,T) per-position losses, on the host
+static const float *gpt2_eval_losses(void *m, const int *inputs, const int *targets, int B, int T) {
+    GPT2 *model = (GPT2 *)m;
+    gpt2_forward(model, inputs, targets, B, T, 0, 1.0f);
+    return model->losses_host;
+}
+
+
 int main(int argc, char **argv) {
     TrainArgs args;
     train_args_defaults(&args);
@@ -1350,6 +1359,12 @@ int main(int argc, char **argv) {
     DataLoader train_loader, val_loader;
     dataloaders_open(&train_loader, &val_loader, args.train_pattern, args.val_pattern, args.val_every > 0, args.B,
                      args.T, cfg->vocab_size); // the val shards only with -v > 0
+    EvalLoader hellaswag; // -h 1: HellaSwag with every val loss (llmc/hellaswag.h)
+    if (args.hellaswag) {
+        evalloader_init(&hellaswag, HELLASWAG_PATH, args.B, args.T, cfg->vocab_size);
+        printf("HellaSwag: %d examples, %d batches of %d x %d\n", hellaswag.num_examples, hellaswag.num_batches,
+               hellaswag.B, hellaswag.T);
+    }
     Tokenizer tokenizer;
     tokenizer_init(&tokenizer, args.tokenizer_path);
     if (tokenizer.init_ok && (int)tokenizer.vocab_size != cfg->vocab_size) {
@@ -1379,6 +1394,11 @@ int main(int argc, char **argv) {
             float val_loss = gpt2_validate(&model, &val_loader, args.val_batches);
             printf("step %5d | val loss %.4f | val perplexity %.2f\n", step, val_loss, expf(val_loss));
             logger_log_val(&logger, step, val_loss);
+            if (args.hellaswag) {
+                float acc = evalloader_accuracy(&hellaswag, gpt2_eval_losses, &model);
+                printf("step %5d | HellaSwag acc_norm %.4f\n", step, acc);
+                logger_log_eval(&logger, step, acc);
+            }
             print_trit_stats(&model, &logger, step);
         }
         int resumed_here = resume_step >= 0 && step == start_step; // see train_gpt2_1bit.c
@@ -1426,6 +1446,7 @@ int main(int argc, char **argv) {
     tokenizer_free(&tokenizer);
     dataloader_free(&train_loader);
     dataloader_free(&val_loader);
+    if (args.hellaswag) { evalloader_free(&hellaswag); }
     gpt2_free(&model);
     cublasCheck(cublasDestroy(cublas_handle));
     return 0;

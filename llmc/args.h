@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include "gpt2_config.h" // defines: parse_weight_quant, parse_act_quant
@@ -46,6 +47,7 @@ typedef struct {
     const char *act_quant;      // -aq
     int inner_norm;             // -rn
     int seed;                   // -sd
+    int hellaswag;              // -h 1
     // which of the quantization flags the user gave (a checkpoint's own modes win otherwise)
     int set_weight_quant, set_act_quant, set_inner_norm;
 } TrainArgs;
@@ -89,6 +91,7 @@ static const ArgSpec ARG_SPECS[] = {
     ARG("-aq", ARG_STR, act_quant, "activation quantization of their inputs: int8 | none"),
     ARG("-rn", ARG_INT, inner_norm, "1 = parameter-free RMSNorm inside every BitLinear, 0 = off"),
     ARG("-sd", ARG_INT, seed, "random seed (init of fresh models, sampling)"),
+    ARG("-h", ARG_INT, hellaswag, "1 = HellaSwag acc_norm with every val loss (dev/data/hellaswag.py writes the file; -h alone: this help)"),
 };
 #undef ARG
 #define NUM_ARG_SPECS ((int)(sizeof(ARG_SPECS) / sizeof(ARG_SPECS[0])))
@@ -124,6 +127,7 @@ static inline void train_args_defaults(TrainArgs *a) {
     a->act_quant = "int8";
     a->inner_norm = 1;
     a->seed = 1337;
+    a->hellaswag = 0; // -h 1 turns it on
 }
 
 static inline void train_args_usage(const char *prog, FILE *out) {
@@ -153,7 +157,11 @@ static inline void args_error(const char *prog, const char *fmt, const char *a, 
 // an unknown flag, a missing value or a malformed number
 static inline void train_args_parse(TrainArgs *a, int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+        // -h alone is the help; -h followed by a value is the HellaSwag flag (llm.c's -h 1)
+        int help = strcmp(argv[i], "--help") == 0 ||
+                   (strcmp(argv[i], "-h") == 0 && (i + 1 >= argc || (argv[i + 1][0] == '-' &&
+                                                                      !isdigit((unsigned char)argv[i + 1][1]))));
+        if (help) {
             train_args_usage(argv[0], stdout);
             exit(EXIT_SUCCESS);
         }
@@ -216,6 +224,8 @@ static inline void train_args_validate(const TrainArgs *a, const char *prog) {
     CHECK(parse_weight_quant(a->weight_quant) >= 0, "-wq", "one of fp, ternary, binary");
     CHECK(parse_act_quant(a->act_quant) >= 0, "-aq", "one of int8, none");
     CHECK(!(a->resume && a->out_dir[0] == '\0'), "-y", "0 when there is no output directory (-o \"\")");
+    CHECK(a->hellaswag == 0 || a->hellaswag == 1, "-h", "0 or 1 (-h alone prints the help)");
+    CHECK(!(a->hellaswag && a->val_every == 0), "-h", "0 when -v is 0 (HellaSwag runs with the val loss)");
 #undef CHECK
 }
 

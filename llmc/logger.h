@@ -27,6 +27,7 @@ typedef struct {
     int resume_step; // the step this run resumed at, -1 for a fresh run
     int kept_val;    // main.log kept the interrupted run's val line of resume_step
     int kept_trit;   // and its trit lines of resume_step
+    int kept_eval;   // and its HellaSwag line
 } Logger;
 
 // Cut path (a main.log) after the lines of step `step`; sets the kept_* flags
@@ -51,6 +52,7 @@ static inline void logger_cut(Logger *logger, const char *path, int step) {
             kept++;
             if (s == step && strstr(line, " tel:") != NULL) { logger->kept_val = 1; }
             if (s == step && strstr(line, " trit:") != NULL) { logger->kept_trit = 1; }
+            if (s == step && strstr(line, " eval:") != NULL) { logger->kept_eval = 1; }
         } else {
             dropped++;
         }
@@ -84,6 +86,13 @@ static inline void logger_log_train(Logger *logger, int step, float loss, float 
 static inline void logger_log_val(Logger *logger, int step, float val_loss) {
     if (logger->fp == NULL || (step == logger->resume_step && logger->kept_val)) { return; }
     fprintf(logger->fp, "s:%d tel:%.6f\n", step, val_loss);
+    fflush(logger->fp);
+}
+
+// HellaSwag acc_norm, in llm.c's key (dev/plot_loss.py reads it)
+static inline void logger_log_eval(Logger *logger, int step, float acc) {
+    if (logger->fp == NULL || (step == logger->resume_step && logger->kept_eval)) { return; }
+    fprintf(logger->fp, "s:%d eval:%.4f\n", step, acc);
     fflush(logger->fp);
 }
 

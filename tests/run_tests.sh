@@ -73,6 +73,10 @@ run "the same, scalar build (tests/test_run_scalar)" ./tests/test_run_scalar
 run "export and generation, bad input (tests/test_run.sh)" bash tests/test_run.sh
 run "preprocessing vs tiktoken (tests/test_prepro.py)" "$PYTHON" tests/test_prepro.py
 run "loss plot (tests/test_plot.py)" "$PYTHON" tests/test_plot.py
+run "HellaSwag eval: batches and acc_norm vs the model's forward, bad files (tests/test_hellaswag)" ./tests/test_hellaswag
+run "dev/data: fineweb.py shards vs tiktoken, resume after kill, bad input; hellaswag.py eval file (tests/test_data_scripts.py)" "$PYTHON" tests/test_data_scripts.py
+run "GPT-2 124M/350M recipes: flags vs llmc/args.h, numbers, the restart loop (tests/test_run_scripts.sh)" bash tests/test_run_scripts.sh
+run "the reproduction path on local data: fineweb.py -> hellaswag.py -> train -h 1 -> plot (tests/test_repro_path.sh)" bash tests/test_repro_path.sh
 # the CUDA trainer's code, run on the CPU by tests/cuda_emu (no GPU needed; slow but exact in logic)
 run "CUDA trainer on the CPU emulator vs PyTorch reference, fp32 (tests/test_gpt2_1bitcu_emu_fp32)" ./tests/test_gpt2_1bitcu_emu_fp32
 run "CUDA trainer on the CPU emulator vs PyTorch reference, bf16 (tests/test_gpt2_1bitcu_emu)" ./tests/test_gpt2_1bitcu_emu
