@@ -21,8 +21,8 @@
 #      is at peers/llm.c/train_gpt2cu (an ignored folder; build it by hand), the PyTorch bf16
 #      torch.compile peer (dev/bench_pytorch_gpt2.py), then every dev/cuda program at full size
 #
-# Environment: KIT=gpukit (the kit's folder); BUDGET=480 (seconds in all: a speed part that
-# would run past it gets the time left, or is skipped with under 20 s left); B=64, STEPS=20
+# Environment: KIT=gpukit (the kit's folder); BUDGET=480 (seconds in all, 2400 with EMU=1: a
+# speed part that would run past it gets the time left, or is skipped with under 20 s left); B=64, STEPS=20
 # (the benchmarks); PYTHON=python3 (the PyTorch peer's); EMU=1 checks this script's flow on
 # the CPU emulator's builds (make test builds them), with tiny sizes and no sanitizer.
 set -u
@@ -35,7 +35,7 @@ OUT=$1
 mkdir -p "$OUT" || exit 1
 OUT=$(cd "$OUT" && pwd)
 KIT=${KIT:-gpukit}
-BUDGET=${BUDGET:-480}
+BUDGET=${BUDGET:-}
 B=${B:-64}
 STEPS=${STEPS:-20}
 PYTHON=${PYTHON:-python3}
@@ -48,11 +48,15 @@ if [ "$EMU" = 1 ]; then # the emulator's builds (tests/cuda_emu), tiny sizes
     T_BIN=./train_gpt2_1bitcu_emu; T_BIN32=""; TEST_BF16=./tests/test_gpt2_1bitcu_emu
     TEST_FP32=./tests/test_gpt2_1bitcu_emu_fp32; CPU_BIN=./train_gpt2_1bit; DEV=tests/cuda_emu/build/dev_cuda
     BENCH_ENV=(BENCH_MODEL=d1 BENCH_T=32); B=2; STEPS=3
+    TEST_LIMIT=900 # emulated, the model tests take a minute on a quiet 2-core machine, and several on a busy one
+    BUDGET=${BUDGET:-2400}
     PEER_ARGS=(--device cpu --depth 1 --channels 64 --heads 2 -b "$B" -t 32 -x "$STEPS" --compile 0)
 else
     T_BIN=$KIT/train_gpt2_1bitcu; T_BIN32=$KIT/train_gpt2_1bitcu_fp32; TEST_BF16=$KIT/test_gpt2_1bitcu
     TEST_FP32=$KIT/test_gpt2_1bitcu_fp32; CPU_BIN=$KIT/train_gpt2_1bit; DEV=$KIT/dev_cuda
     BENCH_ENV=(); PEER_ARGS=(-b "$B" -x "$STEPS")
+    TEST_LIMIT=150 # on an H200 each model test took 4 s, the CPU comparison 21 s
+    BUDGET=${BUDGET:-480}
 fi
 
 # ----------------------------------------------------------------------------
@@ -147,10 +151,10 @@ SMALL=(-e tests/ref/model.bin -i "$OUT/tiny/train.bin" -j "$OUT/tiny/val.bin" -t
 SAN=""
 command -v compute-sanitizer >/dev/null && [ "$EMU" != 1 ] && SAN=compute-sanitizer
 
-part test_fp32 150 "$TEST_FP32" &
-part test_bf16 150 "$TEST_BF16" &
+part test_fp32 "$TEST_LIMIT" "$TEST_FP32" &
+part test_bf16 "$TEST_LIMIT" "$TEST_BF16" &
 if [ "$EMU" = 1 ]; then
-    part cuda_vs_cpu 300 env QUICK=1 CUDA_BIN="$T_BIN" CPU_BIN="$CPU_BIN" bash tests/test_cuda_vs_cpu.sh &
+    part cuda_vs_cpu "$TEST_LIMIT" env QUICK=1 CUDA_BIN="$T_BIN" CPU_BIN="$CPU_BIN" bash tests/test_cuda_vs_cpu.sh &
 else
     part cuda_vs_cpu 180 env CPU_LOGS="$KIT/cpu_ref" CUDA_BIN="$T_BIN" CPU_BIN="$CPU_BIN" bash tests/test_cuda_vs_cpu.sh &
 fi
