@@ -209,6 +209,10 @@ tests/test_units: tests/test_units.c train_gpt2_1bit.c $(HEADERS)
 tests/test_run: tests/test_run.c run_gpt2_1bit.c train_gpt2_1bit.c $(HEADERS)
 	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
 
+# the GGUF export (llmc/gguf.h) driven as run_gpt2_1bit drives it; tests/test_gguf.py reads its files back
+tests/test_gguf: tests/test_gguf.c train_gpt2_1bit.c $(HEADERS)
+	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
+
 # HellaSwag: llmc/hellaswag.h's batches and scores against the CPU model's forward
 tests/test_hellaswag: tests/test_hellaswag.c train_gpt2_1bit.c $(HEADERS)
 	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
@@ -225,7 +229,7 @@ tests/test_run_scalar: tests/test_run.c run_gpt2_1bit.c train_gpt2_1bit.c $(HEAD
 	$(CC) -O2 -std=gnu11 -Wall -Wextra -Wno-unknown-pragmas $< $(LDLIBS) -o $@
 
 TEST_BINS = tests/test_gpt2_1bit tests/test_units tests/test_run tests/test_run_scalar tests/test_kernels tests/test_kernels_scalar \
-            tests/test_hellaswag
+            tests/test_hellaswag tests/test_gguf
 test: train_gpt2_1bit run_gpt2_1bit $(TEST_BINS) $(EMU_BINS)
 	@bash tests/run_tests.sh
 

@@ -7,6 +7,8 @@
 
  Build:  make run_gpt2_1bit
  Export: ./run_gpt2_1bit -e out/model_00000300.bin -x out/model.packed [-pf 2|3] [-ff 32|16]
+ Export for llama.cpp (GGUF, llmc/gguf.h: TQ2_0, -pf 3: TQ1_0; models trained with -rn 0):
+         ./run_gpt2_1bit -e out/model_00000300.bin -x out/model.gguf [-pf 2|3] [-ff 32|16]
  Generate from a checkpoint or a packed file:
          ./run_gpt2_1bit -e out/model.packed -p "ROMEO:" -n 2 -g 64
  Decode speed, packed int8 path vs the fp32 path of the same model, same prompt:
@@ -31,6 +33,7 @@
 #include "llmc/packed.h"      // defines: packed_write, packed_read, PackedModel
 #include "llmc/bpe.h"         // defines: BPEEncoder, bpe_init, bpe_encode
 
+#include "llmc/gguf.h"        // defines: gguf_export, GGUFSizes
 // ----------------------------------------------------------------------------
 // the model for decoding
 
@@ -564,6 +567,30 @@ static void export_packed(const char *model_path, const char *out_path, int trit
     gpt2_free(&g);
 }
 
+// -x model.gguf: the model for llama.cpp (llmc/gguf.h): its gpt2 architecture, the BitLinear
+// matrices as TQ2_0 (-pf 2) or TQ1_0 (-pf 3), the embeddings in fp32 or fp16 (-ff), GPT-2's
+// tokenizer from -tf. From a checkpoint or a packed file (both hold the trits and scales);
+// a model trained with the inner RMSNorm (-rn 1) is refused: llama.cpp's graph has no such norm.
+static void export_gguf(const char *model_path, const char *out_path, int trit_format, int float_format,
+                        const char *tokenizer_path) {
+    GPT2 g;
+    runner_load_model(&g, model_path);
+    const int8_t *trits[NUM_BITLINEAR];
+    for (int k = 0; k < NUM_BITLINEAR; k++) { trits[k] = g.trits + g.wq_offset[k]; }
+    GGUFSizes sz = gguf_export(out_path, &g.config, &g.quant, trits, g.scales, g.params_memory, tokenizer_path,
+                               trit_format == 3, float_format, model_path);
+    double mb = 1e6;
+    const char *type = g.quant.weight_quant == WQ_FP ? (float_format == 16 ? "F16" : "F32")
+                                                     : (trit_format == 3 ? "TQ1_0, 1.6875" : "TQ2_0, 2.0625");
+    printf("wrote %s (GGUF, llama.cpp's gpt2): %zu BitLinear weights as %s%s\n", out_path,
+           g.num_bitlinear_weights, type, g.quant.weight_quant == WQ_FP ? "" : " bits/weight");
+    printf("  BitLinear matrices  %10.2f MB  (fp32: %.2f MB)\n", sz.matrices / mb, g.num_bitlinear_weights * 4 / mb);
+    printf("  other tensors       %10.2f MB  (embeddings fp%d, norms and biases fp32)\n", sz.other / mb, float_format);
+    printf("  tokenizer           %10.2f MB  (tokens, merges)\n", sz.tokenizer / mb);
+    printf("  total               %10.2f MB\n", sz.total / mb);
+    gpt2_free(&g);
+}
+
 // ----------------------------------------------------------------------------
 // generation
 
@@ -581,7 +608,8 @@ static int encode_prompt(const char *prompt, const Tokenizer *tok, int *out, int
 static void usage(const char *prog) {
     printf("usage: %s -e MODEL [flags]   (MODEL: a training checkpoint or a packed model)\n\n", prog);
     printf("  -e   model file                                              (required)\n");
-    printf("  -x   export MODEL (a training checkpoint) to this packed file and exit\n");
+    printf("  -x   export MODEL to this file and exit: a packed model, or for a name ending in .gguf\n"
+           "       a GGUF file for llama.cpp (TQ2_0, -pf 3: TQ1_0; models trained with -rn 0)\n");
     printf("  -pf  packed trit format: 2 (2 bits/weight) or 3 (1.6 bits)    (default 2)\n");
     printf("  -ff  float format of the other tensors when exporting: 32|16 (default 32)\n");
     printf("  -p   prompt text                                             (default: start from <|endoftext|>)\n");
@@ -679,7 +707,15 @@ int main(int argc, char **argv) {
     if (n_samples < 1 || n_new < 1 || temperature < 0.0f || top_k < 0) {
         fprintf(stderr, "error: -n and -g must be at least 1, -st and -tk at least 0\n"); return 1;
     }
-    if (export_path != NULL) { export_packed(model_path, export_path, trit_format, float_format); return 0; }
+    if (export_path != NULL) {
+        size_t n = strlen(export_path);
+        if (n > 5 && strcmp(export_path + n - 5, ".gguf") == 0) {
+            export_gguf(model_path, export_path, trit_format, float_format, tokenizer_path);
+        } else {
+            export_packed(model_path, export_path, trit_format, float_format);
+        }
+        return 0;
+    }
     if (prompt != NULL && prompt[0] == '\0') {
         fprintf(stderr, "error: -p is empty\n---> HINT: leave -p out to start from <|endoftext|>\n");
         return 1;

@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.." || exit 1
 PYTHON=${PYTHON:-python3}
 
 # ----------------------------------------------------------------------------
-# set-up: the one test dependency a fresh machine lacks. tests/test_prepro.py compares prepro with
-# tiktoken, so a missing tiktoken is installed here (as .ci/run does): with pip into the Python
+# set-up: the test dependencies a fresh machine lacks. tests/test_prepro.py compares prepro with
+# tiktoken, tests/test_gguf.py and tests/test_convert_hf.py read files with gguf and safetensors;
+# whatever is missing is installed here (as .ci/run does): with pip into the Python
 # that runs the tests, or, where pip may not change that Python (a system Python, PEP 668), into a
 # cache directory that goes on PYTHONPATH (tests/test_prepro.py looks there too). If both fail,
 # tests/test_prepro.py fails with the command that fixes it: a check that cannot run is no pass.
@@ -19,29 +20,40 @@ tiktoken_dir() {
     v=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || v=unknown
     echo "${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/train_gpt2_1bit/python$v"
 }
-setup_tiktoken() {
-    "$PYTHON" -c "import tiktoken" 2>/dev/null && return 0
-    local dir
+# setup_py WHAT MODULES PIP_ARGS...: import MODULES (space-separated), else install PIP_ARGS with pip,
+# else into the cache directory (then on PYTHONPATH); returns non-zero if they still do not import
+setup_py() {
+    local what=$1 mods=$2
+    shift 2
+    local imp="import ${mods// /, }" dir
+    "$PYTHON" -c "$imp" 2>/dev/null && return 0
     dir=$(tiktoken_dir)
-    if [ -d "$dir" ] && PYTHONPATH="$dir${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c "import tiktoken" 2>/dev/null; then
+    if [ -d "$dir" ] && PYTHONPATH="$dir${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c "$imp" 2>/dev/null; then
         export PYTHONPATH="$dir${PYTHONPATH:+:$PYTHONPATH}"
         return 0
     fi
-    echo "== set-up: tiktoken (for tests/test_prepro.py) is missing: $PYTHON -m pip install tiktoken"
+    echo "== set-up: $mods (for $what) missing: $PYTHON -m pip install $*"
     # (its own complaint, e.g. PEP 668's page of text, is not shown: the fallback below says what it does)
-    if "$PYTHON" -m pip install -q tiktoken >/dev/null 2>&1 && "$PYTHON" -c "import tiktoken" 2>/dev/null; then return 0; fi
-    echo "== set-up: that failed; trying $PYTHON -m pip install --target $dir tiktoken"
-    if "$PYTHON" -m pip install -q --target "$dir" tiktoken &&
-       PYTHONPATH="$dir${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c "import tiktoken" 2>/dev/null; then
+    if "$PYTHON" -m pip install -q "$@" >/dev/null 2>&1 && "$PYTHON" -c "$imp" 2>/dev/null; then return 0; fi
+    echo "== set-up: that failed; trying $PYTHON -m pip install --target $dir $*"
+    if "$PYTHON" -m pip install -q --target "$dir" "$@" &&
+       PYTHONPATH="$dir${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c "$imp" 2>/dev/null; then
         export PYTHONPATH="$dir${PYTHONPATH:+:$PYTHONPATH}"
         return 0
     fi
-    echo "== set-up: could not install tiktoken, so tests/test_prepro.py will fail ---> HINT: $PYTHON -m pip install" \
-         "tiktoken (without pip: sudo apt-get install python3-pip first), then make test"
+    echo "== set-up: could not install $mods, so $what will fail ---> HINT: $PYTHON -m pip install" \
+         "$* (without pip: sudo apt-get install python3-pip first), then make test"
     return 1
 }
-if [ "${1:-}" = "--setup-only" ]; then setup_tiktoken; exit $?; fi
+setup_tiktoken() { setup_py tests/test_prepro.py tiktoken tiktoken; }
+# the GGUF export's and the Hugging Face converter's tests read and write with these
+setup_formats() {
+    setup_py "tests/test_gguf.py and tests/test_convert_hf.py" "numpy gguf safetensors" \
+        -r dev/requirements-gguf.txt -r dev/requirements-convert.txt
+}
+if [ "${1:-}" = "--setup-only" ]; then setup_tiktoken && setup_formats; exit $?; fi
 setup_tiktoken
+setup_formats
 passed=0
 failed=0
 run() {
@@ -83,6 +95,8 @@ run "CUDA trainer on the CPU emulator vs PyTorch reference, bf16 (tests/test_gpt
 run "CUDA trainer on the CPU emulator vs the CPU trainer, resume (tests/test_cuda_vs_cpu.sh)" env QUICK=1 CUDA_BIN=./train_gpt2_1bitcu_emu bash tests/test_cuda_vs_cpu.sh
 run "CUDA start-up errors: old driver, no GPU, no code for the GPU (tests/test_cuda_startup.sh)" bash tests/test_cuda_startup.sh
 run "the Makefile's CUDA builds: no data needed, architectures, rebuilt on PRECISION= (tests/test_build.sh)" bash tests/test_build.sh
+run "GGUF export read back by the gguf package, run_gpt2_1bit -x model.gguf (tests/test_gguf.py)" "$PYTHON" tests/test_gguf.py
+run "Hugging Face GPT-2 weights to our model file (tests/test_convert_hf.py)" "$PYTHON" tests/test_convert_hf.py
 run "dev/gpu_check.sh's flow on the CPU emulator (tests/test_gpu_check_emu.sh)" bash tests/test_gpu_check_emu.sh
 run "CUDA kernels' registers and shared memory vs their launches (tests/test_cuda_resources.sh)" bash tests/test_cuda_resources.sh
 # the dev/cuda kernel variants, validated on the emulator in small mode (DEV_CUDA_SMALL=1)
