@@ -217,16 +217,18 @@ tests/test_gguf: tests/test_gguf.c train_gpt2_1bit.c $(HEADERS)
 tests/test_hellaswag: tests/test_hellaswag.c train_gpt2_1bit.c $(HEADERS)
 	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
 
-tests/test_kernels: tests/test_kernels.c $(HEADERS)
+tests/test_kernels: tests/test_kernels.c train_gpt2_1bit.c $(HEADERS)
 	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
 
-# the scalar build of the kernel test: the fallback path must stay correct too
-tests/test_kernels_scalar: tests/test_kernels.c $(HEADERS)
-	$(CC) -O2 -std=gnu11 -Wall -Wextra -Wno-unknown-pragmas $< $(LDLIBS) -o $@
+# the scalar build of the kernel test: no -march, and -DTG1_CPU_SCALAR_ONLY compiles out the
+# SIMD paths (llmc/cpu_features.h), as on a CPU or compiler without them: the fallback must stay
+# correct too (tests/test_kernels itself runs every path this CPU has, scalar included)
+tests/test_kernels_scalar: tests/test_kernels.c train_gpt2_1bit.c $(HEADERS)
+	$(CC) -O2 -std=gnu11 -Wall -Wextra -Wno-unknown-pragmas -DTG1_CPU_SCALAR_ONLY $< $(LDLIBS) -o $@
 
 # and of the decoder test: the screened head's scalar path and its interleaved layout
 tests/test_run_scalar: tests/test_run.c run_gpt2_1bit.c train_gpt2_1bit.c $(HEADERS)
-	$(CC) -O2 -std=gnu11 -Wall -Wextra -Wno-unknown-pragmas $< $(LDLIBS) -o $@
+	$(CC) -O2 -std=gnu11 -Wall -Wextra -Wno-unknown-pragmas -DTG1_CPU_SCALAR_ONLY $< $(LDLIBS) -o $@
 
 TEST_BINS = tests/test_gpt2_1bit tests/test_units tests/test_run tests/test_run_scalar tests/test_kernels tests/test_kernels_scalar \
             tests/test_hellaswag tests/test_gguf

@@ -13,6 +13,7 @@
          ./run_gpt2_1bit -e out/model.packed -p "ROMEO:" -n 2 -g 64
  Decode speed, packed int8 path vs the fp32 path of the same model, same prompt:
          ./run_gpt2_1bit -e out/model.packed -bench 1
+         (beside llama.cpp on the same model: dev/bench_decode.sh)
  Every flag with its default: ./run_gpt2_1bit -h
 
  One model code: the layers (layernorm, attention math, GELU, the lm_head
@@ -32,32 +33,62 @@
 #include "llmc/ternary_kernels.h" // defines: matmul_i8_t2, pack2_rows, pack2_row_bytes
 #include "llmc/packed.h"      // defines: packed_write, packed_read, PackedModel
 #include "llmc/bpe.h"         // defines: BPEEncoder, bpe_init, bpe_encode
-
 #include "llmc/gguf.h"        // defines: gguf_export, GGUFSizes
+
 // ----------------------------------------------------------------------------
 // the model for decoding
+
+#define RUNNER_MAX_THREADS 256 // the int8 path's threads (more are not used)
+
+// one thread's copy of the int8 path's serial steps (see runner_forward_int8): every thread
+// computes the residual stream, the norms and the BitLinear inputs itself, so no thread waits
+typedef struct {
+    float *x, *ln;                 // (C) the residual stream and a norm's output
+    float *xn;                     // (4C) a BitLinear input, normalized (bitlinear_input_forward's xq)
+    int8_t *xi8;                   // (4C) its int8 codes
+    uint8_t *xs;                   // its codes gathered for the GEMV (gemv_i8_t2_scratch_bytes(4C))
+    int32_t xsum;                  // sum of the codes
+    float inv_s, rstd;             // 1/s of the codes, the inner norm's 1/rms
+    float mean_rstd[2];            // layernorm's statistics (not used)
+    int16_t *x16;                  // (C) the head screen's input: the final norm's output in int16
+    int8_t *x16_pat;               // (n4_pattern_bytes(C)) the same, as the AVX-512 kernel reads it
+    float *heap;                   // (k) the k largest lower ends of this thread's rows of the head
+    int num_refined, num_groups;   // 4-row groups of the head this thread refined to 8 bits, computed exactly
+    int num_pass1;                 // groups whose first interval reaches the final threshold (refine_all)
+} RunnerThread;
 
 typedef struct {
     GPT2 gpt;                      // config, modes, params; BitLinear tensors hold latent W (checkpoint) or W_q (packed)
     int use_int8;                  // 1: BitLinear as int8 x packed trits; 0: fp32 matmul on W_q
-    uint16_t *wte_half;            // (Vp, C) the tied head in fp16, when the packed file stores it so (else NULL)
+    uint16_t *wte_half;            // (V, C) the tied head in fp16 (head_half_index), when the packed file stores it so (else NULL)
     float *key_cache;              // (L, maxT, C)
     float *value_cache;            // (L, maxT, C)
-    // one token's activations
+    // one token's activations (fp32 path; the int8 path uses qkv, att, atty, proj, fch, logits, and th)
     float *x, *ln, *mean_rstd, *qkv, *att, *atty, *proj, *fch, *xn, *logits; // att: (NH, maxT), a row per head
-    // the int8 path's BitLinear input: x gathered for the GEMV (gemv_i8_t2_scratch_bytes(4C)), sum(x), 1/s
-    uint8_t *xs;
-    int32_t xsum;
-    float inv_s, rstd;
-    // the int8 path's screening copy of the head (head_screen_rows): row v of the head ~ step[v] * codes
-    int8_t *head_q;                // (V, C) int8 codes, NULL where the full head is computed
-    float *head_step;              // (V)
-    float *approx;                 // (V) the screening logits of the current token
-    int *groups;                   // (V/4 + 1) the 4-row groups of the head computed exactly
-    int num_groups;
-    long long exact_rows;          // rows of the head computed exactly, summed over tokens (statistics)
+    RunnerThread *th[RUNNER_MAX_THREADS]; // the int8 path's per-thread state, nth of them
+    int nth;
+    int heap_cap;                  // floats allocated in each th[t]->heap
+    // the int8 path's screening copy of the head (head_screen_init): row v of the head ~ d_v * q_v, the
+    // int8 codes q_v split as 16 (u - 8) + lo into two 4-bit matrices
+    uint8_t *head_u, *head_lo;     // (V4, C/2) 4-bit codes packed by pack_n4x4, V4 = V / 4 * 4; NULL where the full head is computed
+    float *head_step;              // (V) step d_v
+    int32_t *head_qn;              // (V) ||q_v||_1, for the bound
+    int32_t *dot, *dot_lo;         // (V) u_v . x16 and lo_v . x16 of the current token
+    float *approx, *err;           // (V) the current token's screening logits and their error bounds
+    int refine_all;                // 1: read both nibbles of every row (runner_head_screened)
+    long long refined_rows;        // rows of the head screened with all 8 bits, summed over tokens (statistics)
+    long long exact_rows;          // rows of the head computed exactly, summed over tokens
     long long screened_tokens;     // tokens whose head was screened
 } Runner;
+
+// The fp16 head, stored for its kernel: when C % 8 == 0 the rows go in groups of 4 (the tile the
+// kernel computes), interleaved 8 values at a time: [row 0: cols 0..7][row 1: 0..7][row 2][row 3]
+// [row 0: 8..15]..., so a tile reads one stream, not four (as the screen's codes); the last V % 4
+// rows, and every row when C % 8 != 0, are stored one after the other.
+static size_t head_half_index(int v, int i, int V, int C) {
+    if (C % 8 != 0 || v >= V / 4 * 4) { return (size_t)v * C + i; }
+    return (size_t)(v / 4) * 4 * C + (size_t)(i / 8) * 32 + (v % 4) * 8 + i % 8;
+}
 
 // which logits runner_forward computes, its argument logits_k:
 #define LOGITS_NONE (-1) // none (a prompt token before the last: only the cache is needed)
@@ -117,90 +148,92 @@ static int runner_load_model(GPT2 *gpt, const char *path) {
 // the head, screened
 // Decoding a token reads the whole tied head (V x C: 77 MB in fp16 for GPT-2, 4x the trits of
 // all 48 BitLinear layers) to compute V logits of which top-k sampling keeps k (default 40).
-// So the int8 path first scores every row with an int8 copy of the head (half the bytes), then
-// computes in full precision only the rows that can be in the top k. Exactly those: row v of
-// the head h_v (fp16 or fp32 values) is kept as codes q_v (int8) and a step d_v = max|h_v| / 127,
-// q_v = round(h_v / d_v), so |h_vi - d_v q_vi| <= d_v / 2 and, for the token's final-norm output x,
-//     |h_v . x - d_v (q_v . x)| <= (d_v / 2) ||x||_1.
-// Both dot products are float sums of C terms each at most 127.5 d_v |x_i|; their rounding adds
-// at most about C * 2^-24 * 128 d_v ||x||_1 each, under 2^-6 d_v ||x||_1 for C <= 4096. So with
-//     err_v = HEAD_SCREEN_ERR * d_v * ||x||_1,   HEAD_SCREEN_ERR = 0.5 + 2 * 2^-6 + slack = 0.625,
-// the logit the full head computes lies in [approx_v - err_v, approx_v + err_v]. Let theta be
-// the k-th largest lower end: k rows have logits >= theta, so a row whose upper end is below theta
-// is strictly below k others and cannot be in the top k. The rest (typically a few hundred of
-// 50257) are computed by the full head's own code, in the same 4-row tiles, so their logits are
-// bit-identical to the full head's; the others get -inf, and sample_logits (llmc/sampler.h)
-// draws from the top k the same token it draws from the full logits. Argmax is k = 1.
+// So the int8 path first scores every row with a 4-bit copy of the head (a quarter of the bytes),
+// refines the rows that may matter with 4 more bits, and computes in full precision only the rows
+// that can be in the top k. Exactly those:
+//   - row v of the head, h_v (fp16 or fp32 values), is kept as int8 codes q_v and a step
+//     d_v = max|h_v| / 127, q_v = round(h_v / d_v): |h_vi - d_v q_vi| <= d_v / 2; each code is
+//     split as q = 16 (u - 8) + lo, u and lo in 0..15 (two nibbles: 19.3 MB each for GPT-2);
+//   - the token's final-norm output x (C floats) goes to int16: s = max|x| / X, X = n4_xmax(C)
+//     (16319 for C = 768), x16_i = round(x_i / s): |x_i - s x16_i| <= s / 2 (+ float rounding);
+//   - with S = sum(x16): D_v = q_v . x16 = 16 (u_v . x16 - 8 S) + lo_v . x16, exact integers
+//     (llmc/ternary_kernels.h, gemv_n4x4_i16: VNNI, AVX2 or scalar, the same integers), and
+//       h_v . x - d_v s D_v = (h_v - d_v q_v) . x + d_v q_v . (x - s x16)
+//     |h_v . x - d_v s D_v| <= (d_v / 2) ||x||_1 + (d_v / 2) s ||q_v||_1.
+// The full head's own float sum of the C terms (each <= 127.5 d_v |x_i|) rounds by at most
+// C * 2^-24 * 128 d_v ||x||_1 < 2^-5 d_v ||x||_1 for C <= 4096; the screen's few float roundings,
+// the quantizers' and ||x||_1's are below 2^-12 of the terms. So with
+//     err_v = HEAD_SCREEN_ERR * d_v * (||x||_1 + s ||q_v||_1),   HEAD_SCREEN_ERR = 0.5 + 2^-5 + slack = 0.625,
+// the logit the full head computes lies in [approx_v - err_v, approx_v + err_v], approx_v = d_v s D_v.
+// (The int16 x keeps the second term small: s ||q_v||_1 is about max|x| for GPT-2, ||x||_1 ~ 150 max|x|.)
+// First pass, the u nibbles only: lo_v . x16 = 7.5 S + sum (lo - 7.5) x16, within 7.5 ||x16||_1 of
+// 7.5 S, so approx1_v = d_v s (16 (u_v . x16 - 8 S) + 7.5 S) is within err_v + 7.5 d_v s ||x16||_1.
+// A row's logit lies in its interval; let theta be the k-th largest lower end: k rows have logits
+// >= theta, so a row whose upper end is below theta is strictly below k others and cannot be in
+// the top k. Pass 1: theta1 from the first intervals; the 4-row groups holding a row whose upper
+// end reaches theta1 get their lo nibbles read (typically a few hundred rows of 50257 for a
+// trained model) and the exact D_v. Pass 2: theta2, the k-th largest of the best lower ends (a
+// refined one is never lower), and the groups holding a row whose best upper end reaches theta2
+// are computed by the full head's own code, in the full head's tiles, so their logits are
+// bit-identical to the full head's; the others get -inf, and sample_logits (llmc/sampler.h) draws
+// from the top k the same token it draws from the full logits. Argmax is k = 1. The last V % 4
+// rows are computed in full from the start (their exact logit is their interval).
 
 #define HEAD_SCREEN_ERR 0.625f
 #define HEAD_SCREEN_MAX_C 4096 // the rounding term above assumes C <= 4096
 
-// where code i of row v is in head_q. When C % 8 == 0 the rows go in groups of 4 (the tile the
-// kernel computes), interleaved 8 codes at a time: [row 0: codes 0..7][row 1: 0..7][row 2][row 3]
-// [row 0: 8..15]..., so a tile reads one stream, not four (measured 15% faster); the last V % 4
-// rows, and every row when C % 8 != 0, are stored one after the other.
-static size_t head_q_index(int v, int i, int V, int C) {
-    if (C % 8 != 0 || v >= V / 4 * 4) { return (size_t)v * C + i; }
-    return (size_t)(v / 4) * 4 * C + (size_t)(i / 8) * 32 + (v % 4) * 8 + i % 8;
-}
-
+// the codes, steps and norms of the screening copy; the head must have C % 16 == 0 (the nibble
+// layout), else the full head is computed for every token
 static void head_screen_init(Runner *r) {
     GPT2Config *c = &r->gpt.config;
-    int V = c->vocab_size, C = c->channels;
-    r->head_q = (int8_t *)mallocCheck((size_t)V * C);
+    int V = c->vocab_size, C = c->channels, V4 = V / 4 * 4;
+    uint8_t *u = (uint8_t *)mallocCheck((size_t)V * C), *lo = (uint8_t *)mallocCheck((size_t)V * C);
     r->head_step = (float *)mallocCheck((size_t)V * sizeof(float));
+    r->head_qn = (int32_t *)mallocCheck((size_t)V * sizeof(int32_t));
+    r->dot = (int32_t *)mallocCheck((size_t)V * sizeof(int32_t));
+    r->dot_lo = (int32_t *)mallocCheck((size_t)V * sizeof(int32_t));
     r->approx = (float *)mallocCheck((size_t)V * sizeof(float));
-    r->groups = (int *)mallocCheck(((size_t)V / 4 + 1) * sizeof(int));
+    r->err = (float *)mallocCheck((size_t)V * sizeof(float));
     #pragma omp parallel for
     for (int v = 0; v < V; v++) {
         // the values the full head multiplies by: fp16 (as stored) or fp32
         float h[HEAD_SCREEN_MAX_C];
         for (int i = 0; i < C; i++) {
-            h[i] = r->wte_half ? half_to_float(r->wte_half[(size_t)v * C + i]) : r->gpt.params.wte[(size_t)v * C + i];
+            h[i] = r->wte_half ? half_to_float(r->wte_half[head_half_index(v, i, V, C)]) : r->gpt.params.wte[(size_t)v * C + i];
         }
         float amax = 0.0f;
         for (int i = 0; i < C; i++) { amax = fabsf(h[i]) > amax ? fabsf(h[i]) : amax; }
         float d = amax / 127.0f;
         r->head_step[v] = d;
+        int32_t qn = 0;
         for (int i = 0; i < C; i++) {
             float qv = d > 0.0f ? roundf(h[i] / d) : 0.0f;
-            r->head_q[head_q_index(v, i, V, C)] = (int8_t)(qv > 127.0f ? 127.0f : (qv < -127.0f ? -127.0f : qv));
+            int q = (int)(qv > 127.0f ? 127.0f : (qv < -127.0f ? -127.0f : qv));
+            int hi = q >> 4; // floor(q / 16), in -8..7
+            u[(size_t)v * C + i] = (uint8_t)(hi + 8);
+            lo[(size_t)v * C + i] = (uint8_t)(q - 16 * hi);
+            qn += q < 0 ? -q : q;
         }
+        r->head_qn[v] = qn;
     }
+    r->head_u = (uint8_t *)mallocCheck((size_t)V4 * C / 2);
+    r->head_lo = (uint8_t *)mallocCheck((size_t)V4 * C / 2);
+    pack_n4x4(r->head_u, u, V4, C);
+    pack_n4x4(r->head_lo, lo, V4, C);
+    free(u); free(lo);
 }
 
-// approx[v] = d_v * (q_v . x) for rows v0..v1 (v0 a multiple of 4): 4 rows at a time, their
-// codes interleaved (head_q_index), widened to float 8 at a time
-static void head_screen_rows(float *approx, const float *x, const int8_t *hq, const float *step, int V, int C,
-                             int v0, int v1) {
-    int v = v0;
-#if defined(__AVX2__) && defined(__FMA__)
-    if (C % 8 == 0) {
-        for (; v + 4 <= v1; v += 4) {
-            const int8_t *q = hq + (size_t)v * C; // the tile: 32 bytes = 8 codes of each row per step of i
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (int i = 0; i < C; i += 8) {
-                __m256 xv = _mm256_loadu_ps(x + i);
-                const int8_t *qi = q + 4 * i;
-                if (i % 16 == 0) { _mm_prefetch((const char *)qi + 2048, _MM_HINT_NTA); } // each 64-byte line once
-                __m256i codes = _mm256_loadu_si256((const __m256i *)qi);
-                __m128i lo = _mm256_castsi256_si128(codes), hi = _mm256_extracti128_si256(codes, 1);
-                a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), xv, a0);
-                a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), xv, a1);
-                a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), xv, a2);
-                a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), xv, a3);
-            }
-            __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-            __m128 dots = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-            _mm_storeu_ps(approx + v, _mm_mul_ps(dots, _mm_loadu_ps(step + v)));
-        }
+// the final norm's output x (C) -> x16 (C), |x16_i| <= n4_xmax(C); returns the step s
+static float head_screen_input(int16_t *x16, const float *x, int C) {
+    const int X = n4_xmax(C);
+    float amax = 0.0f;
+    for (int i = 0; i < C; i++) { amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax; }
+    float s = amax / (float)X;
+    for (int i = 0; i < C; i++) {
+        float t = s > 0.0f ? rintf(x[i] / s) : 0.0f; // s rounded down can leave |x / s| a hair above X
+        x16[i] = (int16_t)(t > X ? X : (t < -X ? -X : t));
     }
-#endif
-    for (; v < v1; v++) {
-        float sum = 0.0f;
-        for (int i = 0; i < C; i++) { sum += (float)hq[head_q_index(v, i, V, C)] * x[i]; }
-        approx[v] = step[v] * sum;
-    }
+    return s;
 }
 
 // heap[0..k) of floats, smallest at the root: moves heap[i] down to where it belongs
@@ -215,26 +248,12 @@ static void min_heap_sift_down(float *heap, int k, int i) {
     }
 }
 
-// from approx (V) and x (C): the 4-row groups that can hold the top k, into r->groups
-static void head_screen_select(Runner *r, const float *x, int k) {
-    int V = r->gpt.config.vocab_size, C = r->gpt.config.channels;
-    float l1 = 0.0f;
-    for (int i = 0; i < C; i++) { l1 += fabsf(x[i]); }
-    const float e = HEAD_SCREEN_ERR * l1;
-    // theta = the k-th largest lower end approx_v - e d_v: a min-heap of the k largest so far
-    float *heap = (float *)tk_scratch((size_t)k * sizeof(float));
-    for (int v = 0; v < k; v++) { heap[v] = r->approx[v] - e * r->head_step[v]; }
+// heap (k) <- the k largest of vals (n), -inf where n < k; heap[0] is the k-th largest
+static void top_k_heap(float *heap, int k, const float *vals, int n) {
+    for (int i = 0; i < k; i++) { heap[i] = i < n ? vals[i] : -INFINITY; }
     for (int i = k / 2 - 1; i >= 0; i--) { min_heap_sift_down(heap, k, i); }
-    for (int v = k; v < V; v++) {
-        float lo = r->approx[v] - e * r->head_step[v];
-        if (lo > heap[0]) { heap[0] = lo; min_heap_sift_down(heap, k, 0); }
-    }
-    const float theta = heap[0];
-    r->num_groups = 0;
-    for (int v = 0; v < V; v++) {
-        if (r->approx[v] + e * r->head_step[v] >= theta && (r->num_groups == 0 || r->groups[r->num_groups - 1] != v / 4)) {
-            r->groups[r->num_groups++] = v / 4;
-        }
+    for (int i = k; i < n; i++) {
+        if (vals[i] > heap[0]) { heap[0] = vals[i]; min_heap_sift_down(heap, k, 0); }
     }
 }
 
@@ -248,9 +267,11 @@ static void runner_init(Runner *r, const char *path, int use_int8) {
     // values are fp16 already, so nothing changes but the bytes read per token: the
     // head is the largest matrix of the model, 50304 x 768 for GPT-2)
     if (int8_path && float_format == 16) {
-        size_t n = (size_t)c->padded_vocab_size * c->channels;
-        r->wte_half = (uint16_t *)mallocCheck(n * sizeof(uint16_t));
-        for (size_t i = 0; i < n; i++) { r->wte_half[i] = float_to_half(r->gpt.params.wte[i]); }
+        int V = c->vocab_size, C = c->channels;
+        r->wte_half = (uint16_t *)mallocCheck((size_t)V * C * sizeof(uint16_t));
+        for (int v = 0; v < V; v++) {
+            for (int i = 0; i < C; i++) { r->wte_half[head_half_index(v, i, V, C)] = float_to_half(r->gpt.params.wte[(size_t)v * C + i]); }
+        }
     }
     int C = c->channels, L = c->num_layers;
     r->use_int8 = int8_path;
@@ -269,8 +290,24 @@ static void runner_init(Runner *r, const char *path, int use_int8) {
     r->fch = (float *)mallocCheck(4 * C * 2 * sizeof(float));
     r->xn = (float *)mallocCheck(4 * C * sizeof(float));
     r->logits = (float *)mallocCheck((size_t)c->padded_vocab_size * sizeof(float));
-    r->xs = (uint8_t *)mallocCheck(gemv_i8_t2_scratch_bytes(4 * C));
-    if (int8_path && C <= HEAD_SCREEN_MAX_C) { head_screen_init(r); }
+    if (int8_path) {
+        r->nth = 1;
+#ifdef _OPENMP
+        r->nth = omp_get_max_threads() < RUNNER_MAX_THREADS ? omp_get_max_threads() : RUNNER_MAX_THREADS;
+#endif
+        for (int t = 0; t < r->nth; t++) { // each its own allocations: no two threads write one cache line
+            RunnerThread *th = (RunnerThread *)callocCheck(1, sizeof(RunnerThread) + 128);
+            th->x = (float *)mallocCheck(C * sizeof(float));
+            th->ln = (float *)mallocCheck(C * sizeof(float));
+            th->xn = (float *)mallocCheck(4 * C * sizeof(float));
+            th->xi8 = (int8_t *)mallocCheck(4 * C);
+            th->xs = (uint8_t *)mallocCheck(gemv_i8_t2_scratch_bytes(4 * C));
+            th->x16 = (int16_t *)mallocCheck(C * sizeof(int16_t));
+            th->x16_pat = (int8_t *)mallocCheck(n4_pattern_bytes(C));
+            r->th[t] = th;
+        }
+        if (C <= HEAD_SCREEN_MAX_C && C % 16 == 0) { head_screen_init(r); }
+    }
 }
 
 // BitLinear k of layer l for one token: out (OC) = BitLinear(inp (IC)), by
@@ -353,9 +390,13 @@ static float *runner_forward_fp32(Runner *r, int token, int pos, int logits_k) {
 // (4 BitLinear x 12 layers, each an input quantization, a gather, a GEMV, an epilogue; the
 // norms, GELU, attention). A fork/join of the OpenMP team per step costs ~2 us on the VM this
 // was measured on, a barrier ~0.7 us: so the threads are started once per token, share each
-// GEMV and the head by rows, and meet at barriers. The short serial steps (layernorm, the
-// BitLinear input quantization: functions of the training forward, whose own `omp parallel`
-// runs as a team of one inside this region) run on one thread in `omp single`.
+// GEMV, the attention heads and the head by rows, and meet at barriers: 5 per layer, one after
+// each step whose output all threads read next. The short serial steps between them (the
+// residual adds, layernorm, the BitLinear input quantization and gather, all O(C)) are not
+// run by one thread while the others wait at a barrier: every thread runs them, on its own
+// copy (RunnerThread), with the same code on the same inputs, so the copies are bit-identical.
+// layernorm_forward and bitlinear_input_forward are the training forward's functions (so the
+// codes are the same); their own `omp parallel` runs as a team of one inside this region.
 
 // this thread's share [*n0, *n1) of n rows, cut at multiples of 4 (the GEMV tile)
 static void thread_rows(int n, int *n0, int *n1) {
@@ -371,71 +412,148 @@ static void thread_rows(int n, int *n0, int *n1) {
     *n0 = *n0 < n ? *n0 : n;
 }
 
-// BitLinear k of layer l, called by every thread of the region: one thread quantizes inp (IC)
-// to int8 codes and gathers them (the training forward's bitlinear_input_forward, so the codes
-// are the same), then each thread computes its rows of out (OC) = the exact int32 product,
-// scaled as dequant_epilogue scales it, plus the bias. Ends without a barrier: the caller
-// puts one before anything reads out.
-static void runner_bitlinear_int8(Runner *r, float *out, const float *inp, int k, int l) {
+static RunnerThread *this_thread(Runner *r) {
+#ifdef _OPENMP
+    return r->th[omp_get_thread_num()];
+#else
+    return r->th[0];
+#endif
+}
+
+// GELU (tanh form, as gelu_forward) without tanhf, in a loop the compiler vectorizes:
+//   0.5 x (1 + tanh(u)) = x / (1 + e^(-2u)),   u = sqrt(2/pi) (x + 0.044715 x^3)
+// (1 + tanh(u) = 2 e^u / (e^u + e^-u)). e^z by z = n ln2 + r, |r| <= ln2/2: 2^n from the exponent
+// bits, e^r by its degree-6 Taylor polynomial (relative error < 2^-24 on that range); z clamped to
+// +-87 keeps 2^n a normal float. Against gelu_forward's tanhf a few float ulps apart (tests/test_run.c
+// bounds it); the BitLinear input quantization that follows rounds to int8 codes, so a code can
+// differ only where a value sits within those ulps of a rounding boundary.
+static void gelu_forward_fast(float *out, const float *inp, int N) {
+    #pragma omp simd
+    for (int i = 0; i < N; i++) {
+        float x = inp[i];
+        float u = GELU_SCALING_FACTOR * (x + 0.044715f * x * x * x);
+        float z = -2.0f * u;
+        z = z < -87.0f ? -87.0f : (z > 87.0f ? 87.0f : z); // (fminf/fmaxf, with their NaN rules, do not vectorize)
+        float n = rintf(z * 1.44269504f);                       // z / ln2, to the nearest integer
+        float t = fmaf(n, -0.693145752f, z);                    // z - n ln2 in two parts (Cody-Waite):
+        t = fmaf(n, -1.42860677e-6f, t);                        // ln2 = 0.693145752 + 1.42860677e-6
+        float p = fmaf(fmaf(fmaf(fmaf(fmaf(fmaf(1.0f / 720, t, 1.0f / 120), t, 1.0f / 24), t, 1.0f / 6), t, 0.5f), t, 1.0f), t, 1.0f);
+        union { int32_t i; float f; } two_n;
+        two_n.i = ((int32_t)n + 127) << 23;                     // 2^n: the exponent field
+        out[i] = x / (1.0f + p * two_n.f);
+    }
+}
+
+// BitLinear k of layer l, first step, called by every thread of the region on the same input:
+// inp (IC) -> this thread's int8 codes (the training forward's bitlinear_input_forward, so the
+// codes are the same), gathered for the GEMV
+static void runner_bitlinear_input(Runner *r, const float *inp, int k) {
     GPT2 *g = &r->gpt;
+    RunnerThread *th = this_thread(r);
     int OC, IC;
     bitlinear_shape(&g->config, k, &OC, &IC);
-    const size_t rb = pack2_row_bytes(IC);
-    const uint8_t *w2 = g->w2_memory + g->w2_offset[k] + (size_t)l * OC * rb;
+    bitlinear_input_forward(th->xn, th->xi8, &th->inv_s, &th->rstd, inp, 1, IC, &g->quant);
+    th->xsum = gemv_i8_t2_prepare(th->xs, th->xi8, IC);
+}
+
+// second step: this thread's rows of out (OC) = the exact int32 product, scaled as
+// dequant_epilogue scales it, plus the bias. Ends without a barrier: the caller puts one
+// before anything reads out.
+static void runner_bitlinear_rows(Runner *r, float *out, int k, int l) {
+    GPT2 *g = &r->gpt;
+    RunnerThread *th = this_thread(r);
+    int OC, IC;
+    bitlinear_shape(&g->config, k, &OC, &IC);
+    const uint8_t *w2 = g->w2_memory + g->w2_offset[k] + (size_t)l * OC * pack2_row_bytes(IC);
     int n0, n1;
     thread_rows(OC, &n0, &n1);
-    int serial = 0;
-    #pragma omp single nowait
-    {
-        bitlinear_input_forward(r->xn, g->xi8, &r->inv_s, &r->rstd, inp, 1, IC, &g->quant);
-        r->xsum = gemv_i8_t2_prepare(r->xs, g->xi8, IC);
-        serial = 1;
-    }
-    // meanwhile the other threads fetch their rows of the weights (at most 295 KB each for
-    // GPT-2, within a core's L2): the trits come from DRAM, as the head streamed through the
-    // caches since the last token, and the serial step would otherwise leave the memory idle
-    if (!serial) {
-        const char *p = (const char *)(w2 + (size_t)n0 * rb), *end = (const char *)(w2 + (size_t)n1 * rb);
-        for (; p < end; p += 64) { __builtin_prefetch(p, 0, 3); }
-    }
-    #pragma omp barrier // xs is ready
     const float *bias = g->params_memory; // the tensor after the weight is its bias
     for (int i = 0; i <= BITLINEAR_TENSOR[k]; i++) { bias += g->param_sizes[i]; }
     bias += (size_t)l * OC;
-    gemv_i8_t2_rows(g->acc, r->xs, r->xsum, w2, IC, n0, n1);
-    dequant_row(out + n0, g->acc + n0, g->scales[l * 4 + k] * r->inv_s, bias + n0, n1 - n0);
+    gemv_i8_t2_rows(g->acc, th->xs, th->xsum, w2, IC, n0, n1);
+    dequant_row(out + n0, g->acc + n0, g->scales[l * 4 + k] * th->inv_s, bias + n0, n1 - n0);
 }
 
-// logits[v0..v1) = x (C) . rows v0..v1 of wte (fp16, (Vp, C)): 4 rows at a time, so each load
-// of x feeds 4 FMAs and the 4 sums share one horizontal reduction; the halves are widened to
-// floats 8 at a time (F16C). The head is the largest read of a token (77 MB for GPT-2), from DRAM.
-static void head_rows_half(float *logits, const float *x, const uint16_t *wte_half, int C, int v0, int v1) {
-    int v = v0;
-#if defined(__F16C__) && defined(__AVX2__) && defined(__FMA__)
-    if (C % 8 == 0) {
-        for (; v + 4 <= v1; v += 4) {
-            const uint16_t *w = wte_half + (size_t)v * C;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (int i = 0; i < C; i += 8) {
-                __m256 xv = _mm256_loadu_ps(x + i);
-                if (i % 32 == 0) { // each 64-byte line once: 4 KiB ahead in each of the 4 rows
-                    for (int j = 0; j < 4; j++) { _mm_prefetch((const char *)(w + j * C + i) + 4096, _MM_HINT_NTA); }
-                }
-                a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), xv, a0);
-                a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + C + i))), xv, a1);
-                a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * C + i))), xv, a2);
-                a3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 3 * C + i))), xv, a3);
+// logits[v0..v1) = x (C) . rows v0..v1 of the fp16 head (head_half_index): the rows of whole groups
+// 4 at a time, each row in 8 lanes, lane j summing (with FMA) the columns i = j mod 8 in order, then
+//     row = ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))
+// the same float operations on every path (AVX2: F16C + FMA on 8 lanes; AVX-512: two rows per
+// register; scalar: fmaf), so the logits are bit-identical whichever path runs; the other rows
+// one plain sum each. The head is the largest read of a token (77 MB for GPT-2), from DRAM.
+#ifdef TG1_CPU_X86
+CPU_TARGET_BEGIN_AVX2
+static void head_tiles_half_avx2(float *logits, const float *x, const uint16_t *hh, int C, int v0, int v1) {
+    for (int v = v0; v < v1; v += 4) {
+        const uint16_t *w = hh + (size_t)v * C; // 64 bytes per 8 columns of the 4 rows
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int i = 0; i < C; i += 8) {
+            const uint16_t *wi = w + 4 * i;
+            _mm_prefetch((const char *)wi + 4096, _MM_HINT_NTA); // each 64-byte line once
+            __m256 xv = _mm256_loadu_ps(x + i);
+            a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)wi)), xv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wi + 8))), xv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wi + 16))), xv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wi + 24))), xv, a3);
+        }
+        // [a0 a1 a2 a3] summed within each 128-bit half by two hadds, then the halves added
+        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+        _mm_storeu_ps(logits + v, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    }
+}
+CPU_TARGET_END
+CPU_TARGET_BEGIN_AVX512
+static void head_tiles_half_avx512(float *logits, const float *x, const uint16_t *hh, int C, int v0, int v1) {
+    for (int v = v0; v < v1; v += 4) {
+        const uint16_t *w = hh + (size_t)v * C;
+        __m512 a01 = _mm512_setzero_ps(), a23 = a01; // [row 0 lanes | row 1 lanes], [row 2 | row 3]
+        for (int i = 0; i < C; i += 8) {
+            const uint16_t *wi = w + 4 * i;
+            _mm_prefetch((const char *)wi + 4096, _MM_HINT_NTA);
+            __m512 xv = _mm512_broadcast_f32x8(_mm256_loadu_ps(x + i));
+            a01 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)wi)), xv, a01);
+            a23 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wi + 16))), xv, a23);
+        }
+        __m256 a0 = _mm512_castps512_ps256(a01), a1 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a01), 1));
+        __m256 a2 = _mm512_castps512_ps256(a23), a3 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a23), 1));
+        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+        _mm_storeu_ps(logits + v, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    }
+}
+CPU_TARGET_END
+#endif
+
+static void head_tiles_half_scalar(float *logits, const float *x, const uint16_t *hh, int C, int v0, int v1) {
+    for (int v = v0; v < v1; v += 4) {
+        const uint16_t *w = hh + (size_t)v * C;
+        float a[4][8] = {{0.0f}};
+        for (int i = 0; i < C; i += 8) {
+            for (int r = 0; r < 4; r++) {
+                for (int j = 0; j < 8; j++) { a[r][j] = fmaf(half_to_float(w[4 * i + 8 * r + j]), x[i + j], a[r][j]); }
             }
-            // [a0 a1 a2 a3] summed within each 128-bit half by two hadds, then the halves added
-            __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-            _mm_storeu_ps(logits + v, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+        }
+        for (int r = 0; r < 4; r++) {
+            logits[v + r] = ((a[r][0] + a[r][1]) + (a[r][2] + a[r][3])) + ((a[r][4] + a[r][5]) + (a[r][6] + a[r][7]));
         }
     }
+}
+
+static void head_rows_half(float *logits, const float *x, const uint16_t *hh, int V, int C, int v0, int v1) {
+    int v = v0;
+    if (C % 8 == 0 && v0 % 4 == 0) {
+        int vend = v1 < V / 4 * 4 ? v1 : V / 4 * 4;
+        int v4 = vend > v0 ? v0 + (vend - v0) / 4 * 4 : v0; // the whole groups in [v0, v1)
+        switch (cpu_path()) {
+#ifdef TG1_CPU_X86
+        case CPU_PATH_AVX512: head_tiles_half_avx512(logits, x, hh, C, v0, v4); break;
+        case CPU_PATH_AVX2: head_tiles_half_avx2(logits, x, hh, C, v0, v4); break;
 #endif
+        default: head_tiles_half_scalar(logits, x, hh, C, v0, v4);
+        }
+        v = v4;
+    }
     for (; v < v1; v++) {
-        const uint16_t *w = wte_half + (size_t)v * C;
         float sum = 0.0f;
-        for (int i = 0; i < C; i++) { sum += half_to_float(w[i]) * x[i]; }
+        for (int i = 0; i < C; i++) { sum += half_to_float(hh[head_half_index(v, i, V, C)]) * x[i]; }
         logits[v] = sum;
     }
 }
@@ -459,65 +577,203 @@ static void head_rows_f32(float *logits, const float *x, const float *wte, int C
     }
 }
 
+// theta: the k-th largest of approx_v - err_v over all V rows, from this thread's rows [v0, v1):
+// each thread keeps the k largest of its rows in its heap, then (after a barrier) every thread
+// takes the k-th largest of the union of the heaps, the same value in all of them
+static float head_screen_theta(Runner *r, int k, int v0, int v1) {
+    RunnerThread *th = this_thread(r);
+    float *heap = th->heap;
+    int n = 0;
+    for (int v = v0; v < v1; v++) {
+        float lo = r->approx[v] - r->err[v];
+        if (n < k) {
+            heap[n++] = lo;
+            if (n == k) { for (int i = k / 2 - 1; i >= 0; i--) { min_heap_sift_down(heap, k, i); } }
+        } else if (lo > heap[0]) {
+            heap[0] = lo;
+            min_heap_sift_down(heap, k, 0);
+        }
+    }
+    for (; n < k; n++) { heap[n] = -INFINITY; } // fewer than k rows here (any order: the merge re-heaps)
+    #pragma omp barrier // every thread's heap is ready
+    int nt = 1;
+#ifdef _OPENMP
+    nt = omp_get_num_threads();
+#endif
+    float *all = (float *)tk_scratch((size_t)(nt + 1) * k * sizeof(float));
+    for (int t = 0; t < nt; t++) { memcpy(all + (size_t)t * k, r->th[t]->heap, (size_t)k * sizeof(float)); }
+    float *top = all + (size_t)nt * k;
+    top_k_heap(top, k, all, nt * k);
+    #pragma omp barrier // (no thread refills its heap while another still reads it)
+    return top[0];
+}
+
+// 1 if a row of the group [g0, g1) has its upper end at or above theta
+static int head_group_reaches(const Runner *r, int g0, int g1, float theta) {
+    int reach = 0;
+    for (int v = g0; v < g1; v++) { reach |= r->approx[v] + r->err[v] >= theta; }
+    return reach;
+}
+
+#define HEAD_CHUNK 256 // rows per chunk of the head's second and third steps, dealt out to the threads
+
+// the exact D_v (both nibbles) of the rows [g0, g1) (whole groups) whose u nibbles' dot is in r->dot
+static void head_refine(Runner *r, const RunnerThread *th, float s, float l1, int64_t S, int g0, int g1) {
+    gemv_n4x4_i16(r->dot_lo, r->head_lo, th->x16, th->x16_pat, r->gpt.config.channels, g0, g1);
+    for (int v = g0; v < g1; v++) {
+        float d = r->head_step[v];
+        int64_t D = 16 * ((int64_t)r->dot[v] - 8 * S) + r->dot_lo[v];
+        r->approx[v] = d * (s * (float)D);
+        r->err[v] = HEAD_SCREEN_ERR * d * (l1 + s * (float)r->head_qn[v]);
+    }
+}
+
+// the screened head (see "the head, screened"), run by every thread on its rows [v0, v1)
+// (multiples of 4) with its own copy of the final norm's output (th->ln): the logits of the rows
+// that can be in the top k, -inf elsewhere. When the first pass let more than half of the groups
+// through on the last token (a model whose logits are not yet spread, e.g. a fresh one), the
+// second nibbles are read for every row at once (the bytes of an int8 screen, in two streams)
+// until fewer than a quarter would have been let through.
+static void runner_head_screened(Runner *r, int k, int v0, int v1) {
+    GPT2Config *c = &r->gpt.config;
+    int V = c->vocab_size, C = c->channels, V4 = V / 4 * 4;
+    RunnerThread *th = this_thread(r);
+    const float *wte = r->gpt.params.wte;
+    float s = head_screen_input(th->x16, th->ln, C);
+    float l1 = 0.0f;
+    int64_t S = 0, X1 = 0; // sum(x16), ||x16||_1
+    for (int i = 0; i < C; i++) { l1 += fabsf(th->ln[i]); S += th->x16[i]; X1 += th->x16[i] < 0 ? -th->x16[i] : th->x16[i]; }
+    const int w1 = v1 < V4 ? v1 : V4; // this thread's whole groups [v0, w1); the last V % 4 rows in full
+    if (w1 < v1) {
+        if (r->wte_half != NULL) { head_rows_half(r->logits, th->ln, r->wte_half, V, C, w1, v1); }
+        else { head_rows_f32(r->logits, th->ln, wte, C, w1, v1); }
+        for (int v = w1; v < v1; v++) { r->approx[v] = r->logits[v]; r->err[v] = 0.0f; }
+    }
+    // pass 1: the u nibbles
+    n4_prepare(th->x16_pat, th->x16, C);
+    gemv_n4x4_i16(r->dot, r->head_u, th->x16, th->x16_pat, C, v0, w1);
+    const float e16 = 7.5f * s * (float)X1; // the lo nibbles' part of the first interval, over d_v
+    #define HEAD_APPROX1(v) (r->head_step[v] * (s * ((float)(16 * ((int64_t)r->dot[v] - 8 * S)) + 7.5f * (float)S)))
+    #define HEAD_ERR1(v) (HEAD_SCREEN_ERR * r->head_step[v] * (l1 + s * (float)r->head_qn[v]) + r->head_step[v] * e16)
+    th->num_refined = 0;
+    if (!r->refine_all) {
+        for (int v = v0; v < w1; v++) { r->approx[v] = HEAD_APPROX1(v); r->err[v] = HEAD_ERR1(v); }
+        const float theta1 = head_screen_theta(r, k, v0, v1);
+        // pass 2: the exact D_v of the groups that reach theta1, in runs of consecutive groups. How
+        // many reach it depends on the rows, so the groups are dealt out in chunks as threads come free
+        #pragma omp for schedule(dynamic, 1) // (its barrier: every approx is final before theta2)
+        for (int chunk = 0; chunk < (V4 + HEAD_CHUNK - 1) / HEAD_CHUNK; chunk++) {
+            const int c1 = (chunk + 1) * HEAD_CHUNK < V4 ? (chunk + 1) * HEAD_CHUNK : V4;
+            for (int g0 = chunk * HEAD_CHUNK; g0 < c1;) {
+                if (!head_group_reaches(r, g0, g0 + 4, theta1)) { g0 += 4; continue; }
+                int g1 = g0 + 4;
+                while (g1 < c1 && head_group_reaches(r, g1, g1 + 4, theta1)) { g1 += 4; }
+                head_refine(r, th, s, l1, S, g0, g1);
+                th->num_refined += (g1 - g0) / 4;
+                g0 = g1;
+            }
+        }
+    } else {
+        head_refine(r, th, s, l1, S, v0, w1);
+        th->num_refined = (w1 - v0) / 4;
+        #pragma omp barrier // every approx is final before theta2
+    }
+    const float theta2 = head_screen_theta(r, k, v0, v1);
+    // the groups that reach theta2, computed by the full head's code in the full head's tiles (dealt
+    // out in chunks too; the region's end is the barrier after them)
+    th->num_groups = 0;
+    th->num_pass1 = 0; // (and how many groups the first pass alone would have let through theta2)
+    #pragma omp for schedule(dynamic, 1) nowait
+    for (int chunk = 0; chunk < (V4 + HEAD_CHUNK - 1) / HEAD_CHUNK; chunk++) {
+        const int c1 = (chunk + 1) * HEAD_CHUNK < V4 ? (chunk + 1) * HEAD_CHUNK : V4;
+        for (int g0 = chunk * HEAD_CHUNK; g0 < c1; g0 += 4) {
+            if (head_group_reaches(r, g0, g0 + 4, theta2)) {
+                if (r->wte_half != NULL) { head_rows_half(r->logits, th->ln, r->wte_half, V, C, g0, g0 + 4); }
+                else { head_rows_f32(r->logits, th->ln, wte, C, g0, g0 + 4); }
+                th->num_groups++;
+            } else {
+                for (int v = g0; v < g0 + 4; v++) { r->logits[v] = -INFINITY; }
+            }
+            if (r->refine_all) {
+                int reach = 0;
+                for (int v = g0; v < g0 + 4; v++) { reach |= HEAD_APPROX1(v) + HEAD_ERR1(v) >= theta2; }
+                th->num_pass1 += reach;
+            }
+        }
+    }
+    #undef HEAD_APPROX1
+    #undef HEAD_ERR1
+}
+
 static float *runner_forward_int8(Runner *r, int token, int pos, int logits_k) {
     GPT2 *g = &r->gpt;
     GPT2Config *c = &g->config;
     int C = c->channels, NH = c->num_heads, V = c->vocab_size, Vp = c->padded_vocab_size;
     ParameterTensors p = g->params;
-    #pragma omp parallel
-    {
-        #pragma omp single
-        for (int i = 0; i < C; i++) { r->x[i] = p.wte[(size_t)token * C + i] + p.wpe[(size_t)pos * C + i]; }
-        for (int l = 0; l < c->num_layers; l++) {
-            #pragma omp single
-            layernorm_forward(r->ln, r->mean_rstd, r->mean_rstd + 1, r->x, p.ln1w + l * C, p.ln1b + l * C, 1, C);
-            runner_bitlinear_int8(r, r->qkv, r->ln, 0, l);
-            #pragma omp barrier
-            #pragma omp for schedule(static)
-            for (int h = 0; h < NH; h++) { runner_attention_head(r, l, pos, h); }
-            runner_bitlinear_int8(r, r->proj, r->atty, 1, l);
-            #pragma omp barrier
-            #pragma omp single
-            {
-                for (int i = 0; i < C; i++) { r->x[i] += r->proj[i]; }
-                layernorm_forward(r->ln, r->mean_rstd, r->mean_rstd + 1, r->x, p.ln2w + l * C, p.ln2b + l * C, 1, C);
-            }
-            runner_bitlinear_int8(r, r->fch, r->ln, 2, l);
-            int n0, n1; // GELU on this thread's rows of fc, as they are ready
-            thread_rows(4 * C, &n0, &n1);
-            gelu_forward(r->fch + 4 * C + n0, r->fch + n0, (size_t)(n1 - n0));
-            #pragma omp barrier
-            runner_bitlinear_int8(r, r->proj, r->fch + 4 * C, 3, l);
-            #pragma omp barrier
-            #pragma omp single
-            for (int i = 0; i < C; i++) { r->x[i] += r->proj[i]; }
+    const int screened = logits_k > 0 && logits_k < V && r->head_u != NULL;
+    if (screened && logits_k > r->heap_cap) { // grown before the region: each thread's heap holds k
+        for (int t = 0; t < r->nth; t++) {
+            free(r->th[t]->heap);
+            r->th[t]->heap = (float *)mallocCheck((size_t)logits_k * sizeof(float));
         }
-        #pragma omp single
-        layernorm_forward(r->ln, r->mean_rstd, r->mean_rstd + 1, r->x, p.lnfw, p.lnfb, 1, C);
+        r->heap_cap = logits_k;
+    }
+    int nthreads = r->nth; // at most as many threads as there are RunnerThreads
+    #pragma omp parallel num_threads(nthreads)
+    {
+        RunnerThread *th = this_thread(r);
+        float *fc = r->fch, *fc_gelu = r->fch + 4 * C;
+        int n0, n1;
+        for (int i = 0; i < C; i++) { th->x[i] = p.wte[(size_t)token * C + i] + p.wpe[(size_t)pos * C + i]; }
+        for (int l = 0; l < c->num_layers; l++) {
+            layernorm_forward(th->ln, th->mean_rstd, th->mean_rstd + 1, th->x, p.ln1w + l * C, p.ln1b + l * C, 1, C);
+            runner_bitlinear_input(r, th->ln, 0);
+            runner_bitlinear_rows(r, r->qkv, 0, l);
+            #pragma omp barrier // 1: qkv is ready
+            #pragma omp for schedule(static) nowait
+            for (int h = 0; h < NH; h++) { runner_attention_head(r, l, pos, h); }
+            #pragma omp barrier // 2: atty is ready
+            runner_bitlinear_input(r, r->atty, 1);
+            runner_bitlinear_rows(r, r->proj, 1, l);
+            #pragma omp barrier // 3: proj is ready
+            for (int i = 0; i < C; i++) { th->x[i] += r->proj[i]; }
+            layernorm_forward(th->ln, th->mean_rstd, th->mean_rstd + 1, th->x, p.ln2w + l * C, p.ln2b + l * C, 1, C);
+            runner_bitlinear_input(r, th->ln, 2);
+            runner_bitlinear_rows(r, fc, 2, l);
+            thread_rows(4 * C, &n0, &n1); // GELU on this thread's rows of fc, as they are ready
+            gelu_forward_fast(fc_gelu + n0, fc + n0, n1 - n0);
+            #pragma omp barrier // 4: the GELU output is ready
+            runner_bitlinear_input(r, fc_gelu, 3);
+            runner_bitlinear_rows(r, r->proj, 3, l);
+            #pragma omp barrier // 5: proj is ready (and, as every thread is past 4, nobody reads fc_gelu)
+            for (int i = 0; i < C; i++) { th->x[i] += r->proj[i]; }
+        }
         // the tied head over the V real tokens; the padding rows V..Vp are never sampled
-        int v0, v1;
-        thread_rows(V, &v0, &v1);
-        if (logits_k > 0 && logits_k < V && r->head_q != NULL) { // screened: see head_screen_init
-            head_screen_rows(r->approx, r->ln, r->head_q, r->head_step, V, C, v0, v1);
-            for (int v = v0; v < v1; v++) { r->logits[v] = -INFINITY; }
-            #pragma omp barrier // all of approx is ready
-            #pragma omp single
-            head_screen_select(r, r->ln, logits_k);
-            // (the single's barrier: groups are ready) each group as the full head computes it
-            #pragma omp for schedule(static)
-            for (int i = 0; i < r->num_groups; i++) {
-                int g0 = 4 * r->groups[i], g1 = g0 + 4 < V ? g0 + 4 : V;
-                if (r->wte_half != NULL) { head_rows_half(r->logits, r->ln, r->wte_half, C, g0, g1); }
-                else { head_rows_f32(r->logits, r->ln, p.wte, C, g0, g1); }
+        if (logits_k != LOGITS_NONE) {
+            layernorm_forward(th->ln, th->mean_rstd, th->mean_rstd + 1, th->x, p.lnfw, p.lnfb, 1, C);
+            int v0, v1;
+            thread_rows(V, &v0, &v1);
+            if (screened) { // see "the head, screened"
+                runner_head_screened(r, logits_k, v0, v1);
+            } else if (r->wte_half != NULL) {
+                head_rows_half(r->logits, th->ln, r->wte_half, V, C, v0, v1);
+            } else {
+                head_rows_f32(r->logits, th->ln, p.wte, C, v0, v1);
             }
-        } else if (logits_k >= 0) {
-            if (r->wte_half != NULL) { head_rows_half(r->logits, r->ln, r->wte_half, C, v0, v1); }
-            else { head_rows_f32(r->logits, r->ln, p.wte, C, v0, v1); }
         }
     }
-    if (logits_k > 0 && logits_k < V && r->head_q != NULL) {
+    if (screened) {
         r->screened_tokens++;
-        r->exact_rows += (long long)4 * r->num_groups;
+        long long refined = 0, pass1 = 0, groups = V / 4;
+        for (int t = 0; t < nthreads; t++) {
+            refined += r->th[t]->num_refined;
+            pass1 += r->th[t]->num_pass1;
+            r->exact_rows += (long long)4 * r->th[t]->num_groups + (t == nthreads - 1 ? V % 4 : 0);
+        }
+        r->refined_rows += 4 * refined;
+        // the next token's mode (see runner_head_screened): all rows when the first pass let more
+        // than half through; back to two passes when it would let fewer than a quarter through
+        r->refine_all = r->refine_all ? 4 * pass1 >= groups : 2 * refined > groups;
     }
     for (int v = V; v < Vp; v++) { r->logits[v] = 0.0f; }
     return r->logits;
@@ -533,8 +789,14 @@ static void runner_free(Runner *r) {
     free(r->wte_half);
     free(r->key_cache); free(r->value_cache); free(r->x); free(r->ln); free(r->mean_rstd); free(r->qkv);
     free(r->att); free(r->atty); free(r->proj); free(r->fch); free(r->xn);
-    free(r->logits); free(r->xs);
-    free(r->head_q); free(r->head_step); free(r->approx); free(r->groups);
+    free(r->logits);
+    for (int t = 0; t < r->nth; t++) {
+        RunnerThread *th = r->th[t];
+        free(th->x); free(th->ln); free(th->xn); free(th->xi8); free(th->xs); free(th->x16); free(th->x16_pat); free(th->heap);
+        free(th);
+    }
+    free(r->head_u); free(r->head_lo); free(r->head_step); free(r->head_qn); free(r->dot); free(r->dot_lo);
+    free(r->approx); free(r->err);
     gpt2_free(&r->gpt);
 }
 
@@ -623,6 +885,7 @@ static void usage(const char *prog) {
     printf("  -tf  tokenizer file                                          (default data/gpt2_tokenizer.bin)\n");
     printf("  -k   BitLinear kernel: int8 (packed trits) | float (fp32)    (default int8)\n");
     printf("  -bench 1: time decoding with the int8 and the fp32 kernels, same prompt and length\n");
+    printf("  -bench 2: time decoding with the int8 kernel only (dev/bench_decode.sh)\n");
 }
 
 // an int flag: the whole value, within int's range (strtol's long is wider: no silent cast)
@@ -767,29 +1030,36 @@ int main(int argc, char **argv) {
     }
     uint64_t rng = (uint64_t)seed * 0x2545F4914F6CDD1DULL + 11;
     if (bench) {
-        // the same model, prompt and length through both kernels, alternating, median of 3
+        // the same model, prompt and length through both kernels, alternating, median of 3 (-bench 2:
+        // the int8 kernel alone, for dev/bench_decode.sh)
         Runner rf;
-        runner_init(&rf, model_path, 0);
+        int nk = bench == 2 || !r.use_int8 ? 1 : 2;
+        if (nk == 2) { runner_init(&rf, model_path, 0); }
         double t[2][3];
         for (int rep = 0; rep < 3; rep++) {
-            for (int m = 0; m < 2; m++) {
+            for (int m = 0; m < nk; m++) {
                 uint64_t rr = rng;
                 t[m][rep] = generate(m == 0 ? &r : &rf, tokens, n_prompt, n_new, temperature, top_k, &rr, &tok, 0);
             }
         }
         int ntok = n_prompt + n_new - 1;
         double med[2];
-        for (int m = 0; m < 2; m++) { med[m] = median(t[m], 3); }
-        printf("decode benchmark: %d tokens (prompt %d + %d new), median of 3\n", ntok, n_prompt, n_new);
-        printf("  %-30s %8.1f tok/s\n", r.use_int8 ? "int8 x packed trits" : "fp32 (model has no int8 path)",
-               ntok / med[0]);
-        printf("  %-30s %8.1f tok/s\n", "fp32 W_q (matmul_forward)", ntok / med[1]);
-        printf("  speed-up: %.2fx\n", med[1] / med[0]);
-        if (r.screened_tokens > 0) {
-            printf("  head: %.0f of %d rows computed in full per sampled token (screened by its int8 copy)\n",
-                   (double)r.exact_rows / r.screened_tokens, c->vocab_size);
+        for (int m = 0; m < nk; m++) { med[m] = median(t[m], 3); }
+        char cpu[256];
+        printf("decode benchmark: %d tokens (prompt %d + %d new), top-k %d, median of 3; cpu: %s\n", ntok, n_prompt,
+               n_new, top_k, cpu_features_describe(cpu, sizeof(cpu)));
+        printf("  %-30s %8.1f tok/s   (path %s)\n", r.use_int8 ? "int8 x packed trits" : "fp32 (model has no int8 path)",
+               ntok / med[0], ternary_kernels_backend());
+        if (nk == 2) {
+            printf("  %-30s %8.1f tok/s\n", "fp32 W_q (matmul_forward)", ntok / med[1]);
+            printf("  speed-up: %.2fx\n", med[1] / med[0]);
         }
-        runner_free(&rf);
+        if (r.screened_tokens > 0) {
+            printf("  head: %.0f of %d rows computed in full per sampled token (screened by a 4-bit copy, %.0f rows "
+                   "refined to 8 bits)\n", (double)r.exact_rows / r.screened_tokens, c->vocab_size,
+                   (double)r.refined_rows / r.screened_tokens);
+        }
+        if (nk == 2) { runner_free(&rf); }
     } else {
         for (int s = 0; s < n_samples; s++) {
             printf("--- sample %d\n", s + 1);

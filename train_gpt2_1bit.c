@@ -46,6 +46,7 @@
 #include "llmc/args.h"        // defines: TrainArgs, train_args_parse, train_args_usage
 #include "llmc/hellaswag.h"   // defines: EvalLoader, evalloader_init, evalloader_accuracy, HELLASWAG_PATH
 #include "llmc/ternary_kernels.h" // defines: pack2_rows, pack2_row_bytes, matmul_i8_t2, dequant_epilogue
+#include "llmc/matmul_cpu.h"      // defines: matmul_cpu_forward, matmul_cpu_backward (this CPU's fast matmul)
 
 // ----------------------------------------------------------------------------
 // embeddings
@@ -192,6 +193,9 @@ static void matmul_chunk(float *out, const float *inp, const float *weight, cons
 }
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int M, int K, int N) {
+    // this CPU's fast path, when it has one (llmc/matmul_cpu.h: the same sums, register-blocked for
+    // AVX2 or AVX-512); the loops below are the spec it is tested against, and the scalar path
+    if (matmul_cpu_forward(out, inp, weight, bias, M, K, N)) { return; }
     for (int k0 = 0; k0 < K; k0 += MATMUL_K_CHUNK) {
         int k1 = k0 + MATMUL_K_CHUNK < K ? k0 + MATMUL_K_CHUNK : K;
         matmul_chunk(out, inp, weight, bias, M, K, N, k0, k1);
@@ -223,22 +227,25 @@ static size_t matmul_scratch_size(int M, int K, int N) {
 }
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int M, int K, int N, float *scratch) {
-    float *t_a = scratch;                     // a transposed operand
-    float *t_b = t_a + (size_t)N * K + (size_t)M * N;
-    float *prod = t_b + (size_t)M * K + (size_t)M * N; // a product before it is accumulated
-    if (dinp != NULL) {
-        transpose(t_a, weight, N, K);                  // (K,N)
-        matmul_forward(prod, dout, t_a, NULL, M, N, K); // (M,K)
-        size_t n = (size_t)M * K;
+    // the fast path accumulates both products in place, reading the operands as they lie
+    if (!matmul_cpu_backward(dinp, dweight, dout, inp, weight, M, K, N)) {
+        float *t_a = scratch;                     // a transposed operand
+        float *t_b = t_a + (size_t)N * K + (size_t)M * N;
+        float *prod = t_b + (size_t)M * K + (size_t)M * N; // a product before it is accumulated
+        if (dinp != NULL) {
+            transpose(t_a, weight, N, K);                  // (K,N)
+            matmul_forward(prod, dout, t_a, NULL, M, N, K); // (M,K)
+            size_t n = (size_t)M * K;
+            #pragma omp parallel for
+            for (size_t i = 0; i < n; i++) { dinp[i] += prod[i]; }
+        }
+        transpose(t_a, dout, M, N);                    // (N,M)
+        transpose(t_b, inp, M, K);                     // (K,M)
+        matmul_forward(prod, t_a, t_b, NULL, N, M, K); // (N,K)
+        size_t n = (size_t)N * K;
         #pragma omp parallel for
-        for (size_t i = 0; i < n; i++) { dinp[i] += prod[i]; }
+        for (size_t i = 0; i < n; i++) { dweight[i] += prod[i]; }
     }
-    transpose(t_a, dout, M, N);                    // (N,M)
-    transpose(t_b, inp, M, K);                     // (K,M)
-    matmul_forward(prod, t_a, t_b, NULL, N, M, K); // (N,K)
-    size_t n = (size_t)N * K;
-    #pragma omp parallel for
-    for (size_t i = 0; i < n; i++) { dweight[i] += prod[i]; }
     if (dbias != NULL) {
         for (int m = 0; m < M; m++) {
             for (int j = 0; j < N; j++) { dbias[j] += dout[(size_t)m * N + j]; }

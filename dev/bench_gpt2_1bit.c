@@ -8,8 +8,10 @@
  Flags:          ./bench_gpt2_1bit [-e d12] [-b 4] [-t 64] [-r 5]
  All models are built from the same random init; the steps alternate
  between them so that a change in machine load hits all of them.
- One warm-up step each is not timed. Prints the median ms per step (forward,
- backward, AdamW update), tok/s and the ternary / fp time ratio.
+ One warm-up step each is not timed. Prints the CPU's features and the SIMD paths
+ the matmuls take (llmc/cpu_features.h; TG1_CPU_PATH=avx2 ./bench_gpt2_1bit runs
+ another), the median ms per step (forward, backward, AdamW update), tok/s and
+ the ternary / fp time ratio.
 */
 #define TESTING
 #include "../train_gpt2_1bit.c"
@@ -54,8 +56,11 @@ int main(int argc, char **argv) {
 #ifdef _OPENMP
     threads = omp_get_max_threads();
 #endif
+    char cpu[256];
     printf("benchmark: %s (%zu parameters), B=%d T=%d, %d timed steps per mode after 1 warm-up, %d threads\n",
            desc, models[0].num_parameters, B, T, reps, threads);
+    printf("cpu: %s\npaths: fp32 matmul %s, int8 x trit %s (TG1_CPU_PATH=scalar|avx2|avx512 picks another)\n",
+           cpu_features_describe(cpu, sizeof(cpu)), matmul_cpu_backend(), ternary_kernels_backend());
     double *ms[NMODES];
     for (int m = 0; m < NMODES; m++) {
         ms[m] = (double *)mallocCheck((size_t)reps * sizeof(double));

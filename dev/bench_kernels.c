@@ -1,35 +1,34 @@
 /*
- dev/bench_kernels.c: speed of the int8 x ternary CPU kernels of
- llmc/ternary_kernels.h against an fp32 matmul, measured in the same run.
+ dev/bench_kernels.c: speed of the CPU kernels, each path against the others and against the
+ trainer's fp32 matmul, measured in the same run.
 
- Build and run:
-   gcc -O3 -march=native -fno-trapping-math -fno-math-errno -fopenmp -std=gnu11 -Wall -Wextra \
-       dev/bench_kernels.c -lm -o bench_kernels && ./bench_kernels
- Flags:  ./bench_kernels [-cold]    -cold: evict the caches (read 64 MiB) before every timed call,
-                                    as when a whole model's weights stream from DRAM
-         OMP_NUM_THREADS=n          threads (default: all cores)
+ Build and run:  make bench_kernels && ./bench_kernels
+ Flags:  ./bench_kernels [-cold] [-p all|PATH]
+           -cold     evict the caches (read 64 MiB) before every timed call, as when a whole
+                     model's weights stream from DRAM
+           -p all    run every section on every SIMD path this CPU has (llmc/cpu_features.h), one
+                     after the other; -p avx2 (or TG1_CPU_PATH=avx2) one path; default: the best
+         OMP_NUM_THREADS=n   threads (default: all cores); OMP_WAIT_POLICY=active for short calls
 
- Shapes: the four BitLinear matrices of GPT-2 124M, (K,N) = (768,2304) qkv,
- (768,768) attention projection, (768,3072) fc, (3072,768) fc projection, at
- M = 1 (one token: decoding, a GEMV) and M = 256 (a training batch B*T = 4*64).
- Variants, one line each:
-   fp32     fp32 weights (N,K) times fp32 x: `omp parallel for` + `omp simd` dot
-            products; for M > 1 in 4x2 register tiles over L2-sized blocks of
-            weight rows (the scheme of the trainer's matmul_forward), the baseline
-   ref      matmul_i8_t2_ref: unpack the whole 2-bit matrix, then plain int loops
-            (which gcc -O3 auto-vectorizes; the unpack dominates at M = 1)
-   t2       matmul_i8_t2: 2-bit packed weights, the fast path of this build
-   t3       matmul_i8_t3: base-3 packed weights (1.6 bits/weight)
- Columns: ms = median over the repeats after 2 warm-up calls; GOPS = 2*M*N*K / time;
- GB/s = bytes of weights (in that variant's format) / time; x fp32 = fp32 time / this time.
- The int kernels are first checked against the reference (exact equality).
+ Sections (each prints the path it ran on):
+ 1. int8 x ternary at the four BitLinear matrices of GPT-2 124M, (K,N) = (768,2304) qkv,
+    (768,768) attention projection, (768,3072) fc, (3072,768) fc projection, at M = 1 (one token:
+    decoding, a GEMV) and M = 256 (a training batch B*T = 4*64). Variants, one line each:
+      fp32   the trainer's matmul_forward on fp32 weights (N,K): this path's register-blocked
+             kernel for M = 256 (llmc/matmul_cpu.h), the spec's dot products for M = 1
+      ref    matmul_i8_t2_ref: unpack the whole 2-bit matrix, then plain int loops
+      t2     matmul_i8_t2: 2-bit packed weights, this path's kernel
+      t3     matmul_i8_t3: base-3 packed weights (1.6 bits/weight)
+    Columns: ms = median over the repeats after 2 warm-up calls; GOPS = 2*M*N*K / time;
+    GB/s = bytes of weights (in that variant's format) / time; x fp32 = fp32 time / this time.
+    The int kernels are first checked against the reference (exact equality).
+ 2. the decoder's head screen: gemv_n4x4_i16 over GPT-2's 50256 x 768 head in 4-bit codes
+    (19.3 MB, read once per token): ms and GB/s.
+ 3. the trainer's fp32 matmuls at B*T = 256 (forward, and backward: dinp and dweight), this path's
+    kernel against the spec's loops (the scalar path): ms and GFLOP/s. Compare with a BLAS sgemm
+    on the same machine, e.g. OpenBLAS through numpy (README, "Benchmark (CPU)").
 
- Results on the 2-core AMD EPYC (Zen 3, AVX2) this was written on, shared with
- other jobs, so runs vary by up to ~1.5x: t2 GEMV 5-11x the fp32 GEMV with warm
- caches (fp32 reads 2.4-9.4 MB from L3, t2 reads 0.15-0.6 MB from L2 and is
- bound by its ~15 vector ops per 128 weights), 5-10x with -cold; t3 GEMV 3-5x
- warm, 5-9x cold; M = 256: t2 3.5-5x, t3 about 2x. Fork/join of the OpenMP
- threads (a few us) is a visible part of the 10 us GEMV at (768, 768).
+ Results: README.md, "Benchmark (CPU)", with the CPU named.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +42,9 @@
 #include "../llmc/ternary_kernels.h" // defines: pack2_rows, pack3_rows, matmul_i8_t2(_ref), matmul_i8_t3(_ref)
 
 // ----------------------------------------------------------------------------
-// fp32 baseline: the trainer's own matmul_forward, out (M,N) = x (M,K) @ w (N,K)^T
-// (4x2 register tiles over L2-sized weight blocks; plain dot products for M < 4)
+// fp32 baseline: the trainer's own matmul_forward, out (M,N) = x (M,K) @ w (N,K)^T (this path's
+// register-blocked kernel, llmc/matmul_cpu.h; the spec's 4x2 dot-product tiles on the scalar path
+// and for M = 1)
 
 #define TESTING
 #include "../train_gpt2_1bit.c" // defines: matmul_forward
@@ -99,27 +99,16 @@ static double time_variant(variant_fn fn, const Problem *p) {
 }
 
 // ----------------------------------------------------------------------------
+// section 1: int8 x ternary against fp32, at GPT-2's BitLinear shapes
 
-int main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-cold") == 0) { cold = 1; }
-        else { fprintf(stderr, "usage: %s [-cold]\n", argv[0]); return 1; }
-    }
-    int threads = 1;
-#ifdef _OPENMP
-    threads = omp_get_max_threads();
-#endif
-    printf("backend: %s, %d threads, %s caches\n", ternary_kernels_backend(), threads,
-           cold ? "cold (64 MiB read before each call)" : "warm (repeated calls)");
-    if (cold) { flush_buf = (uint8_t *)callocCheck(FLUSH_BYTES, 1); }
-
+static int bench_ternary(void) {
     const int shapes[4][2] = {{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}};
     const int Ms[2] = {1, 256};
     const char *names[4] = {"fp32", "ref", "t2", "t3"};
     variant_fn fns[4] = {run_fp32, run_ref, run_t2, run_t3};
     uint64_t rng = 42;
     int all_match = 1;
-
+    printf("-- int8 x ternary (path %s; fp32: %s) --\n", ternary_kernels_backend(), matmul_cpu_backend());
     printf("%5s %5s %5s  %-5s %9s %8s %8s %8s\n", "M", "K", "N", "var", "ms", "GOPS", "GB/s", "x fp32");
     for (int s = 0; s < 4; s++) {
         for (int mi = 0; mi < 2; mi++) {
@@ -169,6 +158,120 @@ int main(int argc, char **argv) {
             free(out_f); free(out_i); free(out_ref);
         }
     }
+    return all_match;
+}
+
+// ----------------------------------------------------------------------------
+// section 2: the decoder's head screen
+
+static const uint8_t *screen_u;
+static const int16_t *screen_x;
+static const int8_t *screen_pat;
+static int32_t *screen_dot;
+static void run_screen(const Problem *p) {
+    // the decoder splits the rows between its threads; here one parallel loop over the groups does
+    #pragma omp parallel
+    {
+        int nt = 1, id = 0;
+#ifdef _OPENMP
+        nt = omp_get_num_threads(); id = omp_get_thread_num();
+#endif
+        int groups = p->N / 4, g0 = groups * id / nt, g1 = groups * (id + 1) / nt;
+        gemv_n4x4_i16(screen_dot, screen_u, screen_x, screen_pat, p->K, 4 * g0, 4 * g1);
+    }
+}
+
+static void bench_screen(void) {
+    const int V = 50256, C = 768; // GPT-2's head, whole 4-row groups
+    uint8_t *u = (uint8_t *)mallocCheck((size_t)V * C), *pk = (uint8_t *)mallocCheck((size_t)V * C / 2);
+    int16_t *x = (int16_t *)mallocCheck(C * sizeof(int16_t));
+    uint64_t rng = 5;
+    for (size_t i = 0; i < (size_t)V * C; i++) { u[i] = (uint8_t)(random_u32(&rng) % 16); }
+    for (int i = 0; i < C; i++) { x[i] = (int16_t)((int)(random_u32(&rng) % 32639) - 16319); }
+    int8_t *pat = (int8_t *)mallocCheck(n4_pattern_bytes(C));
+    pack_n4x4(pk, u, V, C);
+    n4_prepare(pat, x, C);
+    screen_u = pk; screen_x = x; screen_pat = pat; screen_dot = (int32_t *)mallocCheck(V * sizeof(int32_t));
+    Problem p = {0};
+    p.K = C; p.N = V;
+    double ms = time_variant(run_screen, &p);
+    printf("-- head screen, 4-bit (path %s) --\n", ternary_kernels_backend());
+    printf("  gemv_n4x4_i16 V=%d C=%d: %.3f ms, %.1f GB/s of codes (%.1f MB)\n", V, C, ms, V * C / 2.0 / (ms * 1e6),
+           V * C / 2e6);
+    free(u); free(pk); free(x); free(pat); free(screen_dot);
+}
+
+// ----------------------------------------------------------------------------
+// section 3: the trainer's fp32 matmuls at a training batch
+
+static float *mm_dinp, *mm_dw, *mm_scratch;
+static void run_mm_fwd(const Problem *p) { matmul_forward(p->out_f, p->x_f, p->w_f, NULL, p->M, p->K, p->N); }
+static void run_mm_bwd(const Problem *p) {
+    matmul_backward(mm_dinp, mm_dw, NULL, p->out_f, p->x_f, p->w_f, p->M, p->K, p->N, mm_scratch);
+}
+
+static void bench_matmul_f32(void) {
+    const int shapes[5][2] = {{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}, {768, 50304}};
+    const int M = 256;
+    uint64_t rng = 9;
+    const int path = cpu_path();
+    printf("-- fp32 matmul, M = B*T = %d (path %s against the spec's loops) --\n", M, matmul_cpu_backend());
+    printf("%5s %5s %5s  %-8s %10s %10s %10s %10s\n", "M", "K", "N", "kernel", "fwd ms", "GFLOP/s", "bwd ms", "GFLOP/s");
+    for (int s = 0; s < 5; s++) {
+        int K = shapes[s][0], N = shapes[s][1];
+        float *x = (float *)mallocCheck((size_t)M * K * sizeof(float)), *w = (float *)mallocCheck((size_t)N * K * sizeof(float));
+        float *out = (float *)mallocCheck((size_t)M * N * sizeof(float));
+        mm_dinp = (float *)callocCheck((size_t)M * K, sizeof(float));
+        mm_dw = (float *)callocCheck((size_t)N * K, sizeof(float));
+        mm_scratch = (float *)mallocCheck(matmul_scratch_size(M, K, N) * sizeof(float));
+        for (size_t i = 0; i < (size_t)M * K; i++) { x[i] = random_f32(&rng) * 2.0f - 1.0f; }
+        for (size_t i = 0; i < (size_t)N * K; i++) { w[i] = random_f32(&rng) * 0.04f - 0.02f; }
+        Problem p = {0};
+        p.out_f = out; p.x_f = x; p.w_f = w; p.M = M; p.K = K; p.N = N;
+        for (int spec = 0; spec < 2; spec++) {
+            if (spec && path == CPU_PATH_SCALAR) { break; } // the spec is what already ran
+            cpu_path_set(spec ? CPU_PATH_SCALAR : path);
+            double f = time_variant(run_mm_fwd, &p), b = time_variant(run_mm_bwd, &p);
+            printf("%5d %5d %5d  %-8s %10.2f %10.1f %10.2f %10.1f\n", M, K, N, spec ? "spec" : matmul_cpu_backend(),
+                   f, 2.0 * M * N * K / (f * 1e6), b, 4.0 * M * N * K / (b * 1e6));
+        }
+        cpu_path_set(path);
+        free(x); free(w); free(out); free(mm_dinp); free(mm_dw); free(mm_scratch);
+    }
+}
+
+int main(int argc, char **argv) {
+    (void)gpt2_training_bytes; // the trainer's main() uses it; this program does not
+    const char *paths = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-cold") == 0) { cold = 1; }
+        else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc) { paths = argv[++i]; }
+        else { fprintf(stderr, "usage: %s [-cold] [-p all|scalar|avx2|avx512]\n", argv[0]); return 1; }
+    }
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    char buf[256];
+    printf("cpu: %s\n", cpu_features_describe(buf, sizeof(buf)));
+    printf("%d threads, %s caches\n", threads, cold ? "cold (64 MiB read before each call)" : "warm (repeated calls)");
+    if (cold) { flush_buf = (uint8_t *)callocCheck(FLUSH_BYTES, 1); }
+    int all_match = 1, ran = 0;
+    for (int p = 0; p < CPU_NUM_PATHS; p++) {
+        if (paths == NULL && p != cpu_path()) { continue; } // default: the path in use
+        if (paths != NULL && strcmp(paths, "all") != 0 && strcmp(paths, cpu_path_name(p)) != 0) { continue; }
+        if (!cpu_path_supported(p)) {
+            if (paths != NULL && strcmp(paths, "all") != 0) { fprintf(stderr, "error: -p %s: not on this CPU or build\n", paths); return 1; }
+            continue;
+        }
+        cpu_path_set(p);
+        printf("\n== path %s\n", cpu_path_name(p));
+        all_match &= bench_ternary();
+        bench_screen();
+        bench_matmul_f32();
+        ran++;
+    }
+    if (ran == 0) { fprintf(stderr, "error: -p %s: no such path (all, scalar, avx2, avx512)\n", paths); return 1; }
     printf(all_match ? "All results match\n" : "SOME RESULTS DO NOT MATCH\n");
     free(flush_buf);
     return all_match ? 0 : 1;

@@ -25,15 +25,17 @@
    gemv_i8_t2_prepare(xs, x, K) -> sum(x),
    gemv_i8_t2_rows(out, xs, xsum, w, K, n0, n1)   matmul_i8_t2 at M = 1 in two steps, for a decoder
                                           that splits the rows between the threads of its own region
-   ternary_kernels_backend()              "avx2" or "scalar"
+   gemv_n4x4_i16(dot, p, x, pat, C, v0, v1)   4-bit rows (4-row groups, n4_index) . int16 x, exact:
+                                          the decoder's head screen (pat: n4_prepare(x))
+   ternary_kernels_backend()              the path in use: "avx512", "avx2", "scalar" (as cpu_path())
 
- Backend: chosen at compile time. With __AVX2__ (gcc -march=native on an AVX2
- machine, or -mavx2) the fast kernels below are used; without it,
- matmul_i8_t2/t3 are the scalar references (correct everywhere, slower). There
- is no run-time dispatch: a binary built with -march=native is meant for the
- machine that built it, and one built without it never executes AVX2. No
- AVX-512 path: the machine these kernels were written on has AVX2 + FMA only,
- and an untested path is not worth having.
+ Paths: chosen at run time by llmc/cpu_features.h (cpu_path(); TG1_CPU_PATH=... forces one), all
+ compiled into one binary:
+   scalar   the references above (any CPU, and every build: -DTG1_CPU_SCALAR_ONLY keeps only it)
+   avx2     256-bit kernels: maddubs into int16 lanes (below)
+   avx512   512-bit kernels with AVX512-VNNI for t2 (vpdpbusd: bytes straight into int32 lanes);
+            t3 runs the 256-bit kernels (its decode is its cost, not the multiply)
+ Every path equals the scalar reference exactly (tests/test_kernels.c runs each path the CPU has).
 
  How the AVX2 kernels work:
    - a block is 32 packed bytes of a row: 128 trits (t2) or 160 trits (t3),
@@ -63,10 +65,11 @@
    t2 GEMM ~220, t3 GEMV ~75, t3 GEMM ~95; a 256-entry table (byte -> 5 codes)
    for the t3 decode reached ~15 in the GEMV: 32 scalar loads and stores per
    block, and the vector loads that follow wait on the stores.
+ The AVX-512 kernels have the same tiles on 64-byte blocks (256 trits); see their section.
 
- Test:   gcc -O3 -march=native -fopenmp -std=gnu11 tests/test_kernels.c -lm -o tests/test_kernels && ./tests/test_kernels
-         (and with plain -O2, no -march=native, to test the scalar fallback)
- Bench:  gcc -O3 -march=native -fopenmp -std=gnu11 dev/bench_kernels.c -lm -o bench_kernels && ./bench_kernels
+ Test:   make tests/test_kernels && ./tests/test_kernels   (every path this CPU has, against the reference)
+         make tests/test_kernels_scalar && ./tests/test_kernels_scalar   (a build with the scalar path only)
+ Bench:  make bench_kernels && ./bench_kernels   (TG1_CPU_PATH=avx2 ./bench_kernels: another path)
 */
 #ifndef LLMC_TERNARY_KERNELS_H
 #define LLMC_TERNARY_KERNELS_H
@@ -75,10 +78,11 @@
 #include <stddef.h>
 #include <string.h>
 #include <assert.h> // static_assert (C11 macro, C++11 keyword)
-#ifdef __AVX2__
+#include "utils.h"  // defines: mallocCheck
+#include "cpu_features.h" // defines: cpu_path, CPU_PATH_*, TG1_CPU_X86 (when the SIMD paths are compiled)
+#ifdef TG1_CPU_X86
 #include <immintrin.h>
 #endif
-#include "utils.h"  // defines: mallocCheck
 
 // built without -fopenmp the `#pragma omp` lines below are plain loops (still correct):
 // no warning for each of them (in C; g++ warns regardless, GCC bug 53431)
@@ -248,15 +252,13 @@ static inline void *tk_scratch(size_t bytes) {
 }
 
 // ----------------------------------------------------------------------------
-// AVX2 kernels
+// x86 kernels: AVX2 (also the base of the other paths) and AVX-512 VNNI
+// Each group is compiled for its instruction set (CPU_TARGET_BEGIN_*), whatever -march says, and
+// runs only when cpu_path() chose it (llmc/cpu_features.h), so one binary carries them all.
 
-#ifdef __AVX2__
+#ifdef TG1_CPU_X86
 
-#if defined(__GNUC__) || defined(__clang__)
-#define TK_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define TK_ALWAYS_INLINE inline
-#endif
+#define TK_ALWAYS_INLINE CPU_ALWAYS_INLINE
 
 #define TK_TILE_MAX 4 // outputs per tile (4x1 or 1x4)
 // The GEMV reads each weight byte once: decoding a token, the trits of a whole model (21 MB for
@@ -268,48 +270,28 @@ static inline void *tk_scratch(size_t bytes) {
 // accumulator arrays in registers instead of on the stack
 #if defined(__clang__)
 #define TK_UNROLL _Pragma("unroll")
-#elif defined(__GNUC__)
-#define TK_UNROLL _Pragma("GCC unroll 8")
 #else
-#define TK_UNROLL
+#define TK_UNROLL _Pragma("GCC unroll 16")
 #endif
 
-// x rows -> xs, gathered once per call into the order of the decoded weights, in groups
-// of R rows (R = 4 for the GEMM tiles, 1 for a GEMV row), zero padded to whole blocks.
+CPU_TARGET_BEGIN_AVX2
+
+// x rows -> xs, gathered once per call into the order of the decoded weights, in groups of R
+// rows (R = 4 for the GEMM tiles, 1 for a GEMV row), zero padded to whole blocks of BW packed
+// bytes (BW = 32 for the 256-bit kernels, 64 for the 512-bit ones; a block holds BW*P trits).
 // Bytes (int8): plane s of block b of a weight row (the codes of trits P*j + s) meets
-//     xs8[((b*P + s)*R + i)*32 + j] = x_i[b*32P + P*j + s]                j = 0..31
-// t3 GEMV rows (int16, see tk_block_t3q_avx2): vector (k, h) of block b meets
+//     xs8[((b*P + s)*R + i)*BW + j] = x_i[b*BW*P + P*j + s]               j = 0..BW-1
+// t3 GEMV rows (int16, BW = 32, see tk_block_t3q_avx2): vector (k, h) of block b meets
 //     xs16[(b*10 + 2k + h)*16 + u] = x'[b*160 + 5(2u + h) + k]            u = 0..15
 //     with x'[5j] = x[5j] and x'[5j+k] = x[5j+k] - 3 x[5j+k-1] (k = 1..4): |x'| <= 511
 //     (h = 0: the even bytes of the block, h = 1: the odd bytes)
 // xsum[i] = sum(x_i), the correction for code = trit + 1.
-static inline void tk_gather_x(uint8_t *xs, int32_t *xsum, const int8_t *x, int R, int K, int nblk, int P) {
-    const int BT = 32 * P;
+static inline void tk_gather_x(uint8_t *xs, int32_t *xsum, const int8_t *x, int R, int K, int nblk, int P, int BW) {
+    const int BT = BW * P;
     for (int i = 0; i < R; i++) {
         const int8_t *x_i = x + (size_t)i * K;
         for (int b = 0; b < nblk; b++) {
-            if (P == T2_PER_BYTE && R == 1 && (b + 1) * BT <= K) {
-                // a whole t2 block of a GEMV row in registers (the decoder gathers one x per
-                // BitLinear, serially): byte 4j+s of the 128 goes to plane s, position j.
-                // Per 32 bytes (j = 8q..8q+7): group each 128-bit lane by s (4 bytes per s),
-                // then the lanes' 4-byte groups side by side: 64-bit element s = plane s, j = 8q..8q+7
-                const __m256i by_s = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
-                                                      0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-                const __m256i lanes = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-                __m256i u[4];
-                for (int q = 0; q < 4; q++) {
-                    __m256i v = _mm256_loadu_si256((const __m256i *)(x_i + b * BT + 32 * q));
-                    u[q] = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, by_s), lanes);
-                }
-                // a 4x4 transpose of 64-bit elements: plane s = element s of u[0], u[1], u[2], u[3]
-                __m256i t0 = _mm256_unpacklo_epi64(u[0], u[1]), t1 = _mm256_unpackhi_epi64(u[0], u[1]);
-                __m256i t2 = _mm256_unpacklo_epi64(u[2], u[3]), t3 = _mm256_unpackhi_epi64(u[2], u[3]);
-                __m256i *dst = (__m256i *)(xs + (size_t)b * BT);
-                _mm256_storeu_si256(dst + 0, _mm256_permute2x128_si256(t0, t2, 0x20));
-                _mm256_storeu_si256(dst + 1, _mm256_permute2x128_si256(t1, t3, 0x20));
-                _mm256_storeu_si256(dst + 2, _mm256_permute2x128_si256(t0, t2, 0x31));
-                _mm256_storeu_si256(dst + 3, _mm256_permute2x128_si256(t1, t3, 0x31));
-            } else if (P == T3_PER_BYTE && R == 1) {
+            if (P == T3_PER_BYTE && R == 1) { // the t3 GEMV's x' (BW = 32)
                 for (int v = 0; v < 10; v++) {
                     int k5 = v / 2, h = v % 2;
                     int16_t *dst = (int16_t *)xs + (size_t)(b * 10 + v) * 16;
@@ -319,12 +301,39 @@ static inline void tk_gather_x(uint8_t *xs, int32_t *xsum, const int8_t *x, int 
                         dst[u] = (int16_t)(k5 == 0 ? cur : cur - 3 * prev);
                     }
                 }
-            } else {
-                for (int s = 0; s < P; s++) {
-                    int8_t *dst = (int8_t *)xs + ((size_t)(b * P + s) * R + i) * 32;
-                    for (int j = 0; j < 32; j++) {
-                        int k = b * BT + P * j + s;
-                        dst[j] = k < K ? x_i[k] : 0;
+                continue;
+            }
+            // in pieces of 32 bytes of each plane (P*32 bytes of x)
+            for (int h = 0; h < BW / 32; h++) {
+                const int k0 = b * BT + h * 32 * P; // the first trit of the piece
+                int8_t *dst0 = (int8_t *)xs + ((size_t)(b * P) * R + i) * BW + h * 32; // plane 0; plane s at + s*R*BW
+                if (P == T2_PER_BYTE && k0 + 128 <= K) {
+                    // a whole piece of t2 in registers: byte 4j+s of the 128 goes to plane s, position j.
+                    // Per 32 bytes (j = 8q..8q+7): group each 128-bit lane by s (4 bytes per s),
+                    // then the lanes' 4-byte groups side by side: 64-bit element s = plane s, j = 8q..8q+7
+                    const __m256i by_s = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+                                                          0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+                    const __m256i lanes = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+                    __m256i u[4];
+                    for (int q = 0; q < 4; q++) {
+                        __m256i v = _mm256_loadu_si256((const __m256i *)(x_i + k0 + 32 * q));
+                        u[q] = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, by_s), lanes);
+                    }
+                    // a 4x4 transpose of 64-bit elements: plane s = element s of u[0], u[1], u[2], u[3]
+                    __m256i t0 = _mm256_unpacklo_epi64(u[0], u[1]), t1 = _mm256_unpackhi_epi64(u[0], u[1]);
+                    __m256i t2 = _mm256_unpacklo_epi64(u[2], u[3]), t3 = _mm256_unpackhi_epi64(u[2], u[3]);
+                    const size_t ps = (size_t)R * BW; // from one plane to the next
+                    _mm256_storeu_si256((__m256i *)(dst0), _mm256_permute2x128_si256(t0, t2, 0x20));
+                    _mm256_storeu_si256((__m256i *)(dst0 + ps), _mm256_permute2x128_si256(t1, t3, 0x20));
+                    _mm256_storeu_si256((__m256i *)(dst0 + 2 * ps), _mm256_permute2x128_si256(t0, t2, 0x31));
+                    _mm256_storeu_si256((__m256i *)(dst0 + 3 * ps), _mm256_permute2x128_si256(t1, t3, 0x31));
+                } else {
+                    for (int s = 0; s < P; s++) {
+                        int8_t *dst = dst0 + (size_t)s * R * BW;
+                        for (int j = 0; j < 32; j++) {
+                            int k = k0 + P * j + s;
+                            dst[j] = k < K ? x_i[k] : 0;
+                        }
                     }
                 }
             }
@@ -543,15 +552,219 @@ static inline void tk_t3_panel1(int32_t *out, const uint8_t *xs, int32_t xsum,
     tk_panel1_avx2(out, xs, xsum, w, ldw, K, n0, n1, T3_PER_BYTE);
 }
 
+CPU_TARGET_END
+
+// ----------------------------------------------------------------------------
+// AVX-512 VNNI kernels (2-bit format)
+// vpdpbusd multiplies 4 unsigned bytes by 4 signed bytes and adds the 4 products to an int32
+// lane: no int16 stage, so no saturation and no widening. A block is 64 packed bytes of a row
+// (256 trits), xs in the BW = 64 layout of tk_gather_x. Plane s is not shifted down: masking
+// a packed byte with 3 << 2s leaves code_s * 4^s (at most 2 * 64 = 128, still an unsigned byte),
+// so plane s is summed in its own accumulator, 4^s times too large, and divided by an exact
+// arithmetic shift at the end: 1 op per plane instead of 2. |lane| <= 4 * 128 * 128 per block.
+// The t3 format runs the AVX2 kernels on this path (its decode, not the multiply, is its cost).
+
+CPU_TARGET_BEGIN_AVX512
+
+// The two tiles below, 4 outputs each, written out with 16 named accumulators: in the loop form of
+// the AVX2 tile (arrays indexed by tile position) gcc copied the accumulators between registers
+// and the stack on every block (measured 2.5x slower).
+// acc_is += plane s of the weight block . plane s of x row i (or of x, for weight row i)
+#define TK512_ZERO4(a) __m512i a##0 = _mm512_setzero_si512(), a##1 = a##0, a##2 = a##0, a##3 = a##0
+#define TK512_DOT4(a, v, x0, x1, x2, x3) {                                          \
+        a##0 = _mm512_dpbusd_epi32(a##0, _mm512_and_si512(v, m0), x0);             \
+        a##1 = _mm512_dpbusd_epi32(a##1, _mm512_and_si512(v, m1), x1);             \
+        a##2 = _mm512_dpbusd_epi32(a##2, _mm512_and_si512(v, m2), x2);             \
+        a##3 = _mm512_dpbusd_epi32(a##3, _mm512_and_si512(v, m3), x3); }
+// v is used 4 times: kept in a register (gcc otherwise folds the load into each use, and 4 zmm
+// loads per block per row made the GEMV bound by loads: 32 per block of 4 rows, at most 1 a cycle
+// on Zen 4; with this 8, and 1.9x the speed)
+#define TK512_IN_REGISTER(v) __asm__("" : "+v"(v))
+// a weight block: whole, or the last partial one of a row, zeros past its `rem` bytes
+#define TK512_LOAD(p) _mm512_loadu_si512((const void *)(p))
+#define TK512_LOAD_TAIL(p) _mm512_maskz_loadu_epi8(((__mmask64)1 << rem) - 1, (p))
+// the 4 plane accumulators of one output -> one vector of partial sums of codes . x
+#define TK512_PLANES(a) _mm512_add_epi32(_mm512_add_epi32(a##0, _mm512_srai_epi32(a##1, 2)), \
+                                         _mm512_add_epi32(_mm512_srai_epi32(a##2, 4), _mm512_srai_epi32(a##3, 6)))
+
+// [sum r0, sum r1, sum r2, sum r3] of 4 vectors: 512 -> 256 bits each, then hadd within 128-bit
+// halves, then the halves added
+static TK_ALWAYS_INLINE __m128i tk512_hsum4(__m512i r0, __m512i r1, __m512i r2, __m512i r3) {
+    __m256i h0 = _mm256_add_epi32(_mm512_castsi512_si256(r0), _mm512_extracti64x4_epi64(r0, 1));
+    __m256i h1 = _mm256_add_epi32(_mm512_castsi512_si256(r1), _mm512_extracti64x4_epi64(r1, 1));
+    __m256i h2 = _mm256_add_epi32(_mm512_castsi512_si256(r2), _mm512_extracti64x4_epi64(r2, 1));
+    __m256i h3 = _mm256_add_epi32(_mm512_castsi512_si256(r3), _mm512_extracti64x4_epi64(r3, 1));
+    __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(h0, h1), _mm256_hadd_epi32(h2, h3));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+// GEMV tile: 1 row of xs (4 planes of 64 bytes per block) times the 4 weight rows at w (stride
+// ldw), over nblk whole blocks (LOAD = TK512_LOAD), or over one last partial block (TK512_LOAD_TAIL,
+// `rem` bytes): [codes . x for each row], without the sum(x) correction. The partial block is a
+// call of its own: in the same loop, its masked loads left gcc short of registers (spills again).
+#define TK512_TILE_1x4(name, LOAD)                                                                        \
+static __attribute__((noinline)) __m128i name(const uint8_t *xs, const uint8_t *w, size_t ldw, int nblk, int rem) { \
+    const __m512i m0 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(12), m2 = _mm512_set1_epi8(48),        \
+                  m3 = _mm512_set1_epi8((char)192); /* plane s: bits [2s+1:2s] of every byte */            \
+    (void)rem;                                                                                            \
+    TK512_ZERO4(a); TK512_ZERO4(b); TK512_ZERO4(c); TK512_ZERO4(d);                                       \
+    for (int k = 0; k < nblk; k++) {                                                                      \
+        const uint8_t *xb = xs + (size_t)k * 256, *wb = w + (size_t)k * 64;                               \
+        __m512i x0 = _mm512_loadu_si512((const void *)xb), x1 = _mm512_loadu_si512((const void *)(xb + 64));       \
+        __m512i x2 = _mm512_loadu_si512((const void *)(xb + 128)), x3 = _mm512_loadu_si512((const void *)(xb + 192)); \
+        __m512i v0 = LOAD(wb), v1 = LOAD(wb + ldw), v2 = LOAD(wb + 2 * ldw), v3 = LOAD(wb + 3 * ldw);    \
+        TK512_IN_REGISTER(v0); TK512_IN_REGISTER(v1); TK512_IN_REGISTER(v2); TK512_IN_REGISTER(v3);      \
+        TK512_IN_REGISTER(x0); TK512_IN_REGISTER(x1); TK512_IN_REGISTER(x2); TK512_IN_REGISTER(x3);      \
+        TK512_DOT4(a, v0, x0, x1, x2, x3);                                                                \
+        TK512_DOT4(b, v1, x0, x1, x2, x3);                                                                \
+        TK512_DOT4(c, v2, x0, x1, x2, x3);                                                                \
+        TK512_DOT4(d, v3, x0, x1, x2, x3);                                                                \
+    }                                                                                                     \
+    return tk512_hsum4(TK512_PLANES(a), TK512_PLANES(b), TK512_PLANES(c), TK512_PLANES(d));              \
+}
+TK512_TILE_1x4(tk512_tile_1x4, TK512_LOAD)
+TK512_TILE_1x4(tk512_tail_1x4, TK512_LOAD_TAIL)
+
+// GEMM tile: a group of 4 rows of xs (plane s of row i at + (4s + i) * 64 per block of 1024 bytes)
+// times the weight row at w: [codes . x_i for each row i of x], over nblk whole blocks or the tail
+#define TK512_X(s, i) _mm512_loadu_si512((const void *)(xb + (4 * (s) + (i)) * 64))
+#define TK512_TILE_4x1(name, LOAD)                                                                        \
+static __attribute__((noinline)) __m128i name(const uint8_t *xs, const uint8_t *w, int nblk, int rem) {     \
+    const __m512i m0 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(12), m2 = _mm512_set1_epi8(48),        \
+                  m3 = _mm512_set1_epi8((char)192);                                                       \
+    (void)rem;                                                                                            \
+    TK512_ZERO4(a); TK512_ZERO4(b); TK512_ZERO4(c); TK512_ZERO4(d);                                       \
+    for (int k = 0; k < nblk; k++) {                                                                      \
+        __m512i v = LOAD(w + (size_t)k * 64);                                                             \
+        TK512_IN_REGISTER(v);                                                                             \
+        const uint8_t *xb = xs + (size_t)k * 1024;                                                        \
+        TK512_DOT4(a, v, TK512_X(0, 0), TK512_X(1, 0), TK512_X(2, 0), TK512_X(3, 0));                    \
+        TK512_DOT4(b, v, TK512_X(0, 1), TK512_X(1, 1), TK512_X(2, 1), TK512_X(3, 1));                    \
+        TK512_DOT4(c, v, TK512_X(0, 2), TK512_X(1, 2), TK512_X(2, 2), TK512_X(3, 2));                    \
+        TK512_DOT4(d, v, TK512_X(0, 3), TK512_X(1, 3), TK512_X(2, 3), TK512_X(3, 3));                    \
+    }                                                                                                     \
+    return tk512_hsum4(TK512_PLANES(a), TK512_PLANES(b), TK512_PLANES(c), TK512_PLANES(d));              \
+}
+TK512_TILE_4x1(tk512_tile_4x1, TK512_LOAD)
+TK512_TILE_4x1(tk512_tail_4x1, TK512_LOAD_TAIL)
+#undef TK512_X
+
+// GEMM tile, 4 rows of x times 4 weight rows: 16 outputs, so each block of a weight row is decoded
+// once for 4 rows of x and each block of x loaded once for 4 weight rows. 16 accumulators (one per
+// output), so the planes are shifted down to codes (7 ops per block and weight row) instead of
+// kept in accumulators of their own; per block 64 vpdpbusd against 28 decode ops and 20 loads.
+// Measured 1.6-1.9x the 4 x 1 tile at K = 768 (its 4 outputs paid a reduction every 3 blocks).
+// acc_ij: x row i, weight row j. LOAD as for the tiles above (whole blocks, or the tail).
+#define TK512_TILE_4x4(name, LOAD)                                                                        \
+static __attribute__((noinline)) void name(__m128i *res, const uint8_t *xs, const uint8_t *w, size_t ldw, \
+                                           int nblk, int rem) {                                          \
+    const __m512i m = _mm512_set1_epi8(3);                                                                \
+    (void)rem;                                                                                            \
+    TK512_ZERO4(a0); TK512_ZERO4(a1); TK512_ZERO4(a2); TK512_ZERO4(a3); /* a<i><j> */                    \
+    for (int k = 0; k < nblk; k++) {                                                                      \
+        const uint8_t *wb = w + (size_t)k * 64, *xb = xs + (size_t)k * 1024;                              \
+        __m512i v0 = LOAD(wb), v1 = LOAD(wb + ldw), v2 = LOAD(wb + 2 * ldw), v3 = LOAD(wb + 3 * ldw);    \
+        TK512_IN_REGISTER(v0); TK512_IN_REGISTER(v1); TK512_IN_REGISTER(v2); TK512_IN_REGISTER(v3);      \
+        for (int s = 0; s < 4; s++) { /* plane s: bits [2s+1:2s], shifted down */                          \
+            const __m512i c0 = _mm512_and_si512(_mm512_srli_epi16(v0, 2 * s), m);                        \
+            const __m512i c1 = _mm512_and_si512(_mm512_srli_epi16(v1, 2 * s), m);                        \
+            const __m512i c2 = _mm512_and_si512(_mm512_srli_epi16(v2, 2 * s), m);                        \
+            const __m512i c3 = _mm512_and_si512(_mm512_srli_epi16(v3, 2 * s), m);                        \
+            TK512_DOT4X(a0, c0, c1, c2, c3, _mm512_loadu_si512((const void *)(xb + (4 * s + 0) * 64)));   \
+            TK512_DOT4X(a1, c0, c1, c2, c3, _mm512_loadu_si512((const void *)(xb + (4 * s + 1) * 64)));   \
+            TK512_DOT4X(a2, c0, c1, c2, c3, _mm512_loadu_si512((const void *)(xb + (4 * s + 2) * 64)));   \
+            TK512_DOT4X(a3, c0, c1, c2, c3, _mm512_loadu_si512((const void *)(xb + (4 * s + 3) * 64)));   \
+        }                                                                                                 \
+    }                                                                                                     \
+    res[0] = tk512_hsum4(a00, a01, a02, a03);                                                             \
+    res[1] = tk512_hsum4(a10, a11, a12, a13);                                                             \
+    res[2] = tk512_hsum4(a20, a21, a22, a23);                                                             \
+    res[3] = tk512_hsum4(a30, a31, a32, a33);                                                             \
+}
+// acc_i<j> += codes of weight row j . x (one row of x, one plane), j = 0..3
+#define TK512_DOT4X(a, c0, c1, c2, c3, xv) {                                                              \
+        const __m512i x_ = (xv);                                                                          \
+        a##0 = _mm512_dpbusd_epi32(a##0, c0, x_); a##1 = _mm512_dpbusd_epi32(a##1, c1, x_);               \
+        a##2 = _mm512_dpbusd_epi32(a##2, c2, x_); a##3 = _mm512_dpbusd_epi32(a##3, c3, x_); }
+TK512_TILE_4x4(tk512_tile_4x4, TK512_LOAD)
+TK512_TILE_4x4(tk512_tail_4x4, TK512_LOAD_TAIL)
+
+// one weight row (a GEMV row left over by the 4-row tiles): codes . x, the partial block included
+static inline int32_t tk512_tile_1x1(const uint8_t *xs, const uint8_t *w, int nblk, int rem) {
+    const __m512i m0 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(12), m2 = _mm512_set1_epi8(48),
+                  m3 = _mm512_set1_epi8((char)192);
+    TK512_ZERO4(a);
+    for (int k = 0; k <= nblk; k++) {
+        if (k == nblk && rem == 0) { break; }
+        const __mmask64 mask = k < nblk ? ~(__mmask64)0 : ((__mmask64)1 << rem) - 1;
+        const uint8_t *xb = xs + (size_t)k * 256;
+        const __m512i v = _mm512_maskz_loadu_epi8(mask, w + (size_t)k * 64);
+        TK512_DOT4(a, v, _mm512_loadu_si512((const void *)xb), _mm512_loadu_si512((const void *)(xb + 64)),
+                   _mm512_loadu_si512((const void *)(xb + 128)), _mm512_loadu_si512((const void *)(xb + 192)));
+    }
+    return _mm512_reduce_add_epi32(TK512_PLANES(a));
+}
+
+// GEMM panel: out rows 0..3 (stride ldo), columns [n0, n1), from a group of 4 rows of xs
+static inline void tk512_t2_panel4(int32_t *out, size_t ldo, const uint8_t *xs, const int32_t *xsum,
+                                   const uint8_t *w, size_t ldw, int K, int n0, int n1) {
+    const int nfull = (int)(ldw / 64), rem = (int)(ldw % 64);
+    (void)K;
+    int n = n0;
+    for (; n + 4 <= n1; n += 4) { // 4 x 4 tiles; out[i][n..n+3] = codes . x_i - sum(x_i) (codes = trits + 1)
+        __m128i r[4], t[4];
+        tk512_tile_4x4(r, xs, w + n * ldw, ldw, nfull, 0);
+        if (rem) {
+            tk512_tail_4x4(t, xs + (size_t)nfull * 1024, w + n * ldw + (size_t)nfull * 64, ldw, 1, rem);
+            for (int i = 0; i < 4; i++) { r[i] = _mm_add_epi32(r[i], t[i]); }
+        }
+        for (int i = 0; i < 4; i++) { _mm_storeu_si128((__m128i *)(out + i * ldo + n), _mm_sub_epi32(r[i], _mm_set1_epi32(xsum[i]))); }
+    }
+    const __m128i corr = _mm_loadu_si128((const __m128i *)xsum);
+    for (; n < n1; n++) { // the last weight rows, one at a time
+        __m128i r = tk512_tile_4x1(xs, w + n * ldw, nfull, 0);
+        if (rem) { r = _mm_add_epi32(r, tk512_tail_4x1(xs + (size_t)nfull * 1024, w + n * ldw + (size_t)nfull * 64, 1, rem)); }
+        r = _mm_sub_epi32(r, corr);
+        out[n] = _mm_extract_epi32(r, 0);
+        out[ldo + n] = _mm_extract_epi32(r, 1);
+        out[2 * ldo + n] = _mm_extract_epi32(r, 2);
+        out[3 * ldo + n] = _mm_extract_epi32(r, 3);
+    }
+}
+
+// GEMV panel: one row of xs, weight rows [n0, n1), 4 at a time, prefetched as tk_panel1_avx2 does
+static inline void tk512_t2_panel1(int32_t *out, const uint8_t *xs, int32_t xsum,
+                                   const uint8_t *w, size_t ldw, int K, int n0, int n1) {
+    const __m128i corr = _mm_set1_epi32(xsum);
+    const int nfull = (int)(ldw / 64), rem = (int)(ldw % 64);
+    (void)K;
+    const char *pf_end = (const char *)(w + (size_t)n1 * ldw);
+    for (const char *p = (const char *)(w + (size_t)n0 * ldw); p < pf_end && p < (const char *)(w + (size_t)n0 * ldw) + TK_PREFETCH_BYTES; p += 64) {
+        _mm_prefetch(p, _MM_HINT_T0);
+    }
+    int n = n0;
+    for (; n + 4 <= n1; n += 4) {
+        const char *pf = (const char *)(w + (size_t)n * ldw) + TK_PREFETCH_BYTES;
+        for (size_t o = 0; o < 4 * ldw && pf + o < pf_end; o += 64) { _mm_prefetch(pf + o, _MM_HINT_T0); }
+        __m128i r = tk512_tile_1x4(xs, w + n * ldw, ldw, nfull, 0);
+        if (rem) { r = _mm_add_epi32(r, tk512_tail_1x4(xs + (size_t)nfull * 256, w + n * ldw + (size_t)nfull * 64, ldw, 1, rem)); }
+        _mm_storeu_si128((__m128i *)(out + n), _mm_sub_epi32(r, corr));
+    }
+    for (; n < n1; n++) { out[n] = tk512_tile_1x1(xs, w + n * ldw, nfull, rem) - xsum; }
+}
+
+CPU_TARGET_END
+
 #define TK_GEMV_ROWS 32 // weight rows per GEMV work item (a multiple of 4)
 
-// out (M,N) = x (M,K) @ trits(w)^T for P trits per byte, with that format's panels
-static inline void tk_matmul_avx2(int32_t *out, const int8_t *x, const uint8_t *w, int M, int K, int N, int P,
-                                  tk_panel4_fn panel4, tk_panel1_fn panel1) {
-    const int BT = P == T2_PER_BYTE ? T2_BLOCK_TRITS : T3_BLOCK_TRITS;
+// out (M,N) = x (M,K) @ trits(w)^T for P trits per byte, with the panels of one format and path,
+// whose blocks are BW packed bytes (32: 256-bit kernels, 64: 512-bit)
+static inline void tk_matmul_x86(int32_t *out, const int8_t *x, const uint8_t *w, int M, int K, int N, int P, int BW,
+                                 tk_panel4_fn panel4, tk_panel1_fn panel1) {
+    const int BT = BW * P;
     const int nblk = (K + BT - 1) / BT; // blocks per row, the last maybe partial
-    // bytes of xs per row: 128 per block for t2; for t3 160 in a GEMM group, 320 in a GEMV row
-    const size_t xrow = (size_t)nblk * (P == T2_PER_BYTE ? 128 : 320);
+    // bytes of xs per row: BW*4 per block for t2; for t3 160 in a GEMM group, 320 in a GEMV row
+    const size_t xrow = (size_t)nblk * (P == T2_PER_BYTE ? 4 * BW : 320);
     const size_t ldw = ((size_t)K + P - 1) / P;
     const int groups = M / 4; // 4-row groups of x for the GEMM tiles; the rest are GEMV rows
     // xs then xsum in one scratch buffer (xrow is a multiple of 128: xsum stays aligned)
@@ -560,16 +773,16 @@ static inline void tk_matmul_avx2(int32_t *out, const int8_t *x, const uint8_t *
     #pragma omp parallel for
     for (int m = 0; m < M; m++) {
         if (m < groups * 4 && m % 4 == 0) { // a group of 4 rows starts here
-            tk_gather_x(xs + m * xrow, xsum + m, x + (size_t)m * K, 4, K, nblk, P);
+            tk_gather_x(xs + m * xrow, xsum + m, x + (size_t)m * K, 4, K, nblk, P, BW);
         } else if (m >= groups * 4) {       // a GEMV row
-            tk_gather_x(xs + m * xrow, xsum + m, x + (size_t)m * K, 1, K, nblk, P);
+            tk_gather_x(xs + m * xrow, xsum + m, x + (size_t)m * K, 1, K, nblk, P, BW);
         }
     }
 
     // GEMM: weight rows in blocks of about 64 KiB (L2) that every 4-row group of x reuses
     if (groups > 0) {
-        int NB = (int)(65536 / ldw);
-        NB = NB < 1 ? 1 : NB;
+        int NB = (int)(65536 / ldw) & ~3; // a multiple of 4: the 4 x 4 tiles of the 512-bit panel
+        NB = NB < 4 ? 4 : NB;
         const int nblocks = (N + NB - 1) / NB;
         #pragma omp parallel for collapse(2) schedule(static)
         for (int nb = 0; nb < nblocks; nb++) {
@@ -590,27 +803,31 @@ static inline void tk_matmul_avx2(int32_t *out, const int8_t *x, const uint8_t *
     }
 }
 
-#endif // __AVX2__
+#endif // TG1_CPU_X86
 
 // ----------------------------------------------------------------------------
-// public kernels: the fast path of this build
+// public kernels: the path cpu_path() chose
 
 // out (M,N) = x (M,K) @ trits(w)^T, w = N rows of K trits in the 2-bit format
 static inline void matmul_i8_t2(int32_t *out, const int8_t *x, const uint8_t *w, int M, int K, int N) {
-#ifdef __AVX2__
-    tk_matmul_avx2(out, x, w, M, K, N, T2_PER_BYTE, tk_t2_panel4, tk_t2_panel1);
-#else
-    matmul_i8_t2_ref(out, x, w, M, K, N);
+    switch (cpu_path()) {
+#ifdef TG1_CPU_X86
+    case CPU_PATH_AVX512: tk_matmul_x86(out, x, w, M, K, N, T2_PER_BYTE, 64, tk512_t2_panel4, tk512_t2_panel1); return;
+    case CPU_PATH_AVX2: tk_matmul_x86(out, x, w, M, K, N, T2_PER_BYTE, 32, tk_t2_panel4, tk_t2_panel1); return;
 #endif
+    default: matmul_i8_t2_ref(out, x, w, M, K, N);
+    }
 }
 
 // out (M,N) = x (M,K) @ trits(w)^T, w = N rows of K trits in the base-3 format
 static inline void matmul_i8_t3(int32_t *out, const int8_t *x, const uint8_t *w, int M, int K, int N) {
-#ifdef __AVX2__
-    tk_matmul_avx2(out, x, w, M, K, N, T3_PER_BYTE, tk_t3_panel4, tk_t3_panel1);
-#else
-    matmul_i8_t3_ref(out, x, w, M, K, N);
+    switch (cpu_path()) {
+#ifdef TG1_CPU_X86
+    case CPU_PATH_AVX512: // the AVX2 kernels (see the AVX-512 section)
+    case CPU_PATH_AVX2: tk_matmul_x86(out, x, w, M, K, N, T3_PER_BYTE, 32, tk_t3_panel4, tk_t3_panel1); return;
 #endif
+    default: matmul_i8_t3_ref(out, x, w, M, K, N);
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -623,32 +840,35 @@ static inline void matmul_i8_t3(int32_t *out, const int8_t *x, const uint8_t *w,
 //   gemv_i8_t2_rows(out, xs, xsum, w, K, n0, n1)  any thread, any rows: out[n] for n in [n0, n1)
 //                                                 = dot(x, trits of row n of w), w as for matmul_i8_t2
 // Rows are computed 4 at a time; a range that starts at a multiple of 4 keeps that tiling.
+// Both steps must run on the same path (xs's layout is the path's).
 
 static inline size_t gemv_i8_t2_scratch_bytes(int K) {
-#ifdef __AVX2__
-    return (size_t)((K + T2_BLOCK_TRITS - 1) / T2_BLOCK_TRITS) * T2_BLOCK_TRITS; // whole blocks, zero padded
-#else
-    return (size_t)K; // a copy of x
-#endif
+    return (size_t)((K + 255) / 256) * 256; // whole blocks of every path's layout, zero padded
 }
 
 static inline int32_t gemv_i8_t2_prepare(uint8_t *xs, const int8_t *x, int K) {
-    int32_t xsum;
-#ifdef __AVX2__
-    tk_gather_x(xs, &xsum, x, 1, K, (K + T2_BLOCK_TRITS - 1) / T2_BLOCK_TRITS, T2_PER_BYTE);
-#else
-    xsum = 0;
-    for (int k = 0; k < K; k++) { xsum += x[k]; }
-    memcpy(xs, x, (size_t)K);
+    int32_t xsum = 0;
+    switch (cpu_path()) {
+#ifdef TG1_CPU_X86
+    case CPU_PATH_AVX512: tk_gather_x(xs, &xsum, x, 1, K, (K + 255) / 256, T2_PER_BYTE, 64); break;
+    case CPU_PATH_AVX2: tk_gather_x(xs, &xsum, x, 1, K, (K + 127) / 128, T2_PER_BYTE, 32); break;
 #endif
+    default:
+        for (int k = 0; k < K; k++) { xsum += x[k]; }
+        memcpy(xs, x, (size_t)K);
+    }
     return xsum;
 }
 
 static inline void gemv_i8_t2_rows(int32_t *out, const uint8_t *xs, int32_t xsum, const uint8_t *w, int K,
                                    int n0, int n1) {
-#ifdef __AVX2__
-    tk_t2_panel1(out, xs, xsum, w, pack2_row_bytes(K), K, n0, n1);
-#else
+    switch (cpu_path()) {
+#ifdef TG1_CPU_X86
+    case CPU_PATH_AVX512: tk512_t2_panel1(out, xs, xsum, w, pack2_row_bytes(K), K, n0, n1); return;
+    case CPU_PATH_AVX2: tk_t2_panel1(out, xs, xsum, w, pack2_row_bytes(K), K, n0, n1); return;
+#endif
+    default: break;
+    }
     // the reference's arithmetic (sum of x * trit in int32), unpacking one row at a time
     (void)xsum;
     const int8_t *x = (const int8_t *)xs;
@@ -659,16 +879,166 @@ static inline void gemv_i8_t2_rows(int32_t *out, const uint8_t *xs, int32_t xsum
         for (int k = 0; k < K; k++) { sum += (int32_t)x[k] * (((row[k / 4] >> (2 * (k % 4))) & 3) - 1); }
         out[n] = sum;
     }
-#endif
 }
 
-static inline const char *ternary_kernels_backend(void) {
-#ifdef __AVX2__
-    return "avx2";
-#else
-    return "scalar";
-#endif
+// ----------------------------------------------------------------------------
+// int4 rows x int16 vector, exact: the decoder's head screen (run_gpt2_1bit.c)
+//   dot[v] = u_v . x  (int32)   for the rows v of a matrix u (V,C) of 4-bit unsigned codes 0..15,
+//                               x (C) int16 with |x_i| <= n4_xmax(C)
+// exact: |u_v . x| <= 15 * xmax * C < 2^31, and so is every partial sum, in any order. (The
+// decoder splits each int8 code of its head as q = 16 hi + lo, hi in -8..7, lo in 0..15, and keeps
+// u = hi + 8 and lo in two such matrices: the first alone bounds a logit within 8 steps, both
+// give q . x exactly; see run_gpt2_1bit.c.)
+// Layout, for C % 16 == 0 and whole groups of 4 rows: group g (rows 4g..4g+3), columns 16b..16b+15
+// take the 32 bytes at (g * C/16 + b) * 32; byte 8r + j holds row 4g+r's code of column 16b+j in
+// its low nibble and of column 16b+8+j in its high nibble (n4_index). So the low nibbles of the 32
+// bytes are 8 columns of 4 rows, the high nibbles the next 8: each widens to int16 against the
+// same 8 values of x, and a group is one stream of bytes (4 streams measured 15% slower).
+// AVX2: vpmovzxbw + vpmaddwd, 16 products per op; AVX-512: vpdpbusd (AVX512-VNNI) on the codes as
+// they lie, against x split into two signed bytes (n4_prepare), 64 products per op.
+
+// the byte of code (v, i) in the layout above; *shift = 0 (low nibble) or 4 (high)
+static inline size_t n4_index(int v, int i, int C, int *shift) {
+    *shift = (i % 16) / 8 * 4;
+    return ((size_t)(v / 4) * (C / 16) + i / 16) * 32 + (v % 4) * 8 + i % 8;
 }
+
+// the largest |x_i| for which every sum is exact in int32, for codes up to 127 (so also for the
+// 4-bit codes, and for q . x = 16 (u - 8) . x + lo . x when summed in int64), and at most 16319, so
+// that x = 128 xh + xl with xh in -127..127 and xl in -64..63, two signed bytes (the AVX-512 kernel)
+static inline int n4_xmax(int C) {
+    long m = 2147483647L / (127L * C);
+    return m < 16319 ? (int)m : 16319;
+}
+
+// x (C) -> the AVX-512 kernel's operands (n4_pattern_bytes(C) bytes): x = 128 xh + xl as signed
+// bytes, laid out as the codes are, so that vpdpbusd multiplies 4 codes of a row by the 4 bytes of
+// x they meet. Per pair of blocks (32 columns, 64 packed bytes) 4 vectors of 64 bytes: pattern t
+// (0: xh for the low nibbles, 1: xl for the low nibbles, 2: xh high, 3: xl high), block b of the
+// pair (bytes 32b..), row r: the 8 columns of that nibble, pat[((c/32)*4 + t)*64 + b*32 + r*8 + j]
+static inline size_t n4_pattern_bytes(int C) { return (size_t)(C + 31) / 32 * 256; }
+static inline void n4_prepare(int8_t *pat, const int16_t *x, int C) {
+    for (int i = 0; i < C; i++) {
+        int xh = (x[i] + 64) >> 7, xl = x[i] - 128 * xh; // floor: xl in -64..63
+        int blk = i / 16, nibble = (i % 16) / 8, j = i % 8;
+        for (int r = 0; r < 4; r++) {
+            size_t base = (size_t)(blk / 2) * 256 + (blk % 2) * 32 + r * 8 + j;
+            pat[base + (size_t)(2 * nibble) * 64] = (int8_t)xh;
+            pat[base + (size_t)(2 * nibble + 1) * 64] = (int8_t)xl;
+        }
+    }
+}
+
+// u (V,C) of codes 0..15, row-major -> p in the layout above (V a multiple of 4, C of 16)
+static inline void pack_n4x4(uint8_t *p, const uint8_t *u, int V, int C) {
+    memset(p, 0, (size_t)V * C / 2);
+    for (int v = 0; v < V; v++) {
+        for (int i = 0; i < C; i++) {
+            int shift;
+            p[n4_index(v, i, C, &shift)] |= (uint8_t)((u[(size_t)v * C + i] & 15) << shift);
+        }
+    }
+}
+
+// the spec: plain loops over the layout, rows [v0, v1)
+static inline void gemv_n4x4_i16_ref(int32_t *dot, const uint8_t *p, const int16_t *x, int C, int v0, int v1) {
+    for (int v = v0; v < v1; v++) {
+        int32_t s = 0;
+        for (int i = 0; i < C; i++) {
+            int shift;
+            s += (int32_t)((p[n4_index(v, i, C, &shift)] >> shift) & 15) * x[i];
+        }
+        dot[v] = s;
+    }
+}
+
+#ifdef TG1_CPU_X86
+CPU_TARGET_BEGIN_AVX2
+// groups of 4 rows [v0, v1), multiples of 4, C % 16 == 0
+static inline void gemv_n4x4_i16_avx2(int32_t *dot, const uint8_t *p, const int16_t *x, int C, int v0, int v1) {
+    const __m256i nib = _mm256_set1_epi8(15);
+    for (int v = v0; v < v1; v += 4) {
+        const uint8_t *g = p + (size_t)v * C / 2; // the group: C/16 blocks of 32 bytes
+        __m256i a01 = _mm256_setzero_si256(), a23 = a01; // lanes 0-3: row 0 (or 2), lanes 4-7: row 1 (or 3)
+        for (int i = 0; i < C; i += 16) {
+            const uint8_t *blk = g + i * 2;
+            if (i % 32 == 0) { _mm_prefetch((const char *)blk + 2048, _MM_HINT_NTA); } // each 64-byte line once
+            __m256i b = _mm256_loadu_si256((const __m256i *)blk);
+            __m256i lo = _mm256_and_si256(b, nib), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), nib);
+            __m256i x0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x + i)));
+            __m256i x1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x + i + 8)));
+            a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(lo)), x0));
+            a23 = _mm256_add_epi32(a23, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(lo, 1)), x0));
+            a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(hi)), x1));
+            a23 = _mm256_add_epi32(a23, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(hi, 1)), x1));
+        }
+        // hadd: [r0 r0 r2 r2 | r1 r1 r3 r3] in pairs, again: [r0 r2 . . | r1 r3 . .], then r0 r1 r2 r3
+        __m256i h = _mm256_hadd_epi32(a01, a23);
+        h = _mm256_hadd_epi32(h, h);
+        h = _mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 4, 1, 5, 0, 0, 0, 0));
+        _mm_storeu_si128((__m128i *)(dot + v), _mm256_castsi256_si128(h));
+    }
+}
+CPU_TARGET_END
+
+CPU_TARGET_BEGIN_AVX512
+// vpdpbusd: 4 codes (unsigned bytes) of a row times 4 bytes of x, into an int32 lane; x as two
+// signed bytes (n4_prepare), so the sum is 128 (u . xh) + u . xl: 4 vpdpbusd per 64 packed bytes
+// (128 codes), no widening (the vpmovzxbw + vpdpwssd form ran at half the speed on Zen 4)
+static inline void gemv_n4x4_i16_avx512(int32_t *dot, const uint8_t *p, const int8_t *pat, int C, int v0, int v1) {
+    const __m512i nib = _mm512_set1_epi8(15);
+    for (int v = v0; v < v1; v += 4) {
+        const uint8_t *g = p + (size_t)v * C / 2;
+        __m512i ah = _mm512_setzero_si512(), al = _mm512_setzero_si512(); // lane l: row (l % 8) / 2
+        int i = 0;
+        for (; i + 32 <= C; i += 32) { // 64 bytes: two blocks of 16 columns
+            const uint8_t *blk = g + i * 2;
+            const int8_t *xp = pat + (size_t)i * 8;
+            _mm_prefetch((const char *)blk + 2048, _MM_HINT_NTA); // each 64-byte line once
+            __m512i w = _mm512_loadu_si512((const void *)blk);
+            __m512i lo = _mm512_and_si512(w, nib), hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), nib);
+            ah = _mm512_dpbusd_epi32(ah, lo, _mm512_loadu_si512((const void *)xp));
+            al = _mm512_dpbusd_epi32(al, lo, _mm512_loadu_si512((const void *)(xp + 64)));
+            ah = _mm512_dpbusd_epi32(ah, hi, _mm512_loadu_si512((const void *)(xp + 128)));
+            al = _mm512_dpbusd_epi32(al, hi, _mm512_loadu_si512((const void *)(xp + 192)));
+        }
+        __m512i t = _mm512_add_epi32(_mm512_slli_epi32(ah, 7), al); // exact: |t| <= 15 * 16319 * C
+        __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(t), _mm512_extracti64x4_epi64(t, 1)); // the two blocks
+        if (i < C) { // C % 32 == 16: the last block, on 256-bit registers
+            const int8_t *xp = pat + (size_t)i * 8;
+            __m256i w = _mm256_loadu_si256((const __m256i *)(g + i * 2)), n = _mm256_set1_epi8(15);
+            __m256i lo = _mm256_and_si256(w, n), hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), n);
+            __m256i bh = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, _mm256_loadu_si256((const __m256i *)xp));
+            __m256i bl = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, _mm256_loadu_si256((const __m256i *)(xp + 64)));
+            bh = _mm256_dpbusd_epi32(bh, hi, _mm256_loadu_si256((const __m256i *)(xp + 128)));
+            bl = _mm256_dpbusd_epi32(bl, hi, _mm256_loadu_si256((const __m256i *)(xp + 192)));
+            h = _mm256_add_epi32(h, _mm256_add_epi32(_mm256_slli_epi32(bh, 7), bl));
+        }
+        // lanes 2r, 2r+1 hold row r: pairs, then rows 0 1 (low half) and 2 3 (high half) side by side
+        h = _mm256_hadd_epi32(h, h);
+        h = _mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 1, 4, 5, 0, 0, 0, 0));
+        _mm_storeu_si128((__m128i *)(dot + v), _mm256_castsi256_si128(h));
+    }
+}
+CPU_TARGET_END
+#endif // TG1_CPU_X86
+
+// dot[v] = u_v . x for the rows v in [v0, v1) (multiples of 4: whole groups), p in the layout of
+// n4_index, C % 16 == 0, |x_i| <= n4_xmax(C), pat = n4_prepare(x) (what the AVX-512 kernel reads)
+static inline void gemv_n4x4_i16(int32_t *dot, const uint8_t *p, const int16_t *x, const int8_t *pat, int C,
+                                 int v0, int v1) {
+    (void)pat;
+    switch (cpu_path()) {
+#ifdef TG1_CPU_X86
+    case CPU_PATH_AVX512: gemv_n4x4_i16_avx512(dot, p, pat, C, v0, v1); return;
+    case CPU_PATH_AVX2: gemv_n4x4_i16_avx2(dot, p, x, C, v0, v1); return;
+#endif
+    default: gemv_n4x4_i16_ref(dot, p, x, C, v0, v1);
+    }
+}
+
+// the path the int8 x trit kernels take now (cpu_path()'s name)
+static inline const char *ternary_kernels_backend(void) { return cpu_path_name(cpu_path()); }
 
 #if defined(__GNUC__) && !defined(_OPENMP)
 #pragma GCC diagnostic pop

@@ -75,6 +75,12 @@ run() {
 }
 run "quantizers, layers, tokenizer (tests/test_units)" ./tests/test_units
 run "model vs PyTorch reference (tests/test_gpt2_1bit)" ./tests/test_gpt2_1bit
+# the same on the other SIMD paths of llmc/cpu_features.h (the run above took this CPU's best): the
+# matmuls differ in rounding only, within the same tolerances. The AVX2 path only where it is not the best
+run "model vs PyTorch reference on the scalar path (TG1_CPU_PATH=scalar tests/test_gpt2_1bit)" env TG1_CPU_PATH=scalar ./tests/test_gpt2_1bit
+if grep -qw avx512_vnni /proc/cpuinfo 2>/dev/null && grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
+    run "model vs PyTorch reference on the AVX2 path (TG1_CPU_PATH=avx2 tests/test_gpt2_1bit)" env TG1_CPU_PATH=avx2 ./tests/test_gpt2_1bit
+fi
 run "bad input (tests/test_bad_input.sh)" bash tests/test_bad_input.sh
 run "checkpoint and resume (tests/test_resume.sh)" bash tests/test_resume.sh
 run "GPT-2 BPE encoder in C vs prepro (tests/test_bpe.sh)" bash tests/test_bpe.sh
@@ -89,14 +95,14 @@ run "HellaSwag eval: batches and acc_norm vs the model's forward, bad files (tes
 run "dev/data: fineweb.py shards vs tiktoken, resume after kill, bad input; hellaswag.py eval file (tests/test_data_scripts.py)" "$PYTHON" tests/test_data_scripts.py
 run "GPT-2 124M/350M recipes: flags vs llmc/args.h, numbers, the restart loop (tests/test_run_scripts.sh)" bash tests/test_run_scripts.sh
 run "the reproduction path on local data: fineweb.py -> hellaswag.py -> train -h 1 -> plot (tests/test_repro_path.sh)" bash tests/test_repro_path.sh
+run "GGUF export read back by the gguf package, run_gpt2_1bit -x model.gguf (tests/test_gguf.py)" "$PYTHON" tests/test_gguf.py
+run "Hugging Face GPT-2 weights to our model file (tests/test_convert_hf.py)" "$PYTHON" tests/test_convert_hf.py
 # the CUDA trainer's code, run on the CPU by tests/cuda_emu (no GPU needed; slow but exact in logic)
 run "CUDA trainer on the CPU emulator vs PyTorch reference, fp32 (tests/test_gpt2_1bitcu_emu_fp32)" ./tests/test_gpt2_1bitcu_emu_fp32
 run "CUDA trainer on the CPU emulator vs PyTorch reference, bf16 (tests/test_gpt2_1bitcu_emu)" ./tests/test_gpt2_1bitcu_emu
 run "CUDA trainer on the CPU emulator vs the CPU trainer, resume (tests/test_cuda_vs_cpu.sh)" env QUICK=1 CUDA_BIN=./train_gpt2_1bitcu_emu bash tests/test_cuda_vs_cpu.sh
 run "CUDA start-up errors: old driver, no GPU, no code for the GPU (tests/test_cuda_startup.sh)" bash tests/test_cuda_startup.sh
 run "the Makefile's CUDA builds: no data needed, architectures, rebuilt on PRECISION= (tests/test_build.sh)" bash tests/test_build.sh
-run "GGUF export read back by the gguf package, run_gpt2_1bit -x model.gguf (tests/test_gguf.py)" "$PYTHON" tests/test_gguf.py
-run "Hugging Face GPT-2 weights to our model file (tests/test_convert_hf.py)" "$PYTHON" tests/test_convert_hf.py
 run "dev/gpu_check.sh's flow on the CPU emulator (tests/test_gpu_check_emu.sh)" bash tests/test_gpu_check_emu.sh
 run "CUDA kernels' registers and shared memory vs their launches (tests/test_cuda_resources.sh)" bash tests/test_cuda_resources.sh
 # the dev/cuda kernel variants, validated on the emulator in small mode (DEV_CUDA_SMALL=1)

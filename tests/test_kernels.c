@@ -12,13 +12,18 @@
      transformed activations of the base-3 GEMV)
    - the decoder's split GEMV (gemv_i8_t2_prepare, then gemv_i8_t2_rows on ranges of
      rows as threads take them) equals the reference exactly
+   - the decoder's head screen (4-bit rows x int16 vector) equals its reference and int64 sums,
+     at the largest inputs its bound allows
+   - the trainer's fp32 matmul (llmc/matmul_cpu.h: forward, dinp, dweight) within the rounding bound
+     of its spec (train_gpt2_1bit.c's loops), and bit-identical with 1 thread and with all
    - the float epilogue against a double-precision reference
- Prints one PASS/FAIL line per check; exits 1 on any failure.
+ The kernel checks run once per SIMD path this CPU and build have (llmc/cpu_features.h: scalar,
+ avx2, avx512), each named "[path] ..."; the last lines say which paths ran and which
+ could not. Prints one PASS/FAIL line per check; exits 1 on any failure.
 
- Build and run (the fast path of this machine, then the scalar fallback):
-   gcc -O3 -march=native -fno-trapping-math -fno-math-errno -fopenmp -std=gnu11 -Wall -Wextra \
-       tests/test_kernels.c -lm -o tests/test_kernels && ./tests/test_kernels
-   gcc -O2 -std=gnu11 -Wall -Wextra tests/test_kernels.c -lm -o tests/test_kernels_scalar && ./tests/test_kernels_scalar
+ Build and run (every path of this machine, then a build with the scalar path only):
+   make tests/test_kernels && ./tests/test_kernels
+   make tests/test_kernels_scalar && ./tests/test_kernels_scalar
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,12 +32,16 @@
 #include "../llmc/utils.h"           // defines: mallocCheck
 #include "../llmc/sampler.h"         // defines: random_u32
 #include "../llmc/ternary_kernels.h" // defines: pack2_rows, pack3_rows, matmul_i8_t2, matmul_i8_t3, dequant_epilogue
+// the trainer's matmul_forward / matmul_backward: the spec of llmc/matmul_cpu.h (on the scalar path)
+#define TESTING
+#include "../train_gpt2_1bit.c"      // defines: matmul_forward, matmul_backward, matmul_scratch_size
 
 static int num_passed = 0, num_failed = 0;
+static const char *path_tag = ""; // "[avx512] " while a path's checks run: the name says which path
 // details is printed after the name on failure only
 static void check(int ok, const char *name, const char *details) {
-    if (ok) { printf("PASS: %s\n", name); num_passed++; }
-    else { printf("FAIL: %s: %s\n", name, details); num_failed++; }
+    if (ok) { printf("PASS: %s%s\n", path_tag, name); num_passed++; }
+    else { printf("FAIL: %s%s: %s\n", path_tag, name, details); num_failed++; }
 }
 
 static uint64_t rng = 1337;
@@ -312,6 +321,200 @@ static void test_gemv_split(void) {
 }
 
 // ----------------------------------------------------------------------------
+// 4-bit rows (4-row groups, nibble-packed) x int16 vector: the decoder's head screen
+
+// u (V,C) random in 0..15 (or u_fill), x random in [-xmax, xmax] (or x_fill); dot over the
+// ranges [cut[i], cut[i+1]) (multiples of 4) against the reference and int64 sums; 1 if equal
+static int compare_n4x4(int V, int C, const int *cut, int ncut, int u_fill, int x_fill, char *details, size_t dlen) {
+    uint8_t *u = (uint8_t *)mallocCheck((size_t)V * C), *p = (uint8_t *)mallocCheck((size_t)V * C / 2);
+    int16_t *x = (int16_t *)mallocCheck((size_t)C * sizeof(int16_t));
+    int32_t *ref = (int32_t *)mallocCheck((size_t)V * sizeof(int32_t)), *fast = (int32_t *)mallocCheck((size_t)V * sizeof(int32_t));
+    int xmax = n4_xmax(C);
+    for (size_t i = 0; i < (size_t)V * C; i++) { u[i] = (uint8_t)(u_fill >= 0 ? u_fill : (int)(random_u32(&rng) % 16)); }
+    for (int i = 0; i < C; i++) { x[i] = (int16_t)(x_fill ? x_fill : (int)(random_u32(&rng) % (2 * xmax + 1)) - xmax); }
+    int8_t *pat = (int8_t *)mallocCheck(n4_pattern_bytes(C));
+    pack_n4x4(p, u, V, C);
+    n4_prepare(pat, x, C);
+    gemv_n4x4_i16_ref(ref, p, x, C, 0, V);
+    memset(fast, 0x55, (size_t)V * sizeof(int32_t));
+    for (int i = 0; i + 1 < ncut; i++) { gemv_n4x4_i16(fast, p, x, pat, C, cut[i], cut[i + 1]); }
+    int ok = 1;
+    for (int v = 0; v < V && ok; v++) {
+        int64_t d = 0; // the definition, on the unpacked codes, in int64
+        for (int i = 0; i < C; i++) { d += (int64_t)u[(size_t)v * C + i] * x[i]; }
+        if (fast[v] != ref[v] || ref[v] != d) {
+            ok = 0;
+            snprintf(details, dlen, "V=%d C=%d: dot[%d] fast %d, ref %d, int64 %lld", V, C, v, fast[v], ref[v], (long long)d);
+        }
+    }
+    free(u); free(p); free(x); free(ref); free(fast); free(pat);
+    return ok;
+}
+
+static void test_n4x4(void) {
+    char details[256] = "";
+    int Cs[] = {16, 32, 48, 80, 768, 1024, 1600, 4096}; // C % 32 == 16 and == 0
+    int Vs[] = {4, 8, 36};
+    int ok = 1;
+    for (int c = 0; c < 8 && ok; c++) {
+        for (int vi = 0; vi < 3 && ok; vi++) {
+            int V = Vs[vi];
+            int whole[] = {0, V}, split[] = {0, V / 8 * 4, V};
+            ok &= compare_n4x4(V, Cs[c], whole, 2, -1, 0, details, sizeof(details));
+            ok &= compare_n4x4(V, Cs[c], split, 3, -1, 0, details, sizeof(details));
+        }
+    }
+    check(ok, "head screen: 4-bit rows x int16 == ref == int64 sums, C in 16..4096, V in 4..36, whole and split", details);
+    ok = 1;
+    for (int c = 0; c < 8 && ok; c++) { // the largest sums: 15 * xmax * C, both signs
+        int C = Cs[c], xm = n4_xmax(C), cut[] = {0, 8};
+        ok &= compare_n4x4(8, C, cut, 2, 15, xm, details, sizeof(details));
+        ok &= compare_n4x4(8, C, cut, 2, 15, -xm, details, sizeof(details));
+    }
+    check(ok, "head screen: extreme inputs, codes 15, x = +-n4_xmax(C): the largest sums are exact", details);
+    // the decoder's split of an int8 code: q = 16 (u - 8) + lo with u = floor(q / 16) + 8, lo in 0..15
+    ok = 1;
+    for (int q = -127; q <= 127; q++) {
+        int hi = q >> 4, lo = q - 16 * hi;
+        ok &= hi + 8 >= 0 && hi + 8 <= 15 && lo >= 0 && lo <= 15 && 16 * hi + lo == q;
+    }
+    ok &= n4_xmax(768) == 16319 && n4_xmax(2048) == 8256 && 127LL * n4_xmax(4096) * 4096 <= 2147483647LL;
+    // and every x within n4_xmax splits as 128 xh + xl, xh in -127..127, xl in -64..63 (n4_prepare)
+    for (int x = -16319; x <= 16319; x++) {
+        int xh = (x + 64) >> 7, xl = x - 128 * xh;
+        ok &= xh >= -127 && xh <= 127 && xl >= -64 && xl <= 63;
+    }
+    check(ok, "head screen: every int8 code -127..127 splits as 16 (u - 8) + lo, u and lo in 0..15; every x in "
+          "+-n4_xmax as 128 xh + xl in signed bytes; n4_xmax bounds", "");
+}
+
+// ----------------------------------------------------------------------------
+// the fp32 matmul of the trainer (llmc/matmul_cpu.h) against its spec
+
+// Both the fast kernel and the spec (matmul_forward's loops, on the scalar path) compute each
+// output as a float sum of n = K + 1 terms (the products and the bias, or the value accumulated
+// into) in some order; each is within gamma_n * S of the exact sum, S = the sum of the terms'
+// magnitudes, gamma_n = n u / (1 - n u), u = 2^-24 (Higham, Accuracy and Stability, 3.1). So they
+// differ by at most 2 gamma_n S, the bound checked for every output. (Typical differences are
+// ~sqrt(K) u S; a wrong index or a missed block is of the order of S.)
+static double gamma_n(int n) { double u = 1.0 / 16777216.0; return n * u / (1.0 - n * u); }
+
+static void random_floats(float *v, size_t n) { for (size_t i = 0; i < n; i++) { v[i] = random_f32(&rng) * 2.0f - 1.0f; } }
+
+// out = fast; ref = spec; S[i] = sum of |terms| of output i, n terms: 1 if every |out - ref| <= 2 gamma_n S
+static int within_bound(const float *out, const float *ref, const double *S, size_t count, int n, const char *what,
+                        int M, int K, int N, char *details, size_t dlen) {
+    for (size_t i = 0; i < count; i++) {
+        double d = fabs((double)out[i] - ref[i]);
+        if (!(d <= 2.0 * gamma_n(n) * S[i])) { // (also catches NaN)
+            snprintf(details, dlen, "%s M=%d K=%d N=%d: [%zu] fast %.9g spec %.9g, |diff| %.3g > bound %.3g", what,
+                     M, K, N, i, out[i], ref[i], d, 2.0 * gamma_n(n) * S[i]);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+// forward and backward at one shape, the current path against the scalar path's spec
+static int compare_matmul(int M, int K, int N, char *details, size_t dlen) {
+    const int path = cpu_path();
+    float *inp = (float *)mallocCheck((size_t)M * K * sizeof(float)), *w = (float *)mallocCheck((size_t)N * K * sizeof(float));
+    float *bias = (float *)mallocCheck((size_t)N * sizeof(float)), *dout = (float *)mallocCheck((size_t)M * N * sizeof(float));
+    float *out = (float *)mallocCheck((size_t)M * N * sizeof(float)), *ref = (float *)mallocCheck((size_t)M * N * sizeof(float));
+    float *dinp = (float *)mallocCheck((size_t)M * K * sizeof(float)), *dinp_ref = (float *)mallocCheck((size_t)M * K * sizeof(float));
+    float *dw = (float *)mallocCheck((size_t)N * K * sizeof(float)), *dw_ref = (float *)mallocCheck((size_t)N * K * sizeof(float));
+    float *scratch = (float *)mallocCheck(matmul_scratch_size(M, K, N) * sizeof(float));
+    size_t big = (size_t)M * K > (size_t)N * K ? (size_t)M * K : (size_t)N * K;
+    big = big > (size_t)M * N ? big : (size_t)M * N;
+    double *S = (double *)mallocCheck(big * sizeof(double));
+    random_floats(inp, (size_t)M * K); random_floats(w, (size_t)N * K); random_floats(bias, N); random_floats(dout, (size_t)M * N);
+    random_floats(dinp, (size_t)M * K); random_floats(dw, (size_t)N * K); // gradients accumulate onto what is there
+    memcpy(dinp_ref, dinp, (size_t)M * K * sizeof(float));
+    memcpy(dw_ref, dw, (size_t)N * K * sizeof(float));
+    int ok = 1;
+    // the spec
+    cpu_path_set(CPU_PATH_SCALAR);
+    matmul_forward(ref, inp, w, bias, M, K, N);
+    matmul_backward(dinp_ref, dw_ref, NULL, dout, inp, w, M, K, N, scratch);
+    cpu_path_set(path);
+    // forward
+    memset(out, 0x55, (size_t)M * N * sizeof(float)); // garbage: every output must be written
+    ok &= matmul_cpu_forward(out, inp, w, bias, M, K, N) == (path != CPU_PATH_SCALAR);
+    if (path == CPU_PATH_SCALAR) { matmul_forward(out, inp, w, bias, M, K, N); }
+    for (int m = 0; m < M; m++) {
+        for (int n = 0; n < N; n++) {
+            double s = fabs(bias[n]);
+            for (int k = 0; k < K; k++) { s += fabs((double)inp[(size_t)m * K + k] * w[(size_t)n * K + k]); }
+            S[(size_t)m * N + n] = s;
+        }
+    }
+    ok = ok && within_bound(out, ref, S, (size_t)M * N, K + 1, "forward", M, K, N, details, dlen);
+    // backward: dinp += dout @ w, dw += dout^T @ inp
+    float *dinp0 = (float *)mallocCheck((size_t)M * K * sizeof(float)), *dw0 = (float *)mallocCheck((size_t)N * K * sizeof(float));
+    memcpy(dinp0, dinp, (size_t)M * K * sizeof(float));
+    memcpy(dw0, dw, (size_t)N * K * sizeof(float));
+    if (path != CPU_PATH_SCALAR) { ok &= matmul_cpu_backward(dinp, dw, dout, inp, w, M, K, N); }
+    else { matmul_backward(dinp, dw, NULL, dout, inp, w, M, K, N, scratch); }
+    for (int m = 0; m < M; m++) {
+        for (int k = 0; k < K; k++) {
+            double s = fabs(dinp0[(size_t)m * K + k]);
+            for (int n = 0; n < N; n++) { s += fabs((double)dout[(size_t)m * N + n] * w[(size_t)n * K + k]); }
+            S[(size_t)m * K + k] = s;
+        }
+    }
+    ok = ok && within_bound(dinp, dinp_ref, S, (size_t)M * K, N + 1, "dinp", M, K, N, details, dlen);
+    for (int n = 0; n < N; n++) {
+        for (int k = 0; k < K; k++) {
+            double s = fabs(dw0[(size_t)n * K + k]);
+            for (int m = 0; m < M; m++) { s += fabs((double)dout[(size_t)m * N + n] * inp[(size_t)m * K + k]); }
+            S[(size_t)n * K + k] = s;
+        }
+    }
+    ok = ok && within_bound(dw, dw_ref, S, (size_t)N * K, M + 1, "dweight", M, K, N, details, dlen);
+    free(inp); free(w); free(bias); free(dout); free(out); free(ref); free(dinp); free(dinp_ref); free(dw); free(dw_ref);
+    free(scratch); free(S); free(dinp0); free(dw0);
+    return ok;
+}
+
+// the fast forward with 1 thread and with all of them: bit-identical (resumed runs must be)
+static int matmul_threads_identical(int M, int K, int N) {
+    float *inp = (float *)mallocCheck((size_t)M * K * sizeof(float)), *w = (float *)mallocCheck((size_t)N * K * sizeof(float));
+    float *a = (float *)mallocCheck((size_t)M * N * sizeof(float)), *b = (float *)mallocCheck((size_t)M * N * sizeof(float));
+    float *dw_a = (float *)callocCheck((size_t)N * K, sizeof(float)), *dw_b = (float *)callocCheck((size_t)N * K, sizeof(float));
+    float *scratch = (float *)mallocCheck(matmul_scratch_size(M, K, N) * sizeof(float));
+    random_floats(inp, (size_t)M * K); random_floats(w, (size_t)N * K);
+#ifdef _OPENMP
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+#endif
+    matmul_forward(a, inp, w, NULL, M, K, N);
+    matmul_backward(NULL, dw_a, NULL, a, inp, w, M, K, N, scratch);
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
+    matmul_forward(b, inp, w, NULL, M, K, N);
+    matmul_backward(NULL, dw_b, NULL, b, inp, w, M, K, N, scratch);
+    int same = memcmp(a, b, (size_t)M * N * sizeof(float)) == 0 && memcmp(dw_a, dw_b, (size_t)N * K * sizeof(float)) == 0;
+    free(inp); free(w); free(a); free(b); free(dw_a); free(dw_b); free(scratch);
+    return same;
+}
+
+static void test_matmul_f32(void) {
+    char name[256], details[256] = "";
+    // M at and around the tiles (6, 8) and the minimum the fast path takes (16); K around the
+    // 192-float K block; N around the 16 / 32-column tiles; and GPT-2's shapes at B*T = 64
+    int shapes[][3] = {{16, 1, 1}, {17, 7, 5}, {23, 191, 31}, {24, 192, 32}, {25, 193, 33}, {33, 385, 100},
+                       {48, 768, 96}, {64, 768, 2304}, {64, 3072, 768}, {20, 1000, 47}};
+    int ok = 1;
+    for (int i = 0; i < 10 && ok; i++) { ok &= compare_matmul(shapes[i][0], shapes[i][1], shapes[i][2], details, sizeof(details)); }
+    snprintf(name, sizeof(name), "fp32 matmul (%s): forward, dinp, dweight within 2 gamma_K sum|terms| of the spec, 10 shapes "
+             "(M 16..64, K 1..3072, N 1..2304)", matmul_cpu_backend());
+    check(ok, name, details);
+    snprintf(name, sizeof(name), "fp32 matmul (%s): forward and dweight bit-identical with 1 thread and with all", matmul_cpu_backend());
+    check(matmul_threads_identical(64, 768, 200) && matmul_threads_identical(40, 400, 1000), name, "results differ");
+}
+
+// ----------------------------------------------------------------------------
 // epilogue
 
 // float math against double: the kernel rounds (float)acc (exact for |acc| < 2^24), gamma*row_scale
@@ -347,16 +550,40 @@ static void test_epilogue(void) {
 }
 
 int main(void) {
-    printf("backend: %s\n", ternary_kernels_backend());
-#ifdef __AVX2__
-    check(strcmp(ternary_kernels_backend(), "avx2") == 0, "backend is avx2 in an AVX2 build", ternary_kernels_backend());
-#else
-    check(strcmp(ternary_kernels_backend(), "scalar") == 0, "backend is scalar without AVX2", ternary_kernels_backend());
+    (void)gpt2_training_bytes; // the trainer's main() uses it; this program does not
+    char buf[256], tag[32], ran[128] = "", missing[128] = "";
+    printf("cpu: %s\n", cpu_features_describe(buf, sizeof(buf)));
+    // the path chosen by default is the best this CPU and build have (TG1_CPU_PATH unset)
+    int best = CPU_PATH_SCALAR;
+    for (int p = 0; p < CPU_NUM_PATHS; p++) { best = cpu_path_supported(p) ? p : best; }
+    const char *env = getenv("TG1_CPU_PATH");
+    if (env == NULL || env[0] == '\0') {
+        snprintf(buf, sizeof(buf), "default path %s, best supported %s", ternary_kernels_backend(), cpu_path_name(best));
+        check(cpu_path() == best, "the default path is the best one this CPU and build support", buf);
+    }
+#ifdef TG1_CPU_SCALAR_ONLY
+    check(best == CPU_PATH_SCALAR, "a -DTG1_CPU_SCALAR_ONLY build has the scalar path only", cpu_path_name(best));
 #endif
     test_packing();
-    test_kernels();
-    test_gemv_split();
     test_epilogue();
+    // every path this CPU and build can run, each against the scalar reference
+    for (int p = 0; p < CPU_NUM_PATHS; p++) {
+        if (!cpu_path_supported(p)) {
+            snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), " %s", cpu_path_name(p));
+            continue;
+        }
+        cpu_path_set(p);
+        snprintf(tag, sizeof(tag), "[%s] ", cpu_path_name(p));
+        path_tag = tag;
+        printf("== path %s\n", cpu_path_name(p));
+        test_kernels();
+        test_gemv_split();
+        test_n4x4();
+        test_matmul_f32();
+        path_tag = "";
+        snprintf(ran + strlen(ran), sizeof(ran) - strlen(ran), " %s", cpu_path_name(p));
+    }
+    printf("paths tested:%s; not on this CPU or build:%s\n", ran, missing[0] ? missing : " none");
     printf("(test_kernels: %d checks passed, %d checks failed)\n", num_passed, num_failed);
     return num_failed > 0 ? 1 : 0;
 }

@@ -5,6 +5,9 @@
      next-token distribution as the training forward, at every position
    - the 2-bit and the 1.6-bit files decode identically; fp16 stays close
    - the screened head: exact logits for a set holding the top k, -inf elsewhere, the same samples
+   - every SIMD path this CPU has (llmc/cpu_features.h), and one thread instead of all, decode to
+     bit-identical logits, screened and full (the integer kernels are exact, the threads' copies of
+     the serial steps identical); the decoder's vectorized GELU against double precision
    - packed sizes: 2 and 1.6 bits per BitLinear weight (GPT-2 124M: 21 / 17 MB)
  Prints one PASS/FAIL line per check; exits 1 on any failure.
  Build and run: make tests/test_run && ./tests/test_run
@@ -49,8 +52,81 @@ static float compare_with_training(Runner *r, GPT2 *train, const int *tokens, in
 // wrong scale or trit moves probabilities by > 1e-2).
 #define PROB_TOL 1e-3f
 
-int main(void) {
+// GELU_FAST_RTOL: gelu_forward_fast against 0.5 x (1 + tanh(u)) in double (as x / (1 + e^-2u)).
+// u is rounded to float first (as in gelu_forward), so e^(-2u), hence the result where that term
+// dominates (x < 0), carries a relative error of about |2u| ulps: the bound is RTOL * (1 + |2u|)
+// relative. The rest (e^r's polynomial < 2^-24, the reduction, 1 + p 2^n, the division) is a few
+// ulps; measured up to 2.3 ulps * (1 + |2u|) (2.7 in the scalar build); RTOL = 4 ulps.
+// GELU_FAST_ATOL: below x = -9.4, e^(-2u) is clamped at e^87; both values are under 1e-36 there.
+#define GELU_FAST_RTOL (4 * 5.96e-8)
+#define GELU_FAST_ATOL 1e-30
+
+static void test_gelu_fast(void) {
+    enum { N = 40001 + 1000 };
+    static float x[N], y[N];
+    uint64_t rng = 7;
+    for (int i = 0; i < 40001; i++) { x[i] = -20.0f + 40.0f * i / 40000.0f; } // a fine grid over [-20, 20]
+    for (int i = 40001; i < N; i++) { x[i] = (random_f32(&rng) - 0.5f) * 1e-3f; } // near 0
+    gelu_forward_fast(y, x, N);
+    double worst = 0.0;
+    int ok = 1;
+    for (int i = 0; i < N; i++) {
+        double xd = x[i], u = 0.7978845608028654 * (xd + 0.044715 * xd * xd * xd);
+        double ref = xd / (1.0 + exp(-2.0 * u)); // = 0.5 x (1 + tanh(u)), without tanh's cancellation near -1
+        double err = fabs(y[i] - ref);
+        double cond = 1.0 + fabs(2.0 * u);
+        ok &= err <= GELU_FAST_ATOL + GELU_FAST_RTOL * cond * fabs(ref);
+        if (fabs(ref) > 1e-30) { worst = fmax(worst, err / (fabs(ref) * cond * 5.96e-8)); }
+    }
     char name[256];
+    snprintf(name, sizeof(name), "decoder GELU (x / (1 + e^-2u), vectorized) vs double precision on [-20, 20]: "
+             "max error %.2f ulps * (1 + |2u|) (bound 4)", worst);
+    check(ok, name);
+}
+
+// the decoder's logits over 16 positions, screened (top-k 40) and full, on every path, and with
+// one thread: all bit-identical to the first (the scalar path)
+static void test_paths(const char *packed_path, const char *what, const int *tokens) {
+    char name[256], ran[160] = "";
+    int V = 0, same = 1, first = 1, saved = cpu_path();
+    float *ref = NULL;
+    for (int p = 0; p <= CPU_NUM_PATHS; p++) { // the last round: the default path on one thread
+        int one_thread = p == CPU_NUM_PATHS;
+        if (!one_thread && !cpu_path_supported(p)) { continue; }
+        cpu_path_set(one_thread ? saved : p);
+#ifdef _OPENMP
+        int threads = omp_get_max_threads();
+        if (one_thread) { omp_set_num_threads(1); }
+#endif
+        Runner r;
+        runner_init(&r, packed_path, 1);
+        V = r.gpt.config.vocab_size;
+        if (first) { ref = (float *)mallocCheck((size_t)32 * V * sizeof(float)); }
+        for (int t = 0; t < 16; t++) {
+            for (int screened = 0; screened < 2; screened++) {
+                const float *l = runner_forward(&r, tokens[t], t, screened ? 40 : LOGITS_ALL);
+                float *dst = ref + (size_t)(2 * t + screened) * V;
+                if (first) { memcpy(dst, l, (size_t)V * sizeof(float)); }
+                else { same &= memcmp(dst, l, (size_t)V * sizeof(float)) == 0; }
+            }
+        }
+        runner_free(&r);
+#ifdef _OPENMP
+        omp_set_num_threads(threads);
+#endif
+        first = 0;
+        snprintf(ran + strlen(ran), sizeof(ran) - strlen(ran), " %s%s", one_thread ? "1 thread on " : "",
+                 cpu_path_name(cpu_path()));
+    }
+    cpu_path_set(saved);
+    snprintf(name, sizeof(name), "decoder logits (%s, full and screened, 16 positions) bit-identical on:%s", what, ran);
+    check(same, name);
+    free(ref);
+}
+
+int main(void) {
+    char name[256], buf[256];
+    printf("cpu: %s; path %s\n", cpu_features_describe(buf, sizeof(buf)), cpu_path_name(cpu_path()));
     const char *ckpt = "tests/ref/model.bin"; // an llm.c file: loads in the b1.58 mode
     int tokens[16];
     for (int i = 0; i < 16; i++) { tokens[i] = (i * 37 + 11) % 250; }
@@ -114,13 +190,16 @@ int main(void) {
     free(pa); free(ph);
     runner_free(&a); runner_free(&b); runner_free(&h);
 
-    // 4. the screened head (top-k logits from the int8 copy of the head, the rest -inf): the
-    // logits it computes are the full head's, bit for bit; they include the top k; sampling
-    // from them draws the same tokens; and it does skip rows (else the test proves nothing)
+    // 4. the screened head (top-k logits from the 4-bit and 8-bit copies of the head, the rest
+    // -inf): the logits it computes are the full head's, bit for bit; they include the top k;
+    // sampling from them draws the same tokens; and it does skip rows (else the test proves
+    // nothing). Both of its modes: two passes (4 bits, then 8 for the rows that may matter) and
+    // every row refined at once (refine_all), set before every token
     for (int f = 0; f < 2; f++) {
         const int ks[3] = {1, 5, 40};
-        for (int ki = 0; ki < 3; ki++) {
-            int k = ks[ki];
+        for (int ki = 0; ki < 6; ki++) {
+            int k = ks[ki % 3], mode = ki / 3;
+            long long refined = 0;
             Runner s;
             runner_init(&s, f == 0 ? p2 : p16, 1);
             float *full = (float *)mallocCheck(V * sizeof(float));
@@ -130,7 +209,10 @@ int main(void) {
             for (int t = 0; t < 16; t++) {
                 // the same token at the same position twice: the cache row is rewritten with the same values
                 memcpy(full, runner_forward(&s, tokens[t], t, LOGITS_ALL), V * sizeof(float));
+                s.refine_all = mode;
+                refined -= s.refined_rows;
                 float *scr = runner_forward(&s, tokens[t], t, k);
+                refined += s.refined_rows;
                 for (int i = 0; i < V; i++) {
                     if (scr[i] == -INFINITY) { skipped++; }
                     else { same_bits &= memcmp(&scr[i], &full[i], sizeof(float)) == 0; }
@@ -151,16 +233,22 @@ int main(void) {
                 }
                 same_samples &= sample_logits(full, V, 0.0f, k, 0.5f, scratch) == sample_logits(scr, V, 0.0f, k, 0.5f, scratch);
             }
-            snprintf(name, sizeof(name), "screened head (%s, top-k %d): computed logits bit-identical to the full head, "
-                     "the top k among them, same samples; %.0f%% of rows skipped", f == 0 ? "fp32 head" : "fp16 head",
-                     k, 100.0 * skipped / (16.0 * V));
-            check(same_bits && has_top && same_samples && skipped > 0 && s.head_q != NULL, name);
+            snprintf(name, sizeof(name), "screened head (%s, top-k %d, %s): computed logits bit-identical to the full "
+                     "head, the top k among them, same samples; %.0f%% of rows skipped, %.0f%% refined to 8 bits",
+                     f == 0 ? "fp32 head" : "fp16 head", k, mode ? "all rows refined" : "two passes",
+                     100.0 * skipped / (16.0 * V), 100.0 * refined / (16.0 * V));
+            check(same_bits && has_top && same_samples && skipped > 0 && s.head_u != NULL, name);
             free(full); free(order); free(scratch);
             runner_free(&s);
         }
     }
 
-    // 4. sizes: files are exactly as big as the formats say, and GPT-2 124M's parts
+    // 5. every path decodes the same; the GELU
+    test_paths(p2, "fp32 head", tokens);
+    test_paths(p16, "fp16 head", tokens);
+    test_gelu_fast();
+
+    // 6. sizes: files are exactly as big as the formats say, and GPT-2 124M's parts
     struct stat st2, st3, st16;
     stat(p2, &st2); stat(p3, &st3); stat(p16, &st16);
     size_t bl2 = 0, bl3 = 0;
