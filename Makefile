@@ -71,7 +71,9 @@ ifeq ($(PRECISION),FP32)
   PRECISION_FLAG = -DENABLE_FP32
 endif
 NVCC_LIBS = -lcublas
-CUDA_DEPS = train_gpt2_1bit.cu $(HEADERS)
+# llmc/*.cuh: the kernels, one op per header (with their launchers)
+CUDA_HEADERS = $(wildcard llmc/*.cuh)
+CUDA_DEPS = train_gpt2_1bit.cu $(HEADERS) $(CUDA_HEADERS)
 CUDA_TEST_BINS = tests/test_gpt2_1bitcu tests/test_gpt2_1bitcu_fp32
 DEV_CUDA_PROGS = quantize_weights rmsnorm_quant bitlinear_forward bitlinear_backward ternary_gemv
 
@@ -142,7 +144,7 @@ $(KIT)/test_gpt2_1bitcu_fp32: tests/test_gpt2_1bit.cu $(CUDA_DEPS) $(KIT)/.flags
 	@mkdir -p $(@D)
 	$(NVCC) $(KIT_FLAGS) -DENABLE_FP32 $< $(NVCC_LIBS) -o $@
 # dev/cuda's own rules, with the kit's architecture, output into the kit
-$(KIT)/dev_cuda/%: dev/cuda/%.cu dev/cuda/common.h $(HEADERS) $(KIT)/.flags
+$(KIT)/dev_cuda/%: dev/cuda/%.cu dev/cuda/common.h $(HEADERS) $(CUDA_HEADERS) $(KIT)/.flags
 	@mkdir -p $(@D)
 	$(MAKE) --no-print-directory -C dev/cuda GPU_COMPUTE_CAPABILITY=$(KIT_ARCH) OUT_DIR=../../$(@D) ../../$@
 # the CPU trainer for x86-64 with AVX2 (x86-64-v3), not -march=native: the GPU machine's CPU is another one
@@ -191,7 +193,7 @@ train_gpt2_1bitcu_emu: $(EMU_DIR)/train_gpt2_1bit.cpp $(EMU_HEADERS)
 DEV_CUDA_EMU_BINS = $(addprefix $(EMU_DIR)/dev_cuda/,$(DEV_CUDA_PROGS))
 EMU_BINS += $(DEV_CUDA_EMU_BINS)
 .PRECIOUS: $(EMU_DIR)/dev_cuda/%.cpp
-$(EMU_DIR)/dev_cuda/%.cpp: dev/cuda/%.cu dev/cuda/common.h $(HEADERS) tests/cuda_emu/cu2cpp.py
+$(EMU_DIR)/dev_cuda/%.cpp: dev/cuda/%.cu dev/cuda/common.h $(HEADERS) $(CUDA_HEADERS) tests/cuda_emu/cu2cpp.py
 	@mkdir -p $(EMU_DIR)/dev_cuda
 	$(PYTHON) tests/cuda_emu/cu2cpp.py $< $@
 $(EMU_DIR)/dev_cuda/%: $(EMU_DIR)/dev_cuda/%.cpp $(EMU_HEADERS)
@@ -241,7 +243,7 @@ test: train_gpt2_1bit run_gpt2_1bit $(TEST_BINS) $(EMU_BINS)
 bench_gpt2_1bit: dev/bench_gpt2_1bit.c train_gpt2_1bit.c $(HEADERS)
 	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
 
-bench_kernels: dev/bench_kernels.c $(HEADERS)
+bench_kernels: dev/bench_kernels.c train_gpt2_1bit.c $(HEADERS)
 	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
 
 # OMP_WAIT_POLICY=active: idle OpenMP threads spin instead of sleeping; on

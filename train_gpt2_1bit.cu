@@ -26,6 +26,11 @@
 
  Attention is the plain cuBLAS form (scores, softmax, weighted sum; the
  (T,T) probabilities are kept per layer): simple and checked, not fused.
+
+ This file is the model: parameters and activations, forward, backward, update,
+ checkpoints, main. The kernels and their launchers live in llmc/, one op per
+ .cuh header, each named after its CPU twin in train_gpt2_1bit.c (the spec it is
+ tested against): layernorm_forward here is layernorm_forward there.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,11 +38,9 @@
 #include <math.h>
 #include <unistd.h>
 #include <cuda_runtime.h>
-#include <cublas_v2.h>
-#include "llmc/cuda_common.h" // defines: cudaCheck, cublasCheck, cudaMallocCheck, floatX, block_reduce_sum
+#include "llmc/cuda_common.h" // defines: cudaCheck, cublasCheck, cudaMallocCheck, floatX, ceil_div, block_reduce_sum
 #include "llmc/utils.h"       // defines: fopenCheck, freadCheck, mallocCheck, ensure_writable_dir, now_seconds
 #include "llmc/gpt2_config.h" // defines: GPT2Config, QuantConfig, ParameterTensors, fill_in_parameter_sizes
-#include "llmc/ternary.h"     // defines: TERNARY_EPS, RMSNORM_EPS (the spec the kernels below restate)
 #include "llmc/checkpoint.h"  // defines: model_file_open, checkpoint_write, checkpoint_read_state
 #include "llmc/dataloader.h"  // defines: DataLoader, dataloaders_open, dataloader_next_batch
 #include "llmc/tokenizer.h"   // defines: Tokenizer, tokenizer_init, tokenizer_print
@@ -47,496 +50,18 @@
 #include "llmc/args.h"        // defines: TrainArgs, train_args_parse, train_args_validate
 #include "llmc/hellaswag.h"   // defines: EvalLoader, evalloader_init, evalloader_accuracy, HELLASWAG_PATH
 #include "llmc/trit_stats.h"  // defines: TritStats, trit_stats_compute, trit_stats_print, bitlinear_trit_offsets
-
-static cublasHandle_t cublas_handle;
-// fp32 accumulation in every float matmul; with fp32 operands cuBLAS's default
-// math mode does not use TF32, so the fp32 build computes plain fp32 products
-static const cublasComputeType_t CUBLAS_COMPUTE = CUBLAS_COMPUTE_32F;
-
-// ----------------------------------------------------------------------------
-// encoder: token + position embeddings
-
-// out (B,T,C) = wte[inp[b,t]] + wpe[t], from the fp32 weights (one rounding, not three)
-__global__ void encoder_forward_kernel(floatX *out, const int *inp, const float *wte, const float *wpe,
-                                       int BT, int T, int C) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)BT * C) { return; }
-    int bt = (int)(idx / C), c = (int)(idx % C), t = bt % T;
-    out[idx] = from_float<floatX>(wte[(size_t)inp[bt] * C + c] + wpe[(size_t)t * C + c]);
-}
-
-// dwte[token] += the sum of dout over the positions holding that token. The
-// positions are bucketed by token on the host (bucket_start, bucket_pos), so
-// each token's row is summed by one block in a fixed order: no atomics.
-__global__ void encoder_backward_wte_kernel(float *dwte, const floatX *dout, const int *bucket_token,
-                                            const int *bucket_start, const int *bucket_pos, int C) {
-    int b = blockIdx.x;
-    int token = bucket_token[b], start = bucket_start[b], end = bucket_start[b + 1];
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        float sum = 0.0f;
-        for (int i = start; i < end; i++) { sum += to_float(dout[(size_t)bucket_pos[i] * C + c]); }
-        dwte[(size_t)token * C + c] += sum;
-    }
-}
-
-// dwpe[t] += sum over b of dout[b,t]
-__global__ void encoder_backward_wpe_kernel(float *dwpe, const floatX *dout, int B, int T, int C) {
-    int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= T * C) { return; }
-    float sum = 0.0f;
-    for (int b = 0; b < B; b++) { sum += to_float(dout[(size_t)b * T * C + idx]); }
-    dwpe[idx] += sum;
-}
-
-// ----------------------------------------------------------------------------
-// column sums in a fixed order: bias gradients and LayerNorm weight gradients
-// Stage 1 sums rows in chunks of COLSUM_ROWS into partial (nchunks, n); stage 2
-// adds the chunks in order into the fp32 gradient. Threads of a block take
-// consecutive columns, so every row read is coalesced.
-
-#define COLSUM_ROWS 256
-// partial[chunk, j] = sum over the chunk's rows of dout[row, j]; dout (N, n)
-__global__ void colsum_partial_kernel(float *partial, const floatX *dout, int N, int n) {
-    int j = blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
-    if (j >= n) { return; }
-    int r0 = chunk * COLSUM_ROWS, r1 = min(N, r0 + COLSUM_ROWS);
-    float sum = 0.0f;
-    for (int r = r0; r < r1; r++) { sum += to_float(dout[(size_t)r * n + j]); }
-    partial[(size_t)chunk * n + j] = sum;
-}
-
-// out[j] += sum over chunks of partial[chunk, j]
-__global__ void colsum_finalize_kernel(float *out, const float *partial, int nchunks, int n) {
-    int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= n) { return; }
-    float sum = 0.0f;
-    for (int c = 0; c < nchunks; c++) { sum += partial[(size_t)c * n + j]; }
-    out[j] += sum;
-}
-
-// ----------------------------------------------------------------------------
-// LayerNorm (GPT-2's pre-LN, with weight and bias, full precision)
-
-// one warp per row: inp, out (N,C); mean, rstd (N) kept for the backward pass
-__global__ void layernorm_forward_kernel(floatX *out, float *mean, float *rstd, const floatX *inp,
-                                         const float *weight, const float *bias, int N, int C) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= N) { return; }
-    const floatX *x = inp + (size_t)row * C;
-    float sum = 0.0f;
-    for (int i = lane; i < C; i += 32) { sum += to_float(x[i]); }
-    float m = warp_reduce_sum(sum) / C;
-    float var = 0.0f;
-    for (int i = lane; i < C; i += 32) { float d = to_float(x[i]) - m; var += d * d; }
-    float s = 1.0f / sqrtf(warp_reduce_sum(var) / C + 1e-5f);
-    floatX *o = out + (size_t)row * C;
-    for (int i = lane; i < C; i += 32) { o[i] = from_float<floatX>((s * (to_float(x[i]) - m)) * weight[i] + bias[i]); }
-    if (lane == 0) { mean[row] = m; rstd[row] = s; }
-}
-
-// dinp += d(LayerNorm)/dinp; one warp per row (the weight and bias gradients
-// are the column sums of layernorm_param_partial_kernel)
-__global__ void layernorm_backward_kernel(floatX *dinp, const floatX *dout, const floatX *inp, const float *weight,
-                                          const float *mean, const float *rstd, int N, int C) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= N) { return; }
-    const floatX *dout_n = dout + (size_t)row * C, *inp_n = inp + (size_t)row * C;
-    floatX *dinp_n = dinp + (size_t)row * C;
-    float m = mean[row], s = rstd[row];
-    // two reductions: mean(dnorm) and mean(dnorm * norm)
-    float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
-    for (int i = lane; i < C; i += 32) {
-        float norm_i = (to_float(inp_n[i]) - m) * s, dnorm_i = weight[i] * to_float(dout_n[i]);
-        dnorm_mean += dnorm_i;
-        dnorm_norm_mean += dnorm_i * norm_i;
-    }
-    dnorm_mean = warp_reduce_sum(dnorm_mean) / C;
-    dnorm_norm_mean = warp_reduce_sum(dnorm_norm_mean) / C;
-    for (int i = lane; i < C; i += 32) {
-        float norm_i = (to_float(inp_n[i]) - m) * s, dnorm_i = weight[i] * to_float(dout_n[i]);
-        float d = (dnorm_i - dnorm_mean - norm_i * dnorm_norm_mean) * s;
-        dinp_n[i] = from_float<floatX>(to_float(dinp_n[i]) + d);
-    }
-}
-
-// the column sums of the LayerNorm parameter gradients, stage 1:
-// pw[chunk, i] = sum norm_i * dout_i, pb[chunk, i] = sum dout_i over the chunk's rows
-__global__ void layernorm_param_partial_kernel(float *pw, float *pb, const floatX *dout, const floatX *inp,
-                                               const float *mean, const float *rstd, int N, int C) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
-    if (i >= C) { return; }
-    int r0 = chunk * COLSUM_ROWS, r1 = min(N, r0 + COLSUM_ROWS);
-    float sw = 0.0f, sb = 0.0f;
-    for (int r = r0; r < r1; r++) {
-        float d = to_float(dout[(size_t)r * C + i]);
-        sw += (to_float(inp[(size_t)r * C + i]) - mean[r]) * rstd[r] * d;
-        sb += d;
-    }
-    pw[(size_t)chunk * C + i] = sw;
-    pb[(size_t)chunk * C + i] = sb;
-}
-
-// ----------------------------------------------------------------------------
-// BitLinear, part 1: the weights, quantized once per step (llmc/ternary.h is the spec)
-// ternary (b1.58 eq. 1-3): gamma = max(mean|W|, eps); W_q = clamp(round(W / gamma), -1, 1) * gamma
-// binary (BitNet eq. 2-4): alpha = mean(W), beta = max(mean|W|, eps); W_b = sign(W - alpha) * beta
-
-#define QUANT_BLOCKS 32 // blocks per tensor in the absmean reduction (stage 1), 256 threads each
-
-// stage 1: for each tensor l (blockIdx.y) of one kind (L tensors of n values,
-// back to back in w), block b sums |w| and w over its slice into partials. In double, as the
-// CPU's absmean_scale sums: gamma is then the CPU's to within a rounding of the last step, and a
-// weight near a rounding boundary (|w| / gamma near 0.5) gets the same trit on both
-__global__ void weight_sums_partial_kernel(double *pabs, double *psum, const float *w, size_t n) {
-    __shared__ double shared[32];
-    int l = blockIdx.y, b = blockIdx.x;
-    const float *wl = w + (size_t)l * n;
-    size_t per = (n + gridDim.x - 1) / gridDim.x, i0 = (size_t)b * per, i1 = min(n, i0 + per);
-    double sa = 0.0, ss = 0.0;
-    for (size_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) { sa += fabsf(wl[i]); ss += wl[i]; }
-    sa = block_reduce_sum(sa, shared);
-    ss = block_reduce_sum(ss, shared);
-    if (threadIdx.x == 0) { pabs[l * gridDim.x + b] = sa; psum[l * gridDim.x + b] = ss; }
-}
-
-// stage 2: one thread per tensor adds its partials in order, in double, into
-// scales[l*4 + k] and centres[l*4 + k]
-__global__ void weight_scales_kernel(float *scales, float *centres, const double *pabs, const double *psum, int L,
-                                     int k, int nblocks, size_t n) {
-    int l = blockIdx.x * blockDim.x + threadIdx.x;
-    if (l >= L) { return; }
-    double sa = 0.0, ss = 0.0;
-    for (int b = 0; b < nblocks; b++) { sa += pabs[l * nblocks + b]; ss += psum[l * nblocks + b]; }
-    float gamma = (float)(sa / (double)n);
-    scales[l * 4 + k] = gamma > TERNARY_EPS ? gamma : TERNARY_EPS;
-    centres[l * 4 + k] = (float)(ss / (double)n);
-}
-
-// stage 3: every weight to its trit (int8, for the integer forward and the
-// diagnostics) and to W_q in floatX (for the float forward and the backward)
-__global__ void weight_quantize_kernel(int8_t *trits, floatX *wq, const float *w, const float *scales,
-                                       const float *centres, int k, size_t n, size_t total, int binary) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= total) { return; }
-    int l = (int)(idx / n);
-    float gamma = scales[l * 4 + k], wv = w[idx];
-    int8_t t;
-    if (binary) {
-        t = (wv - centres[l * 4 + k]) >= 0.0f ? 1 : -1; // sign(0) = +1
-    } else {
-        float r = rintf(wv / gamma); // round half to even, as rintf in llmc/ternary.h
-        r = r > 1.0f ? 1.0f : (r < -1.0f ? -1.0f : r);
-        t = (int8_t)r;
-    }
-    trits[idx] = t;
-    wq[idx] = from_float<floatX>(t * gamma);
-}
-
-// ----------------------------------------------------------------------------
-// BitLinear, part 2: the input, fused: parameter-free RMSNorm then int8 per token
-//   x_n = x / sqrt(mean(x^2) + eps)                                (inner norm)
-//   s = 127 / max(max|x_n|, eps); code = clamp(round(x_n * s), -128, 127); x_q = code / s  (BitNet eq. 4)
-// One warp per row. xq (N,IC) is what a float matmul sees; codes (N,IC) and
-// inv_s (N) feed the integer matmul; rstd (N) is the 1/rms. With int8 activations, xq or
-// codes and inv_s may be NULL: the integer forward needs only the codes, the backward only xq.
-
-__global__ void rmsnorm_quant_kernel(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp,
-                                     int N, int IC, int inner_norm, int act_int8) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= N) { return; }
-    const floatX *x = inp + (size_t)row * IC;
-    float r = 1.0f;
-    if (inner_norm) {
-        float ss = 0.0f;
-        for (int i = lane; i < IC; i += 32) { float v = to_float(x[i]); ss += v * v; }
-        r = 1.0f / sqrtf(warp_reduce_sum(ss) / IC + RMSNORM_EPS);
-    }
-    if (lane == 0) { rstd[row] = r; }
-    floatX *o = xq != NULL ? xq + (size_t)row * IC : NULL; // NULL only with act_int8
-    if (!act_int8) {
-        for (int i = lane; i < IC; i += 32) { o[i] = from_float<floatX>(to_float(x[i]) * r); }
-        return;
-    }
-    float m = 0.0f;
-    for (int i = lane; i < IC; i += 32) { m = fmaxf(m, fabsf(to_float(x[i]) * r)); }
-    m = warp_reduce_max(m);
-    float s = 127.0f / (m > TERNARY_EPS ? m : TERNARY_EPS);
-    for (int i = lane; i < IC; i += 32) {
-        float q = rintf(to_float(x[i]) * r * s);
-        q = q > 127.0f ? 127.0f : (q < -128.0f ? -128.0f : q);
-        if (xq != NULL) { o[i] = from_float<floatX>(q / s); }
-        if (codes != NULL) { codes[(size_t)row * IC + i] = (int8_t)q; }
-    }
-    if (lane == 0 && inv_s != NULL) { inv_s[row] = 1.0f / s; }
-}
-
-// The backward of the inner norm, with x_n = x * r:
-//   dx = r * (dx_n - x_n * mean(dx_n * x_n)); one warp per row, dinp overwritten
-__global__ void rmsnorm_backward_kernel(floatX *dinp, const floatX *dxn, const floatX *inp, const float *rstd,
-                                        int N, int IC) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= N) { return; }
-    const floatX *x = inp + (size_t)row * IC, *d = dxn + (size_t)row * IC;
-    float r = rstd[row], dot = 0.0f;
-    for (int i = lane; i < IC; i += 32) { dot += to_float(d[i]) * to_float(x[i]) * r; }
-    dot = warp_reduce_sum(dot) / IC;
-    floatX *o = dinp + (size_t)row * IC;
-    for (int i = lane; i < IC; i += 32) { o[i] = from_float<floatX>(r * (to_float(d[i]) - to_float(x[i]) * r * dot)); }
-}
-
-// The integer matmul's epilogue, the two scales applied once per output:
-//   out[n, j] = acc[n, j] * (gamma * inv_s[n]) + bias[j]  with acc = codes . trits (exact int32)
-__global__ void dequant_epilogue_kernel(floatX *out, const int32_t *acc, const float *inv_s, const float *scales,
-                                        int scale_index, const float *bias, int N, int OC) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)N * OC) { return; }
-    int n = (int)(idx / OC), j = (int)(idx % OC);
-    float v = (float)acc[idx] * (scales[scale_index] * inv_s[n]);
-    out[idx] = from_float<floatX>(bias != NULL ? v + bias[j] : v);
-}
-
-// out (N,OC) += bias (OC)
-__global__ void add_bias_kernel(floatX *out, const float *bias, int N, int OC) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)N * OC) { return; }
-    out[idx] = from_float<floatX>(to_float(out[idx]) + bias[idx % OC]);
-}
-
-// ----------------------------------------------------------------------------
-// attention (full precision): q,k,v permuted to (B,NH,T,HS), scores by cuBLAS,
-// causal softmax, weighted sum by cuBLAS, permuted back
-
-// qkv (B,T,3,NH,HS) -> q, k, v (B,NH,T,HS)
-__global__ void permute_kernel(floatX *q, floatX *k, floatX *v, const floatX *qkv, int B, int T, int NH, int HS) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T * HS) { return; }
-    int d = idx % HS, t = (idx / HS) % T, h = (idx / ((size_t)HS * T)) % NH, b = (int)(idx / ((size_t)HS * T * NH));
-    int C = NH * HS;
-    size_t src = ((size_t)b * T + t) * 3 * C + h * HS + d;
-    q[idx] = qkv[src];
-    k[idx] = qkv[src + C];
-    v[idx] = qkv[src + 2 * C];
-}
-
-// the reverse: dq, dk, dv (B,NH,T,HS) -> dqkv (B,T,3,NH,HS), overwritten
-__global__ void permute_backward_kernel(floatX *dqkv, const floatX *dq, const floatX *dk, const floatX *dv, int B,
-                                        int T, int NH, int HS) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T * HS) { return; }
-    int d = idx % HS, t = (idx / HS) % T, h = (idx / ((size_t)HS * T)) % NH, b = (int)(idx / ((size_t)HS * T * NH));
-    int C = NH * HS;
-    size_t dst = ((size_t)b * T + t) * 3 * C + h * HS + d;
-    dqkv[dst] = dq[idx];
-    dqkv[dst + C] = dk[idx];
-    dqkv[dst + 2 * C] = dv[idx];
-}
-
-// y (B,NH,T,HS) -> out (B,T,NH,HS) = (B,T,C); backward = 1 does the reverse (out -> y)
-__global__ void unpermute_kernel(floatX *out, floatX *y, int B, int T, int NH, int HS, int backward) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T * HS) { return; }
-    int d = idx % HS, t = (idx / HS) % T, h = (idx / ((size_t)HS * T)) % NH, b = (int)(idx / ((size_t)HS * T * NH));
-    size_t o = ((size_t)b * T + t) * NH * HS + h * HS + d;
-    if (backward) { y[idx] = out[o]; } else { out[o] = y[idx]; }
-}
-
-// att[row] = softmax(scale * preatt[row]) over positions 0..t, zeros after t
-// (rows are (b, h, t), each of length T); one warp per row
-__global__ void softmax_forward_kernel(floatX *att, const floatX *preatt, int rows, int T, float scale) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= rows) { return; }
-    int t = row % T;
-    const floatX *p = preatt + (size_t)row * T;
-    floatX *a = att + (size_t)row * T;
-    float maxval = -1e30f;
-    for (int t2 = lane; t2 <= t; t2 += 32) { maxval = fmaxf(maxval, scale * to_float(p[t2])); }
-    maxval = warp_reduce_max(maxval);
-    float sum = 0.0f;
-    for (int t2 = lane; t2 <= t; t2 += 32) { sum += expf(scale * to_float(p[t2]) - maxval); }
-    sum = warp_reduce_sum(sum);
-    float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
-    for (int t2 = lane; t2 < T; t2 += 32) {
-        a[t2] = from_float<floatX>(t2 <= t ? expf(scale * to_float(p[t2]) - maxval) * inv : 0.0f);
-    }
-}
-
-// dpreatt = scale * att * (datt - sum(att * datt)) over 0..t, zeros after t;
-// in place (dpreatt may be datt: each lane reads then writes only its own positions)
-__global__ void softmax_backward_kernel(floatX *dpreatt, const floatX *datt, const floatX *att, int rows, int T,
-                                        float scale) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= rows) { return; }
-    int t = row % T;
-    const floatX *a = att + (size_t)row * T, *da = datt + (size_t)row * T;
-    float dot = 0.0f;
-    for (int t2 = lane; t2 <= t; t2 += 32) { dot += to_float(a[t2]) * to_float(da[t2]); }
-    dot = warp_reduce_sum(dot);
-    floatX *dp = dpreatt + (size_t)row * T;
-    for (int t2 = lane; t2 < T; t2 += 32) {
-        float v = t2 <= t ? scale * to_float(a[t2]) * (to_float(da[t2]) - dot) : 0.0f;
-        dp[t2] = from_float<floatX>(v);
-    }
-}
-
-// ----------------------------------------------------------------------------
-// GELU (tanh approximation, as GPT-2), residual
-
-#define GELU_SCALING_FACTOR 0.7978845608028654f // sqrt(2 / pi)
-__global__ void gelu_forward_kernel(floatX *out, const floatX *inp, size_t N) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= N) { return; }
-    float x = to_float(inp[i]);
-    float cube = 0.044715f * x * x * x;
-    out[i] = from_float<floatX>(0.5f * x * (1.0f + tanhf(GELU_SCALING_FACTOR * (x + cube))));
-}
-
-// dinp = gelu'(inp) * dout (dinp may be dout)
-__global__ void gelu_backward_kernel(floatX *dinp, const floatX *inp, const floatX *dout, size_t N) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= N) { return; }
-    float x = to_float(inp[i]);
-    float cube = 0.044715f * x * x * x;
-    float tanh_out = tanhf(GELU_SCALING_FACTOR * (x + cube));
-    float sech2 = 1.0f - tanh_out * tanh_out;
-    float local_grad = 0.5f * (1.0f + tanh_out) + x * 0.5f * sech2 * GELU_SCALING_FACTOR * (1.0f + 3.0f * 0.044715f * x * x);
-    dinp[i] = from_float<floatX>(local_grad * to_float(dout[i]));
-}
-
-__global__ void residual_forward_kernel(floatX *out, const floatX *inp1, const floatX *inp2, size_t N) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= N) { return; }
-    out[i] = from_float<floatX>(to_float(inp1[i]) + to_float(inp2[i]));
-}
-
-// ----------------------------------------------------------------------------
-// the classifier: softmax + cross-entropy (+ its gradient, in place), one block per row
-// loss = -log(softmax(logits)[target]); dlogits = (softmax - onehot(target)) * dloss
-
-__global__ void classifier_kernel(floatX *logits, float *losses, const int *targets, int V, int Vp, float dloss,
-                                  int write_dlogits) {
-    __shared__ float shared[32];
-    int row = blockIdx.x;
-    floatX *l = logits + (size_t)row * Vp;
-    float maxval = -1e30f;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) { maxval = fmaxf(maxval, to_float(l[i])); }
-    maxval = block_reduce_max(maxval, shared);
-    float sum = 0.0f;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) { sum += expf(to_float(l[i]) - maxval); }
-    sum = block_reduce_sum(sum, shared);
-    int target = targets[row];
-    float p_target = expf(to_float(l[target]) - maxval) / sum;
-    __syncthreads(); // every thread has read l[target] before the row is overwritten
-    if (threadIdx.x == 0) { losses[row] = -logf(p_target); }
-    if (!write_dlogits) { return; }
-    for (int i = threadIdx.x; i < Vp; i += blockDim.x) {
-        float g = 0.0f;
-        if (i < V) { g = (expf(to_float(l[i]) - maxval) / sum - (i == target ? 1.0f : 0.0f)) * dloss; }
-        l[i] = from_float<floatX>(g);
-    }
-}
-
-// ----------------------------------------------------------------------------
-// optimizer: gradient norm (fixed-order reduction) and AdamW
-
-// a fixed grid (the result must not depend on the GPU): about one block of 256 threads per SM
-#define NORM_BLOCKS 128
-__global__ void sumsq_partial_kernel(float *partial, const float *g, size_t n) {
-    __shared__ float shared[32];
-    float s = 0.0f;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        s += g[i] * g[i];
-    }
-    s = block_reduce_sum(s, shared);
-    if (threadIdx.x == 0) { partial[blockIdx.x] = s; }
-}
-
-__global__ void sumsq_finalize_kernel(float *out, const float *partial, int n) {
-    if (threadIdx.x != 0 || blockIdx.x != 0) { return; }
-    double s = 0.0;
-    for (int i = 0; i < n; i++) { s += partial[i]; }
-    *out = (float)sqrt(s);
-}
-
-// AdamW on one tensor, exactly as gpt2_update in train_gpt2_1bit.c; also
-// refreshes the floatX copy the matmuls read (NULL in the fp32 build)
-__global__ void adamw_kernel(float *params, floatX *params_x, float *m_mem, float *v_mem, const float *grads, size_t n,
-                             float lr, float beta1, float beta2, float bc1, float bc2, float eps, float wd,
-                             float grad_scale) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) { return; }
-    float param = params[i], grad = grads[i] * grad_scale;
-    float m = beta1 * m_mem[i] + (1.0f - beta1) * grad;
-    float v = beta2 * v_mem[i] + (1.0f - beta2) * grad * grad;
-    float m_hat = m / bc1, v_hat = v / bc2;
-    m_mem[i] = m;
-    v_mem[i] = v;
-    param -= lr * (m_hat / (sqrtf(v_hat) + eps) + wd * param);
-    params[i] = param;
-    if (params_x != NULL) { params_x[i] = from_float<floatX>(param); }
-}
-
-__global__ void copy_to_floatx_kernel(floatX *dst, const float *src, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) { dst[i] = from_float<floatX>(src[i]); }
-}
-
-// ----------------------------------------------------------------------------
-// launchers
-
-#define LAUNCH(kernel, n_threads, block, ...)                                      \
-    do {                                                                           \
-        kernel<<<ceil_div((long long)(n_threads), (block)), (block)>>>(__VA_ARGS__); \
-        cudaCheck(cudaGetLastError());                                             \
-    } while (0)
-// kernels with one warp per row: 8 rows per block of 256 threads
-#define LAUNCH_ROWS(kernel, rows, ...)                                         \
-    do {                                                                       \
-        kernel<<<ceil_div((rows), 8), 256>>>(__VA_ARGS__);                     \
-        cudaCheck(cudaGetLastError());                                         \
-    } while (0)
-
-// out (M,N) = inp (M,K) @ weight (N,K)^T (+ bias (N)), floatX in and out, fp32 accumulation.
-// cuBLAS is column-major: the row-major out (M,N) is the column-major out^T (N,M) = weight . inp^T
-static void matmul_forward(floatX *out, const floatX *inp, const floatX *weight, const float *bias, int M, int K,
-                           int N) {
-    const float one = 1.0f, zero = 0.0f;
-    cublasCheck(cublasGemmEx(cublas_handle, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, weight, CUBLAS_FLOATX, K, inp,
-                             CUBLAS_FLOATX, K, &zero, out, CUBLAS_FLOATX, N, CUBLAS_COMPUTE, CUBLAS_GEMM_DEFAULT));
-    if (bias != NULL) { LAUNCH(add_bias_kernel, (size_t)M * N, 256, out, bias, M, N); }
-}
-
-// The backward of out = inp @ weight^T + bias with inp (M,K), weight (N,K), dout (M,N):
-//   dinp (M,K) = dout @ weight            (overwritten; skipped when dinp is NULL)
-//   dweight (N,K) += dout^T @ inp         (fp32, accumulated)
-//   dbias (N) += column sums of dout      (fixed order; skipped when NULL)
-// partial holds ceil(M / COLSUM_ROWS) * N floats.
-static void matmul_backward(floatX *dinp, float *dweight, float *dbias, const floatX *dout, const floatX *inp,
-                            const floatX *weight, int M, int K, int N, float *partial) {
-    const float one = 1.0f, zero = 0.0f;
-    if (dinp != NULL) { // column-major: dinp^T (K,M) = weight^T (K,N) . dout^T (N,M)
-        cublasCheck(cublasGemmEx(cublas_handle, CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, &one, weight, CUBLAS_FLOATX, K,
-                                 dout, CUBLAS_FLOATX, N, &zero, dinp, CUBLAS_FLOATX, K, CUBLAS_COMPUTE,
-                                 CUBLAS_GEMM_DEFAULT));
-    }
-    // column-major: dweight^T (K,N) += inp^T (K,M) . dout (M,N)
-    cublasCheck(cublasGemmEx(cublas_handle, CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, &one, inp, CUBLAS_FLOATX, K, dout,
-                             CUBLAS_FLOATX, N, &one, dweight, CUDA_R_32F, K, CUBLAS_COMPUTE, CUBLAS_GEMM_DEFAULT));
-    if (dbias != NULL) {
-        int nchunks = ceil_div(M, COLSUM_ROWS);
-        colsum_partial_kernel<<<dim3(ceil_div(N, 256), nchunks), 256>>>(partial, dout, M, N);
-        cudaCheck(cudaGetLastError());
-        LAUNCH(colsum_finalize_kernel, N, 256, dbias, partial, nchunks, N);
-    }
-}
-
-// acc (M,N) = codes (M,K) . trits (N,K)^T, exact in int32 on the tensor cores.
-// cuBLAS's int8 GEMM wants the "TN" form, which is what row-major operands give,
-// and K and N multiples of 4 (true for every GPT-2 shape: C is a multiple of 64).
-static void matmul_i8(int32_t *acc, const int8_t *codes, const int8_t *trits, int M, int K, int N) {
-    const int32_t one = 1, zero = 0;
-    cublasCheck(cublasGemmEx(cublas_handle, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, trits, CUDA_R_8I, K, codes,
-                             CUDA_R_8I, K, &zero, acc, CUDA_R_32I, N, CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT));
-}
+// the kernels, one op per header, each with its launcher (and the CPU function it is tested against)
+#include "llmc/encoder.cuh"   // defines: encoder_forward, encoder_bucket_tokens, encoder_backward
+#include "llmc/layernorm.cuh" // defines: layernorm_forward, layernorm_backward
+#include "llmc/matmul.cuh"    // defines: cublas_handle, matmul_forward, matmul_backward, matmul_i8, COLSUM_ROWS
+#include "llmc/quantize.cuh"  // defines: weights_quantize, bitlinear_input_forward, QUANT_BLOCKS (ternary.h: the spec)
+#include "llmc/bitlinear.cuh" // defines: BitLinearScratch, bitlinear_forward, bitlinear_backward
+#include "llmc/attention.cuh" // defines: attention_forward, attention_backward
+#include "llmc/gelu.cuh"      // defines: gelu_forward, gelu_backward
+#include "llmc/residual.cuh"  // defines: residual_forward
+#include "llmc/fused_classifier.cuh" // defines: fused_classifier (softmax + cross-entropy + dlogits)
+#include "llmc/global_norm.cuh"      // defines: global_norm, NORM_BLOCKS
+#include "llmc/adamw.cuh"            // defines: adamw_update, copy_to_floatx
 
 // ----------------------------------------------------------------------------
 // the model: parameters and what the forward pass keeps
@@ -596,23 +121,19 @@ typedef struct {
     ActivationTensors acts;
     int batch_size, seq_len;
     // scratch shared by all layers
-    floatX *xq;               // (B,T,4C) a BitLinear's matmul input
-    int8_t *codes;            // (B,T,4C) its int8 codes
-    float *inv_s, *rstd;      // (B,T)
-    int32_t *acc;             // (B,T,4C) int32 products
+    BitLinearScratch bl;      // x_q, codes (B,T,4C); inv_s, rstd (B,T); acc (B,T,4C); dx_n (B,T,4C)
     floatX *proj_out;         // (B,T,C) attproj / fcproj output before the residual add
     floatX *qkvr;             // (3,B,NH,T,HS) permuted q, k, v
     floatX *preatt;           // (B,NH,T,T) scores, and in the backward their gradient
     floatX *vaccum;           // (B,NH,T,HS)
     // backward scratch
-    floatX *dresidual, *dbuf_c, *dbuf_3c, *dbuf_4c, *dxn, *dqkvr;
+    floatX *dresidual, *dbuf_c, *dbuf_3c, *dbuf_4c, *dqkvr;
     float *partial;           // column-sum partials
     float *norm_partial, *norm_out;
     int *inputs, *targets;    // device (B,T)
     int *inputs_host;
     int *bucket_token, *bucket_start, *bucket_pos; // device: positions grouped by token, for encoder_backward
     int *bucket_host, *count_host;                 // host work arrays of the bucketing
-    int num_buckets;
     float *losses_host;
     float mean_loss;          // -1 when the last forward pass had no targets
     int have_dlogits;         // 1 when the last forward pass left dlogits for gpt2_backward
@@ -675,7 +196,7 @@ static void gpt2_upload_params(GPT2 *model) {
     size_t np = model->num_parameters;
     cudaCheck(cudaMemcpy(model->params_memory, model->params_host, np * sizeof(float), cudaMemcpyHostToDevice));
 #ifndef ENABLE_FP32
-    LAUNCH(copy_to_floatx_kernel, np, 256, model->params_x, model->params_memory, np);
+    copy_to_floatx(model->params_x, model->params_memory, np);
 #endif
     model->wq_stale = 1;
 }
@@ -714,13 +235,9 @@ void gpt2_quantize_weights(GPT2 *model) {
         bitlinear_shape(&model->config, k, &OC, &IC);
         size_t n = (size_t)OC * IC;
         const float *w = bitlinear_latent(model, k);
-        weight_sums_partial_kernel<<<dim3(QUANT_BLOCKS, L), 256>>>(model->qpartial_abs, model->qpartial_sum, w, n);
-        cudaCheck(cudaGetLastError());
-        LAUNCH(weight_scales_kernel, L, 64, model->scales, model->centres, model->qpartial_abs, model->qpartial_sum, L,
-               k, QUANT_BLOCKS, n);
-        LAUNCH(weight_quantize_kernel, (size_t)L * n, 256, model->trits + model->wq_offset[k],
-               model->wq + model->wq_offset[k], w, model->scales, model->centres, k, n, (size_t)L * n,
-               model->quant.weight_quant == WQ_BINARY);
+        weights_quantize(model->trits + model->wq_offset[k], model->wq + model->wq_offset[k], model->scales,
+                         model->centres, model->qpartial_abs, model->qpartial_sum, w, L, k, n,
+                         model->quant.weight_quant == WQ_BINARY);
     }
 }
 
@@ -770,20 +287,18 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     // the integer path also the int8 codes and their int32 products (0.94 GiB at d12, B=64)
     const QuantConfig *q = &model->quant;
     int plain = q->act_quant == AQ_NONE && !q->inner_norm, int8 = gpt2_uses_int8_matmul(model);
-    model->xq = model->dxn = NULL;
-    model->codes = NULL;
-    model->inv_s = model->rstd = NULL;
-    model->acc = NULL;
+    BitLinearScratch *bl = &model->bl;
+    memset(bl, 0, sizeof(*bl));
     if (!plain) {
-        ALLOC(model->xq, floatX, BT * 4 * C, "scratch (x_q)");
-        ALLOC(model->inv_s, float, BT, "scratch");
-        ALLOC(model->rstd, float, BT, "scratch");
+        ALLOC(bl->xq, floatX, BT * 4 * C, "scratch (x_q)");
+        ALLOC(bl->inv_s, float, BT, "scratch");
+        ALLOC(bl->rstd, float, BT, "scratch");
     }
     if (int8) {
-        ALLOC(model->codes, int8_t, BT * 4 * C, "scratch (int8 codes)");
-        ALLOC(model->acc, int32_t, BT * 4 * C, "int32 products");
+        ALLOC(bl->codes, int8_t, BT * 4 * C, "scratch (int8 codes)");
+        ALLOC(bl->acc, int32_t, BT * 4 * C, "int32 products");
     }
-    if (q->inner_norm) { ALLOC(model->dxn, floatX, BT * 4 * C, "backward scratch (dx_n)"); }
+    if (q->inner_norm) { ALLOC(bl->dxn, floatX, BT * 4 * C, "backward scratch (dx_n)"); }
     ALLOC(model->proj_out, floatX, BT * C, "scratch");
     ALLOC(model->qkvr, floatX, 3 * B * NH * T * HS, "scratch (q, k, v)");
     ALLOC(model->preatt, floatX, B * NH * T * T, "attention scores (B,NH,T,T)");
@@ -809,116 +324,25 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
 }
 
 // ----------------------------------------------------------------------------
-// BitLinear forward and backward
-
+// BitLinear k of layer l (llmc/bitlinear.cuh), with the model's weights and scratch
 
 // out (N,OC) = BitLinear k of layer l applied to inp (N,IC)
-static void bitlinear_forward(GPT2 *model, int k, int l, floatX *out, const floatX *inp, const float *bias, int N) {
+static void gpt2_bitlinear_forward(GPT2 *model, int k, int l, floatX *out, const floatX *inp, const float *bias,
+                                   int N) {
     int OC, IC;
     bitlinear_shape(&model->config, k, &OC, &IC);
-    const QuantConfig *q = &model->quant;
-    if (q->act_quant == AQ_NONE && !q->inner_norm) { // the input is used as it is (fp, and weights-only without norm)
-        matmul_forward(out, inp, gpt2_forward_weight(model, k, l), bias, N, IC, OC);
-        return;
-    }
-    int use_int8 = gpt2_uses_int8_matmul(model);
-    // the integer path reads only the codes (and 1/s); the float path only x_q
-    LAUNCH_ROWS(rmsnorm_quant_kernel, N, use_int8 ? NULL : model->xq, use_int8 ? model->codes : NULL, model->inv_s,
-                model->rstd, inp, N, IC, q->inner_norm, q->act_quant == AQ_INT8);
-    if (use_int8) {
-        // y = (gamma / s) * (codes . trits^T) + b: exact int32 products, scaled once
-        const int8_t *trits = model->trits + model->wq_offset[k] + (size_t)l * OC * IC;
-        matmul_i8(model->acc, model->codes, trits, N, IC, OC);
-        LAUNCH(dequant_epilogue_kernel, (size_t)N * OC, 256, out, model->acc, model->inv_s, model->scales, l * 4 + k,
-               bias, N, OC);
-    } else {
-        matmul_forward(out, model->xq, gpt2_forward_weight(model, k, l), bias, N, IC, OC);
-    }
+    const int8_t *trits = model->trits + model->wq_offset[k] + (size_t)l * OC * IC;
+    bitlinear_forward(out, inp, gpt2_forward_weight(model, k, l), trits, model->scales, l * 4 + k, bias, &model->bl,
+                      &model->quant, gpt2_uses_int8_matmul(model), N, IC, OC);
 }
 
-// The backward with the straight-through estimator, for dout (N,OC):
-//   dW_latent += dout^T @ x_q    (the gradient of W_q, applied to the latent W)
-//   dx_q = dout @ W_q; dx_n = dx_q (rounding counts as the identity)
-//   inner norm: dx = r * (dx_n - x_n * mean(dx_n * x_n))
-// dinp (N,IC) is overwritten. x_q is recomputed from inp by the forward's kernel.
-static void bitlinear_backward(GPT2 *model, int k, int l, floatX *dinp, float *dweight, float *dbias,
-                               const floatX *dout, const floatX *inp, int N) {
+// dinp (N,IC) overwritten; dweight, dbias accumulated
+static void gpt2_bitlinear_backward(GPT2 *model, int k, int l, floatX *dinp, float *dweight, float *dbias,
+                                    const floatX *dout, const floatX *inp, int N) {
     int OC, IC;
     bitlinear_shape(&model->config, k, &OC, &IC);
-    const QuantConfig *q = &model->quant;
-    const floatX *w = gpt2_forward_weight(model, k, l);
-    if (q->act_quant == AQ_NONE && !q->inner_norm) {
-        matmul_backward(dinp, dweight, dbias, dout, inp, w, N, IC, OC, model->partial);
-        return;
-    }
-    LAUNCH_ROWS(rmsnorm_quant_kernel, N, model->xq, NULL, NULL, model->rstd, inp, N, IC, q->inner_norm,
-                q->act_quant == AQ_INT8);
-    if (!q->inner_norm) { // x_n = x: dx = dx_q
-        matmul_backward(dinp, dweight, dbias, dout, model->xq, w, N, IC, OC, model->partial);
-        return;
-    }
-    matmul_backward(model->dxn, dweight, dbias, dout, model->xq, w, N, IC, OC, model->partial);
-    LAUNCH_ROWS(rmsnorm_backward_kernel, N, dinp, model->dxn, inp, model->rstd, N, IC);
-}
-
-// ----------------------------------------------------------------------------
-// attention forward and backward (cuBLAS batched products)
-
-// out (B,T,C) = causal self-attention of qkv (B,T,3C); att (B,NH,T,T) keeps the probabilities
-static void attention_forward(GPT2 *model, floatX *out, floatX *att, const floatX *qkv, int B, int T, int C, int NH) {
-    int HS = C / NH;
-    size_t n = (size_t)B * NH * T * HS;
-    floatX *q = model->qkvr, *k = q + n, *v = k + n;
-    LAUNCH(permute_kernel, n, 256, q, k, v, qkv, B, T, NH, HS);
-    const float one = 1.0f, zero = 0.0f;
-    // preatt (T,T) = q (T,HS) . k^T per (b,h); column-major: preatt^T = k . q^T
-    cublasCheck(cublasGemmStridedBatchedEx(cublas_handle, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, &one, k, CUBLAS_FLOATX,
-                                           HS, (long long)T * HS, q, CUBLAS_FLOATX, HS, (long long)T * HS, &zero,
-                                           model->preatt, CUBLAS_FLOATX, T, (long long)T * T, B * NH, CUBLAS_COMPUTE,
-                                           CUBLAS_GEMM_DEFAULT));
-    LAUNCH_ROWS(softmax_forward_kernel, B * NH * T, att, model->preatt, B * NH * T, T, 1.0f / sqrtf((float)HS));
-    // y (T,HS) = att (T,T) . v (T,HS); column-major: y^T = v^T . att^T
-    cublasCheck(cublasGemmStridedBatchedEx(cublas_handle, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, &one, v, CUBLAS_FLOATX,
-                                           HS, (long long)T * HS, att, CUBLAS_FLOATX, T, (long long)T * T, &zero,
-                                           model->vaccum, CUBLAS_FLOATX, HS, (long long)T * HS, B * NH,
-                                           CUBLAS_COMPUTE, CUBLAS_GEMM_DEFAULT));
-    LAUNCH(unpermute_kernel, n, 256, out, model->vaccum, B, T, NH, HS, 0);
-}
-
-// dqkv (B,T,3C) (overwritten) from dout (B,T,C), the forward's qkv and att
-static void attention_backward(GPT2 *model, floatX *dqkv, const floatX *dout, const floatX *qkv, const floatX *att,
-                               int B, int T, int C, int NH) {
-    int HS = C / NH;
-    size_t n = (size_t)B * NH * T * HS;
-    floatX *q = model->qkvr, *k = q + n, *v = k + n;
-    floatX *dq = model->dqkvr, *dk = dq + n, *dv = dk + n;
-    floatX *dy = model->vaccum, *datt = model->preatt;
-    const float one = 1.0f, zero = 0.0f;
-    LAUNCH(permute_kernel, n, 256, q, k, v, qkv, B, T, NH, HS);
-    LAUNCH(unpermute_kernel, n, 256, (floatX *)dout, dy, B, T, NH, HS, 1);
-    // datt (T,T) = dy (T,HS) . v^T
-    cublasCheck(cublasGemmStridedBatchedEx(cublas_handle, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, &one, v, CUBLAS_FLOATX,
-                                           HS, (long long)T * HS, dy, CUBLAS_FLOATX, HS, (long long)T * HS, &zero,
-                                           datt, CUBLAS_FLOATX, T, (long long)T * T, B * NH, CUBLAS_COMPUTE,
-                                           CUBLAS_GEMM_DEFAULT));
-    // dv (T,HS) = att^T (T,T) . dy (T,HS); column-major: dv^T = dy^T . att
-    cublasCheck(cublasGemmStridedBatchedEx(cublas_handle, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, &one, dy, CUBLAS_FLOATX,
-                                           HS, (long long)T * HS, att, CUBLAS_FLOATX, T, (long long)T * T, &zero, dv,
-                                           CUBLAS_FLOATX, HS, (long long)T * HS, B * NH, CUBLAS_COMPUTE,
-                                           CUBLAS_GEMM_DEFAULT));
-    // through the softmax, scale included: dpreatt in place of datt
-    LAUNCH_ROWS(softmax_backward_kernel, B * NH * T, datt, datt, att, B * NH * T, T, 1.0f / sqrtf((float)HS));
-    // dq (T,HS) = dpreatt (T,T) . k (T,HS); column-major: dq^T = k^T . dpreatt^T
-    cublasCheck(cublasGemmStridedBatchedEx(cublas_handle, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, &one, k, CUBLAS_FLOATX,
-                                           HS, (long long)T * HS, datt, CUBLAS_FLOATX, T, (long long)T * T, &zero, dq,
-                                           CUBLAS_FLOATX, HS, (long long)T * HS, B * NH, CUBLAS_COMPUTE,
-                                           CUBLAS_GEMM_DEFAULT));
-    // dk (T,HS) = dpreatt^T (T,T) . q (T,HS); column-major: dk^T = q^T . dpreatt
-    cublasCheck(cublasGemmStridedBatchedEx(cublas_handle, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, &one, q, CUBLAS_FLOATX,
-                                           HS, (long long)T * HS, datt, CUBLAS_FLOATX, T, (long long)T * T, &zero, dk,
-                                           CUBLAS_FLOATX, HS, (long long)T * HS, B * NH, CUBLAS_COMPUTE,
-                                           CUBLAS_GEMM_DEFAULT));
-    LAUNCH(permute_backward_kernel, n, 256, dqkv, dq, dk, dv, B, T, NH, HS);
+    bitlinear_backward(dinp, dweight, dbias, dout, inp, gpt2_forward_weight(model, k, l), &model->bl, model->partial,
+                       &model->quant, N, IC, OC);
 }
 
 // ----------------------------------------------------------------------------
@@ -962,7 +386,7 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
     ParameterTensors p = model->params;
     ActivationTensors a = model->acts;
     size_t BTC = (size_t)BT * C;
-    LAUNCH(encoder_forward_kernel, BTC, 256, a.encoded, model->inputs, p.wte, p.wpe, BT, T, C);
+    encoder_forward(a.encoded, model->inputs, p.wte, p.wpe, B, T, C);
     for (int l = 0; l < L; l++) {
         floatX *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
         floatX *l_ln1 = a.ln1 + l * BTC, *l_qkv = a.qkv + l * BTC * 3, *l_atty = a.atty + l * BTC;
@@ -972,28 +396,24 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
         float *l_ln1_mean = a.ln1_mean + l * BT, *l_ln1_rstd = a.ln1_rstd + l * BT;
         float *l_ln2_mean = a.ln2_mean + l * BT, *l_ln2_rstd = a.ln2_rstd + l * BT;
         // attention half: x + attproj(attention(qkv(ln1(x))))
-        LAUNCH_ROWS(layernorm_forward_kernel, BT, l_ln1, l_ln1_mean, l_ln1_rstd, residual, p.ln1w + l * C,
-                    p.ln1b + l * C, BT, C);
-        bitlinear_forward(model, 0, l, l_qkv, l_ln1, p.qkvb + l * 3 * C, BT);
-        attention_forward(model, l_atty, l_att, l_qkv, B, T, C, NH);
-        bitlinear_forward(model, 1, l, model->proj_out, l_atty, p.attprojb + l * C, BT);
-        LAUNCH(residual_forward_kernel, BTC, 256, l_residual2, residual, model->proj_out, BTC);
+        layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, residual, p.ln1w + l * C, p.ln1b + l * C, BT, C);
+        gpt2_bitlinear_forward(model, 0, l, l_qkv, l_ln1, p.qkvb + l * 3 * C, BT);
+        attention_forward(l_atty, l_att, model->qkvr, model->preatt, model->vaccum, l_qkv, B, T, C, NH);
+        gpt2_bitlinear_forward(model, 1, l, model->proj_out, l_atty, p.attprojb + l * C, BT);
+        residual_forward(l_residual2, residual, model->proj_out, BTC);
         // MLP half: x + fcproj(gelu(fc(ln2(x))))
-        LAUNCH_ROWS(layernorm_forward_kernel, BT, l_ln2, l_ln2_mean, l_ln2_rstd, l_residual2, p.ln2w + l * C,
-                    p.ln2b + l * C, BT, C);
-        bitlinear_forward(model, 2, l, l_fch, l_ln2, p.fcb + l * 4 * C, BT);
-        LAUNCH(gelu_forward_kernel, BTC * 4, 256, l_fch_gelu, l_fch, BTC * 4);
-        bitlinear_forward(model, 3, l, model->proj_out, l_fch_gelu, p.fcprojb + l * C, BT);
-        LAUNCH(residual_forward_kernel, BTC, 256, l_residual3, l_residual2, model->proj_out, BTC);
+        layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_residual2, p.ln2w + l * C, p.ln2b + l * C, BT, C);
+        gpt2_bitlinear_forward(model, 2, l, l_fch, l_ln2, p.fcb + l * 4 * C, BT);
+        gelu_forward(l_fch_gelu, l_fch, BTC * 4);
+        gpt2_bitlinear_forward(model, 3, l, model->proj_out, l_fch_gelu, p.fcprojb + l * C, BT);
+        residual_forward(l_residual3, l_residual2, model->proj_out, BTC);
     }
-    LAUNCH_ROWS(layernorm_forward_kernel, BT, a.lnf, a.lnf_mean, a.lnf_rstd, a.residual3 + (L - 1) * BTC, p.lnfw,
-                p.lnfb, BT, C);
+    layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.residual3 + (L - 1) * BTC, p.lnfw, p.lnfb, BT, C);
     // the tied lm_head in full precision: logits = lnf @ wte^T
     matmul_forward(a.logits, a.lnf, floatx_view(model, p.wte), NULL, BT, C, Vp);
     model->mean_loss = -1.0f;
     if (targets != NULL) {
-        classifier_kernel<<<BT, 512>>>(a.logits, a.losses, model->targets, V, Vp, dloss_scale / BT, write_dlogits);
-        cudaCheck(cudaGetLastError());
+        fused_classifier(a.logits, a.losses, model->targets, BT, V, Vp, dloss_scale / BT, write_dlogits);
         cudaCheck(cudaMemcpy(model->losses_host, a.losses, (size_t)BT * sizeof(float), cudaMemcpyDeviceToHost));
         double sum = 0.0;
         for (int i = 0; i < BT; i++) { sum += model->losses_host[i]; }
@@ -1004,26 +424,6 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
 
 void gpt2_zero_grad(GPT2 *model) {
     cudaCheck(cudaMemset(model->grads_memory, 0, model->num_parameters * sizeof(float)));
-}
-
-// group the positions of the last batch by token (counting sort, positions in
-// increasing order within a token) and upload them for encoder_backward_wte_kernel
-static void gpt2_bucket_tokens(GPT2 *model, int BT) {
-    int V = model->config.vocab_size;
-    int *count = model->count_host, *pos = model->bucket_host, *token = pos + BT, *start = token + BT;
-    memset(count, 0, ((size_t)V + 1) * sizeof(int));
-    for (int i = 0; i < BT; i++) { count[model->inputs_host[i] + 1]++; }
-    for (int v = 0; v < V; v++) { count[v + 1] += count[v]; } // count[v] = first slot of token v
-    int nb = 0;
-    for (int v = 0; v < V; v++) {
-        if (count[v + 1] > count[v]) { token[nb] = v; start[nb] = count[v]; nb++; }
-    }
-    start[nb] = BT;
-    for (int i = 0; i < BT; i++) { pos[count[model->inputs_host[i]]++] = i; }
-    model->num_buckets = nb;
-    cudaCheck(cudaMemcpy(model->bucket_pos, pos, (size_t)BT * sizeof(int), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(model->bucket_token, token, (size_t)nb * sizeof(int), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(model->bucket_start, start, (size_t)(nb + 1) * sizeof(int), cudaMemcpyHostToDevice));
 }
 
 // Backward pass of the last forward pass (which must have had targets and
@@ -1046,18 +446,8 @@ void gpt2_backward(GPT2 *model) {
     matmul_backward(model->dbuf_c, g.wte, NULL, a.logits, a.lnf, floatx_view(model, p.wte), BT, C, Vp, model->partial);
     cudaCheck(cudaMemset(dresidual, 0, BTC * sizeof(floatX)));
     floatX *residual = a.residual3 + (L - 1) * BTC;
-    int nchunks = ceil_div(BT, COLSUM_ROWS);
-    float *pw = model->partial, *pb = model->partial + (size_t)nchunks * C;
-#define LAYERNORM_BACKWARD(dinp, dw, db, dout, inp, w, mean, rstd)                                                 \
-    do {                                                                                                        \
-        LAUNCH_ROWS(layernorm_backward_kernel, BT, dinp, dout, inp, w, mean, rstd, BT, C);                      \
-        layernorm_param_partial_kernel<<<dim3(ceil_div(C, 256), nchunks), 256>>>(pw, pb, dout, inp, mean, rstd, \
-                                                                                 BT, C);                        \
-        cudaCheck(cudaGetLastError());                                                                          \
-        LAUNCH(colsum_finalize_kernel, C, 256, dw, pw, nchunks, C);                                             \
-        LAUNCH(colsum_finalize_kernel, C, 256, db, pb, nchunks, C);                                             \
-    } while (0)
-    LAYERNORM_BACKWARD(dresidual, g.lnfw, g.lnfb, model->dbuf_c, residual, p.lnfw, a.lnf_mean, a.lnf_rstd);
+    layernorm_backward(dresidual, g.lnfw, g.lnfb, model->partial, model->dbuf_c, residual, p.lnfw, a.lnf_mean,
+                       a.lnf_rstd, BT, C);
 
     // dresidual carries the gradient of the residual stream down the layers:
     // each half adds its branch's contribution to it
@@ -1067,39 +457,32 @@ void gpt2_backward(GPT2 *model) {
         floatX *l_att = a.att + (size_t)l * B * NH * T * T, *l_residual2 = a.residual2 + l * BTC;
         floatX *l_ln2 = a.ln2 + l * BTC, *l_fch = a.fch + l * BTC * 4, *l_fch_gelu = a.fch_gelu + l * BTC * 4;
         // MLP half, in reverse: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
-        bitlinear_backward(model, 3, l, model->dbuf_4c, g.fcprojw + (size_t)l * 4 * C * C, g.fcprojb + l * C,
-                           dresidual, l_fch_gelu, BT);
-        LAUNCH(gelu_backward_kernel, BTC * 4, 256, model->dbuf_4c, l_fch, model->dbuf_4c, BTC * 4);
-        bitlinear_backward(model, 2, l, model->dbuf_c, g.fcw + (size_t)l * 4 * C * C, g.fcb + l * 4 * C,
-                           model->dbuf_4c, l_ln2, BT);
-        LAYERNORM_BACKWARD(dresidual, g.ln2w + l * C, g.ln2b + l * C, model->dbuf_c, l_residual2, p.ln2w + l * C,
-                           a.ln2_mean + l * BT, a.ln2_rstd + l * BT);
+        gpt2_bitlinear_backward(model, 3, l, model->dbuf_4c, g.fcprojw + (size_t)l * 4 * C * C, g.fcprojb + l * C,
+                                dresidual, l_fch_gelu, BT);
+        gelu_backward(model->dbuf_4c, l_fch, model->dbuf_4c, BTC * 4);
+        gpt2_bitlinear_backward(model, 2, l, model->dbuf_c, g.fcw + (size_t)l * 4 * C * C, g.fcb + l * 4 * C,
+                                model->dbuf_4c, l_ln2, BT);
+        layernorm_backward(dresidual, g.ln2w + l * C, g.ln2b + l * C, model->partial, model->dbuf_c, l_residual2,
+                           p.ln2w + l * C, a.ln2_mean + l * BT, a.ln2_rstd + l * BT, BT, C);
         // attention half, in reverse: residual2 = residual + attproj(attention(qkv(ln1(residual))))
-        bitlinear_backward(model, 1, l, model->dbuf_c, g.attprojw + (size_t)l * C * C, g.attprojb + l * C, dresidual,
-                           l_atty, BT);
-        attention_backward(model, model->dbuf_3c, model->dbuf_c, l_qkv, l_att, B, T, C, NH);
-        bitlinear_backward(model, 0, l, model->dbuf_c, g.qkvw + (size_t)l * 3 * C * C, g.qkvb + l * 3 * C,
-                           model->dbuf_3c, l_ln1, BT);
-        LAYERNORM_BACKWARD(dresidual, g.ln1w + l * C, g.ln1b + l * C, model->dbuf_c, residual, p.ln1w + l * C,
-                           a.ln1_mean + l * BT, a.ln1_rstd + l * BT);
+        gpt2_bitlinear_backward(model, 1, l, model->dbuf_c, g.attprojw + (size_t)l * C * C, g.attprojb + l * C,
+                                dresidual, l_atty, BT);
+        attention_backward(model->dbuf_3c, model->dqkvr, model->qkvr, model->preatt, model->vaccum, model->dbuf_c,
+                           l_qkv, l_att, B, T, C, NH);
+        gpt2_bitlinear_backward(model, 0, l, model->dbuf_c, g.qkvw + (size_t)l * 3 * C * C, g.qkvb + l * 3 * C,
+                                model->dbuf_3c, l_ln1, BT);
+        layernorm_backward(dresidual, g.ln1w + l * C, g.ln1b + l * C, model->partial, model->dbuf_c, residual,
+                           p.ln1w + l * C, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, BT, C);
     }
-#undef LAYERNORM_BACKWARD
-    gpt2_bucket_tokens(model, BT);
-    encoder_backward_wte_kernel<<<model->num_buckets, 256>>>(g.wte, dresidual, model->bucket_token,
-                                                              model->bucket_start, model->bucket_pos, C);
-    cudaCheck(cudaGetLastError());
-    LAUNCH(encoder_backward_wpe_kernel, T * C, 256, g.wpe, dresidual, B, T, C);
+    int nb = encoder_bucket_tokens(model->bucket_token, model->bucket_start, model->bucket_pos, model->inputs_host, BT,
+                                   cfg->vocab_size, model->count_host, model->bucket_host);
+    encoder_backward(g.wte, g.wpe, dresidual, model->bucket_token, model->bucket_start, model->bucket_pos, nb, B, T,
+                     C);
 }
 
 // global L2 norm of the gradients (fixed-order reduction)
 float gpt2_grad_norm(GPT2 *model) {
-    sumsq_partial_kernel<<<NORM_BLOCKS, 256>>>(model->norm_partial, model->grads_memory, model->num_parameters);
-    cudaCheck(cudaGetLastError());
-    sumsq_finalize_kernel<<<1, 32>>>(model->norm_out, model->norm_partial, NORM_BLOCKS);
-    cudaCheck(cudaGetLastError());
-    float norm;
-    cudaCheck(cudaMemcpy(&norm, model->norm_out, sizeof(float), cudaMemcpyDeviceToHost));
-    return norm;
+    return global_norm(model->norm_partial, model->norm_out, model->grads_memory, model->num_parameters);
 }
 
 // AdamW, as gpt2_update in train_gpt2_1bit.c: weight decay only on the matrices; t counts from 1
@@ -1115,9 +498,8 @@ void gpt2_update(GPT2 *model, float learning_rate, float beta1, float beta2, flo
 #else
         floatX *px = model->params_x + start;
 #endif
-        LAUNCH(adamw_kernel, n, 256, model->params_memory + start, px, model->m_memory + start,
-               model->v_memory + start, model->grads_memory + start, n, learning_rate, beta1, beta2, bc1, bc2, eps, wd,
-               grad_scale);
+        adamw_update(model->params_memory + start, px, model->m_memory + start, model->v_memory + start,
+                     model->grads_memory + start, n, learning_rate, beta1, beta2, bc1, bc2, eps, wd, grad_scale);
         start += n;
     }
     model->wq_stale = 1;
@@ -1144,11 +526,12 @@ void gpt2_free(GPT2 *model) {
     free(model->trits_prev_host);
     if (model->acts.encoded != NULL) {
         ActivationTensors *a = &model->acts;
+        BitLinearScratch *bl = &model->bl;
         void *ptrs[] = {a->encoded, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->att, a->atty, a->residual2, a->ln2,
                         a->ln2_mean, a->ln2_rstd, a->fch, a->fch_gelu, a->residual3, a->lnf, a->lnf_mean, a->lnf_rstd,
-                        a->logits, a->losses, model->xq, model->codes, model->inv_s, model->rstd, model->acc,
+                        a->logits, a->losses, bl->xq, bl->codes, bl->inv_s, bl->rstd, bl->acc, bl->dxn,
                         model->proj_out, model->qkvr, model->preatt, model->vaccum, model->dresidual, model->dbuf_c,
-                        model->dbuf_3c, model->dbuf_4c, model->dxn, model->dqkvr, model->partial, model->inputs,
+                        model->dbuf_3c, model->dbuf_4c, model->dqkvr, model->partial, model->inputs,
                         model->targets, model->bucket_token, model->bucket_start, model->bucket_pos};
         for (size_t i = 0; i < sizeof(ptrs) / sizeof(ptrs[0]); i++) { cudaCheck(cudaFree(ptrs[i])); }
         free(model->inputs_host);

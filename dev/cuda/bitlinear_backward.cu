@@ -19,7 +19,8 @@
      ./dev/cuda/bitlinear_backward 2                                       variant 2 (and the baseline)
 
  Variants:
-     1  cuBLAS bf16 (fp32 accumulate): dX = dY W_q and dW += dY^T X_q with X_q kept in bf16 (the baseline)
+     1  cuBLAS bf16 (fp32 accumulate): dX = dY W_q and dW += dY^T X_q with X_q kept in bf16 (the baseline);
+        it is llmc/matmul.cuh's matmul_backward, what the trainer runs (ships)
      2  the same dX; dW += (dY * inv_s)^T q: X kept as int8 codes, the scale folded into dY's rows,
         the codes converted to bf16 by a staging kernel
 
@@ -28,6 +29,7 @@
  + BWD_RTOL * |cpu|.
 */
 #include "common.h" // defines: harness (random inputs, validation, timing, results); includes llmc/ headers
+#include "llmc/matmul.cuh" // defines: cublas_handle, matmul_backward (what the trainer runs: variant 1)
 
 // Each product enters the GEMM with one bf16 rounding (2^-9 relative: X_q in variant 1, dY * inv_s
 // in variant 2, nothing for dX's operands), summed in fp32: over M or N terms of random sign the
@@ -94,8 +96,6 @@ __global__ void fold_scale_kernel2(floatX *dys, floatX *qx, const floatX *dy, co
 // ----------------------------------------------------------------------------
 // launchers
 
-static cublasHandle_t cublas_handle;
-
 // dX (M,K) = dY (M,N) @ W (N,K). Column-major view: dX^T (K,M) = W^T (K,N) @ dY^T (N,M), where the
 // row-major W is column-major (K,N) ld K and the row-major dY is column-major (N,M) ld N: no transposes
 static void matmul_dx(floatX *dx, const floatX *dy, const floatX *w, int M, int K, int N) {
@@ -104,13 +104,9 @@ static void matmul_dx(floatX *dx, const floatX *dy, const floatX *w, int M, int 
                              CUBLAS_FLOATX, N, &beta, dx, CUBLAS_FLOATX, K, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-// dW (N,K) += dY^T (N,M) @ X (M,K). Column-major view: dW^T (K,N) = X^T (K,M) @ dY (M,N), where the
-// row-major X is column-major (K,M) ld K and dY, column-major (N,M) ld N, is transposed; beta = 1
-// accumulates into the fp32 gradient
-static void matmul_dw(float *dw, const floatX *dy, const floatX *x, int M, int K, int N) {
-    const float alpha = 1.0f, beta = 1.0f;
-    cublasCheck(cublasGemmEx(cublas_handle, CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, &alpha, x, CUBLAS_FLOATX, K, dy,
-                             CUBLAS_FLOATX, N, &beta, dw, CUDA_R_32F, K, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+// dW (N,K) += dY^T (N,M) @ X (M,K): llmc/matmul.cuh's matmul_backward with no dX and no bias
+static void matmul_dw(float *dw, const floatX *dy, const floatX *x, const floatX *w, int M, int K, int N) {
+    matmul_backward(NULL, dw, NULL, dy, x, w, M, K, N, NULL);
 }
 
 typedef struct {
@@ -122,9 +118,10 @@ typedef struct {
     float *dw;
 } BwdArgs;
 
+// variant 1 is what the trainer runs: llmc/matmul.cuh's matmul_backward (bitlinear_backward in
+// llmc/bitlinear.cuh calls it with x_q recomputed in floatX)
 static void bitlinear_backward1(const BwdArgs &a, int M, int K, int N) {
-    matmul_dx(a.dx, a.dy, a.wdeq, M, K, N);
-    matmul_dw(a.dw, a.dy, a.xdeq, M, K, N);
+    matmul_backward(a.dx, a.dw, NULL, a.dy, a.xdeq, a.wdeq, M, K, N, NULL);
 }
 
 static void bitlinear_backward2(const BwdArgs &a, int M, int K, int N, int block) {
@@ -134,7 +131,7 @@ static void bitlinear_backward2(const BwdArgs &a, int M, int K, int N, int block
     cudaCheck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     fold_scale_kernel2<<<sms * 8, block>>>(a.dys, a.qx, a.dy, a.q, a.inv_s, M, K, N); // grid-stride: a few waves
     cudaCheck(cudaGetLastError());
-    matmul_dw(a.dw, a.dys, a.qx, M, K, N);
+    matmul_dw(a.dw, a.dys, a.qx, a.wdeq, M, K, N);
 }
 
 // dispatcher

@@ -24,14 +24,21 @@
      3  as 2, vectorized: 16 weights per thread per step with 128-bit loads and stores; the
         first 16 weights of each thread stay in registers across grid.sync(), so a matrix
         that fits in one step of the grid (all of GPT-2 124M's) is read from memory once
+     4  what the trainer runs (ships): llmc/quantize.cuh's weights_quantize, three kernels
+        (partial sums in double, the scale, one thread per weight), int8 trits and W_q = trit *
+        gamma in floatX, no packing (the trainer's integer forward reads the int8 trits); one
+        launch configuration (256 threads), as in the trainer
 
  Validation: gamma against absmean_scale to GAMMA_RTOL (the CPU sums in double in one
  order, the GPU in float per thread and block, then double across blocks); then the CPU
  computes the trits and the packed bytes from the GPU's gamma with ternarize and
- pack2_rows, and they must be equal exactly.
+ pack2_rows, and they must be equal exactly (variant 4: the trits and W_q, which it makes
+ instead of packed bytes). The kernels call llmc/ternary.h's ternarize and absmean_from_sum
+ themselves: the spec, compiled for the device.
 */
 #include <cooperative_groups.h>
 #include "common.h" // defines: harness (random inputs, validation, timing, results); includes llmc/ headers
+#include "llmc/quantize.cuh" // defines: weights_quantize (variant 4, what the trainer runs), QUANT_BLOCKS
 
 namespace cg = cooperative_groups;
 
@@ -56,13 +63,8 @@ static float quantize_weights_cpu(int8_t *trits, uint8_t *packed, const float *w
 // ----------------------------------------------------------------------------
 // GPU kernels
 
-// clamp(round(w / gamma), -1, 1), as ternarize() in llmc/ternary.h: IEEE division (no
+// the trits are llmc/ternary.h's ternarize(w, gamma), called on the device: IEEE division (no
 // --use_fast_math) and rintf (round half to even), so a trit lands where the CPU's does
-__device__ static inline int ternarize_dev(float w, float gamma) {
-    float r = rintf(w / gamma);
-    r = fminf(fmaxf(r, -1.0f), 1.0f);
-    return (int)r;
-}
 
 // the 2-bit code of a trit, shifted to its place in a byte or word
 __device__ static inline uint32_t code2(int trit, int pos) { return (uint32_t)(trit + 1) << (2 * pos); }
@@ -74,8 +76,7 @@ __device__ static inline float finish_gamma(const float *partial, int nparts, si
     double d = 0.0;
     for (int b = threadIdx.x; b < nparts; b += blockDim.x) { d += partial[b]; }
     d = block_reduce_sum(d, shared_d); // llmc/cuda_common.h, in double
-    float gamma = (float)(d / (double)n);
-    return gamma > TERNARY_EPS ? gamma : TERNARY_EPS;
+    return absmean_from_sum(d, n);
 }
 
 // --- variant 1: four plain kernels
@@ -98,7 +99,7 @@ __global__ void absmean_finish_kernel1(float *gamma, const float *partial, int n
 // one thread per weight
 __global__ void ternarize_kernel1(int8_t *trits, const float *w, const float *gamma, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) { trits[i] = (int8_t)ternarize_dev(w[i], *gamma); }
+    if (i < n) { trits[i] = (int8_t)ternarize(w[i], *gamma); }
 }
 
 // one thread per packed byte: 4 trits in, codes in bits [1:0], [3:2], [5:4], [7:6]
@@ -129,7 +130,7 @@ __global__ void quantize_weights_kernel2(int8_t *trits, uint8_t *packed, float *
     for (size_t j = tid; j < nbytes; j += nthreads) {
         uint32_t byte = 0;
         for (int s = 0; s < 4; s++) {
-            int t = ternarize_dev(w[4 * j + s], gamma);
+            int t = ternarize(w[4 * j + s], gamma);
             trits[4 * j + s] = (int8_t)t;
             byte |= code2(t, s);
         }
@@ -174,8 +175,8 @@ __global__ void quantize_weights_kernel3(int8_t *trits, uint8_t *packed, float *
         uint32_t tw[4], pw = 0;
         #pragma unroll
         for (int q = 0; q < 4; q++) {
-            int t0 = ternarize_dev(v[q].x, gamma), t1 = ternarize_dev(v[q].y, gamma);
-            int t2 = ternarize_dev(v[q].z, gamma), t3 = ternarize_dev(v[q].w, gamma);
+            int t0 = ternarize(v[q].x, gamma), t1 = ternarize(v[q].y, gamma);
+            int t2 = ternarize(v[q].z, gamma), t3 = ternarize(v[q].w, gamma);
             tw[q] = (uint32_t)(t0 & 0xff) | (uint32_t)(t1 & 0xff) << 8 | (uint32_t)(t2 & 0xff) << 16 |
                     (uint32_t)(t3 & 0xff) << 24;
             pw |= code2(t0, 4 * q) | code2(t1, 4 * q + 1) | code2(t2, 4 * q + 2) | code2(t3, 4 * q + 3);
@@ -232,6 +233,14 @@ static void quantize_weights3(int8_t *trits, uint8_t *packed, float *gamma, cons
     launch_cooperative((void *)quantize_weights_kernel3, trits, packed, gamma, w, n, block, 16);
 }
 
+// variant 4, the trainer's: one tensor (L = 1) of kind 0, ternary; gamma is scales[0 * 4 + 0]
+static floatX *d_wq = NULL;         // its W_q (n floatX)
+static double *d_pabs = NULL, *d_psum = NULL; // its partial sums (QUANT_BLOCKS doubles each)
+static float *d_centres = NULL;     // its centres (4 floats: unused in the ternary mode)
+static void quantize_weights4(int8_t *trits, float *gamma, const float *w, size_t n) {
+    weights_quantize(trits, d_wq, gamma, d_centres, d_pabs, d_psum, w, 1, 0, n, 0);
+}
+
 // dispatcher
 static void quantize_weights(int kernel_num, int8_t *trits, uint8_t *packed, float *gamma, const float *w, size_t n,
                              int block) {
@@ -239,6 +248,7 @@ static void quantize_weights(int kernel_num, int8_t *trits, uint8_t *packed, flo
     case 1: quantize_weights1(trits, packed, gamma, w, n, block); break;
     case 2: quantize_weights2(trits, packed, gamma, w, n, block); break;
     case 3: quantize_weights3(trits, packed, gamma, w, n, block); break;
+    case 4: quantize_weights4(trits, gamma, w, n); break;
     default: fprintf(stderr, "no variant %d\n", kernel_num); exit(EXIT_FAILURE);
     }
 }
@@ -247,7 +257,8 @@ static const char *variant_name(int k) {
     switch (k) {
     case 1: return "1 naive, 4 kernels";
     case 2: return "2 fused, grid.sync";
-    default: return "3 fused, vectorized";
+    case 3: return "3 fused, vectorized";
+    default: return "4 shipped: 3 kernels, + W_q";
     }
 }
 
@@ -255,7 +266,7 @@ static const char *variant_name(int k) {
 // main
 
 int main(int argc, char **argv) {
-    const int num_kernels = 4; // 0 is the copy bandwidth (the baseline), 1..3 the variants
+    const int num_kernels = 5; // 0 is the copy bandwidth (the baseline), 1..4 the variants
     int only = parse_kernel_num(argc, argv, num_kernels);
     common_start("quantize_weights: fp32 W -> absmean gamma, int8 trits, 2-bit packed trits");
     rng_seed(1337);
@@ -286,7 +297,11 @@ int main(int argc, char **argv) {
     float *d_w = to_device(w, nmax);
     int8_t *d_trits = (int8_t *)cudaMallocCheck(nmax, "trits");
     uint8_t *d_packed = (uint8_t *)cudaMallocCheck(nmax / 4, "packed");
-    float *d_gamma = (float *)cudaMallocCheck(sizeof(float), "gamma");
+    float *d_gamma = (float *)cudaMallocCheck(4 * sizeof(float), "gamma"); // variant 4: scales[l*4 + k]
+    d_wq = (floatX *)cudaMallocCheck(nmax * sizeof(floatX), "W_q");
+    d_pabs = (double *)cudaMallocCheck(QUANT_BLOCKS * sizeof(double), "partial sums");
+    d_psum = (double *)cudaMallocCheck(QUANT_BLOCKS * sizeof(double), "partial sums");
+    d_centres = (float *)cudaMallocCheck(4 * sizeof(float), "centres");
     int8_t *trits_ref = (int8_t *)mallocCheck(nmax);
     uint8_t *packed_ref = (uint8_t *)mallocCheck(nmax / 4);
 
@@ -297,7 +312,7 @@ int main(int argc, char **argv) {
         float gamma_cpu = quantize_weights_cpu(trits_ref, packed_ref, w, rows, cols);
         for (int k = 1; k < num_kernels; k++) {
             if (only > 0 && k != only) { continue; }
-            for (int b = 0; b < 4; b++) {
+            for (int b = 0; b < (k == 4 ? 1 : 4); b++) { // variant 4: the trainer's launch configuration only
                 cudaCheck(cudaMemset(d_trits, 0x55, n)); // stale output from the previous variant must not pass
                 cudaCheck(cudaMemset(d_packed, 0x55, n / 4));
                 cudaCheck(cudaMemset(d_gamma, 0, sizeof(float)));
@@ -318,11 +333,18 @@ int main(int argc, char **argv) {
                 int8_t *t_gpu = from_device(d_trits, n);
                 uint8_t *p_gpu = from_device(d_packed, n / 4);
                 validate_exact("trits", t_gpu, trits_g, n);
-                validate_exact("packed", p_gpu, packed_g, n / 4);
+                if (k == 4) { // no packed bytes: W_q = trit * gamma in floatX instead
+                    floatX *wq_g = (floatX *)mallocCheck(n * sizeof(floatX)), *wq_gpu = from_device(d_wq, n);
+                    for (size_t i = 0; i < n; i++) { wq_g[i] = from_float<floatX>(trits_g[i] * gamma_gpu); }
+                    validate_exact("W_q", wq_gpu, wq_g, n);
+                    free(wq_g); free(wq_gpu);
+                } else {
+                    validate_exact("packed", p_gpu, packed_g, n / 4);
+                }
                 free(trits_g); free(packed_g); free(t_gpu); free(p_gpu);
             }
-            printf("  variant %d, W %dx%d: gamma within %g of the CPU's, trits and packed bytes exact\n", k, rows,
-                   cols, GAMMA_RTOL);
+            printf("  variant %d, W %dx%d: gamma within %g of the CPU's, trits and %s exact\n", k, rows, cols,
+                   GAMMA_RTOL, k == 4 ? "W_q" : "packed bytes");
         }
     }
     printf("All results match\n\n");
@@ -337,7 +359,8 @@ int main(int argc, char **argv) {
         double bytes = 4.0 * n + n + n / 4.0; // read fp32 W; write int8 trits and 2-bit packed trits
         for (int k = 1; k < num_kernels; k++) {
             if (only > 0 && k != only) { continue; }
-            for (int b = 0; b < 4; b++) {
+            if (k == 4) { bytes = 4.0 * n + n + (double)n * sizeof(floatX); } // variant 4 writes W_q, not packed
+            for (int b = (k == 4 ? 1 : 0); b < (k == 4 ? 2 : 4); b++) { // variant 4: 256 threads, as in the trainer
                 int block = block_sizes[b];
                 double ms = benchmark_ms([&]() { quantize_weights(k, d_trits, d_packed, d_gamma, d_w, n, block); });
                 double gbs = bytes / (ms * 1e-3) / 1e9;
@@ -358,5 +381,6 @@ int main(int argc, char **argv) {
     free(w); free(trits_ref); free(packed_ref);
     cudaCheck(cudaFree(d_w)); cudaCheck(cudaFree(d_trits)); cudaCheck(cudaFree(d_packed));
     cudaCheck(cudaFree(d_gamma)); cudaCheck(cudaFree(d_partial));
+    cudaCheck(cudaFree(d_wq)); cudaCheck(cudaFree(d_pabs)); cudaCheck(cudaFree(d_psum)); cudaCheck(cudaFree(d_centres));
     return 0;
 }

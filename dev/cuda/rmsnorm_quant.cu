@@ -25,6 +25,9 @@
         stored 8 at a time: one read of the input, one write of the codes. Compiled for rows of
         up to 4, 8, 16, 32 vectors a lane, each with the largest block its registers allow (1024,
         1024, 512, 256 threads); the larger block sizes are skipped for the longer rows
+     4  what the trainer runs (ships): llmc/quantize.cuh's bitlinear_input_forward, variant 2's
+        scheme (warp per row, two passes) with the max taken of x_n = x * r itself, and the
+        optional x_q output off; 256 threads, as in the trainer
 
  Validation:
      rstd against the trainer's CPU formula to RSTD_RTOL (the sums of squares are added in
@@ -33,6 +36,7 @@
      differ by one, and only where the exact 127 x / max|x| lies within TIE_RTOL of a .5 tie.
 */
 #include "common.h" // defines: harness (random inputs, validation, timing, results); includes llmc/ headers
+#include "llmc/quantize.cuh" // defines: bitlinear_input_forward (variant 4, what the trainer runs)
 
 // the sum of C nonnegative squares, added in any order, is within (C-1) * 2^-24 of exact
 // (every partial sum is at most the total); the CPU's and the GPU's may differ by twice
@@ -82,18 +86,13 @@ static void rmsnorm_quant_cpu(int8_t *codes, float *inv_s, float *rstd, const fl
 // r from the sum of squares; IEEE sqrt and division (no --use_fast_math), as on the CPU
 __device__ static inline float rstd_dev(float ss, int C) { return 1.0f / sqrtf(ss / C + RMSNORM_EPS); }
 
-// s = 127 / max(max|x_n|, eps) from max|x|: max|x * r| = max|x| * r (rounding is monotone)
-__device__ static inline float scale_dev(float absmax_x, float r) {
-    float m = absmax_x * r;
-    return 127.0f / (m > TERNARY_EPS ? m : TERNARY_EPS);
-}
+// s = 127 / max(max|x_n|, eps) from max|x|: max|x * r| = max|x| * r (rounding is monotone);
+// llmc/ternary.h's absmax_from_max, the spec, called on the device
+__device__ static inline float scale_dev(float absmax_x, float r) { return absmax_from_max(absmax_x * r); }
 
-// clamp(round(x_n * s), -128, 127) with x_n = x * r rounded first, as the CPU does
-__device__ static inline int code_dev(float x, float r, float s) {
-    float xn = x * r;
-    float q = rintf(xn * s);
-    return (int)fminf(fmaxf(q, -128.0f), 127.0f);
-}
+// clamp(round(x_n * s), -128, 127) with x_n = x * r rounded first, as the CPU does: llmc/ternary.h's
+// quantize_int8
+__device__ static inline int code_dev(float x, float r, float s) { return quantize_int8(x * r, s); }
 
 // --- variant 1: one thread per row
 
@@ -291,6 +290,11 @@ static void rmsnorm_quant3(int8_t *codes, float *inv_s, float *rstd, const float
     cudaCheck(cudaGetLastError());
 }
 
+// variant 4: the trainer's launcher (inner norm on, int8 on, no x_q), its own block size (256)
+static void rmsnorm_quant4(int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C) {
+    bitlinear_input_forward(NULL, codes, inv_s, rstd, inp, N, C, 1, 1);
+}
+
 // dispatcher
 static void rmsnorm_quant(int kernel_num, int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C,
                           int block) {
@@ -298,6 +302,7 @@ static void rmsnorm_quant(int kernel_num, int8_t *codes, float *inv_s, float *rs
     case 1: rmsnorm_quant1(codes, inv_s, rstd, inp, N, C, block); break;
     case 2: rmsnorm_quant2(codes, inv_s, rstd, inp, N, C, block); break;
     case 3: rmsnorm_quant3(codes, inv_s, rstd, inp, N, C, block); break;
+    case 4: rmsnorm_quant4(codes, inv_s, rstd, inp, N, C); break;
     default: fprintf(stderr, "no variant %d\n", kernel_num); exit(EXIT_FAILURE);
     }
 }
@@ -306,7 +311,8 @@ static const char *variant_name(int k) {
     switch (k) {
     case 1: return "1 thread per row";
     case 2: return "2 warp per row, 2 passes";
-    default: return "3 warp per row, in registers";
+    case 3: return "3 warp per row, in registers";
+    default: return "4 shipped: warp per row";
     }
 }
 
@@ -314,7 +320,7 @@ static const char *variant_name(int k) {
 // main
 
 int main(int argc, char **argv) {
-    const int num_kernels = 4; // 0 is the copy bandwidth (the baseline), 1..3 the variants
+    const int num_kernels = 5; // 0 is the copy bandwidth (the baseline), 1..4 the variants
     int only = parse_kernel_num(argc, argv, num_kernels);
     common_start("rmsnorm_quant: (N, C) " PRECISION_NAME " rows -> RMSNorm -> int8 codes + 1/s + rstd");
     rng_seed(1337);
@@ -358,7 +364,7 @@ int main(int argc, char **argv) {
         rmsnorm_quant_cpu(codes_ref, inv_s_ref, rstd_ref, inp, N, C);
         for (int k = 1; k < num_kernels; k++) {
             if ((only > 0 && k != only) || (k == 3 && !variant3_fits(C))) { continue; }
-            for (int b = 0; b < 4; b++) {
+            for (int b = 0; b < (k == 4 ? 1 : 4); b++) { // variant 4: the trainer's launch configuration only
                 if (k == 3 && block_sizes[b] > variant3_max_block(C)) { // more threads than its registers allow
                     printf("  variant 3, C %d: block %d skipped: %s\n", C, block_sizes[b], variant3_limit(C));
                     continue;
@@ -433,7 +439,7 @@ int main(int argc, char **argv) {
                 printf("variant 3 skipped at C = %d: a row does not fit in one warp's registers\n", C);
                 continue;
             }
-            for (int b = 0; b < 4; b++) {
+            for (int b = (k == 4 ? 1 : 0); b < (k == 4 ? 2 : 4); b++) { // variant 4: 256 threads, as in the trainer
                 int block = block_sizes[b];
                 if (k == 3 && block > variant3_max_block(C)) {
                     printf("variant 3 skipped at C = %d, block %d: %s\n", C, block, variant3_limit(C));

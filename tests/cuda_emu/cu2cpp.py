@@ -13,7 +13,9 @@ It rewrites only the CUDA syntax that is not also C++, or whose C++ reading woul
        any other inline PTX is refused: the emulator has no model of it
     a file that calls cudaLaunchCooperativeKernel gets every kernel registered (its address
     and a typed trampoline), so the runtime can call a kernel it is given as a void pointer
-and an #include of another .cu file points at that file's rewritten copy (written too).
+and an #include of another .cu or .cuh file (llmc/'s kernel headers) points at that file's
+rewritten copy (written too, next to the output). The rewritten copy lives elsewhere than its
+source, so its other #include "..." of files next to the source become absolute paths.
 Usage: python3 tests/cuda_emu/cu2cpp.py IN.cu OUT.cpp
 """
 import os
@@ -21,7 +23,8 @@ import re
 import sys
 
 LAUNCH = re.compile(r'(\w+)\s*<<<(.*?)>>>\s*\((.*?)\)\s*;', re.S)
-INCLUDE_CU = re.compile(r'#include\s+"([^"]+\.cu)"')
+INCLUDE_CU = re.compile(r'#include\s+"([^"]+\.cuh?)"')
+INCLUDE_LOCAL = re.compile(r'#include\s+"([^"]+)"')
 TYPE = r'((?:(?:const|volatile|unsigned|signed)\s+)*[A-Za-z_][\w:]*(?:\s*\*)*)'
 DYN_SHARED = re.compile(r'extern\s+__shared__\s+(?:__align__\(\s*\d+\s*\)\s+)?' + TYPE + r'\s+(\w+)\s*\[\s*\]\s*;')
 SHARED = re.compile(r'__shared__\s+(?:__align__\(\s*(\d+)\s*\)\s+)?' + TYPE + r'\s+(\w+)\s*((?:\[[^\]]*\]\s*)*);')
@@ -135,12 +138,22 @@ def convert(src_path, out_path):
     text = ASM.sub(lambda m: rewrite_asm(src_path, m), text)
 
     def include(m):
+        # next to the including file, else from the repository root (the -I of the dev/cuda builds)
         inc = os.path.normpath(os.path.join(os.path.dirname(src_path), m.group(1)))
+        if not os.path.isfile(inc):
+            inc = os.path.normpath(m.group(1))
+        if not os.path.isfile(inc):
+            fail(src_path, f"cannot find the included {m.group(1)}")
         inc_out = os.path.join(os.path.dirname(out_path), os.path.basename(inc) + '.cpp')
         convert(inc, inc_out)
         return f'#include "{os.path.abspath(inc_out)}"'
 
+    def include_local(m):  # a header next to the source: by its absolute path from the copy
+        inc = os.path.join(os.path.dirname(src_path), m.group(1))
+        return f'#include "{os.path.abspath(inc)}"' if os.path.isfile(inc) else m.group(0)
+
     text = INCLUDE_CU.sub(include, text)
+    text = INCLUDE_LOCAL.sub(lambda m: m.group(0) if m.group(1).endswith('.cpp') else include_local(m), text)
     code = strip_comments(text)
     if '<<<' in code:
         fail(src_path, "a launch was not rewritten")

@@ -1,0 +1,117 @@
+/*
+ llmc/bitlinear.cuh: BitLinear (BitNet b1.58) forward and backward, from the quantizers of
+ llmc/quantize.cuh and the matmuls of llmc/matmul.cuh.
+ Spec: bitlinear_forward, bitlinear_forward_int8 and bitlinear_backward in train_gpt2_1bit.c.
+
+   forward (float path):   x_q = bitlinear_input_forward(inp); out (N,OC) = x_q @ W^T + bias
+   forward (integer path): codes, 1/s = bitlinear_input_forward(inp);
+                           acc = codes . trits^T (exact int32, cuBLAS);
+                           out = acc * (gamma * inv_s[n]) + bias   (dequant_epilogue_kernel)
+   backward (straight-through estimator), for dout (N,OC):
+                           dW_latent += dout^T @ x_q; dx_q = dout @ W_q; dx_n = dx_q;
+                           inner norm: dx = r * (dx_n - x_n * mean(dx_n * x_n))
+ inp is (N,IC); W is (OC,IC) floatX: W_q, or the latent weights in fp mode; trits (OC,IC) int8
+ and gamma = scales[scale_index] (llmc/quantize.cuh has the format). With neither int8
+ activations nor the inner norm, inp goes to the matmul as it is. x_q is not kept: the
+ backward recomputes it from inp with the forward's kernel, which gives the same bits.
+*/
+#ifndef LLMC_BITLINEAR_CUH
+#define LLMC_BITLINEAR_CUH
+
+#include "cuda_common.h" // defines: floatX, to_float, from_float, warp_reduce_sum, ceil_div, cudaCheck
+#include "gpt2_config.h" // defines: QuantConfig, AQ_NONE, AQ_INT8
+#include "quantize.cuh"  // defines: bitlinear_input_forward (rmsnorm_quant_kernel)
+#include "matmul.cuh"    // defines: matmul_forward, matmul_backward, matmul_i8
+
+// the scratch of a BitLinear call, shared by all layers, each sized for the largest (N, IC or OC)
+typedef struct {
+    floatX *xq;    // (N,IC) x_q: the float matmul's input, and the backward's
+    int8_t *codes; // (N,IC) int8 codes of the integer path
+    float *inv_s;  // (N) 1/s of each row
+    float *rstd;   // (N) 1/rms of the inner norm (1 without it)
+    int32_t *acc;  // (N,OC) the integer path's int32 products
+    floatX *dxn;   // (N,IC) dx_n, the gradient before the inner norm's backward
+} BitLinearScratch;
+
+// ----------------------------------------------------------------------------
+// kernels
+
+// The backward of the inner norm, with x_n = x * r:
+//   dx = r * (dx_n - x_n * mean(dx_n * x_n)); one warp per row, dinp overwritten
+__global__ void rmsnorm_backward_kernel(floatX *dinp, const floatX *dxn, const floatX *inp, const float *rstd,
+                                        int N, int IC) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) { return; }
+    const floatX *x = inp + (size_t)row * IC, *d = dxn + (size_t)row * IC;
+    float r = rstd[row], dot = 0.0f;
+    for (int i = lane; i < IC; i += 32) { dot += to_float(d[i]) * to_float(x[i]) * r; }
+    dot = warp_reduce_sum(dot) / IC;
+    floatX *o = dinp + (size_t)row * IC;
+    for (int i = lane; i < IC; i += 32) { o[i] = from_float<floatX>(r * (to_float(d[i]) - to_float(x[i]) * r * dot)); }
+}
+
+// The integer matmul's epilogue, the two scales applied once per output:
+//   out[n, j] = acc[n, j] * (gamma * inv_s[n]) + bias[j]  with acc = codes . trits (exact int32)
+__global__ void dequant_epilogue_kernel(floatX *out, const int32_t *acc, const float *inv_s, const float *scales,
+                                        int scale_index, const float *bias, int N, int OC) {
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)N * OC) { return; }
+    int n = (int)(idx / OC), j = (int)(idx % OC);
+    float v = (float)acc[idx] * (scales[scale_index] * inv_s[n]);
+    out[idx] = from_float<floatX>(bias != NULL ? v + bias[j] : v);
+}
+
+// ----------------------------------------------------------------------------
+// forward and backward
+
+// the integer path's matmul: acc (N,OC) = codes (N,IC) . trits (OC,IC)^T, exact in int32, then
+// out (N,OC) = acc * (gamma * inv_s[n]) + bias[j] with gamma = scales[scale_index] (bias may be NULL)
+static inline void bitlinear_matmul_int8(floatX *out, int32_t *acc, const int8_t *codes, const float *inv_s,
+                                         const int8_t *trits, const float *scales, int scale_index,
+                                         const float *bias, int N, int IC, int OC) {
+    matmul_i8(acc, codes, trits, N, IC, OC);
+    dequant_epilogue_kernel<<<ceil_div((long long)N * OC, 256), 256>>>(out, acc, inv_s, scales, scale_index, bias, N,
+                                                                         OC);
+    cudaCheck(cudaGetLastError());
+}
+
+// out (N,OC) = BitLinear(inp (N,IC)); use_int8: the integer path (int8 activations, and
+// weights that are trits: then w is not read, trits and scales[scale_index] are)
+static inline void bitlinear_forward(floatX *out, const floatX *inp, const floatX *w, const int8_t *trits,
+                                     const float *scales, int scale_index, const float *bias, BitLinearScratch *s,
+                                     const QuantConfig *q, int use_int8, int N, int IC, int OC) {
+    if (q->act_quant == AQ_NONE && !q->inner_norm) { // the input is used as it is (fp, and weights-only without norm)
+        matmul_forward(out, inp, w, bias, N, IC, OC);
+        return;
+    }
+    // the integer path reads only the codes (and 1/s); the float path only x_q
+    bitlinear_input_forward(use_int8 ? NULL : s->xq, use_int8 ? s->codes : NULL, s->inv_s, s->rstd, inp, N, IC,
+                            q->inner_norm, q->act_quant == AQ_INT8);
+    if (use_int8) {
+        // y = (gamma / s) * (codes . trits^T) + b: exact int32 products, scaled once
+        bitlinear_matmul_int8(out, s->acc, s->codes, s->inv_s, trits, scales, scale_index, bias, N, IC, OC);
+    } else {
+        matmul_forward(out, s->xq, w, bias, N, IC, OC);
+    }
+}
+
+// dinp (N,IC) overwritten; dweight (OC,IC), dbias (OC) accumulated; w as the forward's
+// (W_q); partial: matmul_backward's column-sum scratch
+static inline void bitlinear_backward(floatX *dinp, float *dweight, float *dbias, const floatX *dout, const floatX *inp,
+                                      const floatX *w, BitLinearScratch *s, float *partial, const QuantConfig *q,
+                                      int N, int IC, int OC) {
+    if (q->act_quant == AQ_NONE && !q->inner_norm) {
+        matmul_backward(dinp, dweight, dbias, dout, inp, w, N, IC, OC, partial);
+        return;
+    }
+    bitlinear_input_forward(s->xq, NULL, NULL, s->rstd, inp, N, IC, q->inner_norm, q->act_quant == AQ_INT8);
+    if (!q->inner_norm) { // x_n = x: dx = dx_q
+        matmul_backward(dinp, dweight, dbias, dout, s->xq, w, N, IC, OC, partial);
+        return;
+    }
+    matmul_backward(s->dxn, dweight, dbias, dout, s->xq, w, N, IC, OC, partial);
+    rmsnorm_backward_kernel<<<ceil_div(N, 8), 256>>>(dinp, s->dxn, inp, s->rstd, N, IC);
+    cudaCheck(cudaGetLastError());
+}
+
+#endif // LLMC_BITLINEAR_CUH

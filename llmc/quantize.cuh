@@ -1,0 +1,133 @@
+/*
+ llmc/quantize.cuh: the quantizers of BitLinear on the GPU: the weights once per step, the
+ activations (with the parameter-free RMSNorm) at every BitLinear input.
+ Spec: llmc/ternary.h, whose per-value functions these kernels call (ternarize, binarize,
+ quantize_int8, absmean_from_sum, mean_from_sum, absmax_from_max), and in train_gpt2_1bit.c
+ weights_quantize (one matrix) and bitlinear_input_forward (the rows).
+
+ Weights (weights_quantize): the L tensors of one BitLinear kind k, back to back in w, each of
+ n = OC*IC values, in three kernels:
+   1. weight_sums_partial_kernel: QUANT_BLOCKS blocks per tensor sum |w| and w in double
+   2. weight_scales_kernel: one thread per tensor adds its partials in order, in double:
+      scales[l*4 + k] = gamma (ternary) or beta (binary), centres[l*4 + k] = mean(W)
+   3. weight_quantize_kernel: one thread per weight: its trit, and W_q = trit * scale in floatX
+ The GPU trit format (what the integer forward reads and the diagnostics download): one int8
+ per weight, {-1, 0, +1} (binary: {-1, +1}), unpacked, row-major (OC, IC) per matrix, laid out
+ as llmc/trit_stats.h's bitlinear_trit_offsets says (kind by kind, each kind (L, OC, IC));
+ the scale of matrix (l, k) is scales[l*4 + k], the index trit_stats.h's TritStats use too.
+ The packed 2-bit and 1.6-bit formats (llmc/ternary_kernels.h) are for files and the CPU.
+
+ Activations (bitlinear_input_forward), one warp per row of inp (N,IC), 8 rows a block:
+   r = 1 / sqrt(mean(x^2) + eps) (inner norm; else r = 1), x_n = x * r,
+   s = absmax_from_max(max|x_n|), code = quantize_int8(x_n, s), x_q = code / s
+ Outputs: xq (N,IC) floatX (the float path and the backward), codes (N,IC) int8 and
+ inv_s (N) = 1/s (the integer path), rstd (N) = r; xq, or codes and inv_s, may be NULL.
+*/
+#ifndef LLMC_QUANTIZE_CUH
+#define LLMC_QUANTIZE_CUH
+
+#include <math.h>
+#include "cuda_common.h" // defines: floatX, to_float, from_float, warp/block reductions, ceil_div, cudaCheck
+#include "ternary.h"     // defines: ternarize, binarize, quantize_int8, absmean_from_sum, mean_from_sum,
+                         //          absmax_from_max, RMSNORM_EPS (HOSTDEV: the spec, called on the device)
+
+// ----------------------------------------------------------------------------
+// weights: ternary (b1.58 eq. 1-3): gamma = max(mean|W|, eps); W_q = clamp(round(W / gamma), -1, 1) * gamma
+//          binary (BitNet eq. 2-4): alpha = mean(W), beta = max(mean|W|, eps); W_b = sign(W - alpha) * beta
+
+#define QUANT_BLOCKS 32 // blocks per tensor in the absmean reduction (stage 1), 256 threads each
+
+// stage 1: for each tensor l (blockIdx.y) of one kind (L tensors of n values,
+// back to back in w), block b sums |w| and w over its slice into partials. In double, as the
+// CPU's absmean_scale sums: gamma is then the CPU's to within a rounding of the last step, and a
+// weight near a rounding boundary (|w| / gamma near 0.5) gets the same trit on both
+__global__ void weight_sums_partial_kernel(double *pabs, double *psum, const float *w, size_t n) {
+    __shared__ double shared[32];
+    int l = blockIdx.y, b = blockIdx.x;
+    const float *wl = w + (size_t)l * n;
+    size_t per = (n + gridDim.x - 1) / gridDim.x, i0 = (size_t)b * per, i1 = min(n, i0 + per);
+    double sa = 0.0, ss = 0.0;
+    for (size_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) { sa += fabsf(wl[i]); ss += wl[i]; }
+    sa = block_reduce_sum(sa, shared);
+    ss = block_reduce_sum(ss, shared);
+    if (threadIdx.x == 0) { pabs[l * gridDim.x + b] = sa; psum[l * gridDim.x + b] = ss; }
+}
+
+// stage 2: one thread per tensor adds its partials in order, in double, into
+// scales[l*4 + k] and centres[l*4 + k]
+__global__ void weight_scales_kernel(float *scales, float *centres, const double *pabs, const double *psum, int L,
+                                     int k, int nblocks, size_t n) {
+    int l = blockIdx.x * blockDim.x + threadIdx.x;
+    if (l >= L) { return; }
+    double sa = 0.0, ss = 0.0;
+    for (int b = 0; b < nblocks; b++) { sa += pabs[l * nblocks + b]; ss += psum[l * nblocks + b]; }
+    scales[l * 4 + k] = absmean_from_sum(sa, n);
+    centres[l * 4 + k] = mean_from_sum(ss, n);
+}
+
+// stage 3: every weight to its trit (int8, for the integer forward and the
+// diagnostics) and to W_q in floatX (for the float forward and the backward)
+__global__ void weight_quantize_kernel(int8_t *trits, floatX *wq, const float *w, const float *scales,
+                                       const float *centres, int k, size_t n, size_t total, int binary) {
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= total) { return; }
+    int l = (int)(idx / n);
+    float gamma = scales[l * 4 + k], wv = w[idx];
+    int8_t t = binary ? binarize(wv, centres[l * 4 + k]) : ternarize(wv, gamma);
+    trits[idx] = t;
+    wq[idx] = from_float<floatX>(t * gamma);
+}
+
+// the L tensors of BitLinear kind k (n values each, back to back in w) to trits (L*n) and W_q
+// (L*n), with their scales and centres at [l*4 + k]; pabs, psum: L * QUANT_BLOCKS doubles
+static inline void weights_quantize(int8_t *trits, floatX *wq, float *scales, float *centres, double *pabs,
+                                    double *psum, const float *w, int L, int k, size_t n, int binary) {
+    weight_sums_partial_kernel<<<dim3(QUANT_BLOCKS, L), 256>>>(pabs, psum, w, n);
+    cudaCheck(cudaGetLastError());
+    weight_scales_kernel<<<ceil_div((long long)L, 64), 64>>>(scales, centres, pabs, psum, L, k, QUANT_BLOCKS, n);
+    cudaCheck(cudaGetLastError());
+    weight_quantize_kernel<<<ceil_div((long long)L * n, 256), 256>>>(trits, wq, w, scales, centres, k, n,
+                                                                       (size_t)L * n, binary);
+    cudaCheck(cudaGetLastError());
+}
+
+// ----------------------------------------------------------------------------
+// activations: parameter-free RMSNorm, then int8 per token (BitNet eq. 4)
+
+__global__ void rmsnorm_quant_kernel(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp,
+                                     int N, int IC, int inner_norm, int act_int8) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) { return; }
+    const floatX *x = inp + (size_t)row * IC;
+    float r = 1.0f;
+    if (inner_norm) {
+        float ss = 0.0f;
+        for (int i = lane; i < IC; i += 32) { float v = to_float(x[i]); ss += v * v; }
+        r = 1.0f / sqrtf(warp_reduce_sum(ss) / IC + RMSNORM_EPS);
+    }
+    if (lane == 0) { rstd[row] = r; }
+    floatX *o = xq != NULL ? xq + (size_t)row * IC : NULL; // NULL only with act_int8
+    if (!act_int8) {
+        for (int i = lane; i < IC; i += 32) { o[i] = from_float<floatX>(to_float(x[i]) * r); }
+        return;
+    }
+    float m = 0.0f;
+    for (int i = lane; i < IC; i += 32) { m = fmaxf(m, fabsf(to_float(x[i]) * r)); }
+    m = warp_reduce_max(m);
+    float s = absmax_from_max(m);
+    for (int i = lane; i < IC; i += 32) {
+        int8_t q = quantize_int8(to_float(x[i]) * r, s);
+        if (xq != NULL) { o[i] = from_float<floatX>(q / s); }
+        if (codes != NULL) { codes[(size_t)row * IC + i] = q; }
+    }
+    if (lane == 0 && inv_s != NULL) { inv_s[row] = 1.0f / s; }
+}
+
+// inner_norm: apply the RMSNorm (else r = 1); act_int8: quantize (else xq = x * r)
+static inline void bitlinear_input_forward(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp,
+                                           int N, int IC, int inner_norm, int act_int8) {
+    rmsnorm_quant_kernel<<<ceil_div(N, 8), 256>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8);
+    cudaCheck(cudaGetLastError());
+}
+
+#endif // LLMC_QUANTIZE_CUH
