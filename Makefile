@@ -4,6 +4,7 @@
 #   make test-cuda          the CUDA tests (needs a GPU)
 #   make gpu-kit            everything dev/gpu_check.sh runs on a GPU machine, built here into gpukit/
 #   make test               every test; the last line is "N passed, N failed"
+#   make test-fast          the same without the emulator and the long runs (38 s on 2 cores)
 #   make bench              CPU benchmark: 124M, fp vs ternary, in one run
 #   make -C dev/cuda        the CUDA kernel variants
 
@@ -32,7 +33,7 @@ endif
 HEADERS = $(wildcard llmc/*.h)
 DATA = data/tinyshakespeare/tiny_shakespeare_train.bin data/tinyshakespeare/tiny_shakespeare_val.bin data/gpt2_tokenizer.bin
 
-.PHONY: all data test test-cuda cuda gpu-kit gpu-kit-bins bench clean
+.PHONY: all data test test-fast test-cuda cuda gpu-kit gpu-kit-bins bench clean
 
 all: train_gpt2_1bit run_gpt2_1bit train_gpt2_1bitcu
 
@@ -236,6 +237,11 @@ TEST_BINS = tests/test_gpt2_1bit tests/test_units tests/test_run tests/test_run_
             tests/test_hellaswag tests/test_gguf
 test: train_gpt2_1bit run_gpt2_1bit $(TEST_BINS) $(EMU_BINS)
 	@bash tests/run_tests.sh
+
+# the edit loop's tier: the CPU tests without the emulator and the long runs (tests/run_tests.sh's
+# run_slow lines), about a minute on 2 cores; make test stays the full suite
+test-fast: train_gpt2_1bit run_gpt2_1bit $(TEST_BINS)
+	@FAST=1 bash tests/run_tests.sh
 
 # ----------------------------------------------------------------------------
 # benchmarks

@@ -3,11 +3,13 @@
  trainer's fp32 matmul, measured in the same run.
 
  Build and run:  make bench_kernels && ./bench_kernels
- Flags:  ./bench_kernels [-cold] [-p all|PATH]
+ Flags:  ./bench_kernels [-cold] [-p all|PATH] [-s SECTIONS]
            -cold     evict the caches (read 64 MiB) before every timed call, as when a whole
                      model's weights stream from DRAM
            -p all    run every section on every SIMD path this CPU has (llmc/cpu_features.h), one
                      after the other; -p avx2 (or TG1_CPU_PATH=avx2) one path; default: the best
+           -s ternary,screen,matmul   the sections to run (default all three; dev/bench_blas.py
+                     runs -s matmul beside a BLAS)
          OMP_NUM_THREADS=n   threads (default: all cores); OMP_WAIT_POLICY=active for short calls
 
  Sections (each prints the path it ran on):
@@ -242,11 +244,28 @@ static void bench_matmul_f32(void) {
 
 int main(int argc, char **argv) {
     (void)gpt2_training_bytes; // the trainer's main() uses it; this program does not
-    const char *paths = NULL;
+    const char *paths = NULL, *sections = "ternary,screen,matmul";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-cold") == 0) { cold = 1; }
         else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc) { paths = argv[++i]; }
-        else { fprintf(stderr, "usage: %s [-cold] [-p all|scalar|avx2|avx512]\n", argv[0]); return 1; }
+        else if (strcmp(argv[i], "-s") == 0 && i + 1 < argc) { sections = argv[++i]; }
+        else {
+            fprintf(stderr, "usage: %s [-cold] [-p all|scalar|avx2|avx512] [-s ternary,screen,matmul]\n", argv[0]);
+            return 1;
+        }
+    }
+    // which sections: a comma-separated list of their names
+    int run_ternary = 0, run_screen = 0, run_matmul = 0;
+    for (const char *s = sections; *s != '\0';) {
+        size_t n = strcspn(s, ",");
+        if (n == 7 && strncmp(s, "ternary", n) == 0) { run_ternary = 1; }
+        else if (n == 6 && strncmp(s, "screen", n) == 0) { run_screen = 1; }
+        else if (n == 6 && strncmp(s, "matmul", n) == 0) { run_matmul = 1; }
+        else {
+            fprintf(stderr, "error: -s '%s': no such section ---> HINT: -s ternary,screen,matmul (any of them)\n", sections);
+            return 1;
+        }
+        s += n + (s[n] == ',');
     }
     int threads = 1;
 #ifdef _OPENMP
@@ -266,9 +285,9 @@ int main(int argc, char **argv) {
         }
         cpu_path_set(p);
         printf("\n== path %s\n", cpu_path_name(p));
-        all_match &= bench_ternary();
-        bench_screen();
-        bench_matmul_f32();
+        if (run_ternary) { all_match &= bench_ternary(); }
+        if (run_screen) { bench_screen(); }
+        if (run_matmul) { bench_matmul_f32(); }
         ran++;
     }
     if (ran == 0) { fprintf(stderr, "error: -p %s: no such path (all, scalar, avx2, avx512)\n", paths); return 1; }

@@ -56,13 +56,16 @@ setup_tiktoken
 setup_formats
 passed=0
 failed=0
+skipped=0
+# run NAME CMD...: one test program; its PASS and FAIL lines are counted, and its time printed
 run() {
     local name=$1; shift
     echo "== $name"
-    local out rc
+    local out rc t0=$(date +%s.%N)
     out=$("$@" 2>&1)
     rc=$?
     echo "$out"
+    echo "-- $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
     local p f
     p=$(grep -c '^PASS' <<<"$out")
     f=$(grep -c '^FAIL' <<<"$out")
@@ -73,44 +76,57 @@ run() {
     passed=$((passed + p))
     failed=$((failed + f))
 }
+# run_slow NAME CMD...: a test that takes long (the emulator, training runs, Python set-ups): part of
+# make test, skipped by make test-fast (FAST=1), the edit loop's tier that runs in about a minute
+run_slow() {
+    if [ "${FAST:-0}" = 1 ]; then
+        echo "== skipped by make test-fast: $1"
+        skipped=$((skipped + 1))
+        return 0
+    fi
+    run "$@"
+}
 run "quantizers, layers, tokenizer (tests/test_units)" ./tests/test_units
 run "model vs PyTorch reference (tests/test_gpt2_1bit)" ./tests/test_gpt2_1bit
 # the same on the other SIMD paths of llmc/cpu_features.h (the run above took this CPU's best): the
 # matmuls differ in rounding only, within the same tolerances. The AVX2 path only where it is not the best
-run "model vs PyTorch reference on the scalar path (TG1_CPU_PATH=scalar tests/test_gpt2_1bit)" env TG1_CPU_PATH=scalar ./tests/test_gpt2_1bit
+run_slow "model vs PyTorch reference on the scalar path (TG1_CPU_PATH=scalar tests/test_gpt2_1bit)" env TG1_CPU_PATH=scalar ./tests/test_gpt2_1bit
 if grep -qw avx512_vnni /proc/cpuinfo 2>/dev/null && grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
-    run "model vs PyTorch reference on the AVX2 path (TG1_CPU_PATH=avx2 tests/test_gpt2_1bit)" env TG1_CPU_PATH=avx2 ./tests/test_gpt2_1bit
+    run_slow "model vs PyTorch reference on the AVX2 path (TG1_CPU_PATH=avx2 tests/test_gpt2_1bit)" env TG1_CPU_PATH=avx2 ./tests/test_gpt2_1bit
 fi
 run "bad input (tests/test_bad_input.sh)" bash tests/test_bad_input.sh
 run "checkpoint and resume (tests/test_resume.sh)" bash tests/test_resume.sh
 run "GPT-2 BPE encoder in C vs prepro (tests/test_bpe.sh)" bash tests/test_bpe.sh
 run "int8 x ternary kernels vs scalar reference (tests/test_kernels)" ./tests/test_kernels
-run "the same, scalar build (tests/test_kernels_scalar)" ./tests/test_kernels_scalar
+run_slow "the same, scalar build (tests/test_kernels_scalar)" ./tests/test_kernels_scalar
 run "packed models and the decoder (tests/test_run)" ./tests/test_run
-run "the same, scalar build (tests/test_run_scalar)" ./tests/test_run_scalar
+run_slow "the same, scalar build (tests/test_run_scalar)" ./tests/test_run_scalar
 run "export and generation, bad input (tests/test_run.sh)" bash tests/test_run.sh
-run "preprocessing vs tiktoken (tests/test_prepro.py)" "$PYTHON" tests/test_prepro.py
+run_slow "preprocessing vs tiktoken (tests/test_prepro.py)" "$PYTHON" tests/test_prepro.py
 run "loss plot (tests/test_plot.py)" "$PYTHON" tests/test_plot.py
-run "HellaSwag eval: batches and acc_norm vs the model's forward, bad files (tests/test_hellaswag)" ./tests/test_hellaswag
-run "dev/data: fineweb.py shards vs tiktoken, resume after kill, bad input; hellaswag.py eval file (tests/test_data_scripts.py)" "$PYTHON" tests/test_data_scripts.py
+run_slow "HellaSwag eval: batches and acc_norm vs the model's forward, bad files (tests/test_hellaswag)" ./tests/test_hellaswag
+run_slow "dev/data: fineweb.py shards vs tiktoken, resume after kill, bad input; hellaswag.py eval file (tests/test_data_scripts.py)" "$PYTHON" tests/test_data_scripts.py
 run "GPT-2 124M/350M recipes: flags vs llmc/args.h, numbers, the restart loop (tests/test_run_scripts.sh)" bash tests/test_run_scripts.sh
-run "the reproduction path on local data: fineweb.py -> hellaswag.py -> train -h 1 -> plot (tests/test_repro_path.sh)" bash tests/test_repro_path.sh
+run_slow "the reproduction path on local data: fineweb.py -> hellaswag.py -> train -h 1 -> plot (tests/test_repro_path.sh)" bash tests/test_repro_path.sh
 run "GGUF export read back by the gguf package, run_gpt2_1bit -x model.gguf (tests/test_gguf.py)" "$PYTHON" tests/test_gguf.py
-run "Hugging Face GPT-2 weights to our model file (tests/test_convert_hf.py)" "$PYTHON" tests/test_convert_hf.py
+run_slow "Hugging Face GPT-2 weights to our model file (tests/test_convert_hf.py)" "$PYTHON" tests/test_convert_hf.py
 # the CUDA trainer's code, run on the CPU by tests/cuda_emu (no GPU needed; slow but exact in logic)
-run "CUDA trainer on the CPU emulator vs PyTorch reference, fp32 (tests/test_gpt2_1bitcu_emu_fp32)" ./tests/test_gpt2_1bitcu_emu_fp32
-run "CUDA trainer on the CPU emulator vs PyTorch reference, bf16 (tests/test_gpt2_1bitcu_emu)" ./tests/test_gpt2_1bitcu_emu
-run "CUDA trainer on the CPU emulator vs the CPU trainer, resume (tests/test_cuda_vs_cpu.sh)" env QUICK=1 CUDA_BIN=./train_gpt2_1bitcu_emu bash tests/test_cuda_vs_cpu.sh
-run "CUDA start-up errors: old driver, no GPU, no code for the GPU (tests/test_cuda_startup.sh)" bash tests/test_cuda_startup.sh
-run "the Makefile's CUDA builds: no data needed, architectures, rebuilt on PRECISION= (tests/test_build.sh)" bash tests/test_build.sh
-run "dev/gpu_check.sh's flow on the CPU emulator (tests/test_gpu_check_emu.sh)" bash tests/test_gpu_check_emu.sh
-run "CUDA kernels' registers and shared memory vs their launches (tests/test_cuda_resources.sh)" bash tests/test_cuda_resources.sh
+run_slow "CUDA trainer on the CPU emulator vs PyTorch reference, fp32 (tests/test_gpt2_1bitcu_emu_fp32)" ./tests/test_gpt2_1bitcu_emu_fp32
+run_slow "CUDA trainer on the CPU emulator vs PyTorch reference, bf16 (tests/test_gpt2_1bitcu_emu)" ./tests/test_gpt2_1bitcu_emu
+run_slow "CUDA trainer on the CPU emulator vs the CPU trainer, resume (tests/test_cuda_vs_cpu.sh)" env QUICK=1 CUDA_BIN=./train_gpt2_1bitcu_emu bash tests/test_cuda_vs_cpu.sh
+run_slow "CUDA start-up errors: old driver, no GPU, no code for the GPU (tests/test_cuda_startup.sh)" bash tests/test_cuda_startup.sh
+run_slow "the Makefile's CUDA builds: no data needed, architectures, rebuilt on PRECISION= (tests/test_build.sh)" bash tests/test_build.sh
+run_slow "dev/gpu_check.sh's flow on the CPU emulator (tests/test_gpu_check_emu.sh)" bash tests/test_gpu_check_emu.sh
+run_slow "CUDA kernels' registers and shared memory vs their launches (tests/test_cuda_resources.sh)" bash tests/test_cuda_resources.sh
 # the dev/cuda kernel variants, validated on the emulator in small mode (DEV_CUDA_SMALL=1); variant 4 of
 # quantize_weights, rmsnorm_quant and bitlinear_forward is the kernel the trainer ships (llmc/*.cuh)
-run "dev/cuda quantize_weights on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh quantize_weights 1 2 3 4
-run "dev/cuda rmsnorm_quant on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh rmsnorm_quant 1 2 3 4
-run "dev/cuda bitlinear_forward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_forward 0 1 2 3 4
-run "dev/cuda bitlinear_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_backward 1 2
-run "dev/cuda ternary_gemv on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh ternary_gemv 0 1 2 3
+run_slow "dev/cuda quantize_weights on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh quantize_weights 1 2 3 4
+run_slow "dev/cuda rmsnorm_quant on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh rmsnorm_quant 1 2 3 4
+run_slow "dev/cuda bitlinear_forward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_forward 0 1 2 3 4
+run_slow "dev/cuda bitlinear_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_backward 1 2
+run_slow "dev/cuda ternary_gemv on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh ternary_gemv 0 1 2 3
+if [ "$skipped" -gt 0 ]; then
+    echo "(make test-fast: $skipped slow test programs skipped; make test runs them all)"
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
