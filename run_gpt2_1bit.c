@@ -829,6 +829,7 @@ static void export_packed(const char *model_path, const char *out_path, int trit
     gpt2_free(&g);
 }
 
+#ifndef RUN_TESTING // (main calls it; the tests drive llmc/gguf.h through tests/test_gguf.c)
 // -x model.gguf: the model for llama.cpp (llmc/gguf.h): its gpt2 architecture, the BitLinear
 // matrices as TQ2_0 (-pf 2) or TQ1_0 (-pf 3), the embeddings in fp32 or fp16 (-ff), GPT-2's
 // tokenizer from -tf. From a checkpoint or a packed file (both hold the trits and scales);
@@ -852,6 +853,7 @@ static void export_gguf(const char *model_path, const char *out_path, int trit_f
     printf("  total               %10.2f MB\n", sz.total / mb);
     gpt2_free(&g);
 }
+#endif
 
 // ----------------------------------------------------------------------------
 // generation

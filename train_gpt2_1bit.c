@@ -22,7 +22,9 @@
  derivative, so the backward pass pretends it was the identity (the
  straight-through estimator): the gradient computed for the quantized weights
  is applied to the latent ones. Embeddings, the tied output head and the norms
- stay in full precision.
+ stay in full precision. With -bq int8 the backward's dX = dY W_q takes the
+ forward's integer form too: dY rounded to int8 per token, times the trits in
+ exact int32 sums (bitlinear_backward_int8); dW stays float.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -336,6 +338,22 @@ void bitlinear_forward_int8(float *out, float *xq, float *rstd, int8_t *xi8, flo
     dequant_epilogue(out, acc, inv_s, w_scale, bias, N, OC);
 }
 
+// The inner norm's backward, row by row: dinp (N,IC) += the gradient through x_n = x * r, from
+// dxn_buf (N,IC) = dx_n, with the RMSNorm derivative dx = r * (dx_n - x_n * mean(dx_n * x_n))
+static void bitlinear_norm_backward(float *dinp, const float *dxn_buf, const float *inp, const float *rstd, int N,
+                                    int IC) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * IC, *dxn = dxn_buf + (size_t)n * IC;
+        float *dx = dinp + (size_t)n * IC;
+        float r = rstd[n];
+        float dot = 0.0f; // mean(dx_n * x_n)
+        for (int i = 0; i < IC; i++) { dot += dxn[i] * x[i] * r; }
+        dot /= IC;
+        for (int i = 0; i < IC; i++) { dx[i] += r * (dxn[i] - x[i] * r * dot); }
+    }
+}
+
 // Backward with the straight-through estimator (STE):
 //   dW_latent += dout^T @ x_q       (the gradient of W_q, applied to the latent W)
 //   dx_q = dout @ W_q;  dx_n = dx_q (rounding counts as the identity)
@@ -350,16 +368,45 @@ void bitlinear_backward(float *dinp, float *dweight, float *dbias, const float *
     }
     memset(dxn_buf, 0, (size_t)N * IC * sizeof(float));
     matmul_backward(dxn_buf, dweight, dbias, dout, xq, wq, N, IC, OC, scratch);
+    bitlinear_norm_backward(dinp, dxn_buf, inp, rstd, N, IC);
+}
+
+// dY (N,OC) to int8 per token, as the activations are (llmc/ternary.h: grad_absmax_scale, quantize_int8):
+//   s_g = 127 / max|dy|,  q = clamp(round(dy * s_g), -128, 127);  qi8 (N,OC) gets q, inv_s (N) 1/s_g
+void grad_quantize_rows(int8_t *qi8, float *inv_s, const float *dout, int N, int OC) {
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * IC, *dxn = dxn_buf + (size_t)n * IC;
-        float *dx = dinp + (size_t)n * IC;
-        float r = rstd[n];
-        float dot = 0.0f; // mean(dx_n * x_n)
-        for (int i = 0; i < IC; i++) { dot += dxn[i] * x[i] * r; }
-        dot /= IC;
-        for (int i = 0; i < IC; i++) { dx[i] += r * (dxn[i] - x[i] * r * dot); }
+        const float *g = dout + (size_t)n * OC;
+        int8_t *q = qi8 + (size_t)n * OC;
+        float s = grad_absmax_scale(g, OC);
+        for (int i = 0; i < OC; i++) { q[i] = quantize_int8(g[i], s); }
+        inv_s[n] = 1.0f / s;
     }
+}
+
+// The backward with dX in the integer form (-bq int8, issue 14). With dY quantized per token,
+// dy = q / s_g (q int8), and W_q = t * gamma (t a trit, or a sign in binary mode):
+//   dx_q (N,IC) = dy (N,OC) @ W_q (OC,IC) = (gamma / s_g) * (q @ t)      q @ t exact in int32 (|sum| <= 128 * OC)
+// q @ t = q @ (t^T)^T is matmul_i8_t2 on the trits packed transposed (w2t: IC rows of OC trits,
+// pack2_rows_transposed), and the two scales are applied once per output. The one new rounding is
+// dY's to int8; dW and db stay float (dW_latent += dout^T @ x_q), and after dx_q the chain is the
+// float path's: dx_n = dx_q, then the inner norm's backward.
+// qi8 (N,OC), inv_s (N), acc (N,IC) are scratch; dxn_buf holds N*IC floats.
+void bitlinear_backward_int8(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                             const float *xq, const float *rstd, const uint8_t *w2t, float w_scale, int8_t *qi8,
+                             float *inv_s, int32_t *acc, int N, int IC, int OC, const QuantConfig *q,
+                             float *dxn_buf, float *scratch) {
+    matmul_backward(NULL, dweight, dbias, dout, xq, NULL, N, IC, OC, scratch); // dW and db only
+    grad_quantize_rows(qi8, inv_s, dout, N, OC);
+    matmul_i8_t2(acc, qi8, w2t, N, OC, IC);                      // q @ t: (N,OC) x (OC,IC) -> (N,IC) int32
+    dequant_epilogue(dxn_buf, acc, inv_s, w_scale, NULL, N, IC); // dx_q = acc * gamma / s_g
+    if (!q->inner_norm) { // x_n = x: dx = dx_q
+        size_t n = (size_t)N * IC;
+        #pragma omp parallel for
+        for (size_t i = 0; i < n; i++) { dinp[i] += dxn_buf[i]; }
+        return;
+    }
+    bitlinear_norm_backward(dinp, dxn_buf, inp, rstd, N, IC);
 }
 
 // ----------------------------------------------------------------------------
@@ -617,7 +664,10 @@ typedef struct {
     int int8_forward;   // 1: BitLinear forward as int8 x packed trits (int8 activations, ternary/binary weights)
     int8_t *xi8;        // scratch of the integer forward: int8 codes (B*T, 4C),
     float *inv_s;       // their 1/s per row (B*T),
-    int32_t *acc;       // and the int32 products (B*T, 4C)
+    int32_t *acc;       // and the int32 products (B*T, 4C); the int8 backward (-bq int8) reuses all three
+    uint8_t *w2t_memory; // -bq int8: the trits transposed (each matrix (IC,OC)) and packed, for dX = dY W_q
+    size_t w2t_offset[NUM_BITLINEAR];
+    int w2t_stale;      // 1 when the trits changed since w2t_memory was packed
     int wq_stale;       // 1 when the latent weights changed since the last quantization
     int have_trits_prev;
     // activations and their gradients, for the B,T of the first forward pass
@@ -662,6 +712,9 @@ static void gpt2_allocate(GPT2 *model) {
         w2_bytes += (size_t)cfg->num_layers * OC * pack2_row_bytes(IC);
     }
     model->w2_memory = (uint8_t *)mallocCheck(w2_bytes);
+    for (int k = 0; k < NUM_BITLINEAR; k++) { model->w2t_offset[k] = 0; }
+    model->w2t_memory = NULL; // allocated by the first backward that needs it (-bq int8)
+    model->w2t_stale = 1;
     model->int8_forward = 1;
     model->xi8 = NULL;
     model->inv_s = NULL;
@@ -686,8 +739,9 @@ static void gpt2_allocate(GPT2 *model) {
 
 // Load a model file (ours or llm.c's); see model_file_open for how the modes
 // of the file and of the flags combine.
-void gpt2_build_from_checkpoint(GPT2 *model, const char *path, QuantConfig quant, const int explicit_flags[3]) {
-    FILE *fp = model_file_open(path, quant, explicit_flags, &model->config, &model->quant);
+void gpt2_build_from_checkpoint(GPT2 *model, const char *path, QuantConfig quant,
+                                const int explicit_flags[NUM_MODE_FLAGS]) {
+    FILE *fp = model_file_open_modes(path, quant, explicit_flags, &model->config, &model->quant);
     gpt2_allocate(model);
     freadCheck(model->params_memory, sizeof(float), model->num_parameters, fp, path);
     fclose(fp);
@@ -723,6 +777,35 @@ void gpt2_quantize_weights(GPT2 *model) {
                                                         model->quant.weight_quant);
             pack2_rows(model->w2_memory + model->w2_offset[k] + (size_t)l * OC * pack2_row_bytes(IC),
                        model->trits + off, OC, IC);
+        }
+    }
+    model->w2t_stale = 1;
+}
+
+// -bq int8: pack the trits of every BitLinear matrix transposed, (IC,OC) (once per update, by the
+// backward: an inference or eval forward does not need them)
+static void gpt2_pack_trits_transposed(GPT2 *model) {
+    if (!model->w2t_stale) { return; }
+    model->w2t_stale = 0;
+    int L = model->config.num_layers;
+    if (model->w2t_memory == NULL) {
+        size_t bytes = 0;
+        for (int k = 0; k < NUM_BITLINEAR; k++) {
+            int OC, IC;
+            bitlinear_shape(&model->config, k, &OC, &IC);
+            model->w2t_offset[k] = bytes;
+            bytes += (size_t)L * IC * pack2_row_bytes(OC);
+        }
+        model->w2t_memory = (uint8_t *)mallocCheck(bytes);
+    }
+    #pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int k = 0; k < NUM_BITLINEAR; k++) {
+        for (int l = 0; l < L; l++) {
+            int OC, IC;
+            bitlinear_shape(&model->config, k, &OC, &IC);
+            size_t off = model->wq_offset[k] + (size_t)l * OC * IC;
+            pack2_rows_transposed(model->w2t_memory + model->w2t_offset[k] + (size_t)l * IC * pack2_row_bytes(OC),
+                                  model->trits + off, OC, IC);
         }
     }
 }
@@ -761,8 +844,9 @@ static size_t gpt2_training_bytes(const GPT2 *model, int B, int T) {
     size_t act_sizes[NUM_ACTS], num_acts = 0, BT = (size_t)B * T, C = cfg->channels;
     fill_in_activation_sizes(act_sizes, cfg, B, T);
     for (int i = 0; i < NUM_ACTS; i++) { num_acts += act_sizes[i]; }
+    size_t w2t = model->quant.backward_quant == BQ_INT8 ? model->num_bitlinear_weights / 4 : 0; // -bq int8's trits
     return 2 * num_acts * sizeof(float) + BT * 4 * C * (1 + sizeof(int32_t) + sizeof(float)) +
-           3 * model->num_parameters * sizeof(float) + gpt2_matmul_scratch_size(cfg, (int)BT) * sizeof(float);
+           3 * model->num_parameters * sizeof(float) + gpt2_matmul_scratch_size(cfg, (int)BT) * sizeof(float) + w2t;
 }
 
 // first use with a batch shape: allocate activations for it
@@ -795,6 +879,22 @@ static void gpt2_bitlinear_forward(GPT2 *model, int k, int l, float *out, float 
                                bias, N, IC, OC, q);
     } else {
         bitlinear_forward(out, xq, rstd, inp, gpt2_forward_weight(model, k, l), bias, N, IC, OC, q);
+    }
+}
+
+// its backward: dX by the integer path with -bq int8 (the trits transposed), else in float; dW in float
+static void gpt2_bitlinear_backward(GPT2 *model, int k, int l, float *dinp, float *dweight, float *dbias,
+                                    const float *dout, const float *inp, const float *xq, const float *rstd, int N) {
+    int OC, IC;
+    bitlinear_shape(&model->config, k, &OC, &IC);
+    const QuantConfig *q = &model->quant;
+    if (q->backward_quant == BQ_INT8 && q->weight_quant != WQ_FP) {
+        const uint8_t *w2t = model->w2t_memory + model->w2t_offset[k] + (size_t)l * IC * pack2_row_bytes(OC);
+        bitlinear_backward_int8(dinp, dweight, dbias, dout, inp, xq, rstd, w2t, model->scales[l * 4 + k], model->xi8,
+                                model->inv_s, model->acc, N, IC, OC, q, model->dxn_buf, model->scratch);
+    } else {
+        bitlinear_backward(dinp, dweight, dbias, dout, inp, xq, rstd, gpt2_forward_weight(model, k, l), N, IC, OC, q,
+                           model->dxn_buf, model->scratch);
     }
 }
 
@@ -909,7 +1009,9 @@ void gpt2_backward(GPT2 *model) {
     }
     ParameterTensors p = model->params, g = model->grads;
     ActivationTensors a = model->acts, da = model->grads_acts;
-    const QuantConfig *q = &model->quant;
+    if (model->quant.backward_quant == BQ_INT8 && model->quant.weight_quant != WQ_FP) {
+        gpt2_pack_trits_transposed(model);
+    }
 
     crossentropy_softmax_backward(da.logits, a.probs, model->targets, BT, V, Vp);
     matmul_backward(da.lnf, g.wte, NULL, da.logits, a.lnf, p.wte, BT, C, Vp, model->scratch);
@@ -931,24 +1033,21 @@ void gpt2_backward(GPT2 *model) {
 
         // MLP half, in reverse
         residual_backward(da.residual2 + oC, da.fcproj + oC, da.residual3 + oC, (size_t)BT * C);
-        bitlinear_backward(da.fch_gelu + oC4, dl_fcprojw, dl_fcprojb, da.fcproj + oC, a.fch_gelu + oC4,
-                           a.fcproj_xq + oC4, a.fcproj_rstd + oN, gpt2_forward_weight(model, 3, l), BT, 4 * C, C,
-                           q, model->dxn_buf, model->scratch);
+        gpt2_bitlinear_backward(model, 3, l, da.fch_gelu + oC4, dl_fcprojw, dl_fcprojb, da.fcproj + oC,
+                                a.fch_gelu + oC4, a.fcproj_xq + oC4, a.fcproj_rstd + oN, BT);
         gelu_backward(da.fch + oC4, a.fch + oC4, da.fch_gelu + oC4, (size_t)BT * 4 * C);
-        bitlinear_backward(da.ln2 + oC, dl_fcw, dl_fcb, da.fch + oC4, a.ln2 + oC, a.fc_xq + oC, a.fc_rstd + oN,
-                           gpt2_forward_weight(model, 2, l), BT, C, 4 * C, q, model->dxn_buf, model->scratch);
+        gpt2_bitlinear_backward(model, 2, l, da.ln2 + oC, dl_fcw, dl_fcb, da.fch + oC4, a.ln2 + oC, a.fc_xq + oC,
+                                a.fc_rstd + oN, BT);
         layernorm_backward(da.residual2 + oC, dl_ln2w, dl_ln2b, da.ln2 + oC, a.residual2 + oC, l_ln2w,
                            a.ln2_mean + oN, a.ln2_rstd + oN, BT, C);
         // attention half, in reverse
         residual_backward(dresidual, da.attproj + oC, da.residual2 + oC, (size_t)BT * C);
-        bitlinear_backward(da.atty + oC, dl_attprojw, dl_attprojb, da.attproj + oC, a.atty + oC,
-                           a.attproj_xq + oC, a.attproj_rstd + oN, gpt2_forward_weight(model, 1, l), BT, C, C, q,
-                           model->dxn_buf, model->scratch);
+        gpt2_bitlinear_backward(model, 1, l, da.atty + oC, dl_attprojw, dl_attprojb, da.attproj + oC, a.atty + oC,
+                                a.attproj_xq + oC, a.attproj_rstd + oN, BT);
         attention_backward(da.qkv + oC3, da.preatt + oAtt, da.att + oAtt, da.atty + oC, a.qkv + oC3, a.att + oAtt,
                            B, T, C, NH);
-        bitlinear_backward(da.ln1 + oC, dl_qkvw, dl_qkvb, da.qkv + oC3, a.ln1 + oC, a.qkv_xq + oC,
-                           a.qkv_rstd + oN, gpt2_forward_weight(model, 0, l), BT, C, 3 * C, q, model->dxn_buf,
-                           model->scratch);
+        gpt2_bitlinear_backward(model, 0, l, da.ln1 + oC, dl_qkvw, dl_qkvb, da.qkv + oC3, a.ln1 + oC, a.qkv_xq + oC,
+                                a.qkv_rstd + oN, BT);
         layernorm_backward(dresidual, dl_ln1w, dl_ln1b, da.ln1 + oC, residual, l_ln1w, a.ln1_mean + oN,
                            a.ln1_rstd + oN, BT, C);
     }
@@ -1000,6 +1099,7 @@ void gpt2_free(GPT2 *model) {
     free(model->v_memory);
     free(model->wq_memory);
     free(model->w2_memory);
+    free(model->w2t_memory);
     free(model->xi8);
     free(model->inv_s);
     free(model->acc);
@@ -1125,8 +1225,10 @@ int main(int argc, char **argv) {
     if (out_dir != NULL) { ensure_writable_dir(out_dir, "-o"); }
 
     // the model: resumed, loaded, or fresh
-    QuantConfig quant = {parse_weight_quant(args.weight_quant), parse_act_quant(args.act_quant), args.inner_norm};
-    const int explicit_flags[3] = {args.set_weight_quant, args.set_act_quant, args.set_inner_norm};
+    QuantConfig quant = {parse_weight_quant(args.weight_quant), parse_act_quant(args.act_quant), args.inner_norm,
+                         parse_backward_quant(args.backward_quant)};
+    const int explicit_flags[NUM_MODE_FLAGS] = {args.set_weight_quant, args.set_act_quant, args.set_inner_norm,
+                                                args.set_backward_quant};
     GPT2 model;
     int resume_step = -1;
     char path[4096];

@@ -1,8 +1,11 @@
 /*
  dev/bench_gpt2_1bit.c: CPU training speed, fp mode vs ternary (b1.58) mode,
- measured in the same run on the same batch. The ternary mode runs twice: with
- the BitLinear forward as int8 x packed trits (the trainer's default) and with
- the float forward on W_q (the spec), to show what the integer kernels buy.
+ measured in the same run on the same batch. The ternary mode runs three times:
+   b1.58, float bwd       the trainer's default: BitLinear forward as int8 x packed trits,
+                          backward in float
+   b1.58, int8 bwd        the same with -bq int8: dX = dY W_q as int8 dY x packed trits too
+                          (dW stays float)
+   b1.58, float fwd+bwd   the float forward on W_q (the spec), to show what the integer kernels buy
 
  Build and run:  make bench            (= make bench_gpt2_1bit && ./bench_gpt2_1bit)
  Flags:          ./bench_gpt2_1bit [-e d12] [-b 4] [-t 64] [-r 5]
@@ -43,12 +46,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "error: bad flags (-e takes a descriptor such as d12; B, T, reps >= 1)\n");
         return 1;
     }
-#define NMODES 3
-    const char *names[NMODES] = {"fp (plain GPT-2)", "ternary, int8 fwd", "ternary, float fwd"};
-    QuantConfig modes[NMODES] = {quant_config_fp(), quant_config_b158(), quant_config_b158()};
+#define NMODES 4
+    const char *names[NMODES] = {"fp (plain GPT-2)", "b1.58, float bwd", "b1.58, int8 bwd", "b1.58, float fwd+bwd"};
+    QuantConfig modes[NMODES] = {quant_config_fp(), quant_config_b158(), quant_config_b158(), quant_config_b158()};
+    modes[2].backward_quant = BQ_INT8; // -bq int8
     GPT2 models[NMODES];
     for (int m = 0; m < NMODES; m++) { gpt2_build_random(&models[m], &cfg, modes[m], 1337); }
-    models[2].int8_forward = 0;
+    models[3].int8_forward = 0;
     int *x = (int *)mallocCheck((size_t)B * T * sizeof(int)), *y = (int *)mallocCheck((size_t)B * T * sizeof(int));
     uint64_t rng = 7;
     for (int i = 0; i < B * T; i++) { x[i] = random_u32(&rng) % cfg.vocab_size; y[i] = random_u32(&rng) % cfg.vocab_size; }
@@ -69,7 +73,7 @@ int main(int argc, char **argv) {
     for (int r = 0; r < reps; r++) {
         for (int m = 0; m < NMODES; m++) {
             ms[m][r] = train_step(&models[m], x, y, B, T, r + 1);
-            printf("  step %d %-18s %9.1f ms  loss %.4f\n", r + 1, names[m], ms[m][r], models[m].mean_loss);
+            printf("  step %d %-20s %9.1f ms  loss %.4f\n", r + 1, names[m], ms[m][r], models[m].mean_loss);
             fflush(stdout);
         }
     }
@@ -82,6 +86,7 @@ int main(int argc, char **argv) {
         printf("%-20s %12.1f %10.1f %13.3fx\n", names[m], med[m], B * T / (med[m] / 1000.0), med[m] / med[0]);
     }
     printf("(medians of %d steps; time vs fp below 1 = faster than fp)\n", reps);
+    printf("int8 backward of dX (-bq int8) vs float backward: %.3fx the time\n", med[2] / med[1]);
     for (int m = 0; m < NMODES; m++) { gpt2_free(&models[m]); free(ms[m]); }
     free(x); free(y);
     return 0;

@@ -15,7 +15,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include "gpt2_config.h" // defines: parse_weight_quant, parse_act_quant
+#include "gpt2_config.h" // defines: parse_weight_quant, parse_act_quant, parse_backward_quant, BQ_INT8_SUPPORTED
 
 typedef struct {
     const char *train_pattern;  // -i
@@ -46,10 +46,11 @@ typedef struct {
     const char *weight_quant;   // -wq
     const char *act_quant;      // -aq
     int inner_norm;             // -rn
+    const char *backward_quant; // -bq
     int seed;                   // -sd
     int hellaswag;              // -h 1
     // which of the quantization flags the user gave (a checkpoint's own modes win otherwise)
-    int set_weight_quant, set_act_quant, set_inner_norm;
+    int set_weight_quant, set_act_quant, set_inner_norm, set_backward_quant;
 } TrainArgs;
 
 typedef enum { ARG_INT, ARG_FLOAT, ARG_STR } ArgType;
@@ -90,6 +91,7 @@ static const ArgSpec ARG_SPECS[] = {
     ARG("-wq", ARG_STR, weight_quant, "weight quantization of the block matrices: fp | ternary | binary"),
     ARG("-aq", ARG_STR, act_quant, "activation quantization of their inputs: int8 | none"),
     ARG("-rn", ARG_INT, inner_norm, "1 = parameter-free RMSNorm inside every BitLinear, 0 = off"),
+    ARG("-bq", ARG_STR, backward_quant, "BitLinear backward of dX: float | int8 (dY to int8 per token; CPU trainer only)"),
     ARG("-sd", ARG_INT, seed, "random seed (init of fresh models, sampling)"),
     ARG("-h", ARG_INT, hellaswag, "1 = HellaSwag acc_norm with every val loss (dev/data/hellaswag.py writes the file; -h alone: this help)"),
 };
@@ -126,6 +128,7 @@ static inline void train_args_defaults(TrainArgs *a) {
     a->weight_quant = "ternary";
     a->act_quant = "int8";
     a->inner_norm = 1;
+    a->backward_quant = "float";
     a->seed = 1337;
     a->hellaswag = 0; // -h 1 turns it on
 }
@@ -193,6 +196,7 @@ static inline void train_args_parse(TrainArgs *a, int argc, char **argv) {
         if (strcmp(s->flag, "-wq") == 0) { a->set_weight_quant = 1; }
         if (strcmp(s->flag, "-aq") == 0) { a->set_act_quant = 1; }
         if (strcmp(s->flag, "-rn") == 0) { a->set_inner_norm = 1; }
+        if (strcmp(s->flag, "-bq") == 0) { a->set_backward_quant = 1; }
     }
 }
 
@@ -223,6 +227,14 @@ static inline void train_args_validate(const TrainArgs *a, const char *prog) {
     CHECK(a->inner_norm == 0 || a->inner_norm == 1, "-rn", "0 or 1");
     CHECK(parse_weight_quant(a->weight_quant) >= 0, "-wq", "one of fp, ternary, binary");
     CHECK(parse_act_quant(a->act_quant) >= 0, "-aq", "one of int8, none");
+    CHECK(parse_backward_quant(a->backward_quant) >= 0, "-bq", "one of float, int8");
+    // the int8 backward multiplies by the trits (or signs): fp weights have none
+    CHECK(!(parse_backward_quant(a->backward_quant) == BQ_INT8 && parse_weight_quant(a->weight_quant) == WQ_FP),
+          "-bq", "float with -wq fp (int8 multiplies dY by the trits: use -wq ternary or binary)");
+#if !BQ_INT8_SUPPORTED
+    CHECK(parse_backward_quant(a->backward_quant) != BQ_INT8, "-bq",
+          "float in the CUDA trainer: -bq int8 is CPU-only for now (train_gpt2_1bit)");
+#endif
     CHECK(!(a->resume && a->out_dir[0] == '\0'), "-y", "0 when there is no output directory (-o \"\")");
     CHECK(a->hellaswag == 0 || a->hellaswag == 1, "-h", "0 or 1 (-h alone prints the help)");
     CHECK(!(a->hellaswag && a->val_every == 0), "-h", "0 when -v is 0 (HellaSwag runs with the val loss)");

@@ -6,11 +6,15 @@
      [0] 20240326 magic        [1] 3 version (fp32 parameters)
      [2] maxT  [3] V  [4] L  [5] NH  [6] C  [7] Vp
      [16] 20261123 QUANT_MAGIC: the quantization fields below are present
-     [17] 1 quant fields version
+     [17] quant fields version: 1, or 2 when slot 23 is there
      [18] weight quant (0 fp, 1 ternary, 2 binary)   [19] act quant (0 none, 1 int8)
      [20] inner RMSNorm (0 off, 1 on)
      [21] 20261128 CRC_MAGIC: slot 22 holds a checksum
      [22] CRC-32 (zlib's) of the parameter bytes, everything after the header
+     [23] version 2 only: backward of dX (-bq: 0 float, 1 int8). A float-backward model is
+          written as version 1, byte for byte as before this slot existed; an int8 one as
+          version 2, which a build from before refuses instead of training on in float.
+          A version 1 file loads as -bq float.
    float32 params[num_parameters]   the latent weights, layout of llmc/gpt2_config.h
  A file from llm.c has zeros in [16..22]: it loads as it is, in the mode the
  flags ask for, without a checksum to check. A file of ours reloads in the mode it
@@ -49,7 +53,9 @@
 #define MODEL_MAGIC 20240326
 #define MODEL_VERSION_FP32 3
 #define QUANT_MAGIC 20261123
-#define QUANT_VERSION 1
+#define QUANT_VERSION 2    // the newest we read and write: adds slot 23
+#define QUANT_VERSION_V1 1 // without slot 23 (-bq float): still written for float-backward models
+#define MODEL_BQ_SLOT 23   // model file: [23] backward quant, in version 2
 #define STATE_MAGIC 20261125
 #define STATE_VERSION 1
 #define CRC_MAGIC 20261128 // in a header slot: the next slot holds the CRC-32 of the payload
@@ -155,19 +161,23 @@ static inline void model_header_read(FILE *fp, const char *path, GPT2Config *con
     }
     *has_quant = 0;
     if (header[16] == QUANT_MAGIC) {
-        if (header[17] != QUANT_VERSION) {
-            fprintf(stderr, "error: '%s' has quantization fields version %d; this trainer reads %d\n",
-                    path, header[17], QUANT_VERSION);
+        if (header[17] != QUANT_VERSION_V1 && header[17] != QUANT_VERSION) {
+            fprintf(stderr, "error: '%s' has quantization fields version %d; this trainer reads %d and %d\n",
+                    path, header[17], QUANT_VERSION_V1, QUANT_VERSION);
             exit(EXIT_FAILURE);
         }
-        if (header[18] < 0 || header[18] > 2 || header[19] < 0 || header[19] > 1 || header[20] < 0 || header[20] > 1) {
-            fprintf(stderr, "error: '%s' has unknown quantization modes (%d, %d, %d)\n",
-                    path, header[18], header[19], header[20]);
+        int bq = header[17] == QUANT_VERSION ? header[MODEL_BQ_SLOT] : BQ_FLOAT;
+        // (-bq int8 multiplies by the trits: a fp model has none)
+        if (header[18] < 0 || header[18] > 2 || header[19] < 0 || header[19] > 1 || header[20] < 0 ||
+            header[20] > 1 || bq < 0 || bq > 1 || (bq == BQ_INT8 && header[18] == WQ_FP)) {
+            fprintf(stderr, "error: '%s' has unknown quantization modes (%d, %d, %d, backward %d)\n",
+                    path, header[18], header[19], header[20], bq);
             exit(EXIT_FAILURE);
         }
         quant->weight_quant = header[18];
         quant->act_quant = header[19];
         quant->inner_norm = header[20];
+        quant->backward_quant = bq;
         *has_quant = 1;
     } else if (header[16] != 0) {
         fprintf(stderr, "error: '%s' has an unknown value %d in header slot 16\n", path, header[16]);
@@ -204,10 +214,11 @@ static inline void model_header_fill(int *header, const GPT2Config *config, cons
     header[6] = config->channels;
     header[7] = config->padded_vocab_size;
     header[16] = QUANT_MAGIC;
-    header[17] = QUANT_VERSION;
+    header[17] = quant->backward_quant == BQ_FLOAT ? QUANT_VERSION_V1 : QUANT_VERSION;
     header[18] = quant->weight_quant;
     header[19] = quant->act_quant;
     header[20] = quant->inner_norm;
+    if (quant->backward_quant != BQ_FLOAT) { header[MODEL_BQ_SLOT] = quant->backward_quant; }
     header[MODEL_CRC_SLOT] = CRC_MAGIC;
     header[MODEL_CRC_SLOT + 1] = (int)crc;
 }
@@ -301,10 +312,11 @@ static inline void safe_close(SafeFile *f) {
 // Open a model file (ours or llm.c's), read its header and check its parameters
 // (model_payload_check); returns the file positioned at the parameters. `quant` holds the modes the flags ask for: an
 // llm.c file loads in them; a file of ours loads in its own modes, and a flag
-// that asks for another mode (explicit_flags[i] == 1 for -wq, -aq, -rn) is an
-// error naming the flag. explicit_flags may be NULL.
-static inline FILE *model_file_open(const char *path, QuantConfig quant, const int explicit_flags[3],
-                                    GPT2Config *config, QuantConfig *quant_out) {
+// that asks for another mode (explicit_flags[i] == 1 for -wq, -aq, -rn, -bq) is an
+// error naming the flag. explicit_flags (NUM_MODE_FLAGS entries) may be NULL.
+#define NUM_MODE_FLAGS 4
+static inline FILE *model_file_open_modes(const char *path, QuantConfig quant, const int explicit_flags[NUM_MODE_FLAGS],
+                                          GPT2Config *config, QuantConfig *quant_out) {
     if (is_directory(path)) { // e.g. -e out: the run's directory instead of one of its checkpoints
         int step = checkpoint_find_latest(path);
         if (step >= 0) {
@@ -324,22 +336,40 @@ static inline FILE *model_file_open(const char *path, QuantConfig quant, const i
     model_header_read(fp, path, config, &fq, &has_quant, &has_crc, &crc);
     model_payload_check(fp, path, config, has_crc, crc);
     if (has_quant) {
-        const int want[3] = {quant.weight_quant, quant.act_quant, quant.inner_norm};
-        const int have[3] = {fq.weight_quant, fq.act_quant, fq.inner_norm};
-        const char *flags[3] = {"-wq", "-aq", "-rn"};
-        for (int i = 0; i < 3; i++) {
+        const int want[NUM_MODE_FLAGS] = {quant.weight_quant, quant.act_quant, quant.inner_norm, quant.backward_quant};
+        const int have[NUM_MODE_FLAGS] = {fq.weight_quant, fq.act_quant, fq.inner_norm, fq.backward_quant};
+        const char *flags[NUM_MODE_FLAGS] = {"-wq", "-aq", "-rn", "-bq"};
+        for (int i = 0; i < NUM_MODE_FLAGS; i++) {
             if (explicit_flags != NULL && explicit_flags[i] && want[i] != have[i]) {
                 char mode[256];
                 quant_config_describe(&fq, mode, sizeof(mode));
-                fprintf(stderr, "error: %s disagrees with '%s', which was trained with %s\n"
-                        "---> HINT: drop %s to continue in the checkpoint's mode\n", flags[i], path, mode, flags[i]);
+                fprintf(stderr, "error: %s disagrees with '%s', which was trained with %s%s\n"
+                        "---> HINT: drop %s to continue in the checkpoint's mode\n", flags[i], path, mode,
+                        fq.backward_quant == BQ_FLOAT ? ", backward dX float" : "", flags[i]);
                 exit(EXIT_FAILURE);
             }
         }
         quant = fq;
     }
+#if !BQ_INT8_SUPPORTED
+    // the CUDA trainer has no int8 backward yet (llmc/gpt2_config.h): training on in float would
+    // write checkpoints that say int8
+    if (quant.backward_quant == BQ_INT8) {
+        fprintf(stderr, "error: '%s' was trained with -bq int8 (the int8 backward of dX), which only the CPU "
+                "trainer has so far\n---> HINT: continue it with train_gpt2_1bit (the CPU trainer)\n", path);
+        exit(EXIT_FAILURE);
+    }
+#endif
     *quant_out = quant;
     return fp;
+}
+
+// the same for callers that know the first three mode flags only (-wq, -aq, -rn): -bq counts as not given
+static inline FILE *model_file_open(const char *path, QuantConfig quant, const int explicit_flags[3],
+                                    GPT2Config *config, QuantConfig *quant_out) {
+    int flags4[NUM_MODE_FLAGS] = {0, 0, 0, 0};
+    for (int i = 0; explicit_flags != NULL && i < 3; i++) { flags4[i] = explicit_flags[i]; }
+    return model_file_open_modes(path, quant, explicit_flags != NULL ? flags4 : NULL, config, quant_out);
 }
 
 // ----------------------------------------------------------------------------

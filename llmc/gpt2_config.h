@@ -23,25 +23,40 @@
 
 typedef enum { WQ_FP = 0, WQ_TERNARY = 1, WQ_BINARY = 2 } WeightQuant;
 typedef enum { AQ_NONE = 0, AQ_INT8 = 1 } ActQuant;
+// the backward of dX = dY W_q in BitLinear (-bq): float (the reference), or int8 with dY per token
+// to int8 times the trits in exact int32 sums (issue 14; needs -wq ternary or binary)
+typedef enum { BQ_FLOAT = 0, BQ_INT8 = 1 } BackwardQuant;
 
 typedef struct {
     int weight_quant; // WeightQuant: how the four block matrices are used in the forward pass
     int act_quant;    // ActQuant: how the input of those matrices is quantized
     int inner_norm;   // 1: parameter-free RMSNorm of the BitLinear input (BitNet's SubLN-free form)
+    int backward_quant; // BackwardQuant: how their backward computes dX (training only; 0 where not given)
 } QuantConfig;
 
 __attribute__((unused)) static const char *WEIGHT_QUANT_NAMES[] = {"fp", "ternary", "binary"};
 __attribute__((unused)) static const char *ACT_QUANT_NAMES[] = {"none", "int8"};
+__attribute__((unused)) static const char *BACKWARD_QUANT_NAMES[] = {"float", "int8"};
+
+// -bq int8 exists in the CPU trainer only so far. Code compiled as CUDA refuses it, on the command
+// line (llmc/args.h) and in a model file (llmc/checkpoint.h), rather than train on with the float
+// backward while the files say int8: nvcc defines __CUDACC__, and tests/cuda_emu compiles the .cu
+// as C++ after <cuda_runtime.h>, which defines CUDART_VERSION (as the real one does).
+#if defined(__CUDACC__) || defined(CUDART_VERSION)
+#define BQ_INT8_SUPPORTED 0
+#else
+#define BQ_INT8_SUPPORTED 1
+#endif
 
 // the b1.58 recipe, the trainers' default
 static inline QuantConfig quant_config_b158(void) {
-    QuantConfig q = {WQ_TERNARY, AQ_INT8, 1};
+    QuantConfig q = {WQ_TERNARY, AQ_INT8, 1, BQ_FLOAT};
     return q;
 }
 
 // plain GPT-2: computes what llm.c's train_gpt2.c computes
 static inline QuantConfig quant_config_fp(void) {
-    QuantConfig q = {WQ_FP, AQ_NONE, 0};
+    QuantConfig q = {WQ_FP, AQ_NONE, 0, BQ_FLOAT};
     return q;
 }
 
@@ -55,10 +70,17 @@ static inline int parse_act_quant(const char *s) {
     for (int i = 0; i < 2; i++) { if (strcmp(s, ACT_QUANT_NAMES[i]) == 0) { return i; } }
     return -1;
 }
+// parse "float|int8"; returns -1 when unknown
+static inline int parse_backward_quant(const char *s) {
+    for (int i = 0; i < 2; i++) { if (strcmp(s, BACKWARD_QUANT_NAMES[i]) == 0) { return i; } }
+    return -1;
+}
 
+// (the backward is named only when it is int8: a model for inference has no backward)
 static inline void quant_config_describe(const QuantConfig *q, char *buf, size_t n) {
-    snprintf(buf, n, "weights %s, activations %s, inner RMSNorm %s",
-             WEIGHT_QUANT_NAMES[q->weight_quant], ACT_QUANT_NAMES[q->act_quant], q->inner_norm ? "on" : "off");
+    snprintf(buf, n, "weights %s, activations %s, inner RMSNorm %s%s",
+             WEIGHT_QUANT_NAMES[q->weight_quant], ACT_QUANT_NAMES[q->act_quant], q->inner_norm ? "on" : "off",
+             q->backward_quant == BQ_INT8 ? ", backward dX int8 (-bq int8)" : "");
 }
 
 // ----------------------------------------------------------------------------

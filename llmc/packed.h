@@ -233,6 +233,7 @@ static inline void packed_read(PackedModel *m, const char *path) {
     c->max_seq_len = header[2]; c->vocab_size = header[3]; c->num_layers = header[4];
     c->num_heads = header[5]; c->channels = header[6]; c->padded_vocab_size = header[7];
     m->quant.weight_quant = header[8]; m->quant.act_quant = header[9]; m->quant.inner_norm = header[10];
+    m->quant.backward_quant = BQ_FLOAT; // a training mode: a packed model is for inference
     m->trit_format = header[11];
     m->float_format = header[12];
     const char *bad = gpt2_config_check(c);

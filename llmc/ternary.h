@@ -109,4 +109,27 @@ static HOSTDEV inline int8_t quantize_int8(float x, float s) {
     return (int8_t)r;
 }
 
+// ----------------------------------------------------------------------------
+// gradients: the int8 backward of dX (-bq int8, issue 14)
+// BitLinear's output gradient dY, per token (a row g of OC values), to int8 as the activations are
+// (SwitchBack's row-wise quantization of the gradient), with quantize_int8 above:
+//     s_g = 127 / max(max|g|, GRAD_EPS),  g_q = clamp(round(g * s_g), -128, 127) / s_g
+// The floor is not the activations' 1e-5: gradients have no natural scale (they shrink with
+// 1/(B*T)), and that floor would round whole rows to 0. GRAD_EPS only keeps s_g finite when a row
+// is all zeros (127 / 1e-30 fits a float).
+
+#define GRAD_EPS 1e-30f
+
+// s_g from m = max|g| of a row (a kernel reduces, then calls this)
+static HOSTDEV inline float grad_absmax_from_max(float m) {
+    return 127.0f / (m > GRAD_EPS ? m : GRAD_EPS);
+}
+
+// s_g for one row of n values
+static inline float grad_absmax_scale(const float *g, size_t n) {
+    float m = 0.0f;
+    for (size_t i = 0; i < n; i++) { float a = fabsf(g[i]); m = a > m ? a : m; }
+    return grad_absmax_from_max(m);
+}
+
 #endif // LLMC_TERNARY_H

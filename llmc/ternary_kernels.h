@@ -21,6 +21,7 @@
    matmul_i8_t2(out, x, w, M, K, N)       out (M,N) int32 = x (M,K) int8 @ trits(w)^T, w = N packed rows of K
    matmul_i8_t3(out, x, w, M, K, N)       the same for base-3 rows
    matmul_i8_t2_ref / matmul_i8_t3_ref    the spec: unpack, then plain loops
+   pack2_rows_transposed(dst, trits, rows, n)   the 2-bit rows of trits^T (for x @ trits: the int8 backward)
    dequant_epilogue(out, acc, row_scale, w_scale, bias, M, N)   (dequant_row: one row, or a slice of one)
    gemv_i8_t2_prepare(xs, x, K) -> sum(x),
    gemv_i8_t2_rows(out, xs, xsum, w, K, n0, n1)   matmul_i8_t2 at M = 1 in two steps, for a decoder
@@ -138,6 +139,40 @@ static inline void unpack2_rows(int8_t *trits, const uint8_t *src, int rows, int
         const uint8_t *s = src + (size_t)r * rb;
         int8_t *t = trits + (size_t)r * n;
         for (int i = 0; i < n; i++) { t[i] = (int8_t)(((s[i / 4] >> (2 * (i % 4))) & 3) - 1); }
+    }
+}
+
+// dst (n, pack2_row_bytes(rows)) <- trits (rows, n)^T in the 2-bit format: row i of dst is column i
+// of trits, so matmul_i8_t2 on it computes x (M,rows) @ trits (rows,n), the product the int8
+// backward needs (dX = dY W_q, -bq int8). Equal to transposing, then pack2_rows. In tiles of
+// TR_J bytes x TR_I columns: the trits are read by rows (4 rows make a byte) and each dst row
+// gets TR_J consecutive bytes at once (byte by byte down the columns took 2x as long at d12).
+#define TR_J 8
+#define TR_I 256
+static inline void pack2_rows_transposed(uint8_t *dst, const int8_t *trits, int rows, int n) {
+    size_t rb = pack2_row_bytes(rows);
+    uint8_t tile[TR_J][TR_I]; // tile[jj][ii] = byte j0+jj of dst row i0+ii
+    for (size_t j0 = 0; j0 < rb; j0 += TR_J) {
+        size_t nj = rb - j0 < TR_J ? rb - j0 : TR_J;
+        for (int i0 = 0; i0 < n; i0 += TR_I) {
+            int ni = n - i0 < TR_I ? n - i0 : TR_I;
+            for (size_t jj = 0; jj < nj; jj++) {
+                memset(tile[jj], 0, (size_t)ni);
+                for (int s = 0; s < 4; s++) { // trit row 4j+s goes to bits [2s+1:2s]
+                    size_t r = 4 * (j0 + jj) + s;
+                    if (r < (size_t)rows) {
+                        const int8_t *t = trits + r * (size_t)n + i0;
+                        for (int ii = 0; ii < ni; ii++) { tile[jj][ii] |= (uint8_t)((t[ii] + 1) << (2 * s)); }
+                    } else {
+                        for (int ii = 0; ii < ni; ii++) { tile[jj][ii] |= (uint8_t)(1 << (2 * s)); } // past the end: trit 0
+                    }
+                }
+            }
+            for (int ii = 0; ii < ni; ii++) {
+                uint8_t *d = dst + (size_t)(i0 + ii) * rb + j0;
+                for (size_t jj = 0; jj < nj; jj++) { d[jj] = tile[jj][ii]; }
+            }
+        }
     }
 }
 

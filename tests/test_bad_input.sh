@@ -286,6 +286,8 @@ expect_error "out of range -x -1" "-x" "${BASE[@]}" -x -1 -o ""
 expect_error "out of range -wq quaternary" "-wq" "${BASE[@]}" -wq quaternary -o ""
 expect_error "out of range -aq int4" "-aq" "${BASE[@]}" -aq int4 -o ""
 expect_error "out of range -rn 2" "-rn" "${BASE[@]}" -rn 2 -o ""
+expect_error "out of range -bq int4" "-bq" "${BASE[@]}" -bq int4 -o ""
+expect_error "-bq int8 with -wq fp (no trits to multiply by)" "-bq" "${BASE[@]}" -wq fp -aq none -rn 0 -bq int8 -o ""
 expect_error "out of range -y 2" "-y" "${BASE[@]}" -y 2 -o ""
 expect_error "out of range -q 1.5" "-q" "${BASE[@]}" -q 1.5 -o ""
 expect_error "out of range -ld 0" "-ld" "${BASE[@]}" -ld 0 -o ""
@@ -334,6 +336,30 @@ expect_ok "an llm.c checkpoint (no quant fields) takes the flags' modes" "${BASE
 # a fp checkpoint resumed with an explicit other mode is refused too
 run_trainer "${BASE[@]}" -x 2 -wq fp -aq none -rn 0 -o "$W/fp"
 expect_error "resuming a fp run with -wq ternary is refused" "-wq" "${BASE[@]}" -x 4 -y 1 -wq ternary -o "$W/fp"
+
+# -bq (the backward of dX) is a mode of the checkpoint like the others: a float-backward file (written
+# as quant fields version 1, as before -bq existed) loads as -bq float, and -bq int8 on it is refused;
+# an int8-backward run resumes in int8, and -bq float on it is refused
+expect_error "ternary checkpoint (float backward) loaded with -bq int8 is refused" "-bq" \
+    "${BASE[@]}" -e "$TERN" -bq int8 -o ""
+expect_ok "ternary checkpoint loaded with the same -bq float trains" "${BASE[@]}" -e "$TERN" -bq float -o ""
+run_trainer "${BASE[@]}" -x 2 -bq int8 -o "$W/bq8"
+BQ8=$W/bq8/model_00000002.bin
+if [ "$RC" -eq 0 ] && [ -f "$W/bq8/DONE_00000002" ] && grep -q '^mode: .*backward dX int8' <<<"$OUT"; then
+    pass "setup: 2 steps with -bq int8 write a checkpoint and say the mode"
+else
+    fail "setup: 2 steps with -bq int8 write a checkpoint and say the mode" "exit $RC: $(grep -m1 '^mode:' <<<"$OUT")"
+fi
+expect_error "resuming a -bq int8 run with -bq float is refused" "-bq" "${BASE[@]}" -x 4 -y 1 -bq float -o "$W/bq8"
+cp -r "$W/bq8" "$W/bq8_resume"
+expect_ok "resuming a -bq int8 run without -bq trains on" "${BASE[@]}" -x 4 -y 1 -o "$W/bq8_resume"
+if grep -q '^mode: .*backward dX int8' <<<"$OUT"; then pass "a -bq int8 checkpoint resumes in -bq int8"
+else fail "a -bq int8 checkpoint resumes in -bq int8" "$(grep -m1 '^mode:' <<<"$OUT")"; fi
+cp "$BQ8" "$W/bq_slot.bin" && put_i32 "$W/bq_slot.bin" 23 7
+expect_error "checkpoint with an unknown backward mode in header slot 23" "$W/bq_slot.bin" \
+    "${BASE[@]}" -e "$W/bq_slot.bin" -o ""
+cp "$TERN" "$W/quant_v3.bin" && put_i32 "$W/quant_v3.bin" 17 3
+expect_error "checkpoint with quantization fields version 3" "$W/quant_v3.bin" "${BASE[@]}" -e "$W/quant_v3.bin" -o ""
 
 # state files: copy the ternary run's dir and damage one file in each copy
 cp -r "$W/tern" "$W/state_trunc"
@@ -458,6 +484,13 @@ else
     expect_error "CUDA trainer (emulator): -e a run's directory" "'$W/tern' is a directory, not a model file" \
         "${BASE[@]}" -e "$W/tern" -o ""
     expect_error "CUDA trainer (emulator): -l inf" "flag -l expects a finite number" "${BASE[@]}" -l inf -o ""
+    # -bq int8 is in the CPU trainer only (issue 14): the CUDA trainer must refuse it, never train in float
+    expect_error "CUDA trainer (emulator): -bq int8 is refused (CPU-only for now)" "-bq int8 is CPU-only" \
+        "${BASE[@]}" -bq int8 -o ""
+    expect_error "CUDA trainer (emulator): a -bq int8 checkpoint is refused" "'$BQ8' was trained with -bq int8" \
+        "${BASE[@]}" -e "$BQ8" -o ""
+    expect_error "CUDA trainer (emulator): resuming a -bq int8 run is refused" \
+        "'$W/bq8/model_00000002.bin' was trained with -bq int8" "${BASE[@]}" -x 4 -y 1 -o "$W/bq8"
     BIN=$BIN_CPU
 fi
 

@@ -98,7 +98,7 @@ static int selftest(void) {
 
     // 4. which models are refused: the inner norm always; C not a multiple of 256 for ternary weights
     GPT2Config c256 = {64, 512, 512, 2, 4, 256}, c128 = {64, 512, 512, 2, 2, 128};
-    QuantConfig b158 = quant_config_b158(), rn0 = {WQ_TERNARY, AQ_INT8, 0}, bin0 = {WQ_BINARY, AQ_INT8, 0};
+    QuantConfig b158 = quant_config_b158(), rn0 = {WQ_TERNARY, AQ_INT8, 0, BQ_FLOAT}, bin0 = {WQ_BINARY, AQ_INT8, 0, BQ_FLOAT};
     QuantConfig fp = quant_config_fp();
     const char *why_rn = gguf_export_refusal(&c256, &b158), *why_c = gguf_export_refusal(&c128, &rn0);
     check(why_rn != NULL && strstr(why_rn, "-rn 0") != NULL && strstr(why_rn, "inner RMSNorm") != NULL,
@@ -150,8 +150,8 @@ static int write_all(const char *dir, const char *tokenizer) {
     GPT2Config small = {32, 300, 384, 2, 4, 256}; // V below the tokenizer's: its first 300 tokens
     GPT2Config narrow = {32, 300, 384, 2, 2, 128};
     GPT2Config vocab = {16, 50257, 50304, 1, 4, 256}; // GPT-2's whole vocab: the tokenizer check
-    QuantConfig tern = {WQ_TERNARY, AQ_INT8, 0}, tern_fpact = {WQ_TERNARY, AQ_NONE, 0};
-    QuantConfig bin = {WQ_BINARY, AQ_INT8, 0}, fp = quant_config_fp(), b158 = quant_config_b158();
+    QuantConfig tern = {WQ_TERNARY, AQ_INT8, 0, BQ_FLOAT}, tern_fpact = {WQ_TERNARY, AQ_NONE, 0, BQ_FLOAT};
+    QuantConfig bin = {WQ_BINARY, AQ_INT8, 0, BQ_FLOAT}, fp = quant_config_fp(), b158 = quant_config_b158();
     struct { const char *name; GPT2Config cfg; QuantConfig q; int tq1, ff; } ok[] = {
         {"tern_tq2_f32", small, tern, 0, 32},
         {"tern_tq1_f16", small, tern, 1, 16},

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/test_resume.sh: checkpoints and resuming (-n, -y) of the CPU trainer.
 #
-# For each weight mode (fp, ternary, binary): run A trains 8 steps in one go,
+# For each weight mode (fp, ternary, binary, and ternary with -bq int8): run A trains 8 steps in one go,
 # writing checkpoints at steps 4 and 8. Run B trains the same 8 steps, then
 # loses everything of step 8 (as if killed between the two checkpoints, with
 # half-written leftovers) and resumes with -y 1. The resumed run must continue
@@ -62,11 +62,12 @@ NPARAMS=$(( ($(fsize "$MODEL") - 1024) / 4 ))
 
 # ----------------------------------------------------------------------------
 # exact resume, one weight mode at a time
-# resume_case MODE FLAGS QUANT_FIELDS LEFTOVER: the mode's flags, the header
-# fields [18..20] it must write, and how run B's step 8 is lost
+# resume_case MODE FLAGS QUANT_FIELDS LEFTOVER [BQ]: the mode's flags, the header
+# fields [18..20] it must write, how run B's step 8 is lost, and the backward of dX (-bq) it
+# must record: absent or 0 (float: quant fields version 1, slot 23 empty), 1 (int8: version 2, [23] = 1)
 
 resume_case() {
-    local mode=$1 flags=$2 want_quant=$3 leftover=$4
+    local mode=$1 flags=$2 want_quant=$3 leftover=$4 bq=${5:-0}
     local A=$W/$mode/A B=$W/$mode/B
     mkdir -p "$W/$mode"
     # shellcheck disable=SC2086
@@ -87,15 +88,15 @@ resume_case() {
     if [ -z "$tmps" ]; then pass "$mode: no .tmp files left after a normal run"
     else fail "$mode: no .tmp files left after a normal run" "left: $tmps"; fi
 
-    # model header: llm.c's fields, then ours in slots 16..20, the checksum's marker in 21
-    local want="20240326 3 32 250 2 4 64 256 20261123 1 $want_quant 20261128"
+    # model header: llm.c's fields, then ours in slots 16..20, the checksum's marker in 21, -bq in 23
+    local want="20240326 3 32 250 2 4 64 256 20261123 $((1 + bq)) $want_quant 20261128 $bq"
     local got
-    got=$(read_i32 "$A/model_00000008.bin" 0 1 2 3 4 5 6 7 16 17 18 19 20 21)
+    got=$(read_i32 "$A/model_00000008.bin" 0 1 2 3 4 5 6 7 16 17 18 19 20 21 23)
     if [ "$got" = "$want" ] && [ "$(fsize "$A/model_00000008.bin")" = "$(fsize "$MODEL")" ]; then
-        pass "$mode: model file header (magic, version, config, quant fields $want_quant, checksum) and size"
+        pass "$mode: model file header (magic, version, config, quant fields $want_quant, checksum, -bq $bq) and size"
     else
-        fail "$mode: model file header (magic, version, config, quant fields $want_quant, checksum) and size" \
-            "header [0..7,16..21] = '$got', want '$want'; size $(fsize "$A/model_00000008.bin")"
+        fail "$mode: model file header (magic, version, config, quant fields $want_quant, checksum, -bq $bq) and size" \
+            "header [0..7,16..21,23] = '$got', want '$want'; size $(fsize "$A/model_00000008.bin")"
     fi
     # state header: magic, version, num_parameters, step, B, T, the checksum's marker; then m and v
     want="20261125 1 $NPARAMS 8 4 16 20261128"
@@ -164,6 +165,8 @@ resume_case() {
 resume_case fp "-wq fp -aq none -rn 0" "0 0 0" clean
 resume_case ternary "" "1 1 1" no_done
 resume_case binary "-wq binary" "2 1 1" dangling_tmp
+# the int8 backward of dX (-bq int8): recorded in the checkpoint (quant fields version 2, slot 23)
+resume_case ternary_bq8 "-bq int8" "1 1 1" no_done 1
 
 # ----------------------------------------------------------------------------
 # main.log with trit reports across a resume (default b1.58 mode, val and trits every -v steps).

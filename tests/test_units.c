@@ -3,6 +3,7 @@
    - the quantizers of llmc/ternary.h: edge cases (all-zero tensors and rows,
      huge values, ties at .5), grids and idempotence
    - the straight-through estimator contract of bitlinear_backward
+   - the int8 backward of dX (-bq int8) against its equation, bit for bit, on every SIMD path
    - finite-difference gradient checks of every float layer
    - matmul_forward against a naive loop at odd shapes
    - the learning-rate / weight-decay schedules, sampling, tokenizer decoding
@@ -103,7 +104,7 @@ static void test_quantizers(void) {
     int N = 7, IC = 33;
     float x[7 * 33], xq[7 * 33], xq2[7 * 33], rstd[7];
     fill_random(x, (size_t)N * IC, 3.0f);
-    QuantConfig q = {WQ_TERNARY, AQ_INT8, 1};
+    QuantConfig q = {WQ_TERNARY, AQ_INT8, 1, BQ_FLOAT};
     bitlinear_input_forward(xq, NULL, NULL, rstd, x, N, IC, &q);
     ok = 1;
     for (int n = 0; n < N; n++) {
@@ -118,7 +119,7 @@ static void test_quantizers(void) {
         }
     }
     check(ok, "BitLinear input: inner RMSNorm rstd correct and x_q on the 127-step grid of max|x_n|");
-    QuantConfig q_noinner = {WQ_TERNARY, AQ_INT8, 0};
+    QuantConfig q_noinner = {WQ_TERNARY, AQ_INT8, 0, BQ_FLOAT};
     bitlinear_input_forward(xq2, NULL, NULL, rstd, xq, N, IC, &q_noinner);
     float md = 0;
     for (int i = 0; i < N * IC; i++) { md = fmaxf(md, fabsf(xq2[i] - xq[i])); }
@@ -137,7 +138,7 @@ static void test_ste(void) {
     fill_random(bias, 9, 0.1f);
     fill_random(dout, sizeof(dout) / 4, 1.0f);
     weights_quantize(wq, trits, w, (size_t)OC * IC, WQ_TERNARY);
-    QuantConfig q = {WQ_TERNARY, AQ_INT8, 0};
+    QuantConfig q = {WQ_TERNARY, AQ_INT8, 0, BQ_FLOAT};
     bitlinear_forward(out, xq, rstd, inp, wq, bias, N, IC, OC, &q);
     float dinp[6 * 20] = {0}, dw[9 * 20] = {0}, db[9] = {0}, dxn[6 * 20];
     float *scratch = (float *)mallocCheck(matmul_scratch_size(N, IC, OC) * sizeof(float));
@@ -165,6 +166,142 @@ static void test_ste(void) {
     check(md_x < 1e-5f, "STE: dx = dout W_q (rounding counts as identity)");
     check(md_b < 1e-5f, "STE: dbias = sum of dout, in full precision");
     free(scratch);
+}
+
+// ----------------------------------------------------------------------------
+// the int8 backward of dX (-bq int8): against its equation, exactly, on every SIMD path
+
+// dx_q (N,IC) = (gamma / s_g) * (q @ t) by plain loops: q = dY (N,OC) to int8 per row, t the trits (OC,IC)
+static void int8_backward_spec(float *dxq, const float *dout, const int8_t *trits, float gamma, int N, int IC, int OC) {
+    int8_t *q = (int8_t *)mallocCheck((size_t)OC);
+    for (int n = 0; n < N; n++) {
+        float s = grad_absmax_scale(dout + (size_t)n * OC, OC);
+        for (int o = 0; o < OC; o++) { q[o] = quantize_int8(dout[(size_t)n * OC + o], s); }
+        float scale = gamma * (1.0f / s); // as dequant_epilogue: the two scales multiplied first
+        for (int i = 0; i < IC; i++) {
+            int32_t acc = 0;
+            for (int o = 0; o < OC; o++) { acc += (int32_t)q[o] * trits[(size_t)o * IC + i]; }
+            dxq[(size_t)n * IC + i] = (float)acc * scale;
+        }
+    }
+    free(q);
+}
+
+static void test_int8_backward(void) {
+    // pack2_rows_transposed = transpose, then pack2_rows, at shapes with partial tiles and a partial last byte
+    const int shapes[3][2] = {{37, 600}, {300, 40}, {1, 3}};
+    for (int k = 0; k < 3; k++) {
+        int rows = shapes[k][0], n = shapes[k][1];
+        size_t nt = (size_t)rows * n, nb = (size_t)n * pack2_row_bytes(rows);
+        int8_t *t = (int8_t *)mallocCheck(nt), *tt = (int8_t *)mallocCheck(nt);
+        uint8_t *a = (uint8_t *)mallocCheck(nb), *b = (uint8_t *)mallocCheck(nb);
+        for (size_t i = 0; i < nt; i++) { t[i] = (int8_t)(random_u32(&test_rng) % 3) - 1; }
+        for (int r = 0; r < rows; r++) {
+            for (int i = 0; i < n; i++) { tt[(size_t)i * rows + r] = t[(size_t)r * n + i]; }
+        }
+        pack2_rows(a, tt, n, rows);
+        pack2_rows_transposed(b, t, rows, n);
+        char name[128];
+        snprintf(name, sizeof(name), "pack2_rows_transposed (%d x %d) = pack2_rows of the transpose", rows, n);
+        check(memcmp(a, b, nb) == 0, name);
+        free(t); free(tt); free(a); free(b);
+    }
+    // N = 9: two 4-row tiles and a GEMV row; OC = 300: blocks of 128 and 256 trits and a partial one
+    int N = 9, IC = 40, OC = 300;
+    size_t nin = (size_t)N * IC, nout = (size_t)N * OC, nw = (size_t)OC * IC;
+    float *inp = (float *)mallocCheck(nin * 4), *xq = (float *)mallocCheck(nin * 4), rstd[9];
+    float *w = (float *)mallocCheck(nw * 4), *wq = (float *)mallocCheck(nw * 4), bias[300];
+    float *out = (float *)mallocCheck(nout * 4), *dout = (float *)mallocCheck(nout * 4);
+    float *spec = (float *)mallocCheck(nin * 4), *dxn = (float *)mallocCheck(nin * 4);
+    float *d_f = (float *)mallocCheck(nin * 4), *d_i = (float *)mallocCheck(nin * 4), *d_ref = (float *)mallocCheck(nin * 4);
+    float *dw_f = (float *)mallocCheck(nw * 4), *dw_i = (float *)mallocCheck(nw * 4), db_f[300], db_i[300];
+    int8_t *trits = (int8_t *)mallocCheck(nw), *t_back = (int8_t *)mallocCheck(nw), *qi8 = (int8_t *)mallocCheck(nout);
+    int8_t *trits_t = (int8_t *)mallocCheck(nw);
+    uint8_t *w2t = (uint8_t *)mallocCheck((size_t)IC * pack2_row_bytes(OC));
+    uint8_t *w2t_ref = (uint8_t *)mallocCheck((size_t)IC * pack2_row_bytes(OC));
+    float inv_s[9];
+    int32_t *acc = (int32_t *)mallocCheck(nin * sizeof(int32_t));
+    float *scratch = (float *)mallocCheck(matmul_scratch_size(N, IC, OC) * sizeof(float));
+    fill_random(inp, nin, 2.0f);
+    fill_random(w, nw, 0.05f);
+    fill_random(bias, OC, 0.1f);
+    fill_random(dout, nout, 1e-3f);
+    for (int o = 0; o < OC; o++) { dout[3 * OC + o] = 0.0f; } // an all-zero row of dY: s_g is floored, dx = 0
+    const int path0 = cpu_path();
+    char name[160];
+    for (int mode = WQ_TERNARY; mode <= WQ_BINARY; mode++) {
+        const char *mname = WEIGHT_QUANT_NAMES[mode];
+        float gamma = weights_quantize(wq, trits, w, nw, mode);
+        // the transposed packing equals transposing, then pack2_rows
+        for (int o = 0; o < OC; o++) {
+            for (int i = 0; i < IC; i++) { trits_t[(size_t)i * OC + o] = trits[(size_t)o * IC + i]; }
+        }
+        pack2_rows(w2t_ref, trits_t, IC, OC);
+        pack2_rows_transposed(w2t, trits, OC, IC);
+        unpack2_rows(t_back, w2t, IC, OC);
+        snprintf(name, sizeof(name), "int8 backward (%s): pack2_rows_transposed = pack2_rows of the transpose", mname);
+        check(memcmp(w2t, w2t_ref, (size_t)IC * pack2_row_bytes(OC)) == 0 && memcmp(t_back, trits_t, nw) == 0, name);
+        for (int norm = 0; norm <= 1; norm++) {
+            QuantConfig q = {mode, AQ_INT8, norm, BQ_INT8};
+            bitlinear_forward(out, xq, rstd, inp, wq, bias, N, IC, OC, &q);
+            // the float backward, the spec's dx_q, and the spec's dx (through the inner norm, if any)
+            memset(d_f, 0, nin * 4); memset(dw_f, 0, nw * 4); memset(db_f, 0, sizeof(db_f));
+            bitlinear_backward(d_f, dw_f, db_f, dout, inp, xq, rstd, wq, N, IC, OC, &q, dxn, scratch);
+            int8_backward_spec(spec, dout, trits, gamma, N, IC, OC);
+            memset(d_ref, 0, nin * 4);
+            if (norm) { bitlinear_norm_backward(d_ref, spec, inp, rstd, N, IC); } else { memcpy(d_ref, spec, nin * 4); }
+            for (int p = CPU_PATH_SCALAR; p < CPU_NUM_PATHS; p++) {
+                if (!cpu_path_supported(p)) { continue; }
+                cpu_path_set(p);
+                memset(d_i, 0, nin * 4); memset(dw_i, 0, nw * 4); memset(db_i, 0, sizeof(db_i));
+                bitlinear_backward_int8(d_i, dw_i, db_i, dout, inp, xq, rstd, w2t, gamma, qi8, inv_s, acc, N, IC, OC,
+                                        &q, dxn, scratch);
+                snprintf(name, sizeof(name), "int8 backward (%s, inner norm %d, path %s): dX bit-identical to its "
+                         "equation, (gamma/s_g) (q t) by plain loops", mname, norm, cpu_path_name(p));
+                check(memcmp(d_i, d_ref, nin * 4) == 0, name);
+                cpu_path_set(path0);
+            }
+            // dW and db stay float: the float backward's, bit for bit (the same matmul, on the same path)
+            memset(d_i, 0, nin * 4); memset(dw_i, 0, nw * 4); memset(db_i, 0, sizeof(db_i));
+            bitlinear_backward_int8(d_i, dw_i, db_i, dout, inp, xq, rstd, w2t, gamma, qi8, inv_s, acc, N, IC, OC,
+                                    &q, dxn, scratch);
+            snprintf(name, sizeof(name), "int8 backward (%s, inner norm %d): dW and db equal the float backward's",
+                     mname, norm);
+            check(memcmp(dw_i, dw_f, nw * 4) == 0 && memcmp(db_i, db_f, sizeof(db_f)) == 0, name);
+            // and dX is the float backward's up to dY's rounding: half a step of 127 per row, through W_q
+            float md = 0, mref = 0;
+            for (size_t i = 0; i < nin; i++) { md = fmaxf(md, fabsf(d_i[i] - d_f[i])); mref = fmaxf(mref, fabsf(d_f[i])); }
+            snprintf(name, sizeof(name), "int8 backward (%s, inner norm %d): dX within 2%% of the float backward's "
+                     "(max diff %.1e of max %.1e)", mname, norm, md, mref);
+            check(md <= 0.02f * mref && md > 0.0f, name);
+            int zero_row = 1;
+            for (int i = 0; i < IC; i++) { zero_row &= d_i[3 * IC + i] == 0.0f; }
+            snprintf(name, sizeof(name), "int8 backward (%s, inner norm %d): an all-zero row of dY gives dX = 0",
+                     mname, norm);
+            check(zero_row, name);
+        }
+    }
+    // tiny gradients keep their precision: dY * 2^-60 (about 1e-21, far below the activations' 1e-5
+    // floor) gives exactly dX * 2^-60 (a power of two: the same codes, scales exact)
+    {
+        QuantConfig q = {WQ_TERNARY, AQ_INT8, 0, BQ_INT8};
+        float gamma = weights_quantize(wq, trits, w, nw, WQ_TERNARY);
+        pack2_rows_transposed(w2t, trits, OC, IC);
+        bitlinear_forward(out, xq, rstd, inp, wq, bias, N, IC, OC, &q);
+        memset(d_ref, 0, nin * 4); memset(dw_i, 0, nw * 4); memset(db_i, 0, sizeof(db_i));
+        bitlinear_backward_int8(d_ref, dw_i, db_i, dout, inp, xq, rstd, w2t, gamma, qi8, inv_s, acc, N, IC, OC, &q,
+                                dxn, scratch);
+        for (size_t i = 0; i < nout; i++) { dout[i] = ldexpf(dout[i], -60); }
+        memset(d_i, 0, nin * 4);
+        bitlinear_backward_int8(d_i, dw_i, db_i, dout, inp, xq, rstd, w2t, gamma, qi8, inv_s, acc, N, IC, OC, &q,
+                                dxn, scratch);
+        int ok = 1;
+        for (size_t i = 0; i < nin; i++) { ok &= d_i[i] == ldexpf(d_ref[i], -60); }
+        check(ok, "int8 backward: dY scaled by 2^-60 gives dX scaled by 2^-60 exactly (no 1e-5 floor on gradients)");
+    }
+    free(inp); free(xq); free(w); free(wq); free(out); free(dout); free(spec); free(dxn); free(d_f); free(d_i);
+    free(d_ref); free(dw_f); free(dw_i); free(trits); free(t_back); free(qi8); free(trits_t); free(w2t); free(w2t_ref);
+    free(acc); free(scratch);
 }
 
 // ----------------------------------------------------------------------------
@@ -273,7 +410,7 @@ static void test_finite_differences(void) {
         float inp[48], out[20], R[20], w[60], b[5], xq[48], rstd[4], dinp[48] = {0}, dw[60] = {0}, db[5] = {0};
         float dxn[48];
         fill_random(inp, 48, 2.0f); fill_random(R, 20, 1.0f); fill_random(w, 60, 0.5f); fill_random(b, 5, 0.1f);
-        BLCtx ctx = {N, IC, OC, w, b, xq, rstd, {WQ_FP, AQ_NONE, 1}};
+        BLCtx ctx = {N, IC, OC, w, b, xq, rstd, {WQ_FP, AQ_NONE, 1, BQ_FLOAT}};
         bl_fwd(out, inp, &ctx);
         float *scratch = (float *)mallocCheck(matmul_scratch_size(N, IC, OC) * sizeof(float));
         bitlinear_backward(dinp, dw, db, R, inp, xq, rstd, w, N, IC, OC, &ctx.q, dxn, scratch);
@@ -488,6 +625,7 @@ int main(void) {
     test_quantizers();
     test_file_checks();
     test_ste();
+    test_int8_backward();
     test_finite_differences();
     test_matmul_shapes();
     test_schedules();

@@ -6,17 +6,29 @@ estimator written the way "The Era of 1-bit LLMs: Training Tips, Code and FAQ"
 writes it, x + (quant(x) - x).detach(): nothing here is a port of the C code.
 
 Run (needs torch; CPU only, float32, fixed seeds, takes a few seconds):
-    python dev/reference/gpt2_1bit_reference.py [--out-dir tests/ref]
+    python dev/reference/gpt2_1bit_reference.py [--out-dir tests/ref] [--modes ternary_bq8,...]
+(--modes: write only those state files, and model.bin only when it is missing; a newer torch
+may round a last bit differently, and the files already in tests/ref stay as they are: the _bq8
+files were added with --modes ternary_bq8,ternary_wonly_bq8 by torch 2.15.0 on the CPU, which
+writes model.bin byte for byte as it is and the four older state files up to last-bit rounding)
 
 Model: GPT-2 as in llm.c (learned positions, pre-LayerNorm blocks, GELU tanh,
 tied head over the V real rows of wte) with the four block matrices (qkv,
 attproj, fc, fcproj) as BitLinear layers. Tiny config: maxT=32, V=250, Vp=256,
 L=2, NH=4, C=64; batch B=4, T=16 (T < maxT: the unused wpe rows get zero
-gradient). Modes (weight quant, activation quant, inner RMSNorm):
-    fp             fp,      none, 0   plain GPT-2
-    ternary        ternary, int8, 1   BitNet b1.58
-    binary         binary,  int8, 1   BitNet b1 weights
-    ternary_wonly  ternary, none, 0   weights-only ternary
+gradient). Modes (weight quant, activation quant, inner RMSNorm, backward of dX):
+    fp                 fp,      none, 0, float   plain GPT-2
+    ternary            ternary, int8, 1, float   BitNet b1.58
+    binary             binary,  int8, 1, float   BitNet b1 weights
+    ternary_wonly      ternary, none, 0, float   weights-only ternary
+    ternary_bq8        ternary, int8, 1, int8    b1.58 with the int8 backward (-bq int8)
+    ternary_wonly_bq8  ternary, none, 0, int8    weights-only ternary with the int8 backward
+The int8 backward (train_gpt2_1bit -bq int8, issue 14) computes dX = dY W_q of each BitLinear
+with dY quantized per token to int8 (absmax, as SwitchBack does for its input gradient):
+    s = 127 / max(max|dY_row|, 1e-30),  q = clamp(round(dY * s), -128, 127)
+    dX = (q @ codes) * (scale * (1/s))     codes = the trits (or signs), scale = gamma (or beta)
+where q @ codes is an integer sum (exact in float32 at these sizes: |sum| <= 128 * 4C < 2^24);
+dW = dY^T x_q stays float. Written as a torch.autograd.Function (Int8BackwardMatmul below).
 Each mode: forward + backward at the initial parameters, then 10 AdamW steps
 (lr 1e-3, betas 0.9/0.95, eps 1e-8, weight decay 0.1 on the matrices only,
 global grad-norm clip 1.0) on the same batch.
@@ -27,10 +39,11 @@ Writes (all little-endian):
                      then the 16 parameter tensors as float32 in llmc/gpt2_config.h's
                      order and shapes. Slot 16 is 0: a plain llm.c file, so the test
                      also proves that llm.c files load.
-  state_<mode>.bin   for mode in fp, ternary, binary, ternary_wonly:
+  state_<mode>.bin   for each mode above:
                      int32 header[256] = {20261124, 1, B, T, weight_quant, act_quant,
-                       inner_norm, nsteps, V, Vp, num_parameters, 0...}
-                       (weight_quant 0 fp/1 ternary/2 binary, act_quant 0 none/1 int8)
+                       inner_norm, nsteps, V, Vp, num_parameters, backward_quant, 0...}
+                       (weight_quant 0 fp/1 ternary/2 binary, act_quant 0 none/1 int8,
+                       backward_quant 0 float/1 int8: slot 11 is 0 in the files from before it)
                      int32 x[B*T], int32 y[B*T]              the batch
                      float32 logits[B*T*V], float32 loss     (at the initial parameters)
                      float32 grads[num_parameters]           (same, before clipping, padded layout)
@@ -56,12 +69,16 @@ import torch.nn.functional as F
 MAXT, V, VP, L, NH, C = 32, 250, 256, 2, 4, 64
 B, T = 4, 16  # T < maxT on purpose: the unused position rows must get zero gradient
 NSTEPS = 10
-MODES = {  # name: (weight_quant, act_quant, inner_norm) with 0 fp/1 ternary/2 binary, 0 none/1 int8
-    "fp": (0, 0, 0),
-    "ternary": (1, 1, 1),
-    "binary": (2, 1, 1),
-    "ternary_wonly": (1, 0, 0),
+MODES = {  # name: (weight_quant, act_quant, inner_norm, backward_quant) with 0 fp/1 ternary/2 binary,
+    # 0 none/1 int8, and the backward of dX 0 float/1 int8 (-bq)
+    "fp": (0, 0, 0, 0),
+    "ternary": (1, 1, 1, 0),
+    "binary": (2, 1, 1, 0),
+    "ternary_wonly": (1, 0, 0, 0),
+    "ternary_bq8": (1, 1, 1, 1),
+    "ternary_wonly_bq8": (1, 0, 0, 1),
 }
+GRAD_EPS = 1e-30  # llmc/ternary.h: the floor of max|dY| only keeps the scale finite
 # Tolerances of the self-check against the second implementation. Both run the
 # same float32 math in other orders: measured differences are <= 2.4e-7 (logits),
 # 4.8e-7 (loss: one ulp at 5.5) and <= 4.6e-7 relative (gradients). The bounds
@@ -85,19 +102,46 @@ def weight_scale(w):
     return w.abs().mean().clamp(min=1e-5)
 
 
+def weight_codes(w, mode):
+    """(codes, scale): the trits and gamma (mode 1, ternary) or the signs and beta (mode 2, binary)"""
+    if mode == 1:
+        gamma = weight_scale(w)
+        return (w / gamma).round().clamp(-1, 1), gamma
+    alpha = w.mean()
+    beta = w.abs().mean().clamp(min=1e-5)
+    return torch.where(w - alpha >= 0, 1.0, -1.0), beta
+
+
 def quant_weight(w, mode):
     """BitNet b1.58 absmean ternary (mode 1) or BitNet b1 binary (mode 2), STE."""
     if mode == 0:
         return w
-    if mode == 1:
-        gamma = weight_scale(w)
-        wq = (w / gamma).round().clamp(-1, 1) * gamma
-    else:
-        alpha = w.mean()
-        beta = w.abs().mean().clamp(min=1e-5)
-        wq = torch.where(w - alpha >= 0, 1.0, -1.0) * beta
+    codes, scale = weight_codes(w, mode)
+    wq = codes * scale
     # forward: wq; backward: identity to the latent w, nothing into gamma/alpha/beta
     return w + (wq - w).detach()
+
+
+class Int8BackwardMatmul(torch.autograd.Function):
+    """y = x @ w^T, w the quantized weight (codes * scale, as quant_weight returns it). Backward of
+    -bq int8: dY to int8 per token (absmax), times the codes as an integer sum, the two scales applied
+    once: dX = (q @ codes) * (scale * (1/s)). dW = dY^T x stays float (and reaches the latent weight
+    through quant_weight's STE)."""
+
+    @staticmethod
+    def forward(ctx, x, w, codes, scale):
+        ctx.save_for_backward(x, codes, scale)
+        return x @ w.t()
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, codes, scale = ctx.saved_tensors
+        s = 127.0 / dy.abs().amax(dim=-1, keepdim=True).clamp(min=GRAD_EPS)  # one scale per token
+        q = (dy * s).round().clamp(-128, 127)
+        acc = q @ codes  # integers, |acc| <= 128 * OC: exact in float32
+        dx = acc * (scale * (1.0 / s))
+        dw = dy.reshape(-1, dy.shape[-1]).t() @ x.reshape(-1, x.shape[-1])
+        return dx, dw, None, None
 
 
 def quant_act(x):
@@ -114,7 +158,7 @@ class BitLinear(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(w)  # (OC, IC) latent fp32
         self.bias = nn.Parameter(b)    # (OC) full precision
-        self.wq, self.aq, self.norm = mode
+        self.wq, self.aq, self.norm, self.bq = mode
         self.keep_wq = False  # self-check: keep the quantized weight and its gradient
         self.last_wq = None
 
@@ -127,6 +171,9 @@ class BitLinear(nn.Module):
         if self.keep_wq and w is not self.weight:
             w.retain_grad()  # w is a non-leaf: ask autograd to keep dL/dW_q
             self.last_wq = w
+        if self.bq:  # the int8 backward of dX (-bq int8); needs codes, so not in fp mode
+            codes, scale = weight_codes(self.weight.detach(), self.wq)
+            return Int8BackwardMatmul.apply(x, w, codes, scale) + self.bias
         return x @ w.t() + self.bias
 
 
@@ -326,7 +373,7 @@ def zero_trit_fractions(model):
 
 def run_mode(name, p, x, y):
     mode = MODES[name]
-    print(f"{name} (weight_quant {mode[0]}, act_quant {mode[1]}, inner_norm {mode[2]})")
+    print(f"{name} (weight_quant {mode[0]}, act_quant {mode[1]}, inner_norm {mode[2]}, backward_quant {mode[3]})")
     model = GPT(p, mode)
     for _, m in model.bitlinears():
         m.keep_wq = mode[0] != 0
@@ -377,9 +424,9 @@ def write_model(path, p):
 
 
 def write_state(path, name, x, y, logits, loss, grads, losses):
-    wq, aq, norm = MODES[name]
+    wq, aq, norm, bq = MODES[name]
     header = [0] * 256
-    header[:11] = [20261124, 1, B, T, wq, aq, norm, NSTEPS, V, VP, grads.numel()]
+    header[:12] = [20261124, 1, B, T, wq, aq, norm, NSTEPS, V, VP, grads.numel(), bq]
     with open(path + ".tmp", "wb") as f:
         f.write(struct.pack("<256i", *header))
         f.write(x.to(torch.int32).numpy().astype("<i4").tobytes())
@@ -397,7 +444,14 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", default=os.path.join(here, "..", "..", "tests", "ref"),
                         help="where to write model.bin and state_*.bin (default: tests/ref)")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="comma-separated modes to write (default: all); with a subset, model.bin is "
+                             "written only when missing")
     args = parser.parse_args()
+    modes = args.modes.split(",")
+    for name in modes:
+        if name not in MODES:
+            parser.error(f"unknown mode {name!r}: one of {', '.join(MODES)}")
     os.makedirs(args.out_dir, exist_ok=True)
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True)
@@ -406,11 +460,13 @@ def main():
     gen = torch.Generator().manual_seed(5678)
     x = torch.randint(0, V, (B, T), generator=gen)
     y = torch.randint(0, V, (B, T), generator=gen)
-    write_model(os.path.join(args.out_dir, "model.bin"), p)
-    for name in MODES:
+    model_path = os.path.join(args.out_dir, "model.bin")
+    if len(modes) == len(MODES) or not os.path.exists(model_path):
+        write_model(model_path, p)
+    for name in modes:
         logits, loss, grads, losses = run_mode(name, p, x, y)
         write_state(os.path.join(args.out_dir, f"state_{name}.bin"), name, x, y, logits, loss, grads, losses)
-    print(f"wrote {args.out_dir}/model.bin and state_{{{','.join(MODES)}}}.bin")
+    print(f"wrote {args.out_dir}: state_{{{','.join(modes)}}}.bin")
 
 
 if __name__ == "__main__":
