@@ -27,13 +27,7 @@ import tempfile
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # leave no __pycache__ in the repo
-from checks import check, finish  # noqa: E402  (PASS/FAIL lines, the summary line)
-
-# where tests/run_tests.sh installs test packages when pip may not change this Python (as for tiktoken)
-PACKAGE_DIR = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ.get("HOME", "/tmp"), ".cache"),
-                           "train_gpt2_1bit", "python%d.%d" % sys.version_info[:2])
-if os.path.isdir(PACKAGE_DIR):
-    sys.path.append(PACKAGE_DIR)
+from checks import check, finish  # noqa: E402  (PASS/FAIL lines, the summary line; the test package dir on sys.path)
 
 BIN = os.path.join(REPO_DIR, "tests", "test_gguf")
 TOKENIZER = os.path.join(REPO_DIR, "data", "gpt2_tokenizer.bin")
