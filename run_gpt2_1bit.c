@@ -452,7 +452,8 @@ static void runner_bitlinear_input(Runner *r, const float *inp, int k) {
     RunnerThread *th = this_thread(r);
     int OC, IC;
     bitlinear_shape(&g->config, k, &OC, &IC);
-    bitlinear_input_forward(th->xn, th->xi8, &th->inv_s, &th->rstd, inp, 1, IC, &g->quant);
+    QuantConfig qk = quant_config_at(&g->quant, k);
+    bitlinear_input_forward(th->xn, th->xi8, &th->inv_s, &th->rstd, inp, 1, IC, &qk);
     th->xsum = gemv_i8_t2_prepare(th->xs, th->xi8, IC);
 }
 

@@ -872,7 +872,7 @@ static void gpt2_bitlinear_forward(GPT2 *model, int k, int l, float *out, float 
                                    const float *bias, int N) {
     int OC, IC;
     bitlinear_shape(&model->config, k, &OC, &IC);
-    const QuantConfig *q = &model->quant;
+    const QuantConfig qk = quant_config_at(&model->quant, k), *q = &qk; // -rn 2: the norm before k = 1, 3 only
     if (model->int8_forward && q->act_quant == AQ_INT8 && q->weight_quant != WQ_FP) {
         const uint8_t *w2 = model->w2_memory + model->w2_offset[k] + (size_t)l * OC * pack2_row_bytes(IC);
         bitlinear_forward_int8(out, xq, rstd, model->xi8, model->inv_s, model->acc, inp, w2, model->scales[l * 4 + k],
@@ -887,7 +887,7 @@ static void gpt2_bitlinear_backward(GPT2 *model, int k, int l, float *dinp, floa
                                     const float *dout, const float *inp, const float *xq, const float *rstd, int N) {
     int OC, IC;
     bitlinear_shape(&model->config, k, &OC, &IC);
-    const QuantConfig *q = &model->quant;
+    const QuantConfig qk = quant_config_at(&model->quant, k), *q = &qk;
     if (q->backward_quant == BQ_INT8 && q->weight_quant != WQ_FP) {
         const uint8_t *w2t = model->w2t_memory + model->w2t_offset[k] + (size_t)l * IC * pack2_row_bytes(OC);
         bitlinear_backward_int8(dinp, dweight, dbias, dout, inp, xq, rstd, w2t, model->scales[l * 4 + k], model->xi8,

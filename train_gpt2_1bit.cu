@@ -332,8 +332,9 @@ static void gpt2_bitlinear_forward(GPT2 *model, int k, int l, floatX *out, const
     int OC, IC;
     bitlinear_shape(&model->config, k, &OC, &IC);
     const int8_t *trits = model->trits + model->wq_offset[k] + (size_t)l * OC * IC;
+    const QuantConfig qk = quant_config_at(&model->quant, k); // -rn 2: the norm before k = 1, 3 only
     bitlinear_forward(out, inp, gpt2_forward_weight(model, k, l), trits, model->scales, l * 4 + k, bias, &model->bl,
-                      &model->quant, gpt2_uses_int8_matmul(model), N, IC, OC);
+                      &qk, gpt2_uses_int8_matmul(model), N, IC, OC);
 }
 
 // dinp (N,IC) overwritten; dweight, dbias accumulated
@@ -341,8 +342,9 @@ static void gpt2_bitlinear_backward(GPT2 *model, int k, int l, floatX *dinp, flo
                                     const floatX *dout, const floatX *inp, int N) {
     int OC, IC;
     bitlinear_shape(&model->config, k, &OC, &IC);
+    const QuantConfig qk = quant_config_at(&model->quant, k);
     bitlinear_backward(dinp, dweight, dbias, dout, inp, gpt2_forward_weight(model, k, l), &model->bl, model->partial,
-                       &model->quant, N, IC, OC);
+                       &qk, N, IC, OC);
 }
 
 // ----------------------------------------------------------------------------

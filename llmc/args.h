@@ -90,7 +90,7 @@ static const ArgSpec ARG_SPECS[] = {
     ARG("-y", ARG_INT, resume, "1 = resume from the newest complete checkpoint in -o"),
     ARG("-wq", ARG_STR, weight_quant, "weight quantization of the block matrices: fp | ternary | binary"),
     ARG("-aq", ARG_STR, act_quant, "activation quantization of their inputs: int8 | none"),
-    ARG("-rn", ARG_INT, inner_norm, "1 = parameter-free RMSNorm inside every BitLinear, 0 = off"),
+    ARG("-rn", ARG_INT, inner_norm, "parameter-free RMSNorm of the BitLinear input: 1 = every one, 2 = attproj and fcproj only, 0 = off"),
     ARG("-bq", ARG_STR, backward_quant, "BitLinear backward of dX: float | int8 (dY to int8 per token; CPU trainer only)"),
     ARG("-sd", ARG_INT, seed, "random seed (init of fresh models, sampling)"),
     ARG("-h", ARG_INT, hellaswag, "1 = HellaSwag acc_norm with every val loss (dev/data/hellaswag.py writes the file; -h alone: this help)"),
@@ -224,7 +224,7 @@ static inline void train_args_validate(const TrainArgs *a, const char *prog) {
     CHECK(a->top_k >= 0, "-tk", "0 or more");
     CHECK(a->ckpt_every >= 0, "-n", "0 or more");
     CHECK(a->resume == 0 || a->resume == 1, "-y", "0 or 1");
-    CHECK(a->inner_norm == 0 || a->inner_norm == 1, "-rn", "0 or 1");
+    CHECK(a->inner_norm >= 0 && a->inner_norm <= 2, "-rn", "0, 1 or 2");
     CHECK(parse_weight_quant(a->weight_quant) >= 0, "-wq", "one of fp, ternary, binary");
     CHECK(parse_act_quant(a->act_quant) >= 0, "-aq", "one of int8, none");
     CHECK(parse_backward_quant(a->backward_quant) >= 0, "-bq", "one of float, int8");

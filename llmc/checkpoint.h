@@ -169,7 +169,7 @@ static inline void model_header_read(FILE *fp, const char *path, GPT2Config *con
         int bq = header[17] == QUANT_VERSION ? header[MODEL_BQ_SLOT] : BQ_FLOAT;
         // (-bq int8 multiplies by the trits: a fp model has none)
         if (header[18] < 0 || header[18] > 2 || header[19] < 0 || header[19] > 1 || header[20] < 0 ||
-            header[20] > 1 || bq < 0 || bq > 1 || (bq == BQ_INT8 && header[18] == WQ_FP)) {
+            header[20] > 2 || bq < 0 || bq > 1 || (bq == BQ_INT8 && header[18] == WQ_FP)) {
             fprintf(stderr, "error: '%s' has unknown quantization modes (%d, %d, %d, backward %d)\n",
                     path, header[18], header[19], header[20], bq);
             exit(EXIT_FAILURE);

@@ -284,7 +284,7 @@ static inline int gguf_merge_split(const BPEEncoder *enc, const unsigned char *b
 // (up to its activation rounding), else the reason and the fix, for an error message
 static inline const char *gguf_export_refusal(const GPT2Config *cfg, const QuantConfig *q) {
     if (q->inner_norm) {
-        return "it was trained with the inner RMSNorm (-rn 1, the b1.58 default): llama.cpp's gpt2 graph has no "
+        return "it was trained with the inner RMSNorm (-rn 1, the b1.58 default, or -rn 2): llama.cpp's gpt2 graph has no "
                "norm inside BitLinear, so the GGUF file would compute another model than the one trained\n"
                "---> HINT: train with -rn 0 to export to GGUF (the README's -rn 0 vs -rn 1 table gives the price), "
                "or export to our packed format (-x model.packed), which keeps the norm";

@@ -26,11 +26,14 @@ typedef enum { AQ_NONE = 0, AQ_INT8 = 1 } ActQuant;
 // the backward of dX = dY W_q in BitLinear (-bq): float (the reference), or int8 with dY per token
 // to int8 times the trits in exact int32 sums (issue 14; needs -wq ternary or binary)
 typedef enum { BQ_FLOAT = 0, BQ_INT8 = 1 } BackwardQuant;
+// the inner RMSNorm (-rn): off, before every BitLinear (b1.58), or only before attproj and fcproj,
+// the two matrices whose input GPT-2 does not normalise (qkv and fc already read ln1's and ln2's output)
+typedef enum { RN_OFF = 0, RN_ALL = 1, RN_PROJ = 2 } InnerNorm;
 
 typedef struct {
     int weight_quant; // WeightQuant: how the four block matrices are used in the forward pass
     int act_quant;    // ActQuant: how the input of those matrices is quantized
-    int inner_norm;   // 1: parameter-free RMSNorm of the BitLinear input (BitNet's SubLN-free form)
+    int inner_norm;   // InnerNorm (-rn): where the BitLinear input gets a parameter-free RMSNorm
     int backward_quant; // BackwardQuant: how their backward computes dX (training only; 0 where not given)
 } QuantConfig;
 
@@ -47,6 +50,18 @@ __attribute__((unused)) static const char *BACKWARD_QUANT_NAMES[] = {"float", "i
 #else
 #define BQ_INT8_SUPPORTED 1
 #endif
+
+// 1 if the BitLinear matrix k (0 qkv, 1 attproj, 2 fc, 3 fcproj) normalises its input
+static inline int inner_norm_at(int inner_norm, int k) {
+    return inner_norm == RN_ALL || (inner_norm == RN_PROJ && (k == 1 || k == 3));
+}
+
+// the modes matrix k is computed in: q with inner_norm 0 or 1 for this matrix
+static inline QuantConfig quant_config_at(const QuantConfig *q, int k) {
+    QuantConfig r = *q;
+    r.inner_norm = inner_norm_at(q->inner_norm, k);
+    return r;
+}
 
 // the b1.58 recipe, the trainers' default
 static inline QuantConfig quant_config_b158(void) {
@@ -78,8 +93,9 @@ static inline int parse_backward_quant(const char *s) {
 
 // (the backward is named only when it is int8: a model for inference has no backward)
 static inline void quant_config_describe(const QuantConfig *q, char *buf, size_t n) {
+    static const char *rn[] = {"off", "on", "before attproj and fcproj only"};
     snprintf(buf, n, "weights %s, activations %s, inner RMSNorm %s%s",
-             WEIGHT_QUANT_NAMES[q->weight_quant], ACT_QUANT_NAMES[q->act_quant], q->inner_norm ? "on" : "off",
+             WEIGHT_QUANT_NAMES[q->weight_quant], ACT_QUANT_NAMES[q->act_quant], rn[q->inner_norm],
              q->backward_quant == BQ_INT8 ? ", backward dX int8 (-bq int8)" : "");
 }
 

@@ -239,7 +239,7 @@ static inline void packed_read(PackedModel *m, const char *path) {
     const char *bad = gpt2_config_check(c);
     if (bad == NULL && c->num_layers > 64) { bad = "more than 64 layers"; }
     if (bad == NULL && (m->quant.weight_quant < 1 || m->quant.weight_quant > 2 || m->quant.act_quant < 0 ||
-                        m->quant.act_quant > 1 || m->quant.inner_norm < 0 || m->quant.inner_norm > 1)) {
+                        m->quant.act_quant > 1 || m->quant.inner_norm < 0 || m->quant.inner_norm > 2)) {
         bad = "unknown quantization modes";
     }
     if (bad == NULL && m->trit_format != 2 && m->trit_format != 3) { bad = "unknown trit format"; }

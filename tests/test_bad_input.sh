@@ -285,7 +285,7 @@ expect_error "-d asks for gradient accumulation, which the CPU trainer lacks" "-
 expect_error "out of range -x -1" "-x" "${BASE[@]}" -x -1 -o ""
 expect_error "out of range -wq quaternary" "-wq" "${BASE[@]}" -wq quaternary -o ""
 expect_error "out of range -aq int4" "-aq" "${BASE[@]}" -aq int4 -o ""
-expect_error "out of range -rn 2" "-rn" "${BASE[@]}" -rn 2 -o ""
+expect_error "out of range -rn 3" "-rn" "${BASE[@]}" -rn 3 -o ""
 expect_error "out of range -bq int4" "-bq" "${BASE[@]}" -bq int4 -o ""
 expect_error "-bq int8 with -wq fp (no trits to multiply by)" "-bq" "${BASE[@]}" -wq fp -aq none -rn 0 -bq int8 -o ""
 expect_error "out of range -y 2" "-y" "${BASE[@]}" -y 2 -o ""
@@ -324,6 +324,7 @@ fi
 expect_error "ternary checkpoint loaded with -wq fp is refused" "-wq" "${BASE[@]}" -e "$TERN" -wq fp -o ""
 expect_error "ternary checkpoint loaded with -aq none is refused" "-aq" "${BASE[@]}" -e "$TERN" -aq none -o ""
 expect_error "ternary checkpoint loaded with -rn 0 is refused" "-rn" "${BASE[@]}" -e "$TERN" -rn 0 -o ""
+expect_error "ternary checkpoint (-rn 1) loaded with -rn 2 is refused" "-rn" "${BASE[@]}" -e "$TERN" -rn 2 -o ""
 expect_ok "ternary checkpoint loaded without -wq trains" "${BASE[@]}" -e "$TERN" -o ""
 if grep -q 'mode: weights ternary, activations int8, inner RMSNorm on' <<<"$OUT"; then
     pass "ternary checkpoint loaded without -wq reports the checkpoint's mode"
@@ -332,6 +333,17 @@ else
 fi
 expect_ok "ternary checkpoint loaded with the same -wq ternary trains" "${BASE[@]}" -e "$TERN" -wq ternary -o ""
 expect_ok "an llm.c checkpoint (no quant fields) takes the flags' modes" "${BASE[@]}" -wq fp -aq none -rn 0 -o ""
+
+# -rn 2 (the inner norm before attproj and fcproj only) is stored and comes back
+run_trainer "${BASE[@]}" -x 2 -rn 2 -o "$W/rn2"
+expect_ok "a -rn 2 checkpoint loaded without -rn trains" "${BASE[@]}" -e "$W/rn2/model_00000002.bin" -o ""
+if grep -q 'mode: .*inner RMSNorm before attproj and fcproj only' <<<"$OUT"; then
+    pass "a -rn 2 checkpoint reloads in its mode"
+else
+    fail "a -rn 2 checkpoint reloads in its mode" "$(grep -m1 '^mode:' <<<"$OUT")"
+fi
+expect_error "a -rn 2 checkpoint loaded with -rn 1 is refused" "-rn" "${BASE[@]}" -e "$W/rn2/model_00000002.bin" \
+    -rn 1 -o ""
 
 # a fp checkpoint resumed with an explicit other mode is refused too
 run_trainer "${BASE[@]}" -x 2 -wq fp -aq none -rn 0 -o "$W/fp"

@@ -3,7 +3,7 @@
  reference (dev/reference/gpt2_1bit_reference.py), in every mode.
 
  For each tests/ref/state_<mode>.bin (fp, ternary, binary, ternary_wonly, and
- ternary_bq8, ternary_wonly_bq8: the same with -bq int8) it loads tests/ref/model.bin (an llm.c
+ ternary_bq8, ternary_wonly_bq8: the same with -bq int8; ternary_rn2: -rn 2) it loads tests/ref/model.bin (an llm.c
  format checkpoint: this also proves llm.c files load as they are), runs the
  forward pass on the saved batch, and compares the logits, the loss and every
  gradient tensor; then it takes 10 AdamW steps on the same batch and compares
@@ -182,13 +182,15 @@ static int test_mode(const char *mode_name, int int8_forward) {
 }
 
 int main(void) {
-    const char *modes[] = {"fp", "ternary", "binary", "ternary_wonly", "ternary_bq8", "ternary_wonly_bq8"};
-    // every mode with the float BitLinear forward (the spec), then the int8
-    // modes again with the integer forward the trainer uses by default
-    // (the _bq8 modes: -bq int8, the integer backward of dX)
-    for (int i = 0; i < 6; i++) { test_mode(modes[i], 0); }
-    for (int i = 1; i < 5; i++) {
-        if (i != 3) { test_mode(modes[i], 1); }
+    const char *modes[] = {"fp", "ternary", "binary", "ternary_wonly", "ternary_bq8", "ternary_wonly_bq8",
+                           "ternary_rn2"};
+    const int int8_acts[] = {0, 1, 1, 0, 1, 0, 1};
+    // every mode with the float BitLinear forward (the spec), then the modes
+    // with int8 activations again with the integer forward the trainer uses by
+    // default (the _bq8 modes: -bq int8, the integer backward of dX; rn2: -rn 2)
+    for (int i = 0; i < 7; i++) { test_mode(modes[i], 0); }
+    for (int i = 0; i < 7; i++) {
+        if (int8_acts[i]) { test_mode(modes[i], 1); }
     }
     printf("(test_gpt2_1bit: %d checks passed, %d checks failed)\n", num_passed, num_failed);
     return num_failed == 0 ? 0 : 1;

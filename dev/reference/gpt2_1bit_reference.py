@@ -9,7 +9,7 @@ Run (needs torch; CPU only, float32, fixed seeds, takes a few seconds):
     python dev/reference/gpt2_1bit_reference.py [--out-dir tests/ref] [--modes ternary_bq8,...]
 (--modes: write only those state files, and model.bin only when it is missing; a newer torch
 may round a last bit differently, and the files already in tests/ref stay as they are: the _bq8
-files were added with --modes ternary_bq8,ternary_wonly_bq8 by torch 2.15.0 on the CPU, which
+files and state_ternary_rn2.bin were added with --modes by torch 2.15.0 on the CPU, which
 writes model.bin byte for byte as it is and the four older state files up to last-bit rounding)
 
 Model: GPT-2 as in llm.c (learned positions, pre-LayerNorm blocks, GELU tanh,
@@ -23,6 +23,7 @@ gradient). Modes (weight quant, activation quant, inner RMSNorm, backward of dX)
     ternary_wonly      ternary, none, 0, float   weights-only ternary
     ternary_bq8        ternary, int8, 1, int8    b1.58 with the int8 backward (-bq int8)
     ternary_wonly_bq8  ternary, none, 0, int8    weights-only ternary with the int8 backward
+    ternary_rn2        ternary, int8, 2, float   b1.58 with the inner norm before attproj and fcproj only (-rn 2)
 The int8 backward (train_gpt2_1bit -bq int8, issue 14) computes dX = dY W_q of each BitLinear
 with dY quantized per token to int8 (absmax, as SwitchBack does for its input gradient):
     s = 127 / max(max|dY_row|, 1e-30),  q = clamp(round(dY * s), -128, 127)
@@ -77,6 +78,7 @@ MODES = {  # name: (weight_quant, act_quant, inner_norm, backward_quant) with 0 
     "ternary_wonly": (1, 0, 0, 0),
     "ternary_bq8": (1, 1, 1, 1),
     "ternary_wonly_bq8": (1, 0, 0, 1),
+    "ternary_rn2": (1, 1, 2, 0),
 }
 GRAD_EPS = 1e-30  # llmc/ternary.h: the floor of max|dY| only keeps the scale finite
 # Tolerances of the self-check against the second implementation. Both run the
@@ -196,6 +198,13 @@ def cross_entropy_by_hand(logits, targets):
     return (lse - logits.gather(-1, targets.unsqueeze(-1))).mean()
 
 
+def mode_at(mode, k):
+    """the mode of BitLinear k (0 qkv, 1 attproj, 2 fc, 3 fcproj): inner norm 2 (-rn 2) means the norm
+    only before attproj and fcproj, whose input GPT-2 does not normalise"""
+    wq, aq, norm, bq = mode
+    return wq, aq, int(norm == 1 or (norm == 2 and k in (1, 3))), bq
+
+
 class Block(nn.Module):
     def __init__(self, p, l, mode):
         super().__init__()
@@ -204,10 +213,10 @@ class Block(nn.Module):
         with torch.no_grad():
             self.ln1.weight.copy_(p["ln1w"][l]); self.ln1.bias.copy_(p["ln1b"][l])
             self.ln2.weight.copy_(p["ln2w"][l]); self.ln2.bias.copy_(p["ln2b"][l])
-        self.qkv = BitLinear(p["qkvw"][l].clone(), p["qkvb"][l].clone(), mode)
-        self.attproj = BitLinear(p["attprojw"][l].clone(), p["attprojb"][l].clone(), mode)
-        self.fc = BitLinear(p["fcw"][l].clone(), p["fcb"][l].clone(), mode)
-        self.fcproj = BitLinear(p["fcprojw"][l].clone(), p["fcprojb"][l].clone(), mode)
+        self.qkv = BitLinear(p["qkvw"][l].clone(), p["qkvb"][l].clone(), mode_at(mode, 0))
+        self.attproj = BitLinear(p["attprojw"][l].clone(), p["attprojb"][l].clone(), mode_at(mode, 1))
+        self.fc = BitLinear(p["fcw"][l].clone(), p["fcb"][l].clone(), mode_at(mode, 2))
+        self.fcproj = BitLinear(p["fcprojw"][l].clone(), p["fcprojb"][l].clone(), mode_at(mode, 3))
 
     def attention(self, x, alt):
         Bx, Tx, _ = x.shape
