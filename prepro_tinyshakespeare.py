@@ -16,6 +16,8 @@ Inputs, first found wins (else downloaded into data/ with urllib):
 Writes (OUT = --out-dir, default data/):
     OUT/tinyshakespeare/tiny_shakespeare_val.bin     32,768 tokens
     OUT/tinyshakespeare/tiny_shakespeare_train.bin  305,260 tokens
+    (another text is named after its file, or --name: --text corpora/kjv.txt writes OUT/kjv/kjv_val.bin
+    and OUT/kjv/kjv_train.bin; the first 32,768 tokens are val, the rest train)
         int32 header[256] = {20240520 magic, 1 version, number of tokens, 0...}, then uint16 tokens
     OUT/gpt2_tokenizer.bin
         uint32 header[256] = {20240328 magic, 2 version, 50257 vocab size, 50256 EOT id, 0...},
@@ -33,6 +35,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import struct
 import sys
 import time
@@ -354,9 +357,22 @@ def write_tokenizer(path):
 
 # -----------------------------------------------------------------------------
 
+def shard_names(name, text_path, standard, text_given):
+    """(folder, file stem) of the shards: llm.c's names for tiny Shakespeare (the standard text, or no
+    --text), else --name or the text's file name without its extension, in [A-Za-z0-9_.-]"""
+    if name is None and (standard or not text_given):
+        return "tinyshakespeare", "tiny_shakespeare"
+    if name is None:
+        name = os.path.splitext(os.path.basename(text_path))[0]
+    clean = re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".")
+    if not clean:
+        die(f"--name {name!r} leaves no usable file name; ---> HINT: pass --name with letters or digits")
+    return clean, clean
+
+
 def main():
     parser = argparse.ArgumentParser(
-        description="Tokenize TinyShakespeare with GPT-2 BPE into llm.c token shards and tokenizer file.")
+        description="Tokenize TinyShakespeare (or any UTF-8 text) with GPT-2 BPE into llm.c token shards and tokenizer file.")
     parser.add_argument("--text", default=None, metavar="PATH",
                         help="the text to tokenize (default: ../shared/data/tinyshakespeare.txt, "
                              "then data/tinyshakespeare/input.txt, else download there)")
@@ -364,13 +380,18 @@ def main():
                         help="dir with GPT-2's encoder.json and vocab.bpe (default: ../shared/data/gpt2, "
                              "then data/gpt2, else download there)")
     parser.add_argument("--out-dir", default=os.path.join(SCRIPT_DIR, "data"), metavar="DIR",
-                        help="where tinyshakespeare/*.bin and gpt2_tokenizer.bin go (default: data/ "
+                        help="where NAME/NAME_{train,val}.bin and gpt2_tokenizer.bin go (default: data/ "
                              "next to this script)")
+    parser.add_argument("--name", default=None, metavar="NAME",
+                        help="the shards' name (default: tinyshakespeare, as tiny_shakespeare_*.bin, for the "
+                             "tiny Shakespeare text; else the text's file name without its extension)")
     args = parser.parse_args()
     t0 = time.time()
 
     text_path = find_text(args.text)
     bpe_dir = find_bpe_dir(args.bpe_dir)
+    standard = sha256_of(text_path) == TEXT_SHA256
+    folder, stem = shard_names(args.name, text_path, standard, args.text is not None)
     print(f"text: {text_path}")
     print(f"bpe:  {bpe_dir}")
     load_bpe(bpe_dir)
@@ -381,7 +402,6 @@ def main():
     except UnicodeDecodeError as e:
         die(f"--text {text_path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
             f"---> HINT: convert it first, e.g. iconv -f latin1 -t utf-8 {text_path} > text_utf8.txt")
-    standard = sha256_of(text_path) == TEXT_SHA256
 
     tokens = tokenize_sections(text)
     val, train = tokens[:VAL_TOKENS], tokens[VAL_TOKENS:]
@@ -398,9 +418,10 @@ def main():
         print(f"warning: {text_path} is not the standard tinyshakespeare (sha256 differs); "
               f"got val {len(val):,} / train {len(train):,} tokens", file=sys.stderr)
 
-    shard_dir = os.path.join(args.out_dir, "tinyshakespeare")
-    write_shard(os.path.join(shard_dir, "tiny_shakespeare_val.bin"), val)
-    write_shard(os.path.join(shard_dir, "tiny_shakespeare_train.bin"), train)
+    shard_dir = os.path.join(args.out_dir, folder)
+    write_shard(os.path.join(shard_dir, f"{stem}_val.bin"), val)
+    write_shard(os.path.join(shard_dir, f"{stem}_train.bin"), train)
+    print(f"wrote {os.path.join(shard_dir, stem)}_{{val,train}}.bin")
     write_tokenizer(os.path.join(args.out_dir, "gpt2_tokenizer.bin"))
     print(f"done in {time.time() - t0:.2f} s")
 

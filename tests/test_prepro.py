@@ -102,6 +102,29 @@ if not WITHOUT_TIKTOKEN:
     check_one_line_error("a text that is not UTF-8: one-line error naming the file and the fix, no traceback",
                          rc, err, path, out, ["not UTF-8", "offset", "iconv"])
 
+# another text's shards are named after it (issue 15), or after --name; tiny Shakespeare keeps llm.c's names
+if not WITHOUT_TIKTOKEN:
+    other = ("A text that is not tiny Shakespeare\n\n" + TEXT[:160000]).encode("utf-8")  # ~40k tokens
+    for name, flags, folder in (("kjv_sample.txt", [], "kjv_sample"), ("notes.v2.txt", ["--name", "my-data"], "my-data")):
+        d = os.path.join(tmp_root, "named_" + folder)
+        os.makedirs(d)
+        path = os.path.join(d, name)
+        with open(path, "wb") as f:
+            f.write(other)
+        r = subprocess.run([sys.executable, SCRIPT, "--text", path, "--bpe-dir", bpe_dir, "--out-dir",
+                            os.path.join(d, "out")] + flags, capture_output=True, text=True)
+        files = sorted(os.path.relpath(os.path.join(dp, f), os.path.join(d, "out"))
+                       for dp, _, fs in os.walk(os.path.join(d, "out")) for f in fs)
+        want = sorted(["gpt2_tokenizer.bin", f"{folder}/{folder}_train.bin", f"{folder}/{folder}_val.bin"])
+        check(f"--text {name} {' '.join(flags)}: shards {folder}/{folder}_{{train,val}}.bin, not tiny_shakespeare_*",
+              r.returncode == 0 and files == want, f"exit {r.returncode}, files {files}, stderr {r.stderr[-300:]!r}")
+    rc = subprocess.run([sys.executable, SCRIPT, "--text", path, "--bpe-dir", bpe_dir, "--out-dir",
+                         os.path.join(tmp_root, "badname"), "--name", "..."], capture_output=True, text=True)
+    lines = [l for l in rc.stderr.splitlines() if l.strip() and not l.startswith("warning:")]
+    check("--name with no usable character: a one-line error naming the flag, no files",
+          rc.returncode == 1 and len(lines) == 1 and "--name" in lines[0] and "HINT" in lines[0]
+          and not os.path.exists(os.path.join(tmp_root, "badname")), rc.stderr[-300:])
+
 # -----------------------------------------------------------------------------
 # make test on a fresh machine: tests/run_tests.sh's set-up against a stand-in python3 whose
 # tiktoken is missing and whose pip works, refuses the plain install (PEP 668), or fails
