@@ -17,7 +17,9 @@
  the b1.58 mode is exact integer arithmetic on the tensor cores: int8
  activation codes times trits stored as int8, summed in int32 by cuBLAS, then
  scaled once by gamma / s_x (BitNet b1.58's inference form). The backward
- runs in floatX through cuBLAS, with the straight-through estimator.
+ runs in floatX through cuBLAS, with the straight-through estimator; with
+ -bq int8 its dX = dY W_q takes the same integer form (dY rounded to int8 per
+ token, times the trits transposed, int32 sums, scaled once), dW stays float.
 
  Every reduction that feeds the loss or the weights (LayerNorm and bias
  gradients, embedding gradients, the gradient norm, the weight scales) is done
@@ -41,7 +43,7 @@
 #include "llmc/cuda_common.h" // defines: cudaCheck, cublasCheck, cudaMallocCheck, floatX, ceil_div, block_reduce_sum
 #include "llmc/utils.h"       // defines: fopenCheck, freadCheck, mallocCheck, ensure_writable_dir, now_seconds
 #include "llmc/gpt2_config.h" // defines: GPT2Config, QuantConfig, ParameterTensors, fill_in_parameter_sizes
-#include "llmc/checkpoint.h"  // defines: model_file_open, checkpoint_write, checkpoint_read_state
+#include "llmc/checkpoint.h"  // defines: model_file_open_modes, checkpoint_write, checkpoint_read_state
 #include "llmc/dataloader.h"  // defines: DataLoader, dataloaders_open, dataloader_next_batch
 #include "llmc/tokenizer.h"   // defines: Tokenizer, tokenizer_init, tokenizer_print
 #include "llmc/sampler.h"     // defines: random_f32, sample_logits
@@ -54,7 +56,7 @@
 #include "llmc/encoder.cuh"   // defines: encoder_forward, encoder_bucket_tokens, encoder_backward
 #include "llmc/layernorm.cuh" // defines: layernorm_forward, layernorm_backward
 #include "llmc/matmul.cuh"    // defines: cublas_handle, matmul_forward, matmul_backward, matmul_i8, COLSUM_ROWS
-#include "llmc/quantize.cuh"  // defines: weights_quantize, bitlinear_input_forward, QUANT_BLOCKS (ternary.h: the spec)
+#include "llmc/quantize.cuh"  // defines: weights_quantize, trits_transpose, QUANT_BLOCKS (ternary.h: the spec)
 #include "llmc/bitlinear.cuh" // defines: BitLinearScratch, bitlinear_forward, bitlinear_backward
 #include "llmc/attention.cuh" // defines: attention_forward, attention_backward
 #include "llmc/gelu.cuh"      // defines: gelu_forward, gelu_backward
@@ -110,6 +112,7 @@ typedef struct {
     size_t num_bitlinear_weights;
     floatX *wq;
     int8_t *trits;
+    int8_t *trits_t;          // -bq int8 only (else NULL): the trits transposed, each matrix (IC,OC), for dX = dY W_q
     float *scales, *centres;
     double *qpartial_abs, *qpartial_sum;
     int wq_stale;
@@ -145,6 +148,11 @@ static floatX *floatx_view(const GPT2 *model, const float *p) { // the floatX co
     return model->params_x + (p - model->params_memory);
 }
 
+// the backward of dX in integers (-bq int8): dY to int8 per token times the trits (llmc/bitlinear.cuh)
+static int gpt2_uses_int8_backward(const GPT2 *model) {
+    return model->quant.backward_quant == BQ_INT8 && model->quant.weight_quant != WQ_FP;
+}
+
 static void gpt2_allocate(GPT2 *model) {
     GPT2Config *cfg = &model->config;
     if (cfg->num_layers > 64) {
@@ -172,6 +180,18 @@ static void gpt2_allocate(GPT2 *model) {
     model->num_bitlinear_weights = bitlinear_trit_offsets(model->wq_offset, cfg);
     model->wq = (floatX *)cudaMallocCheck(model->num_bitlinear_weights * sizeof(floatX), "quantized weights");
     model->trits = (int8_t *)cudaMallocCheck(model->num_bitlinear_weights, "trits");
+    model->trits_t = NULL;
+    if (gpt2_uses_int8_backward(model)) {
+        // cuBLAS's int8 GEMM needs K = OC and N = IC multiples of 4 (see int8_forward below); the
+        // int8 backward has no float fallback: it would train another mode than the files say
+        if (cfg->channels % 4 != 0) {
+            fprintf(stderr, "error: -bq int8 needs the channels C to be a multiple of 4 in the CUDA trainer "
+                    "(cuBLAS's int8 GEMM); this model has C = %d\n"
+                    "---> HINT: train it with the CPU trainer (train_gpt2_1bit), or with -bq float\n", cfg->channels);
+            exit(EXIT_FAILURE);
+        }
+        model->trits_t = (int8_t *)cudaMallocCheck(model->num_bitlinear_weights, "transposed trits (-bq int8)");
+    }
     model->scales = (float *)cudaMallocCheck(64 * 4 * sizeof(float), "scales");
     model->centres = (float *)cudaMallocCheck(64 * 4 * sizeof(float), "centres");
     model->qpartial_abs = (double *)cudaMallocCheck(64 * QUANT_BLOCKS * sizeof(double), "scale partials");
@@ -201,8 +221,9 @@ static void gpt2_upload_params(GPT2 *model) {
     model->wq_stale = 1;
 }
 
-void gpt2_build_from_checkpoint(GPT2 *model, const char *path, QuantConfig quant, const int explicit_flags[3]) {
-    FILE *fp = model_file_open(path, quant, explicit_flags, &model->config, &model->quant);
+void gpt2_build_from_checkpoint(GPT2 *model, const char *path, QuantConfig quant,
+                                const int explicit_flags[NUM_MODE_FLAGS]) {
+    FILE *fp = model_file_open_modes(path, quant, explicit_flags, &model->config, &model->quant);
     gpt2_allocate(model);
     freadCheck(model->params_host, sizeof(float), model->num_parameters, fp, path);
     fclose(fp);
@@ -224,7 +245,8 @@ static float *bitlinear_latent(const GPT2 *model, int k) {
     return w;
 }
 
-// rebuild trits, W_q and the scales from the latent weights (once per update)
+// rebuild trits, W_q and the scales from the latent weights (once per update); with -bq int8
+// also the transposed trits the backward's dX reads
 void gpt2_quantize_weights(GPT2 *model) {
     if (!model->wq_stale) { return; }
     model->wq_stale = 0;
@@ -238,6 +260,9 @@ void gpt2_quantize_weights(GPT2 *model) {
         weights_quantize(model->trits + model->wq_offset[k], model->wq + model->wq_offset[k], model->scales,
                          model->centres, model->qpartial_abs, model->qpartial_sum, w, L, k, n,
                          model->quant.weight_quant == WQ_BINARY);
+        if (model->trits_t != NULL) {
+            trits_transpose(model->trits_t + model->wq_offset[k], model->trits + model->wq_offset[k], L, OC, IC);
+        }
     }
 }
 
@@ -284,17 +309,19 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     ALLOC(a->losses, float, BT, "losses");
     // the BitLinear scratch each mode uses, and only that (cudaFree(NULL) is a no-op):
     // fp and weights-only without the inner norm use the input as it is, the float path x_q,
-    // the integer path also the int8 codes and their int32 products (0.94 GiB at d12, B=64)
+    // the integer path also the int8 codes and their int32 products (0.94 GiB at d12, B=64);
+    // the int8 backward (-bq int8) the same codes, 1/s and products, for dY (shared with the forward)
     const QuantConfig *q = &model->quant;
     int plain = q->act_quant == AQ_NONE && !q->inner_norm, int8 = gpt2_uses_int8_matmul(model);
+    int int8_bwd = gpt2_uses_int8_backward(model);
     BitLinearScratch *bl = &model->bl;
     memset(bl, 0, sizeof(*bl));
     if (!plain) {
         ALLOC(bl->xq, floatX, BT * 4 * C, "scratch (x_q)");
-        ALLOC(bl->inv_s, float, BT, "scratch");
         ALLOC(bl->rstd, float, BT, "scratch");
     }
-    if (int8) {
+    if (!plain || int8_bwd) { ALLOC(bl->inv_s, float, BT, "scratch"); }
+    if (int8 || int8_bwd) {
         ALLOC(bl->codes, int8_t, BT * 4 * C, "scratch (int8 codes)");
         ALLOC(bl->acc, int32_t, BT * 4 * C, "int32 products");
     }
@@ -337,14 +364,16 @@ static void gpt2_bitlinear_forward(GPT2 *model, int k, int l, floatX *out, const
                       &qk, gpt2_uses_int8_matmul(model), N, IC, OC);
 }
 
-// dinp (N,IC) overwritten; dweight, dbias accumulated
+// dinp (N,IC) overwritten; dweight, dbias accumulated; dX in integers with -bq int8
 static void gpt2_bitlinear_backward(GPT2 *model, int k, int l, floatX *dinp, float *dweight, float *dbias,
                                     const floatX *dout, const floatX *inp, int N) {
     int OC, IC;
     bitlinear_shape(&model->config, k, &OC, &IC);
-    const QuantConfig qk = quant_config_at(&model->quant, k);
-    bitlinear_backward(dinp, dweight, dbias, dout, inp, gpt2_forward_weight(model, k, l), &model->bl, model->partial,
-                       &qk, N, IC, OC);
+    const int8_t *trits_t = model->trits_t != NULL ? model->trits_t + model->wq_offset[k] + (size_t)l * OC * IC : NULL;
+    QuantConfig qk = quant_config_at(&model->quant, k);
+    qk.backward_quant = trits_t != NULL ? BQ_INT8 : BQ_FLOAT; // (fp weights have no trits: float)
+    bitlinear_backward(dinp, dweight, dbias, dout, inp, gpt2_forward_weight(model, k, l), trits_t, model->scales,
+                       l * 4 + k, &model->bl, model->partial, &qk, N, IC, OC);
 }
 
 // ----------------------------------------------------------------------------
@@ -517,6 +546,7 @@ void gpt2_free(GPT2 *model) {
     cudaCheck(cudaFree(model->v_memory));
     cudaCheck(cudaFree(model->wq));
     cudaCheck(cudaFree(model->trits));
+    cudaCheck(cudaFree(model->trits_t));
     cudaCheck(cudaFree(model->scales));
     cudaCheck(cudaFree(model->centres));
     cudaCheck(cudaFree(model->qpartial_abs));
@@ -680,8 +710,10 @@ int main(int argc, char **argv) {
     cublasCheck(cublasCreate(&cublas_handle));
 
     // the model: resumed, loaded, or fresh
-    QuantConfig quant = {parse_weight_quant(args.weight_quant), parse_act_quant(args.act_quant), args.inner_norm};
-    const int explicit_flags[3] = {args.set_weight_quant, args.set_act_quant, args.set_inner_norm};
+    QuantConfig quant = {parse_weight_quant(args.weight_quant), parse_act_quant(args.act_quant), args.inner_norm,
+                         parse_backward_quant(args.backward_quant)};
+    const int explicit_flags[NUM_MODE_FLAGS] = {args.set_weight_quant, args.set_act_quant, args.set_inner_norm,
+                                                args.set_backward_quant};
     GPT2 model;
     int resume_step = -1;
     char path[4096];

@@ -1,7 +1,8 @@
 /*
  llmc/bitlinear.cuh: BitLinear (BitNet b1.58) forward and backward, from the quantizers of
  llmc/quantize.cuh and the matmuls of llmc/matmul.cuh.
- Spec: bitlinear_forward, bitlinear_forward_int8 and bitlinear_backward in train_gpt2_1bit.c.
+ Spec: bitlinear_forward, bitlinear_forward_int8, bitlinear_backward and bitlinear_backward_int8
+ in train_gpt2_1bit.c.
 
    forward (float path):   x_q = bitlinear_input_forward(inp); out (N,OC) = x_q @ W^T + bias
    forward (integer path): codes, 1/s = bitlinear_input_forward(inp);
@@ -10,6 +11,9 @@
    backward (straight-through estimator), for dout (N,OC):
                            dW_latent += dout^T @ x_q; dx_q = dout @ W_q; dx_n = dx_q;
                            inner norm: dx = r * (dx_n - x_n * mean(dx_n * x_n))
+   backward, dX in integers (-bq int8): codes, 1/s_g = grad_quantize_rows(dout);
+                           acc (N,IC) = codes . trits_t^T (exact int32, cuBLAS; trits_t = trits^T (IC,OC));
+                           dx_q = acc * (gamma * inv_s[n]) (dequant_epilogue_kernel); dW as above
  inp is (N,IC); W is (OC,IC) floatX: W_q, or the latent weights in fp mode; trits (OC,IC) int8
  and gamma = scales[scale_index] (llmc/quantize.cuh has the format). With neither int8
  activations nor the inner norm, inp goes to the matmul as it is. x_q is not kept: the
@@ -20,16 +24,16 @@
 
 #include "cuda_common.h" // defines: floatX, to_float, from_float, warp_reduce_sum, ceil_div, cudaCheck
 #include "gpt2_config.h" // defines: QuantConfig, AQ_NONE, AQ_INT8
-#include "quantize.cuh"  // defines: bitlinear_input_forward (rmsnorm_quant_kernel)
+#include "quantize.cuh"  // defines: bitlinear_input_forward (rmsnorm_quant_kernel), grad_quantize_rows
 #include "matmul.cuh"    // defines: matmul_forward, matmul_backward, matmul_i8
 
 // the scratch of a BitLinear call, shared by all layers, each sized for the largest (N, IC or OC)
 typedef struct {
     floatX *xq;    // (N,IC) x_q: the float matmul's input, and the backward's
-    int8_t *codes; // (N,IC) int8 codes of the integer path
-    float *inv_s;  // (N) 1/s of each row
+    int8_t *codes; // (N,IC) int8 codes of the integer path; (N,OC) dY's in the int8 backward
+    float *inv_s;  // (N) 1/s of each row (of x, or of dY in the int8 backward)
     float *rstd;   // (N) 1/rms of the inner norm (1 without it)
-    int32_t *acc;  // (N,OC) the integer path's int32 products
+    int32_t *acc;  // (N,OC) the integer path's int32 products; (N,IC) the int8 backward's
     floatX *dxn;   // (N,IC) dx_n, the gradient before the inner norm's backward
 } BitLinearScratch;
 
@@ -95,23 +99,37 @@ static inline void bitlinear_forward(floatX *out, const floatX *inp, const float
     }
 }
 
+// dx_q (N,IC) = dout (N,OC) @ W_q (OC,IC) in the integer form (-bq int8): with dout rounded to
+// int8 per row, dy = q / s_g, and W_q = t * gamma, dx_q = (gamma / s_g) * (q . t), where q . t =
+// q (N,OC) . trits_t (IC,OC)^T is the forward's int8 GEMM with IC and OC swapped: exact int32 sums
+// (|sum| <= 128 * OC), the two scales applied once per output
+static inline void bitlinear_dx_int8(floatX *dxq, const floatX *dout, const int8_t *trits_t, const float *scales,
+                                     int scale_index, BitLinearScratch *s, int N, int IC, int OC) {
+    grad_quantize_rows(s->codes, s->inv_s, dout, N, OC);
+    bitlinear_matmul_int8(dxq, s->acc, s->codes, s->inv_s, trits_t, scales, scale_index, NULL, N, OC, IC);
+}
+
 // dinp (N,IC) overwritten; dweight (OC,IC), dbias (OC) accumulated; w as the forward's
-// (W_q); partial: matmul_backward's column-sum scratch
+// (W_q); partial: matmul_backward's column-sum scratch. With q->backward_quant == BQ_INT8, dX
+// takes the integer path (bitlinear_dx_int8) from trits_t, the matrix's trits transposed (IC,OC),
+// and gamma = scales[scale_index]; w is then not read (dW stays float either way)
 static inline void bitlinear_backward(floatX *dinp, float *dweight, float *dbias, const floatX *dout, const floatX *inp,
-                                      const floatX *w, BitLinearScratch *s, float *partial, const QuantConfig *q,
-                                      int N, int IC, int OC) {
-    if (q->act_quant == AQ_NONE && !q->inner_norm) {
-        matmul_backward(dinp, dweight, dbias, dout, inp, w, N, IC, OC, partial);
-        return;
+                                      const floatX *w, const int8_t *trits_t, const float *scales, int scale_index,
+                                      BitLinearScratch *s, float *partial, const QuantConfig *q, int N, int IC,
+                                      int OC) {
+    int int8_dx = q->backward_quant == BQ_INT8;
+    const floatX *xq = inp; // the matmul's input: inp as it is, or x_q recomputed by the forward's kernel
+    if (q->act_quant != AQ_NONE || q->inner_norm) {
+        bitlinear_input_forward(s->xq, NULL, NULL, s->rstd, inp, N, IC, q->inner_norm, q->act_quant == AQ_INT8);
+        xq = s->xq;
     }
-    bitlinear_input_forward(s->xq, NULL, NULL, s->rstd, inp, N, IC, q->inner_norm, q->act_quant == AQ_INT8);
-    if (!q->inner_norm) { // x_n = x: dx = dx_q
-        matmul_backward(dinp, dweight, dbias, dout, s->xq, w, N, IC, OC, partial);
-        return;
+    floatX *dxq = q->inner_norm ? s->dxn : dinp; // without the norm x_n = x: dx = dx_q
+    matmul_backward(int8_dx ? NULL : dxq, dweight, dbias, dout, xq, w, N, IC, OC, partial);
+    if (int8_dx) { bitlinear_dx_int8(dxq, dout, trits_t, scales, scale_index, s, N, IC, OC); }
+    if (q->inner_norm) {
+        rmsnorm_backward_kernel<<<ceil_div(N, 8), 256>>>(dinp, s->dxn, inp, s->rstd, N, IC);
+        cudaCheck(cudaGetLastError());
     }
-    matmul_backward(s->dxn, dweight, dbias, dout, s->xq, w, N, IC, OC, partial);
-    rmsnorm_backward_kernel<<<ceil_div(N, 8), 256>>>(dinp, s->dxn, inp, s->rstd, N, IC);
-    cudaCheck(cudaGetLastError());
 }
 
 #endif // LLMC_BITLINEAR_CUH

@@ -351,15 +351,6 @@ static inline FILE *model_file_open_modes(const char *path, QuantConfig quant, c
         }
         quant = fq;
     }
-#if !BQ_INT8_SUPPORTED
-    // the CUDA trainer has no int8 backward yet (llmc/gpt2_config.h): training on in float would
-    // write checkpoints that say int8
-    if (quant.backward_quant == BQ_INT8) {
-        fprintf(stderr, "error: '%s' was trained with -bq int8 (the int8 backward of dX), which only the CPU "
-                "trainer has so far\n---> HINT: continue it with train_gpt2_1bit (the CPU trainer)\n", path);
-        exit(EXIT_FAILURE);
-    }
-#endif
     *quant_out = quant;
     return fp;
 }

@@ -41,15 +41,9 @@ __attribute__((unused)) static const char *WEIGHT_QUANT_NAMES[] = {"fp", "ternar
 __attribute__((unused)) static const char *ACT_QUANT_NAMES[] = {"none", "int8"};
 __attribute__((unused)) static const char *BACKWARD_QUANT_NAMES[] = {"float", "int8"};
 
-// -bq int8 exists in the CPU trainer only so far. Code compiled as CUDA refuses it, on the command
-// line (llmc/args.h) and in a model file (llmc/checkpoint.h), rather than train on with the float
-// backward while the files say int8: nvcc defines __CUDACC__, and tests/cuda_emu compiles the .cu
-// as C++ after <cuda_runtime.h>, which defines CUDART_VERSION (as the real one does).
-#if defined(__CUDACC__) || defined(CUDART_VERSION)
-#define BQ_INT8_SUPPORTED 0
-#else
+// Both trainers have -bq int8 (the CUDA one since issue 14's second part: llmc/bitlinear.cuh). The
+// macro stays only for llmc/args.h's old refusal, compiled out at 1; it goes when that does.
 #define BQ_INT8_SUPPORTED 1
-#endif
 
 // 1 if the BitLinear matrix k (0 qkv, 1 attproj, 2 fc, 3 fcproj) normalises its input
 static inline int inner_norm_at(int inner_norm, int k) {

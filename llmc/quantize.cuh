@@ -22,6 +22,12 @@
    s = absmax_from_max(max|x_n|), code = quantize_int8(x_n, s), x_q = code / s
  Outputs: xq (N,IC) floatX (the float path and the backward), codes (N,IC) int8 and
  inv_s (N) = 1/s (the integer path), rstd (N) = r; xq, or codes and inv_s, may be NULL.
+
+ The int8 backward of dX (-bq int8, issue 14), as the CPU's bitlinear_backward_int8 has it:
+   grad_quantize_rows: dY (N,OC) to int8 per row, one warp per row (CPU twin: grad_quantize_rows):
+     s_g = grad_absmax_from_max(max|g|), code = quantize_int8(g, s_g), inv_s = 1/s_g
+   trits_transpose: the trits of L matrices (OC,IC) to (IC,OC) each, once per update, so that
+     dY . W_q is the "TN" int8 GEMM the forward uses (CPU: pack2_rows_transposed, packed)
 */
 #ifndef LLMC_QUANTIZE_CUH
 #define LLMC_QUANTIZE_CUH
@@ -29,7 +35,8 @@
 #include <math.h>
 #include "cuda_common.h" // defines: floatX, to_float, from_float, warp/block reductions, ceil_div, cudaCheck
 #include "ternary.h"     // defines: ternarize, binarize, quantize_int8, absmean_from_sum, mean_from_sum,
-                         //          absmax_from_max, RMSNORM_EPS (HOSTDEV: the spec, called on the device)
+                         //          absmax_from_max, grad_absmax_from_max, RMSNORM_EPS
+                         //          (HOSTDEV: the spec, called on the device)
 
 // ----------------------------------------------------------------------------
 // weights: ternary (b1.58 eq. 1-3): gamma = max(mean|W|, eps); W_q = clamp(round(W / gamma), -1, 1) * gamma
@@ -127,6 +134,55 @@ __global__ void rmsnorm_quant_kernel(floatX *xq, int8_t *codes, float *inv_s, fl
 static inline void bitlinear_input_forward(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp,
                                            int N, int IC, int inner_norm, int act_int8) {
     rmsnorm_quant_kernel<<<ceil_div(N, 8), 256>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8);
+    cudaCheck(cudaGetLastError());
+}
+
+// ----------------------------------------------------------------------------
+// the int8 backward of dX (-bq int8): dY to int8 per token, and the trits transposed
+
+// One warp per row of dout (N,OC): the row's max|g|, then every value to its int8 code with the
+// gradient floor (ternary.h: grad_absmax_from_max, GRAD_EPS), as the activations are
+__global__ void grad_quantize_kernel(int8_t *codes, float *inv_s, const floatX *dout, int N, int OC) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) { return; }
+    const floatX *g = dout + (size_t)row * OC;
+    float m = 0.0f;
+    for (int i = lane; i < OC; i += 32) { m = fmaxf(m, fabsf(to_float(g[i]))); }
+    float s = grad_absmax_from_max(warp_reduce_max(m));
+    for (int i = lane; i < OC; i += 32) { codes[(size_t)row * OC + i] = quantize_int8(to_float(g[i]), s); }
+    if (lane == 0) { inv_s[row] = 1.0f / s; }
+}
+
+// codes (N,OC) and inv_s (N) = 1/s_g of each row of dout (N,OC)
+static inline void grad_quantize_rows(int8_t *codes, float *inv_s, const floatX *dout, int N, int OC) {
+    grad_quantize_kernel<<<ceil_div(N, 8), 256>>>(codes, inv_s, dout, N, OC);
+    cudaCheck(cudaGetLastError());
+}
+
+// dst (cols,rows) = src (rows,cols)^T for matrix blockIdx.z of a stack; one 32x32 tile a block of
+// 256 threads (8 warps, a warp per tile row at a time), through shared memory so that both the
+// reads and the writes go along rows
+#define TRANSPOSE_TILE 32
+__global__ void trits_transpose_kernel(int8_t *dst, const int8_t *src, int rows, int cols) {
+    __shared__ int8_t tile[TRANSPOSE_TILE][TRANSPOSE_TILE + 1];
+    size_t off = (size_t)blockIdx.z * rows * cols;
+    int r0 = blockIdx.y * TRANSPOSE_TILE, c0 = blockIdx.x * TRANSPOSE_TILE;
+    int x = threadIdx.x % TRANSPOSE_TILE, y = threadIdx.x / TRANSPOSE_TILE, ny = blockDim.x / TRANSPOSE_TILE;
+    for (int j = y; j < TRANSPOSE_TILE; j += ny) { // tile[j][x] = src[r0 + j][c0 + x]
+        int r = r0 + j, c = c0 + x;
+        if (r < rows && c < cols) { tile[j][x] = src[off + (size_t)r * cols + c]; }
+    }
+    __syncthreads(); // every thread reads a column of the tile, which other threads loaded
+    for (int j = y; j < TRANSPOSE_TILE; j += ny) { // dst[c0 + j][r0 + x] = tile[x][j]
+        int c = c0 + j, r = r0 + x;
+        if (r < rows && c < cols) { dst[off + (size_t)c * rows + r] = tile[x][j]; }
+    }
+}
+
+// the L trit matrices (OC,IC) of one BitLinear kind, back to back, to (IC,OC) each in trits_t
+static inline void trits_transpose(int8_t *trits_t, const int8_t *trits, int L, int OC, int IC) {
+    dim3 grid(ceil_div(IC, TRANSPOSE_TILE), ceil_div(OC, TRANSPOSE_TILE), L);
+    trits_transpose_kernel<<<grid, 256>>>(trits_t, trits, OC, IC);
     cudaCheck(cudaGetLastError());
 }
 

@@ -496,13 +496,27 @@ else
     expect_error "CUDA trainer (emulator): -e a run's directory" "'$W/tern' is a directory, not a model file" \
         "${BASE[@]}" -e "$W/tern" -o ""
     expect_error "CUDA trainer (emulator): -l inf" "flag -l expects a finite number" "${BASE[@]}" -l inf -o ""
-    # -bq int8 is in the CPU trainer only (issue 14): the CUDA trainer must refuse it, never train in float
-    expect_error "CUDA trainer (emulator): -bq int8 is refused (CPU-only for now)" "-bq int8 is CPU-only" \
-        "${BASE[@]}" -bq int8 -o ""
-    expect_error "CUDA trainer (emulator): a -bq int8 checkpoint is refused" "'$BQ8' was trained with -bq int8" \
-        "${BASE[@]}" -e "$BQ8" -o ""
-    expect_error "CUDA trainer (emulator): resuming a -bq int8 run is refused" \
-        "'$W/bq8/model_00000002.bin' was trained with -bq int8" "${BASE[@]}" -x 4 -y 1 -o "$W/bq8"
+    # -bq int8 (issue 14) is in both trainers: the CUDA one takes the flag, the CPU runs' files and
+    # their resumption, in int8 (the "mode:" line says so), and refuses what the CPU trainer refuses
+    expect_ok "CUDA trainer (emulator): -bq int8 trains" "${BASE[@]}" -bq int8 -o ""
+    if grep -q '^mode: .*backward dX int8' <<<"$OUT"; then pass "CUDA trainer (emulator): -bq int8 says its mode"
+    else fail "CUDA trainer (emulator): -bq int8 says its mode" "$(grep -m1 '^mode:' <<<"$OUT")"; fi
+    expect_ok "CUDA trainer (emulator): a -bq int8 checkpoint of the CPU trainer trains" "${BASE[@]}" -e "$BQ8" -o ""
+    name="CUDA trainer (emulator): the -bq int8 checkpoint loads in -bq int8"
+    if grep -q '^mode: .*backward dX int8' <<<"$OUT"; then pass "$name"; else fail "$name" "$(grep -m1 '^mode:' <<<"$OUT")"; fi
+    cp -r "$W/bq8" "$W/bq8_cuda"
+    expect_ok "CUDA trainer (emulator): resuming a -bq int8 run of the CPU trainer trains on" \
+        "${BASE[@]}" -x 4 -y 1 -o "$W/bq8_cuda"
+    if grep -q '^mode: .*backward dX int8' <<<"$OUT" && [ -f "$W/bq8_cuda/DONE_00000004" ]; then
+        pass "CUDA trainer (emulator): the resumed -bq int8 run stays in int8 and writes its step-4 checkpoint"
+    else
+        fail "CUDA trainer (emulator): the resumed -bq int8 run stays in int8 and writes its step-4 checkpoint" \
+            "$(grep -m1 '^mode:' <<<"$OUT"); DONE_00000004 $([ -f "$W/bq8_cuda/DONE_00000004" ] || echo missing)"
+    fi
+    expect_error "CUDA trainer (emulator): resuming a -bq int8 run with -bq float is refused" "-bq" \
+        "${BASE[@]}" -x 4 -y 1 -bq float -o "$W/bq8"
+    expect_error "CUDA trainer (emulator): -bq int8 with -wq fp is refused" "-bq" \
+        "${BASE[@]}" -wq fp -aq none -rn 0 -bq int8 -o ""
     BIN=$BIN_CPU
 fi
 

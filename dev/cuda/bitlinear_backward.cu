@@ -23,13 +23,24 @@
         it is llmc/matmul.cuh's matmul_backward, what the trainer runs (ships)
      2  the same dX; dW += (dY * inv_s)^T q: X kept as int8 codes, the scale folded into dY's rows,
         the codes converted to bf16 by a staging kernel
+     3  the int8 backward of dX (-bq int8, issue 14; ships: llmc/bitlinear.cuh's bitlinear_dx_int8):
+        dY to int8 per row (grad_quantize_rows), dX = (gamma / s_g) * (codes . trits) by cuBLAS's
+        int8 GEMM on the trits transposed (IC,OC) (trits_transpose, once per update in the trainer,
+        outside the timing here), exact int32 sums, the scales applied once; dW as variant 1.
+        Another dX than variants 1-2 compute (dY is rounded): it is checked against its own spec
 
  Validation (at M = 4096, sampled rows and columns; timing at M = 65536): against a CPU
  reference in double from the exact operands, with |gpu - cpu| <= BWD_ATOL_OF_RMS * rms(cpu)
- + BWD_RTOL * |cpu|.
+ + BWD_RTOL * |cpu|. Variant 3's dX exactly, bit for bit, against the CPU trainer's own path
+ (train_gpt2_1bit.c's bitlinear_backward_int8: ternary.h's grad_absmax_scale and quantize_int8,
+ matmul_i8_t2_ref on pack2_rows_transposed trits, dequant_epilogue): the codes, 1/s_g, the int32
+ sums and dX; the transposed trits too. Row 0 of dY is scaled by 1e-6, under the activations'
+ 1e-5 floor: the gradient's floor (GRAD_EPS) must be the one applied.
 */
 #include "common.h" // defines: harness (random inputs, validation, timing, results); includes llmc/ headers
 #include "llmc/matmul.cuh" // defines: cublas_handle, matmul_backward (what the trainer runs: variant 1)
+#include "llmc/bitlinear.cuh" // defines: BitLinearScratch, bitlinear_dx_int8 (variant 3, what -bq int8 runs)
+#include "llmc/quantize.cuh"  // defines: trits_transpose, grad_quantize_rows (variant 3)
 
 // Each product enters the GEMM with one bf16 rounding (2^-9 relative: X_q in variant 1, dY * inv_s
 // in variant 2, nothing for dX's operands), summed in fp32: over M or N terms of random sign the
@@ -70,6 +81,28 @@ static void bitlinear_backward_cpu(double *dx_ref, double *dw_ref, const floatX 
             for (int k = 0; k < K; k++) { acc[k] += d * q_m[k]; }
         }
     }
+}
+
+// Variant 3's spec, the CPU trainer's path for sampled rows of dY: codes (nrows,N) and inv_s (nrows)
+// of dY to int8, acc (nrows,K) = codes . trits (exact int32, the 2-bit packed trits transposed),
+// dx (nrows,K) = acc * (gamma * inv_s) rounded to floatX; trits is (N,K)
+static void bitlinear_dx_int8_cpu(int8_t *codes, float *inv_s, int32_t *acc, floatX *dx, const floatX *dy,
+                                  const int8_t *trits, float gamma, const int *rows, int nrows, int K, int N) {
+    float *g = (float *)mallocCheck((size_t)N * sizeof(float)), *dxf = (float *)mallocCheck((size_t)K * sizeof(float));
+    for (int i = 0; i < nrows; i++) { // grad_quantize_rows of train_gpt2_1bit.c, on the floatX values
+        for (int n = 0; n < N; n++) { g[n] = to_float(dy[(size_t)rows[i] * N + n]); }
+        float s = grad_absmax_scale(g, N);
+        for (int n = 0; n < N; n++) { codes[(size_t)i * N + n] = quantize_int8(g[n], s); }
+        inv_s[i] = 1.0f / s;
+    }
+    uint8_t *w2t = (uint8_t *)mallocCheck((size_t)K * pack2_row_bytes(N)); // K rows of N trits
+    pack2_rows_transposed(w2t, trits, N, K);
+    matmul_i8_t2_ref(acc, codes, w2t, nrows, N, K);
+    for (int i = 0; i < nrows; i++) {
+        dequant_epilogue(dxf, acc + (size_t)i * K, &inv_s[i], gamma, NULL, 1, K);
+        for (int k = 0; k < K; k++) { dx[(size_t)i * K + k] = from_float<floatX>(dxf[k]); }
+    }
+    free(g); free(dxf); free(w2t);
 }
 
 // ----------------------------------------------------------------------------
@@ -114,6 +147,9 @@ typedef struct {
     const int8_t *q;                // variant 2's int8 codes
     const float *inv_s;
     floatX *dys, *qx;               // variant 2's scratch
+    const int8_t *trits_t;          // variant 3: the trits transposed (K,N)
+    const float *scales;            // variant 3: gamma at [0]
+    BitLinearScratch bl;            // variant 3: dY's codes (M,N), 1/s_g (M), int32 sums (M,K)
     floatX *dx;
     float *dw;
 } BwdArgs;
@@ -134,24 +170,33 @@ static void bitlinear_backward2(const BwdArgs &a, int M, int K, int N, int block
     matmul_dw(a.dw, a.dys, a.qx, a.wdeq, M, K, N);
 }
 
+// variant 3 is what -bq int8 runs: llmc/bitlinear.cuh's bitlinear_dx_int8 (its IC = K, OC = N),
+// and dW as variant 1 (bitlinear_backward in llmc/bitlinear.cuh calls matmul_backward without dX)
+static void bitlinear_backward3(BwdArgs &a, int M, int K, int N) {
+    matmul_dw(a.dw, a.dy, a.xdeq, a.wdeq, M, K, N);
+    bitlinear_dx_int8(a.dx, a.dy, a.trits_t, a.scales, 0, &a.bl, M, K, N);
+}
+
 // dispatcher
-static void bitlinear_backward(int kernel_num, const BwdArgs &a, int M, int K, int N, int block) {
+static void bitlinear_backward(int kernel_num, BwdArgs &a, int M, int K, int N, int block) {
     switch (kernel_num) {
     case 1: bitlinear_backward1(a, M, K, N); break;
     case 2: bitlinear_backward2(a, M, K, N, block); break;
+    case 3: bitlinear_backward3(a, M, K, N); break;
     default: fprintf(stderr, "no variant %d\n", kernel_num); exit(EXIT_FAILURE);
     }
 }
 
 static const char *variant_name(int k) {
-    return k == 1 ? "1 cuBLAS " PRECISION_NAME ", X_q " PRECISION_NAME " (baseline)" : "2 cuBLAS, X_q int8, scale in dY";
+    return k == 1 ? "1 cuBLAS " PRECISION_NAME ", X_q " PRECISION_NAME " (baseline)"
+         : k == 2 ? "2 cuBLAS, X_q int8, scale in dY" : "3 dX int8 x trits (-bq int8), dW as 1";
 }
 
 // ----------------------------------------------------------------------------
 // main
 
 int main(int argc, char **argv) {
-    const int num_kernels = 3; // variants 1 and 2 (no 0: variant 1 is the library baseline)
+    const int num_kernels = 4; // variants 1 to 3 (no 0: variant 1 is the library baseline)
     int only = parse_kernel_num(argc, argv, num_kernels);
     common_start("bitlinear_backward: dX = dY W_q and dW += dY^T X_q");
     cublasCheck(cublasCreate(&cublas_handle));
@@ -173,6 +218,8 @@ int main(int argc, char **argv) {
     // inputs; the (M,N) dY of a shape is the first M*N values read as rows of N, and so on
     floatX *dy = (floatX *)mallocCheck((size_t)M * Nmax * sizeof(floatX));
     for (size_t i = 0; i < (size_t)M * Nmax; i++) { dy[i] = from_float<floatX>(rng_uniform(-1.0f, 1.0f)); }
+    // row 0 of every shape's dY (the first N values) tiny: variant 3 must use the gradient's floor
+    for (int i = 0; i < Nmax; i++) { dy[i] = from_float<floatX>(to_float(dy[i]) * 1e-6f); }
     int8_t *q = make_random_int8((size_t)M * Kmax);
     int8_t *trits = make_random_trits((size_t)Nmax * Kmax);
     float *inv_s = make_random_float(M, 0.005f, 0.05f);
@@ -189,12 +236,28 @@ int main(int argc, char **argv) {
     a.qx = (floatX *)cudaMallocCheck((size_t)M * Kmax * sizeof(floatX), "q as floatX");
     a.dx = (floatX *)cudaMallocCheck((size_t)M * Kmax * sizeof(floatX), "dX");
     a.dw = (float *)cudaMallocCheck((size_t)Nmax * Kmax * sizeof(float), "dW");
+    int8_t *d_trits_t = (int8_t *)cudaMallocCheck((size_t)Nmax * Kmax, "trits transposed");
+    a.trits_t = d_trits_t;
+    a.scales = to_device(&gamma, 1);
+    memset(&a.bl, 0, sizeof(a.bl));
+    a.bl.codes = (int8_t *)cudaMallocCheck((size_t)M * Nmax, "dY codes");
+    a.bl.inv_s = (float *)cudaMallocCheck((size_t)M * sizeof(float), "1/s_g");
+    a.bl.acc = (int32_t *)cudaMallocCheck((size_t)M * Kmax * sizeof(int32_t), "int32 sums");
 
     int dx_rows[NUM_SAMPLE_DX_ROWS], dw_rows[NUM_SAMPLE_DW_ROWS];
     double *dx_ref = (double *)mallocCheck((size_t)NUM_SAMPLE_DX_ROWS * Kmax * sizeof(double));
     double *dw_ref = (double *)mallocCheck((size_t)NUM_SAMPLE_DW_ROWS * Kmax * sizeof(double));
     floatX *dx_gpu = (floatX *)mallocCheck((size_t)NUM_SAMPLE_DX_ROWS * Kmax * sizeof(floatX));
     float *dw_gpu = (float *)mallocCheck((size_t)NUM_SAMPLE_DW_ROWS * Kmax * sizeof(float));
+    // variant 3's exact checks, on the same sampled rows of dX
+    const size_t nq = (size_t)NUM_SAMPLE_DX_ROWS * Nmax, nk = (size_t)NUM_SAMPLE_DX_ROWS * Kmax;
+    int8_t *codes_ref = (int8_t *)mallocCheck(nq), *codes_gpu = (int8_t *)mallocCheck(nq);
+    float *inv_s_ref = (float *)mallocCheck(NUM_SAMPLE_DX_ROWS * sizeof(float));
+    float *inv_s_gpu = (float *)mallocCheck(NUM_SAMPLE_DX_ROWS * sizeof(float));
+    int32_t *acc_ref = (int32_t *)mallocCheck(nk * sizeof(int32_t));
+    int32_t *acc_gpu = (int32_t *)mallocCheck(nk * sizeof(int32_t));
+    floatX *dx8_ref = (floatX *)mallocCheck(nk * sizeof(floatX));
+    int8_t *trits_t_ref = (int8_t *)mallocCheck((size_t)Nmax * Kmax);
 
     for (int s = 0; s < nshapes; s++) {
         const int N = shapes[s][0], K = shapes[s][1], Mv = M_validate;
@@ -202,6 +265,13 @@ int main(int argc, char **argv) {
         cudaCheck(cudaGetLastError());
         dequantize_rows_kernel<<<ceil_div((long long)M * K, 256), 256>>>(d_xdeq, d_q, d_inv_s, 0.0f, M, K);
         cudaCheck(cudaGetLastError());
+        trits_transpose(d_trits_t, d_trits, 1, N, K); // variant 3's operand (once per update in the trainer)
+        int8_t *trits_t_gpu = from_device(d_trits_t, (size_t)N * K);
+        for (int n = 0; n < N; n++) {
+            for (int k = 0; k < K; k++) { trits_t_ref[(size_t)k * N + n] = trits[(size_t)n * K + k]; }
+        }
+        validate_exact("trits transposed", trits_t_gpu, trits_t_ref, (size_t)N * K);
+        free(trits_t_gpu);
         floatX *wdeq = from_device(d_wdeq, (size_t)N * K);
         // sampled rows: the first and last few, the rest random
         for (int i = 0; i < NUM_SAMPLE_DX_ROWS; i++) { dx_rows[i] = i < 4 ? i : i < 8 ? Mv - 1 - (i - 4) : (int)(rng_u32() % Mv); }
@@ -209,6 +279,8 @@ int main(int argc, char **argv) {
         // the (Mv, N) dY of the validation problem is the first Mv*N values, as on the GPU
         bitlinear_backward_cpu(dx_ref, dw_ref, dy, wdeq, q, inv_s, dx_rows, NUM_SAMPLE_DX_ROWS, dw_rows,
                                NUM_SAMPLE_DW_ROWS, Mv, K, N);
+        bitlinear_dx_int8_cpu(codes_ref, inv_s_ref, acc_ref, dx8_ref, dy, trits, gamma, dx_rows, NUM_SAMPLE_DX_ROWS,
+                              K, N);
         double dx_rms = 0.0, dw_rms = 0.0;
         for (size_t i = 0; i < (size_t)NUM_SAMPLE_DX_ROWS * K; i++) { dx_rms += dx_ref[i] * dx_ref[i]; }
         for (size_t i = 0; i < (size_t)NUM_SAMPLE_DW_ROWS * K; i++) { dw_rms += dw_ref[i] * dw_ref[i]; }
@@ -229,8 +301,24 @@ int main(int argc, char **argv) {
                                      cudaMemcpyDeviceToHost));
             }
             char name[64];
-            snprintf(name, sizeof(name), "variant %d dX, N %d K %d", k, N, K);
-            validate_close(name, dx_gpu, dx_ref, (size_t)NUM_SAMPLE_DX_ROWS * K, BWD_ATOL_OF_RMS * dx_rms, BWD_RTOL);
+            if (k == 3) { // the int8 dX: its codes, scales, int32 sums and dX bit for bit
+                for (int i = 0; i < NUM_SAMPLE_DX_ROWS; i++) {
+                    size_t r = (size_t)dx_rows[i];
+                    cudaCheck(cudaMemcpy(codes_gpu + (size_t)i * N, a.bl.codes + r * N, N, cudaMemcpyDeviceToHost));
+                    cudaCheck(cudaMemcpy(inv_s_gpu + i, a.bl.inv_s + r, sizeof(float), cudaMemcpyDeviceToHost));
+                    cudaCheck(cudaMemcpy(acc_gpu + (size_t)i * K, a.bl.acc + r * K, K * sizeof(int32_t),
+                                         cudaMemcpyDeviceToHost));
+                }
+                validate_exact("dY codes", codes_gpu, codes_ref, (size_t)NUM_SAMPLE_DX_ROWS * N);
+                validate_exact("1/s_g", inv_s_gpu, inv_s_ref, NUM_SAMPLE_DX_ROWS);
+                validate_exact("int32 sums", acc_gpu, acc_ref, (size_t)NUM_SAMPLE_DX_ROWS * K);
+                validate_exact("dX", dx_gpu, dx8_ref, (size_t)NUM_SAMPLE_DX_ROWS * K);
+                printf("  variant 3 dX, N %d K %d: dY codes, 1/s_g, int32 sums and dX exact\n", N, K);
+            } else {
+                snprintf(name, sizeof(name), "variant %d dX, N %d K %d", k, N, K);
+                validate_close(name, dx_gpu, dx_ref, (size_t)NUM_SAMPLE_DX_ROWS * K, BWD_ATOL_OF_RMS * dx_rms,
+                               BWD_RTOL);
+            }
             snprintf(name, sizeof(name), "variant %d dW, N %d K %d", k, N, K);
             validate_close(name, dw_gpu, dw_ref, (size_t)NUM_SAMPLE_DW_ROWS * K, BWD_ATOL_OF_RMS * dw_rms, BWD_RTOL);
         }
@@ -248,6 +336,7 @@ int main(int argc, char **argv) {
         cudaCheck(cudaGetLastError());
         dequantize_rows_kernel<<<ceil_div((long long)M * K, 256), 256>>>(d_xdeq, d_q, d_inv_s, 0.0f, M, K);
         cudaCheck(cudaGetLastError());
+        trits_transpose(d_trits_t, d_trits, 1, N, K);
         const double flops = 2.0 * 2.0 * M * N * K; // two GEMMs
         double ms1 = 0.0;
         for (int k = 1; k < num_kernels; k++) {
@@ -267,6 +356,10 @@ int main(int argc, char **argv) {
     if (!small) { print_results_table(); }
 
     free(dy); free(q); free(trits); free(inv_s); free(dx_ref); free(dw_ref); free(dx_gpu); free(dw_gpu);
+    free(codes_ref); free(codes_gpu); free(inv_s_ref); free(inv_s_gpu); free(acc_ref); free(acc_gpu); free(dx8_ref);
+    free(trits_t_ref);
+    cudaCheck(cudaFree(d_trits_t)); cudaCheck(cudaFree((void *)a.scales)); cudaCheck(cudaFree(a.bl.codes));
+    cudaCheck(cudaFree(a.bl.inv_s)); cudaCheck(cudaFree(a.bl.acc));
     cudaCheck(cudaFree(d_dy)); cudaCheck(cudaFree(d_q)); cudaCheck(cudaFree(d_trits)); cudaCheck(cudaFree(d_inv_s));
     cudaCheck(cudaFree(d_wdeq)); cudaCheck(cudaFree(d_xdeq)); cudaCheck(cudaFree(a.dys)); cudaCheck(cudaFree(a.qx));
     cudaCheck(cudaFree(a.dx)); cudaCheck(cudaFree(a.dw));
