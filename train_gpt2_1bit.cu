@@ -52,13 +52,12 @@
 #include "llmc/trit_stats.h"  // defines: TritStats, trit_stats_compute, trit_stats_print, bitlinear_trit_offsets
 // the kernels, one op per header, each with its launcher (and the CPU function it is tested against)
 #include "llmc/encoder.cuh"   // defines: encoder_forward, EncoderPlan, encoder_plan_build/upload, encoder_backward
-#include "llmc/layernorm.cuh" // defines: layernorm_forward, layernorm_backward
+#include "llmc/layernorm.cuh" // defines: layernorm_forward, fused_residual_layernorm_forward, layernorm_backward
 #include "llmc/matmul.cuh"    // defines: cublas_handle, matmul_forward, matmul_backward, matmul_i8, COLSUM_ROWS
 #include "llmc/quantize.cuh"  // defines: weights_quantize, bitlinear_input_forward, QUANT_BLOCKS (ternary.h: the spec)
 #include "llmc/bitlinear.cuh" // defines: BitLinearScratch, bitlinear_forward, bitlinear_backward
 #include "llmc/attention.cuh" // defines: attention_forward, attention_backward
 #include "llmc/gelu.cuh"      // defines: gelu_forward, gelu_backward
-#include "llmc/residual.cuh"  // defines: residual_forward
 #include "llmc/fused_classifier.cuh" // defines: fused_classifier (softmax + cross-entropy + dlogits), loss_mean
 #include "llmc/global_norm.cuh"      // defines: global_norm, NORM_BLOCKS
 #include "llmc/adamw.cuh"            // defines: adamw_update, copy_to_floatx
@@ -80,7 +79,7 @@ typedef struct {
     float *ln2_mean;   // (L,B,T)
     float *ln2_rstd;   // (L,B,T)
     floatX *fch;       // (L,B,T,4C)
-    floatX *fch_gelu;  // (L,B,T,4C)
+    floatX *fch_gelu;  // (B,T,4C): one layer's gelu(fch), recomputed from fch in the backward (as llm.c)
     floatX *residual3; // (L,B,T,C)
     floatX *lnf;       // (B,T,C)
     float *lnf_mean;   // (B,T)
@@ -90,7 +89,8 @@ typedef struct {
 } ActivationTensors;
 // The inputs of the BitLinear matmuls (normed, quantized) are not kept: the
 // backward pass recomputes them from the saved inputs (ln1, atty, ln2,
-// fch_gelu) with the same kernel, which gives the same bits.
+// fch_gelu) with the same kernel, which gives the same bits; fch_gelu itself is
+// recomputed from fch, layer by layer, with gelu_forward (the same bits again).
 
 typedef struct {
     GPT2Config config;
@@ -294,7 +294,9 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     ALLOC(a->ln2_mean, float, L * BT, "activations");
     ALLOC(a->ln2_rstd, float, L * BT, "activations");
     ALLOC(a->fch, floatX, L * BT * 4 * C, "activations (fch)");
-    ALLOC(a->fch_gelu, floatX, L * BT * 4 * C, "activations (fch_gelu)");
+    // one layer's GELU output, not L: the backward recomputes each layer's from fch. Saves
+    // (L-1) * B*T*4C floatX: 4.125 GiB in bf16 at d12, B=64, T=1024 (11 x 384 MiB)
+    ALLOC(a->fch_gelu, floatX, BT * 4 * C, "activations (fch_gelu, one layer)");
     ALLOC(a->residual3, floatX, L * BT * C, "activations (residual3)");
     ALLOC(a->lnf, floatX, BT * C, "activations (lnf)");
     ALLOC(a->lnf_mean, float, BT, "activations");
@@ -418,28 +420,35 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
     ActivationTensors a = model->acts;
     size_t BTC = (size_t)BT * C;
     encoder_forward(a.encoded, model->inputs, p.wte, p.wpe, B, T, C);
+    // layer 0's ln1; every later LayerNorm is computed with the residual add before it (below)
+    layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.encoded, p.ln1w, p.ln1b, BT, C);
     for (int l = 0; l < L; l++) {
         floatX *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
         floatX *l_ln1 = a.ln1 + l * BTC, *l_qkv = a.qkv + l * BTC * 3, *l_atty = a.atty + l * BTC;
         floatX *l_att = a.att + (size_t)l * B * NH * T * T, *l_residual2 = a.residual2 + l * BTC;
-        floatX *l_ln2 = a.ln2 + l * BTC, *l_fch = a.fch + l * BTC * 4, *l_fch_gelu = a.fch_gelu + l * BTC * 4;
+        floatX *l_ln2 = a.ln2 + l * BTC, *l_fch = a.fch + l * BTC * 4, *l_fch_gelu = a.fch_gelu; // one layer's
         floatX *l_residual3 = a.residual3 + l * BTC;
-        float *l_ln1_mean = a.ln1_mean + l * BT, *l_ln1_rstd = a.ln1_rstd + l * BT;
         float *l_ln2_mean = a.ln2_mean + l * BT, *l_ln2_rstd = a.ln2_rstd + l * BT;
-        // attention half: x + attproj(attention(qkv(ln1(x))))
-        layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, residual, p.ln1w + l * C, p.ln1b + l * C, BT, C);
+        // attention half: x + attproj(attention(qkv(ln1(x)))); ln1(x) is there already
         gpt2_bitlinear_forward(model, 0, l, l_qkv, l_ln1, p.qkvb + l * 3 * C, BT);
         attention_forward(l_atty, l_att, model->qkvr, model->preatt, model->vaccum, l_qkv, B, T, C, NH);
         gpt2_bitlinear_forward(model, 1, l, model->proj_out, l_atty, p.attprojb + l * C, BT);
-        residual_forward(l_residual2, residual, model->proj_out, BTC);
-        // MLP half: x + fcproj(gelu(fc(ln2(x))))
-        layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_residual2, p.ln2w + l * C, p.ln2b + l * C, BT, C);
+        // MLP half: x + fcproj(gelu(fc(ln2(x)))), x = residual2 and ln2(x) made by one kernel
+        fused_residual_layernorm_forward(l_residual2, l_ln2, l_ln2_mean, l_ln2_rstd, residual, model->proj_out,
+                                         p.ln2w + l * C, p.ln2b + l * C, BT, C);
         gpt2_bitlinear_forward(model, 2, l, l_fch, l_ln2, p.fcb + l * 4 * C, BT);
         gelu_forward(l_fch_gelu, l_fch, BTC * 4);
         gpt2_bitlinear_forward(model, 3, l, model->proj_out, l_fch_gelu, p.fcprojb + l * C, BT);
-        residual_forward(l_residual3, l_residual2, model->proj_out, BTC);
+        // residual3 and the LayerNorm that reads it: the next layer's ln1, or lnf after the last layer
+        if (l + 1 < L) {
+            fused_residual_layernorm_forward(l_residual3, a.ln1 + (l + 1) * BTC, a.ln1_mean + (l + 1) * BT,
+                                             a.ln1_rstd + (l + 1) * BT, l_residual2, model->proj_out,
+                                             p.ln1w + (l + 1) * C, p.ln1b + (l + 1) * C, BT, C);
+        } else {
+            fused_residual_layernorm_forward(l_residual3, a.lnf, a.lnf_mean, a.lnf_rstd, l_residual2,
+                                             model->proj_out, p.lnfw, p.lnfb, BT, C);
+        }
     }
-    layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.residual3 + (L - 1) * BTC, p.lnfw, p.lnfb, BT, C);
     // the tied lm_head in full precision: logits = lnf @ wte^T
     matmul_forward(a.logits, a.lnf, floatx_view(model, p.wte), NULL, BT, C, Vp);
     model->mean_loss = -1.0f;
@@ -487,8 +496,9 @@ void gpt2_backward(GPT2 *model) {
         residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
         floatX *l_ln1 = a.ln1 + l * BTC, *l_qkv = a.qkv + l * BTC * 3, *l_atty = a.atty + l * BTC;
         floatX *l_att = a.att + (size_t)l * B * NH * T * T, *l_residual2 = a.residual2 + l * BTC;
-        floatX *l_ln2 = a.ln2 + l * BTC, *l_fch = a.fch + l * BTC * 4, *l_fch_gelu = a.fch_gelu + l * BTC * 4;
+        floatX *l_ln2 = a.ln2 + l * BTC, *l_fch = a.fch + l * BTC * 4, *l_fch_gelu = a.fch_gelu; // one layer's
         // MLP half, in reverse: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
+        gelu_forward(l_fch_gelu, l_fch, BTC * 4); // this layer's fcproj input again, the forward's bits
         gpt2_bitlinear_backward(model, 3, l, model->dbuf_4c, g.fcprojw + (size_t)l * 4 * C * C, g.fcprojb + l * C,
                                 dresidual, l_fch_gelu, BT);
         gelu_backward(model->dbuf_4c, l_fch, model->dbuf_4c, BTC * 4);
