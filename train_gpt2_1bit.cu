@@ -53,15 +53,14 @@
 #include "llmc/hellaswag.h"   // defines: EvalLoader, evalloader_init, evalloader_accuracy, HELLASWAG_PATH
 #include "llmc/trit_stats.h"  // defines: TritStats, trit_stats_compute, trit_stats_print, bitlinear_trit_offsets
 // the kernels, one op per header, each with its launcher (and the CPU function it is tested against)
-#include "llmc/encoder.cuh"   // defines: encoder_forward, encoder_bucket_tokens, encoder_backward
-#include "llmc/layernorm.cuh" // defines: layernorm_forward, layernorm_backward
+#include "llmc/encoder.cuh"   // defines: encoder_forward, EncoderPlan, encoder_plan_build/upload, encoder_backward
+#include "llmc/layernorm.cuh" // defines: layernorm_forward, fused_residual_layernorm_forward, layernorm_backward
 #include "llmc/matmul.cuh"    // defines: cublas_handle, matmul_forward, matmul_backward, matmul_i8, COLSUM_ROWS
 #include "llmc/quantize.cuh"  // defines: weights_quantize, trits_transpose, QUANT_BLOCKS (ternary.h: the spec)
 #include "llmc/bitlinear.cuh" // defines: BitLinearScratch, bitlinear_forward, bitlinear_backward
 #include "llmc/attention.cuh" // defines: attention_forward, attention_backward
 #include "llmc/gelu.cuh"      // defines: gelu_forward, gelu_backward
-#include "llmc/residual.cuh"  // defines: residual_forward
-#include "llmc/fused_classifier.cuh" // defines: fused_classifier (softmax + cross-entropy + dlogits)
+#include "llmc/fused_classifier.cuh" // defines: fused_classifier (softmax + cross-entropy + dlogits), loss_mean
 #include "llmc/global_norm.cuh"      // defines: global_norm, NORM_BLOCKS
 #include "llmc/adamw.cuh"            // defines: adamw_update, copy_to_floatx
 
@@ -82,7 +81,7 @@ typedef struct {
     float *ln2_mean;   // (L,B,T)
     float *ln2_rstd;   // (L,B,T)
     floatX *fch;       // (L,B,T,4C)
-    floatX *fch_gelu;  // (L,B,T,4C)
+    floatX *fch_gelu;  // (B,T,4C): one layer's gelu(fch), recomputed from fch in the backward (as llm.c)
     floatX *residual3; // (L,B,T,C)
     floatX *lnf;       // (B,T,C)
     float *lnf_mean;   // (B,T)
@@ -92,7 +91,8 @@ typedef struct {
 } ActivationTensors;
 // The inputs of the BitLinear matmuls (normed, quantized) are not kept: the
 // backward pass recomputes them from the saved inputs (ln1, atty, ln2,
-// fch_gelu) with the same kernel, which gives the same bits.
+// fch_gelu) with the same kernel, which gives the same bits; fch_gelu itself is
+// recomputed from fch, layer by layer, with gelu_forward (the same bits again).
 
 typedef struct {
     GPT2Config config;
@@ -134,11 +134,24 @@ typedef struct {
     float *partial;           // column-sum partials
     float *norm_partial, *norm_out;
     int *inputs, *targets;    // device (B,T)
-    int *inputs_host;
-    int *bucket_token, *bucket_start, *bucket_pos; // device: positions grouped by token, for encoder_backward
-    int *bucket_host, *count_host;                 // host work arrays of the bucketing
-    float *losses_host;
-    float mean_loss;          // -1 when the last forward pass had no targets
+    // a forward's uploads (inputs, targets, the encoder plan) go from pinned memory with
+    // asynchronous copies: the host queues the pass without waiting for the GPU
+    int *stage_host;          // pinned: inputs (B,T), targets (B,T), the host plan's arrays
+    cudaEvent_t stage_free;   // recorded after the uploads: stage_host may be refilled once it has passed
+    EncoderPlan plan_host, plan; // the wte gradient's plan of the last training batch (llmc/encoder.cuh)
+    int *plan_mem;            // device: the plan's arrays
+    float *encoder_partial;   // device: its partial rows (encoder_plan_max_slots(B*T), C)
+    int *count_host;          // host scratch (V+1) of encoder_plan_build
+    float *losses_host;       // (B,T) per-position losses, copied up by gpt2_eval_losses (HellaSwag)
+    // the loss stays on the device: every forward with targets writes its mean into loss_dev and
+    // adds it to loss_sum (double) with loss_count++; gpt2_loss_mean reads their mean (one value)
+    float *loss_dev;          // device: the mean loss of the last forward
+    double *loss_sum;         // device: the sum of the mean losses since gpt2_loss_reset
+    int loss_count;
+    int loss_on_host;         // 1 (the default): each forward with targets also copies its mean loss into
+                              // mean_loss (one float, a wait for the GPU), for callers that read it after
+                              // every pass; the training loop sets 0 and reads gpt2_loss_mean once a step
+    float mean_loss;          // with loss_on_host; -1 when the last forward pass had no targets
     int have_dlogits;         // 1 when the last forward pass left dlogits for gpt2_backward
     int last_B, last_T;       // the shape of the last forward pass
     float *logits_row_host;   // (Vp) for sampling
@@ -198,6 +211,12 @@ static void gpt2_allocate(GPT2 *model) {
     model->qpartial_sum = (double *)cudaMallocCheck(64 * QUANT_BLOCKS * sizeof(double), "scale partials");
     model->norm_partial = (float *)cudaMallocCheck(NORM_BLOCKS * sizeof(float), "norm partials");
     model->norm_out = (float *)cudaMallocCheck(sizeof(float), "norm");
+    model->loss_dev = (float *)cudaMallocCheck(sizeof(float), "loss");
+    model->loss_sum = (double *)cudaMallocCheck(sizeof(double), "loss sum");
+    cudaCheck(cudaMemset(model->loss_sum, 0, sizeof(double)));
+    model->loss_count = 0;
+    model->loss_on_host = 1;
+    cudaCheck(cudaEventCreate(&model->stage_free));
     model->trits_host = (int8_t *)mallocCheck(model->num_bitlinear_weights);
     model->trits_prev_host = (int8_t *)callocCheck(model->num_bitlinear_weights, 1);
     model->have_trits_prev = 0;
@@ -300,7 +319,9 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     ALLOC(a->ln2_mean, float, L * BT, "activations");
     ALLOC(a->ln2_rstd, float, L * BT, "activations");
     ALLOC(a->fch, floatX, L * BT * 4 * C, "activations (fch)");
-    ALLOC(a->fch_gelu, floatX, L * BT * 4 * C, "activations (fch_gelu)");
+    // one layer's GELU output, not L: the backward recomputes each layer's from fch. Saves
+    // (L-1) * B*T*4C floatX: 4.125 GiB in bf16 at d12, B=64, T=1024 (11 x 384 MiB)
+    ALLOC(a->fch_gelu, floatX, BT * 4 * C, "activations (fch_gelu, one layer)");
     ALLOC(a->residual3, floatX, L * BT * C, "activations (residual3)");
     ALLOC(a->lnf, floatX, BT * C, "activations (lnf)");
     ALLOC(a->lnf_mean, float, BT, "activations");
@@ -339,12 +360,12 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     ALLOC(model->partial, float, (size_t)ceil_div(BT, COLSUM_ROWS) * 4 * C, "column-sum partials");
     ALLOC(model->inputs, int, BT, "inputs");
     ALLOC(model->targets, int, BT, "targets");
-    ALLOC(model->bucket_token, int, BT, "buckets");
-    ALLOC(model->bucket_start, int, BT + 1, "buckets");
-    ALLOC(model->bucket_pos, int, BT, "buckets");
+    ALLOC(model->plan_mem, int, encoder_plan_ints((int)BT), "encoder plan");
+    ALLOC(model->encoder_partial, float, (size_t)encoder_plan_max_slots((int)BT) * C, "encoder partial rows");
 #undef ALLOC
-    model->inputs_host = (int *)mallocCheck(BT * sizeof(int));
-    model->bucket_host = (int *)mallocCheck((3 * BT + 1) * sizeof(int));
+    encoder_plan_point(&model->plan, model->plan_mem, (int)BT);
+    cudaCheck(cudaMallocHost((void **)&model->stage_host, (2 * BT + encoder_plan_ints((int)BT)) * sizeof(int)));
+    encoder_plan_point(&model->plan_host, model->stage_host + 2 * BT, (int)BT);
     model->count_host = (int *)mallocCheck(((size_t)cfg->vocab_size + 1) * sizeof(int));
     model->losses_host = (float *)mallocCheck(BT * sizeof(float));
     model->logits_row_host = (float *)mallocCheck(Vp * sizeof(float));
@@ -407,48 +428,66 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
     }
     model->last_B = B;
     model->last_T = T;
-    memcpy(model->inputs_host, inputs, (size_t)BT * sizeof(int));
-    cudaCheck(cudaMemcpy(model->inputs, inputs, (size_t)BT * sizeof(int), cudaMemcpyHostToDevice));
+    // the uploads, asynchronous from pinned memory (a cudaMemcpy from pageable memory would first wait
+    // for all the work queued before it); the wait here is for the previous forward's uploads only
+    cudaCheck(cudaEventSynchronize(model->stage_free));
+    int *inputs_h = model->stage_host, *targets_h = inputs_h + model->batch_size * model->seq_len;
+    memcpy(inputs_h, inputs, (size_t)BT * sizeof(int));
+    cudaCheck(cudaMemcpyAsync(model->inputs, inputs_h, (size_t)BT * sizeof(int), cudaMemcpyHostToDevice));
     if (targets != NULL) {
-        cudaCheck(cudaMemcpy(model->targets, targets, (size_t)BT * sizeof(int), cudaMemcpyHostToDevice));
+        memcpy(targets_h, targets, (size_t)BT * sizeof(int));
+        cudaCheck(cudaMemcpyAsync(model->targets, targets_h, (size_t)BT * sizeof(int), cudaMemcpyHostToDevice));
     }
+    if (targets != NULL && write_dlogits) { // a training pass: the plan of its wte gradient
+        encoder_plan_build(&model->plan_host, inputs, BT, V, model->count_host);
+        encoder_plan_upload(&model->plan, &model->plan_host, BT);
+    }
+    cudaCheck(cudaEventRecord(model->stage_free));
     gpt2_quantize_weights(model);
 
     ParameterTensors p = model->params;
     ActivationTensors a = model->acts;
     size_t BTC = (size_t)BT * C;
     encoder_forward(a.encoded, model->inputs, p.wte, p.wpe, B, T, C);
+    // layer 0's ln1; every later LayerNorm is computed with the residual add before it (below)
+    layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.encoded, p.ln1w, p.ln1b, BT, C);
     for (int l = 0; l < L; l++) {
         floatX *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
         floatX *l_ln1 = a.ln1 + l * BTC, *l_qkv = a.qkv + l * BTC * 3, *l_atty = a.atty + l * BTC;
         floatX *l_att = a.att + (size_t)l * B * NH * T * T, *l_residual2 = a.residual2 + l * BTC;
-        floatX *l_ln2 = a.ln2 + l * BTC, *l_fch = a.fch + l * BTC * 4, *l_fch_gelu = a.fch_gelu + l * BTC * 4;
+        floatX *l_ln2 = a.ln2 + l * BTC, *l_fch = a.fch + l * BTC * 4, *l_fch_gelu = a.fch_gelu; // one layer's
         floatX *l_residual3 = a.residual3 + l * BTC;
-        float *l_ln1_mean = a.ln1_mean + l * BT, *l_ln1_rstd = a.ln1_rstd + l * BT;
         float *l_ln2_mean = a.ln2_mean + l * BT, *l_ln2_rstd = a.ln2_rstd + l * BT;
-        // attention half: x + attproj(attention(qkv(ln1(x))))
-        layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, residual, p.ln1w + l * C, p.ln1b + l * C, BT, C);
+        // attention half: x + attproj(attention(qkv(ln1(x)))); ln1(x) is there already
         gpt2_bitlinear_forward(model, 0, l, l_qkv, l_ln1, p.qkvb + l * 3 * C, BT);
         attention_forward(l_atty, l_att, model->qkvr, model->preatt, model->vaccum, l_qkv, B, T, C, NH);
         gpt2_bitlinear_forward(model, 1, l, model->proj_out, l_atty, p.attprojb + l * C, BT);
-        residual_forward(l_residual2, residual, model->proj_out, BTC);
-        // MLP half: x + fcproj(gelu(fc(ln2(x))))
-        layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_residual2, p.ln2w + l * C, p.ln2b + l * C, BT, C);
+        // MLP half: x + fcproj(gelu(fc(ln2(x)))), x = residual2 and ln2(x) made by one kernel
+        fused_residual_layernorm_forward(l_residual2, l_ln2, l_ln2_mean, l_ln2_rstd, residual, model->proj_out,
+                                         p.ln2w + l * C, p.ln2b + l * C, BT, C);
         gpt2_bitlinear_forward(model, 2, l, l_fch, l_ln2, p.fcb + l * 4 * C, BT);
         gelu_forward(l_fch_gelu, l_fch, BTC * 4);
         gpt2_bitlinear_forward(model, 3, l, model->proj_out, l_fch_gelu, p.fcprojb + l * C, BT);
-        residual_forward(l_residual3, l_residual2, model->proj_out, BTC);
+        // residual3 and the LayerNorm that reads it: the next layer's ln1, or lnf after the last layer
+        if (l + 1 < L) {
+            fused_residual_layernorm_forward(l_residual3, a.ln1 + (l + 1) * BTC, a.ln1_mean + (l + 1) * BT,
+                                             a.ln1_rstd + (l + 1) * BT, l_residual2, model->proj_out,
+                                             p.ln1w + (l + 1) * C, p.ln1b + (l + 1) * C, BT, C);
+        } else {
+            fused_residual_layernorm_forward(l_residual3, a.lnf, a.lnf_mean, a.lnf_rstd, l_residual2,
+                                             model->proj_out, p.lnfw, p.lnfb, BT, C);
+        }
     }
-    layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.residual3 + (L - 1) * BTC, p.lnfw, p.lnfb, BT, C);
     // the tied lm_head in full precision: logits = lnf @ wte^T
     matmul_forward(a.logits, a.lnf, floatx_view(model, p.wte), NULL, BT, C, Vp);
     model->mean_loss = -1.0f;
     if (targets != NULL) {
         fused_classifier(a.logits, a.losses, model->targets, BT, V, Vp, dloss_scale / BT, write_dlogits);
-        cudaCheck(cudaMemcpy(model->losses_host, a.losses, (size_t)BT * sizeof(float), cudaMemcpyDeviceToHost));
-        double sum = 0.0;
-        for (int i = 0; i < BT; i++) { sum += model->losses_host[i]; }
-        model->mean_loss = (float)(sum / BT);
+        loss_mean(model->loss_dev, model->loss_sum, a.losses, BT);
+        model->loss_count++;
+        if (model->loss_on_host) {
+            cudaCheck(cudaMemcpy(&model->mean_loss, model->loss_dev, sizeof(float), cudaMemcpyDeviceToHost));
+        }
     }
     model->have_dlogits = targets != NULL && write_dlogits;
 }
@@ -486,8 +525,9 @@ void gpt2_backward(GPT2 *model) {
         residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
         floatX *l_ln1 = a.ln1 + l * BTC, *l_qkv = a.qkv + l * BTC * 3, *l_atty = a.atty + l * BTC;
         floatX *l_att = a.att + (size_t)l * B * NH * T * T, *l_residual2 = a.residual2 + l * BTC;
-        floatX *l_ln2 = a.ln2 + l * BTC, *l_fch = a.fch + l * BTC * 4, *l_fch_gelu = a.fch_gelu + l * BTC * 4;
+        floatX *l_ln2 = a.ln2 + l * BTC, *l_fch = a.fch + l * BTC * 4, *l_fch_gelu = a.fch_gelu; // one layer's
         // MLP half, in reverse: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
+        gelu_forward(l_fch_gelu, l_fch, BTC * 4); // this layer's fcproj input again, the forward's bits
         gpt2_bitlinear_backward(model, 3, l, model->dbuf_4c, g.fcprojw + (size_t)l * 4 * C * C, g.fcprojb + l * C,
                                 dresidual, l_fch_gelu, BT);
         gelu_backward(model->dbuf_4c, l_fch, model->dbuf_4c, BTC * 4);
@@ -505,10 +545,20 @@ void gpt2_backward(GPT2 *model) {
         layernorm_backward(dresidual, g.ln1w + l * C, g.ln1b + l * C, model->partial, model->dbuf_c, residual,
                            p.ln1w + l * C, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, BT, C);
     }
-    int nb = encoder_bucket_tokens(model->bucket_token, model->bucket_start, model->bucket_pos, model->inputs_host, BT,
-                                   cfg->vocab_size, model->count_host, model->bucket_host);
-    encoder_backward(g.wte, g.wpe, dresidual, model->bucket_token, model->bucket_start, model->bucket_pos, nb, B, T,
-                     C);
+    encoder_backward(g.wte, g.wpe, model->encoder_partial, dresidual, &model->plan, B, T, C);
+}
+
+// the losses since the last reset: gpt2_loss_mean is the mean of the forward passes' mean losses
+// (a step's micro-batches, a validation's batches), one value copied from the device
+void gpt2_loss_reset(GPT2 *model) {
+    cudaCheck(cudaMemsetAsync(model->loss_sum, 0, sizeof(double)));
+    model->loss_count = 0;
+}
+
+float gpt2_loss_mean(GPT2 *model) {
+    double sum;
+    cudaCheck(cudaMemcpy(&sum, model->loss_sum, sizeof(double), cudaMemcpyDeviceToHost));
+    return model->loss_count > 0 ? (float)(sum / model->loss_count) : -1.0f;
 }
 
 // global L2 norm of the gradients (fixed-order reduction)
@@ -553,6 +603,9 @@ void gpt2_free(GPT2 *model) {
     cudaCheck(cudaFree(model->qpartial_sum));
     cudaCheck(cudaFree(model->norm_partial));
     cudaCheck(cudaFree(model->norm_out));
+    cudaCheck(cudaFree(model->loss_dev));
+    cudaCheck(cudaFree(model->loss_sum));
+    cudaCheck(cudaEventDestroy(model->stage_free));
     free(model->params_host);
     free(model->trits_host);
     free(model->trits_prev_host);
@@ -564,10 +617,9 @@ void gpt2_free(GPT2 *model) {
                         a->logits, a->losses, bl->xq, bl->codes, bl->inv_s, bl->rstd, bl->acc, bl->dxn,
                         model->proj_out, model->qkvr, model->preatt, model->vaccum, model->dresidual, model->dbuf_c,
                         model->dbuf_3c, model->dbuf_4c, model->dqkvr, model->partial, model->inputs,
-                        model->targets, model->bucket_token, model->bucket_start, model->bucket_pos};
+                        model->targets, model->plan_mem, model->encoder_partial};
         for (size_t i = 0; i < sizeof(ptrs) / sizeof(ptrs[0]); i++) { cudaCheck(cudaFree(ptrs[i])); }
-        free(model->inputs_host);
-        free(model->bucket_host);
+        cudaCheck(cudaFreeHost(model->stage_host));
         free(model->count_host);
         free(model->losses_host);
         free(model->logits_row_host);
@@ -633,13 +685,15 @@ float gpt2_validate(GPT2 *model, DataLoader *val_loader, int max_batches) {
     int n = dataloader_num_batches(val_loader);
     n = n < max_batches ? n : max_batches;
     dataloader_reset(val_loader);
-    double sum = 0.0;
+    int on_host = model->loss_on_host;
+    model->loss_on_host = 0; // the batches' losses stay on the device: one value is read at the end
+    gpt2_loss_reset(model);
     for (int i = 0; i < n; i++) {
         dataloader_next_batch(val_loader);
         gpt2_forward(model, val_loader->inputs, val_loader->targets, val_loader->B, val_loader->T, 0, 1.0f);
-        sum += model->mean_loss;
     }
-    return (float)(sum / n);
+    model->loss_on_host = on_host;
+    return gpt2_loss_mean(model);
 }
 
 // the logits (Vp floats, into model->logits_row_host) of position t of row 0 of the last forward pass
@@ -684,6 +738,8 @@ void gpt2_sample(GPT2 *model, const Tokenizer *tokenizer, int n, int max_T, floa
 static const float *gpt2_eval_losses(void *m, const int *inputs, const int *targets, int B, int T) {
     GPT2 *model = (GPT2 *)m;
     gpt2_forward(model, inputs, targets, B, T, 0, 1.0f);
+    cudaCheck(cudaMemcpy(model->losses_host, model->acts.losses, (size_t)B * T * sizeof(float),
+                         cudaMemcpyDeviceToHost));
     return model->losses_host;
 }
 
@@ -831,14 +887,14 @@ int main(int argc, char **argv) {
         cudaCheck(cudaDeviceSynchronize());
         double t0 = now_seconds();
         gpt2_zero_grad(&model);
-        double loss = 0.0;
+        gpt2_loss_reset(&model);
+        model.loss_on_host = 0; // the micro-steps' losses stay on the device: no wait for the GPU between them
         for (int micro_step = 0; micro_step < accum; micro_step++) {
             dataloader_next_batch(&train_loader);
             gpt2_forward(&model, train_loader.inputs, train_loader.targets, args.B, args.T, 1, 1.0f / accum);
             gpt2_backward(&model);
-            loss += model.mean_loss;
         }
-        float mean_loss = (float)(loss / accum);
+        float mean_loss = gpt2_loss_mean(&model); // the mean of the micro-steps' losses, one float copied
         float norm = gpt2_grad_norm(&model);
         float grad_scale = (args.grad_clip > 0.0f && norm > args.grad_clip) ? args.grad_clip / (norm + 1e-6f) : 1.0f;
         float lr = schedule_lr(&sched, step), wd = schedule_wd(&sched, step);

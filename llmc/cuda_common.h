@@ -84,6 +84,31 @@ template <> __host__ __device__ inline float from_float<float>(float x) { return
 template <> __host__ __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
 
 // ----------------------------------------------------------------------------
+// 128-bit memory accesses (as llm.c's Packed128): 16 bytes of T, 8 bf16 or 4 floats, moved with one
+// ld.global.v4 / st.global.v4 instead of 8 or 4 narrow ones. Legal only at a 16-byte aligned address:
+// a kernel takes the vector path where its rows (or its whole array) start aligned and falls back
+// to scalar accesses for the rest (a row's tail, an array's last N % X128 values).
+
+template <class T> struct alignas(16) Packed128 {
+    static constexpr int size = 16 / (int)sizeof(T);
+    T payload[16 / sizeof(T)];
+    __host__ __device__ T &operator[](int i) { return payload[i]; }
+    __host__ __device__ const T &operator[](int i) const { return payload[i]; }
+};
+typedef Packed128<floatX> x128; // 8 bf16 (4 fp32 in the fp32 build): x128::size values
+typedef Packed128<float> f128;  // 4 floats
+static_assert(sizeof(x128) == 16 && sizeof(f128) == 16, "a Packed128 is one 128-bit vector");
+
+template <class T> __device__ static inline Packed128<T> load128(const T *p) {
+    return *reinterpret_cast<const Packed128<T> *>(p);
+}
+template <class T> __device__ static inline void store128(T *p, Packed128<T> v) {
+    *reinterpret_cast<Packed128<T> *>(p) = v;
+}
+// 1 when p is 16-byte aligned, i.e. a 128-bit access from it is legal
+__host__ __device__ static inline int is_aligned128(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+// ----------------------------------------------------------------------------
 // small helpers
 
 static inline int ceil_div(long long a, long long b) { return (int)((a + b - 1) / b); }

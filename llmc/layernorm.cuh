@@ -3,33 +3,104 @@
  Spec: layernorm_forward and layernorm_backward in train_gpt2_1bit.c.
 
    forward:  out (N,C) = (inp - mean) * rstd * weight + bias; mean, rstd (N) kept for backward
+   fused:    residual (N,C) = inp1 + inp2, then the forward of residual (residual_forward +
+             layernorm_forward in one kernel: the residual add before each of GPT-2's LayerNorms)
    backward: dinp (N,C) += d/dinp; dweight (C), dbias (C) += column sums, in a fixed order
- One warp per row (8 rows in a block of 256 threads); eps = 1e-5 as GPT-2.
+ One warp per row (8 rows in a block of 256 threads); eps = 1e-5 as GPT-2. The forwards use
+ 128-bit accesses (x128) where the rows are whole vectors and aligned.
 */
 #ifndef LLMC_LAYERNORM_CUH
 #define LLMC_LAYERNORM_CUH
 
-#include "cuda_common.h" // defines: floatX, to_float, from_float, warp_reduce_sum, ceil_div, cudaCheck
+#include "cuda_common.h" // defines: floatX, x128, f128, load128, store128, warp_reduce_sum, ceil_div, cudaCheck
 #include "colsum.cuh"    // defines: colsum_finalize_kernel, COLSUM_ROWS
 
 // ----------------------------------------------------------------------------
 // kernels
 
+// The forward of one row x (C) by one warp, from lane_sum (this lane's part of the row's sum):
+// mean, the squared deviations (a second read of the row, from L1/L2), then the output (a third).
+// vec: lane takes the x128 vectors lane, lane + 32, ... of the row (and of weight and bias, as
+// f128); else the values lane, lane + 32, ...; the caller's lane_sum took the same ones.
+__device__ static inline void layernorm_row_forward(floatX *o, float *mean, float *rstd, const floatX *x,
+                                                    const float *weight, const float *bias, float lane_sum, int C,
+                                                    int vec) {
+    int lane = threadIdx.x % 32;
+    float m = warp_reduce_sum(lane_sum) / C;
+    float var = 0.0f;
+    if (vec) {
+        for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
+            x128 v = load128(x + c);
+            for (int k = 0; k < x128::size; k++) { float d = to_float(v[k]) - m; var += d * d; }
+        }
+    } else {
+        for (int i = lane; i < C; i += 32) { float d = to_float(x[i]) - m; var += d * d; }
+    }
+    float s = 1.0f / sqrtf(warp_reduce_sum(var) / C + 1e-5f);
+    if (vec) {
+        for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
+            x128 v = load128(x + c), out;
+            for (int k = 0; k < x128::size; k += f128::size) {
+                f128 w = load128(weight + c + k), b = load128(bias + c + k);
+                for (int j = 0; j < f128::size; j++) {
+                    out[k + j] = from_float<floatX>((s * (to_float(v[k + j]) - m)) * w[j] + b[j]);
+                }
+            }
+            store128(o + c, out);
+        }
+    } else {
+        for (int i = lane; i < C; i += 32) { o[i] = from_float<floatX>((s * (to_float(x[i]) - m)) * weight[i] + bias[i]); }
+    }
+    if (lane == 0) { *mean = m; *rstd = s; }
+}
+
 // one warp per row: inp, out (N,C); mean, rstd (N) kept for the backward pass
 __global__ void layernorm_forward_kernel(floatX *out, float *mean, float *rstd, const floatX *inp,
-                                         const float *weight, const float *bias, int N, int C) {
+                                         const float *weight, const float *bias, int N, int C, int vec) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) { return; }
     const floatX *x = inp + (size_t)row * C;
     float sum = 0.0f;
-    for (int i = lane; i < C; i += 32) { sum += to_float(x[i]); }
-    float m = warp_reduce_sum(sum) / C;
-    float var = 0.0f;
-    for (int i = lane; i < C; i += 32) { float d = to_float(x[i]) - m; var += d * d; }
-    float s = 1.0f / sqrtf(warp_reduce_sum(var) / C + 1e-5f);
-    floatX *o = out + (size_t)row * C;
-    for (int i = lane; i < C; i += 32) { o[i] = from_float<floatX>((s * (to_float(x[i]) - m)) * weight[i] + bias[i]); }
-    if (lane == 0) { mean[row] = m; rstd[row] = s; }
+    if (vec) {
+        for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
+            x128 v = load128(x + c);
+            for (int k = 0; k < x128::size; k++) { sum += to_float(v[k]); }
+        }
+    } else {
+        for (int i = lane; i < C; i += 32) { sum += to_float(x[i]); }
+    }
+    layernorm_row_forward(out + (size_t)row * C, mean + row, rstd + row, x, weight, bias, sum, C, vec);
+}
+
+// residual = inp1 + inp2 (rounded to floatX, as residual_forward stores it) and out = LayerNorm
+// of that residual, in one kernel: the residual's row is summed as it is written, then read back
+// (L1/L2) by the same lanes. Replaces residual_forward + layernorm_forward: one launch, and the
+// residual is not read back from DRAM. One warp per row; the same bits as the two kernels.
+__global__ void fused_residual_layernorm_forward_kernel(floatX *residual, floatX *out, float *mean, float *rstd,
+                                                        const floatX *inp1, const floatX *inp2, const float *weight,
+                                                        const float *bias, int N, int C, int vec) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) { return; }
+    size_t off = (size_t)row * C;
+    float sum = 0.0f;
+    if (vec) {
+        for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
+            x128 a = load128(inp1 + off + c), b = load128(inp2 + off + c), r;
+            for (int k = 0; k < x128::size; k++) {
+                r[k] = from_float<floatX>(to_float(a[k]) + to_float(b[k]));
+                sum += to_float(r[k]);
+            }
+            store128(residual + off + c, r);
+        }
+    } else {
+        for (int i = lane; i < C; i += 32) {
+            floatX r = from_float<floatX>(to_float(inp1[off + i]) + to_float(inp2[off + i]));
+            residual[off + i] = r;
+            sum += to_float(r);
+        }
+    }
+    // each lane reads back only what it wrote (the same vectors or values): program order suffices
+    layernorm_row_forward(out + off, mean + row, rstd + row, residual + off, weight, bias, sum, C, vec);
 }
 
 // dinp += d(LayerNorm)/dinp; one warp per row (the weight and bias gradients
@@ -77,9 +148,27 @@ __global__ void layernorm_param_partial_kernel(float *pw, float *pb, const float
 // ----------------------------------------------------------------------------
 // launchers
 
+// 128-bit accesses: rows of whole vectors (C a multiple of x128::size, so of f128::size too),
+// every array starting 16-byte aligned
+static inline int layernorm_vec(int C, const void *a, const void *b, const void *c, const void *d, const void *e) {
+    return C % x128::size == 0 && is_aligned128(a) && is_aligned128(b) && is_aligned128(c) && is_aligned128(d) &&
+           is_aligned128(e);
+}
+
 static inline void layernorm_forward(floatX *out, float *mean, float *rstd, const floatX *inp, const float *weight,
                                      const float *bias, int N, int C) {
-    layernorm_forward_kernel<<<ceil_div(N, 8), 256>>>(out, mean, rstd, inp, weight, bias, N, C);
+    int vec = layernorm_vec(C, out, inp, weight, bias, inp);
+    layernorm_forward_kernel<<<ceil_div(N, 8), 256>>>(out, mean, rstd, inp, weight, bias, N, C, vec);
+    cudaCheck(cudaGetLastError());
+}
+
+// residual (N,C) = inp1 + inp2, out (N,C) = layernorm(residual); mean, rstd (N) as layernorm_forward
+static inline void fused_residual_layernorm_forward(floatX *residual, floatX *out, float *mean, float *rstd,
+                                                    const floatX *inp1, const floatX *inp2, const float *weight,
+                                                    const float *bias, int N, int C) {
+    int vec = layernorm_vec(C, residual, out, inp1, inp2, weight) && is_aligned128(bias);
+    fused_residual_layernorm_forward_kernel<<<ceil_div(N, 8), 256>>>(residual, out, mean, rstd, inp1, inp2, weight,
+                                                                      bias, N, C, vec);
     cudaCheck(cudaGetLastError());
 }
 

@@ -75,6 +75,14 @@ static inline cudaError_t cudaFree(void *p) {
     return cudaSuccess;
 }
 
+// pinned (page-locked) host memory: plain host memory here, as every copy is synchronous anyway
+static inline cudaError_t cudaMallocHost(void **p, size_t bytes) {
+    *p = malloc(bytes > 0 ? bytes : 1);
+    if (*p == NULL) { emu.last_error = cudaErrorMemoryAllocation; return cudaErrorMemoryAllocation; }
+    return cudaSuccess;
+}
+static inline cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
+
 static inline cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
     (void)kind;
     if (bytes > 0) { memmove(dst, src, bytes); }
