@@ -1,6 +1,7 @@
 # train_gpt2_1bit: build, data, tests and benchmarks.
 #   make train_gpt2_1bit    CPU trainer (also prepares tiny Shakespeare if it is missing)
 #   make train_gpt2_1bitcu  CUDA trainer (needs nvcc; skipped with a message otherwise)
+#   make train_gpt2_1bitcu ATTENTION=cublas   ... with the plain cuBLAS attention (the fused one is the default)
 #   make test-cuda          the CUDA tests (needs a GPU)
 #   make gpu-kit            everything dev/gpu_check.sh runs on a GPU machine, built here into gpukit/
 #   make test               every test; the last line is "N passed, N failed"
@@ -71,21 +72,35 @@ PRECISION_FLAG =
 ifeq ($(PRECISION),FP32)
   PRECISION_FLAG = -DENABLE_FP32
 endif
+# ATTENTION=cublas: the plain attention (cuBLAS scores, softmax, weighted sum; the T x T probabilities
+# kept per layer, 18 GiB more at d12, B=64, T=1024) instead of the fused one (llmc/attention.cuh), so
+# that a GPU session can time the two. It applies to the trainer, the CUDA tests and their emulator builds.
+ATTENTION ?= fused
+ifeq ($(filter $(ATTENTION),fused cublas),)
+  $(error ATTENTION=$(ATTENTION): use ATTENTION=fused (the default) or ATTENTION=cublas)
+endif
+ATTENTION_FLAG =
+ifeq ($(ATTENTION),cublas)
+  ATTENTION_FLAG = -DATTENTION_CUBLAS
+endif
 NVCC_LIBS = -lcublas
 # llmc/*.cuh: the kernels, one op per header (with their launchers)
 CUDA_HEADERS = $(wildcard llmc/*.cuh)
 CUDA_DEPS = train_gpt2_1bit.cu $(HEADERS) $(CUDA_HEADERS)
 CUDA_TEST_BINS = tests/test_gpt2_1bitcu tests/test_gpt2_1bitcu_fp32
-DEV_CUDA_PROGS = quantize_weights rmsnorm_quant bitlinear_forward bitlinear_backward ternary_gemv
+DEV_CUDA_PROGS = quantize_weights rmsnorm_quant bitlinear_forward bitlinear_backward ternary_gemv \
+                 attention_forward attention_backward
 
 # The flags a CUDA binary was built with, one file per build kind: rewritten only when they
 # change, so `make train_gpt2_1bitcu PRECISION=FP32` after a bf16 build rebuilds the trainer
-# instead of leaving the other precision's binary in place.
+# instead of leaving the other precision's binary in place (ATTENTION= likewise).
 .PHONY: FORCE
 .cuda_flags_trainer: FORCE
-	@echo '$(NVCC) $(CUDA_ARCHS) $(PRECISION)' | cmp -s - $@ || echo '$(NVCC) $(CUDA_ARCHS) $(PRECISION)' >$@
+	@echo '$(NVCC) $(CUDA_ARCHS) $(PRECISION) $(ATTENTION)' | cmp -s - $@ || echo '$(NVCC) $(CUDA_ARCHS) $(PRECISION) $(ATTENTION)' >$@
 .cuda_flags_tests: FORCE
-	@echo '$(NVCC) $(CUDA_ARCHS)' | cmp -s - $@ || echo '$(NVCC) $(CUDA_ARCHS)' >$@
+	@echo '$(NVCC) $(CUDA_ARCHS) $(ATTENTION)' | cmp -s - $@ || echo '$(NVCC) $(CUDA_ARCHS) $(ATTENTION)' >$@
+.cuda_flags_emu: FORCE
+	@echo '$(ATTENTION)' | cmp -s - $@ || echo '$(ATTENTION)' >$@
 
 # The data the trainer's defaults read, made when it can be, but not a build dependency: a GPU
 # machine with neither network nor ../shared must still build (the trainer names a missing file).
@@ -99,13 +114,13 @@ train_gpt2_1bitcu $(CUDA_TEST_BINS) test-cuda cuda gpu-kit gpu-kit-bins:
 	@echo "nvcc not found: skipping CUDA targets"
 else
 train_gpt2_1bitcu: $(CUDA_DEPS) .cuda_flags_trainer | data-if-possible
-	$(NVCC) $(NVCC_FLAGS) $(PRECISION_FLAG) $< $(NVCC_LIBS) -o $@
+	$(NVCC) $(NVCC_FLAGS) $(PRECISION_FLAG) $(ATTENTION_FLAG) $< $(NVCC_LIBS) -o $@
 
 # the CUDA test in both precisions (the tolerances differ, see the file)
 tests/test_gpt2_1bitcu: tests/test_gpt2_1bit.cu $(CUDA_DEPS) .cuda_flags_tests
-	$(NVCC) $(NVCC_FLAGS) $< $(NVCC_LIBS) -o $@
+	$(NVCC) $(NVCC_FLAGS) $(ATTENTION_FLAG) $< $(NVCC_LIBS) -o $@
 tests/test_gpt2_1bitcu_fp32: tests/test_gpt2_1bit.cu $(CUDA_DEPS) .cuda_flags_tests
-	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 $< $(NVCC_LIBS) -o $@
+	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 $(ATTENTION_FLAG) $< $(NVCC_LIBS) -o $@
 
 # build everything CUDA (what CI can do without a GPU)
 cuda: train_gpt2_1bitcu $(CUDA_TEST_BINS)
@@ -127,7 +142,7 @@ KIT_ARCH ?= 90
 KIT_FLAGS = $(call cuda_flags,$(KIT_ARCH))
 KIT_DEV_CUDA = $(addprefix $(KIT)/dev_cuda/,$(DEV_CUDA_PROGS))
 KIT_BINS = $(KIT)/train_gpt2_1bitcu $(KIT)/train_gpt2_1bitcu_fp32 $(KIT)/test_gpt2_1bitcu \
-           $(KIT)/test_gpt2_1bitcu_fp32 $(KIT)/train_gpt2_1bit $(KIT_DEV_CUDA)
+           $(KIT)/test_gpt2_1bitcu_fp32 $(KIT)/train_gpt2_1bitcu_cublasattn $(KIT)/train_gpt2_1bit $(KIT_DEV_CUDA)
 KIT_DATA = $(addprefix $(KIT)/,$(DATA))
 $(KIT)/.flags: FORCE
 	@mkdir -p $(@D)
@@ -138,6 +153,10 @@ $(KIT)/train_gpt2_1bitcu: $(CUDA_DEPS) $(KIT)/.flags
 $(KIT)/train_gpt2_1bitcu_fp32: $(CUDA_DEPS) $(KIT)/.flags
 	@mkdir -p $(@D)
 	$(NVCC) $(KIT_FLAGS) -DENABLE_FP32 $< $(NVCC_LIBS) -o $@
+# the trainer with the plain cuBLAS attention (ATTENTION=cublas), benchmarked beside the fused default
+$(KIT)/train_gpt2_1bitcu_cublasattn: $(CUDA_DEPS) $(KIT)/.flags
+	@mkdir -p $(@D)
+	$(NVCC) $(KIT_FLAGS) -DATTENTION_CUBLAS $< $(NVCC_LIBS) -o $@
 $(KIT)/test_gpt2_1bitcu: tests/test_gpt2_1bit.cu $(CUDA_DEPS) $(KIT)/.flags
 	@mkdir -p $(@D)
 	$(NVCC) $(KIT_FLAGS) $< $(NVCC_LIBS) -o $@
@@ -182,12 +201,12 @@ $(EMU_DIR)/test_gpt2_1bit.cpp: tests/test_gpt2_1bit.cu $(CUDA_DEPS) tests/cuda_e
 $(EMU_DIR)/train_gpt2_1bit.cpp: $(CUDA_DEPS) tests/cuda_emu/cu2cpp.py
 	@mkdir -p $(EMU_DIR)
 	$(PYTHON) tests/cuda_emu/cu2cpp.py $< $@
-tests/test_gpt2_1bitcu_emu: $(EMU_DIR)/test_gpt2_1bit.cpp $(EMU_HEADERS)
-	$(EMU_CXX) $< -o $@
-tests/test_gpt2_1bitcu_emu_fp32: $(EMU_DIR)/test_gpt2_1bit.cpp $(EMU_HEADERS)
-	$(EMU_CXX) -DENABLE_FP32 $< -o $@
-train_gpt2_1bitcu_emu: $(EMU_DIR)/train_gpt2_1bit.cpp $(EMU_HEADERS)
-	$(EMU_CXX) $< -o $@
+tests/test_gpt2_1bitcu_emu: $(EMU_DIR)/test_gpt2_1bit.cpp $(EMU_HEADERS) .cuda_flags_emu
+	$(EMU_CXX) $(ATTENTION_FLAG) $< -o $@
+tests/test_gpt2_1bitcu_emu_fp32: $(EMU_DIR)/test_gpt2_1bit.cpp $(EMU_HEADERS) .cuda_flags_emu
+	$(EMU_CXX) -DENABLE_FP32 $(ATTENTION_FLAG) $< -o $@
+train_gpt2_1bitcu_emu: $(EMU_DIR)/train_gpt2_1bit.cpp $(EMU_HEADERS) .cuda_flags_emu
+	$(EMU_CXX) $(ATTENTION_FLAG) $< -o $@
 
 # the dev/cuda kernel variants on the emulator, run in small mode by tests/test_dev_cuda_emu.sh;
 # -I dev/cuda: their "common.h", next to the .cu but not next to the rewritten .cpp
@@ -261,4 +280,4 @@ bench: bench_gpt2_1bit bench_kernels
 clean:
 	rm -f train_gpt2_1bit train_gpt2_1bitcu run_gpt2_1bit bench_gpt2_1bit bench_kernels $(TEST_BINS) $(CUDA_TEST_BINS) $(EMU_BINS)
 	rm -rf $(EMU_DIR) $(KIT)
-	rm -f .cuda_flags_trainer .cuda_flags_tests $(KIT)/.flags
+	rm -f .cuda_flags_trainer .cuda_flags_tests .cuda_flags_emu $(KIT)/.flags

@@ -9,6 +9,7 @@
  Build and run (trains a small model on tiny Shakespeare):
    make train_gpt2_1bitcu && ./train_gpt2_1bitcu
    make train_gpt2_1bitcu PRECISION=FP32     activations in fp32, for tests
+   make train_gpt2_1bitcu ATTENTION=cublas   the plain cuBLAS attention instead of the fused one
  Every flag with its default: ./train_gpt2_1bitcu -h
 
  Precision: the latent (master) weights, their gradients and the AdamW moments
@@ -26,8 +27,12 @@
  in a fixed order, so the same inputs give bit-identical results run after run:
  that is what makes resume exact and the determinism test possible.
 
- Attention is the plain cuBLAS form (scores, softmax, weighted sum; the
- (T,T) probabilities are kept per layer): simple and checked, not fused.
+ Attention is fused (llmc/attention.cuh): tiles of q, k, v in shared memory,
+ an online softmax, the masked tiles skipped, bf16 tensor cores in the default
+ build; only each row's log-sum-exp (L,B,NH,T) is kept for the backward, which
+ recomputes the probabilities. ATTENTION=cublas builds the plain form instead
+ (cuBLAS scores, softmax, weighted sum; the (T,T) probabilities kept per layer:
+ 18 GiB more at d12, B=64, T=1024), to time the two side by side.
 
  This file is the model: parameters and activations, forward, backward, update,
  checkpoints, main. The kernels and their launchers live in llmc/, one op per
@@ -58,7 +63,7 @@
 #include "llmc/matmul.cuh"    // defines: cublas_handle, matmul_forward, matmul_backward, matmul_i8, COLSUM_ROWS
 #include "llmc/quantize.cuh"  // defines: weights_quantize, trits_transpose, QUANT_BLOCKS (ternary.h: the spec)
 #include "llmc/bitlinear.cuh" // defines: BitLinearScratch, bitlinear_forward, bitlinear_backward
-#include "llmc/attention.cuh" // defines: attention_forward, attention_backward
+#include "llmc/attention.cuh" // defines: attention_forward, attention_backward (fused); *_cublas (ATTENTION=cublas)
 #include "llmc/gelu.cuh"      // defines: gelu_forward, gelu_backward
 #include "llmc/fused_classifier.cuh" // defines: fused_classifier (softmax + cross-entropy + dlogits), loss_mean
 #include "llmc/global_norm.cuh"      // defines: global_norm, NORM_BLOCKS
@@ -74,7 +79,8 @@ typedef struct {
     float *ln1_mean;   // (L,B,T)
     float *ln1_rstd;   // (L,B,T)
     floatX *qkv;       // (L,B,T,3C)
-    floatX *att;       // (L,B,NH,T,T) softmax probabilities
+    floatX *att;       // (L,B,NH,T,T) softmax probabilities (ATTENTION=cublas; else NULL)
+    float *lse;        // (L,B,NH,T) log-sum-exp of each attention row (the fused attention; else NULL)
     floatX *atty;      // (L,B,T,C)
     floatX *residual2; // (L,B,T,C)
     floatX *ln2;       // (L,B,T,C)
@@ -126,9 +132,10 @@ typedef struct {
     // scratch shared by all layers
     BitLinearScratch bl;      // x_q, codes (B,T,4C); inv_s, rstd (B,T); acc (B,T,4C); dx_n (B,T,4C)
     floatX *proj_out;         // (B,T,C) attproj / fcproj output before the residual add
-    floatX *qkvr;             // (3,B,NH,T,HS) permuted q, k, v
-    floatX *preatt;           // (B,NH,T,T) scores, and in the backward their gradient
-    floatX *vaccum;           // (B,NH,T,HS)
+    floatX *qkvr;             // (3,B,NH,T,HS) permuted q, k, v         (these three and dqkvr:
+    floatX *preatt;           // (B,NH,T,T) scores, and their gradient     the cuBLAS attention's,
+    floatX *vaccum;           // (B,NH,T,HS)                               NULL in the fused build)
+    float *att_delta;         // (B,NH,T) the fused attention backward's rowsum(dout * out) (else NULL)
     // backward scratch
     floatX *dresidual, *dbuf_c, *dbuf_3c, *dbuf_4c, *dqkvr;
     float *partial;           // column-sum partials
@@ -302,7 +309,7 @@ static int gpt2_uses_int8_matmul(const GPT2 *model) {
 static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     GPT2Config *cfg = &model->config;
     size_t C = cfg->channels, NH = cfg->num_heads, L = cfg->num_layers, Vp = cfg->padded_vocab_size;
-    size_t BT = (size_t)B * T, HS = C / NH;
+    size_t BT = (size_t)B * T;
     model->batch_size = B;
     model->seq_len = T;
     ActivationTensors *a = &model->acts;
@@ -312,7 +319,13 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     ALLOC(a->ln1_mean, float, L * BT, "activations");
     ALLOC(a->ln1_rstd, float, L * BT, "activations");
     ALLOC(a->qkv, floatX, L * BT * 3 * C, "activations (qkv)");
+#ifdef ATTENTION_CUBLAS
     ALLOC(a->att, floatX, L * B * NH * T * T, "attention probabilities (L,B,NH,T,T)");
+    a->lse = NULL;
+#else // the fused attention keeps each row's log-sum-exp instead of its T probabilities
+    ALLOC(a->lse, float, L * B * NH * T, "attention log-sum-exp (L,B,NH,T)");
+    a->att = NULL;
+#endif
     ALLOC(a->atty, floatX, L * BT * C, "activations (atty)");
     ALLOC(a->residual2, floatX, L * BT * C, "activations (residual2)");
     ALLOC(a->ln2, floatX, L * BT * C, "activations (ln2)");
@@ -348,14 +361,22 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     }
     if (q->inner_norm) { ALLOC(bl->dxn, floatX, BT * 4 * C, "backward scratch (dx_n)"); }
     ALLOC(model->proj_out, floatX, BT * C, "scratch");
-    ALLOC(model->qkvr, floatX, 3 * B * NH * T * HS, "scratch (q, k, v)");
+#ifdef ATTENTION_CUBLAS
+    ALLOC(model->qkvr, floatX, 3 * BT * C, "scratch (q, k, v)");
     ALLOC(model->preatt, floatX, B * NH * T * T, "attention scores (B,NH,T,T)");
     ALLOC(model->vaccum, floatX, BT * C, "scratch");
+    model->att_delta = NULL;
+#else // the fused attention reads q, k, v in place and needs no T x T scratch
+    model->qkvr = model->preatt = model->vaccum = model->dqkvr = NULL;
+    ALLOC(model->att_delta, float, B * NH * T, "backward scratch (attention)");
+#endif
     ALLOC(model->dresidual, floatX, BT * C, "backward scratch");
     ALLOC(model->dbuf_c, floatX, BT * C, "backward scratch");
     ALLOC(model->dbuf_3c, floatX, BT * 3 * C, "backward scratch");
     ALLOC(model->dbuf_4c, floatX, BT * 4 * C, "backward scratch");
+#ifdef ATTENTION_CUBLAS
     ALLOC(model->dqkvr, floatX, 3 * BT * C, "backward scratch");
+#endif
     // column sums: a bias of up to 4C, or LayerNorm's two of C (the lm_head has no bias)
     ALLOC(model->partial, float, (size_t)ceil_div(BT, COLSUM_ROWS) * 4 * C, "column-sum partials");
     ALLOC(model->inputs, int, BT, "inputs");
@@ -454,13 +475,18 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
     for (int l = 0; l < L; l++) {
         floatX *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
         floatX *l_ln1 = a.ln1 + l * BTC, *l_qkv = a.qkv + l * BTC * 3, *l_atty = a.atty + l * BTC;
-        floatX *l_att = a.att + (size_t)l * B * NH * T * T, *l_residual2 = a.residual2 + l * BTC;
+        floatX *l_residual2 = a.residual2 + l * BTC;
         floatX *l_ln2 = a.ln2 + l * BTC, *l_fch = a.fch + l * BTC * 4, *l_fch_gelu = a.fch_gelu; // one layer's
         floatX *l_residual3 = a.residual3 + l * BTC;
         float *l_ln2_mean = a.ln2_mean + l * BT, *l_ln2_rstd = a.ln2_rstd + l * BT;
         // attention half: x + attproj(attention(qkv(ln1(x)))); ln1(x) is there already
         gpt2_bitlinear_forward(model, 0, l, l_qkv, l_ln1, p.qkvb + l * 3 * C, BT);
-        attention_forward(l_atty, l_att, model->qkvr, model->preatt, model->vaccum, l_qkv, B, T, C, NH);
+#ifdef ATTENTION_CUBLAS
+        attention_forward_cublas(l_atty, a.att + (size_t)l * B * NH * T * T, model->qkvr, model->preatt,
+                                 model->vaccum, l_qkv, B, T, C, NH);
+#else
+        attention_forward(l_atty, a.lse + (size_t)l * B * NH * T, l_qkv, B, T, C, NH);
+#endif
         gpt2_bitlinear_forward(model, 1, l, model->proj_out, l_atty, p.attprojb + l * C, BT);
         // MLP half: x + fcproj(gelu(fc(ln2(x)))), x = residual2 and ln2(x) made by one kernel
         fused_residual_layernorm_forward(l_residual2, l_ln2, l_ln2_mean, l_ln2_rstd, residual, model->proj_out,
@@ -524,7 +550,7 @@ void gpt2_backward(GPT2 *model) {
     for (int l = L - 1; l >= 0; l--) {
         residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
         floatX *l_ln1 = a.ln1 + l * BTC, *l_qkv = a.qkv + l * BTC * 3, *l_atty = a.atty + l * BTC;
-        floatX *l_att = a.att + (size_t)l * B * NH * T * T, *l_residual2 = a.residual2 + l * BTC;
+        floatX *l_residual2 = a.residual2 + l * BTC;
         floatX *l_ln2 = a.ln2 + l * BTC, *l_fch = a.fch + l * BTC * 4, *l_fch_gelu = a.fch_gelu; // one layer's
         // MLP half, in reverse: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
         gelu_forward(l_fch_gelu, l_fch, BTC * 4); // this layer's fcproj input again, the forward's bits
@@ -538,8 +564,13 @@ void gpt2_backward(GPT2 *model) {
         // attention half, in reverse: residual2 = residual + attproj(attention(qkv(ln1(residual))))
         gpt2_bitlinear_backward(model, 1, l, model->dbuf_c, g.attprojw + (size_t)l * C * C, g.attprojb + l * C,
                                 dresidual, l_atty, BT);
-        attention_backward(model->dbuf_3c, model->dqkvr, model->qkvr, model->preatt, model->vaccum, model->dbuf_c,
-                           l_qkv, l_att, B, T, C, NH);
+#ifdef ATTENTION_CUBLAS
+        attention_backward_cublas(model->dbuf_3c, model->dqkvr, model->qkvr, model->preatt, model->vaccum,
+                                  model->dbuf_c, l_qkv, a.att + (size_t)l * B * NH * T * T, B, T, C, NH);
+#else
+        attention_backward(model->dbuf_3c, model->att_delta, model->dbuf_c, l_qkv, l_atty,
+                           a.lse + (size_t)l * B * NH * T, B, T, C, NH);
+#endif
         gpt2_bitlinear_backward(model, 0, l, model->dbuf_c, g.qkvw + (size_t)l * 3 * C * C, g.qkvb + l * 3 * C,
                                 model->dbuf_3c, l_ln1, BT);
         layernorm_backward(dresidual, g.ln1w + l * C, g.ln1b + l * C, model->partial, model->dbuf_c, residual,
@@ -612,11 +643,11 @@ void gpt2_free(GPT2 *model) {
     if (model->acts.encoded != NULL) {
         ActivationTensors *a = &model->acts;
         BitLinearScratch *bl = &model->bl;
-        void *ptrs[] = {a->encoded, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->att, a->atty, a->residual2, a->ln2,
-                        a->ln2_mean, a->ln2_rstd, a->fch, a->fch_gelu, a->residual3, a->lnf, a->lnf_mean, a->lnf_rstd,
-                        a->logits, a->losses, bl->xq, bl->codes, bl->inv_s, bl->rstd, bl->acc, bl->dxn,
+        void *ptrs[] = {a->encoded, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->att, a->lse, a->atty, a->residual2,
+                        a->ln2, a->ln2_mean, a->ln2_rstd, a->fch, a->fch_gelu, a->residual3, a->lnf, a->lnf_mean,
+                        a->lnf_rstd, a->logits, a->losses, bl->xq, bl->codes, bl->inv_s, bl->rstd, bl->acc, bl->dxn,
                         model->proj_out, model->qkvr, model->preatt, model->vaccum, model->dresidual, model->dbuf_c,
-                        model->dbuf_3c, model->dbuf_4c, model->dqkvr, model->partial, model->inputs,
+                        model->dbuf_3c, model->dbuf_4c, model->dqkvr, model->att_delta, model->partial, model->inputs,
                         model->targets, model->plan_mem, model->encoder_partial};
         for (size_t i = 0; i < sizeof(ptrs) / sizeof(ptrs[0]); i++) { cudaCheck(cudaFree(ptrs[i])); }
         cudaCheck(cudaFreeHost(model->stage_host));

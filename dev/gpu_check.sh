@@ -19,7 +19,9 @@
 #   2. speed, one at a time: the training benchmark (dev/bench_gpt2_1bit_cuda.sh: d12, B=64,
 #      T=1024, fp and b1.58), llm.c's train_gpt2cu on the same configuration when its binary
 #      is at peers/llm.c/train_gpt2cu (an ignored folder; build it by hand), the PyTorch bf16
-#      torch.compile peer (dev/bench_pytorch_gpt2.py), then every dev/cuda program at full size
+#      torch.compile peer (dev/bench_pytorch_gpt2.py), the same benchmark with the trainer built
+#      with the cuBLAS attention (make ATTENTION=cublas: the fused attention's price or gain),
+#      then every dev/cuda program at full size, the attention programs first
 #
 # Environment: KIT=gpukit (the kit's folder); BUDGET=480 (seconds in all, 2400 with EMU=1: a
 # speed part that would run past it gets the time left, or is skipped with under 20 s left); B=64, STEPS=20
@@ -42,10 +44,11 @@ PYTHON=${PYTHON:-python3}
 EMU=${EMU:-0}
 START=$(date +%s)
 elapsed() { echo $(($(date +%s) - START)); }
-PROGS="quantize_weights rmsnorm_quant bitlinear_forward bitlinear_backward ternary_gemv"
+PROGS="quantize_weights rmsnorm_quant bitlinear_forward bitlinear_backward ternary_gemv attention_forward attention_backward"
+NPROGS=$(wc -w <<<"$PROGS")
 
 if [ "$EMU" = 1 ]; then # the emulator's builds (tests/cuda_emu), tiny sizes
-    T_BIN=./train_gpt2_1bitcu_emu; T_BIN32=""; TEST_BF16=./tests/test_gpt2_1bitcu_emu
+    T_BIN=./train_gpt2_1bitcu_emu; T_BIN32=""; T_BIN_CUBLAS=""; TEST_BF16=./tests/test_gpt2_1bitcu_emu
     TEST_FP32=./tests/test_gpt2_1bitcu_emu_fp32; CPU_BIN=./train_gpt2_1bit; DEV=tests/cuda_emu/build/dev_cuda
     BENCH_ENV=(BENCH_MODEL=d1 BENCH_T=32); B=2; STEPS=3
     TEST_LIMIT=900 # emulated, the model tests take a minute on a quiet 2-core machine, and several on a busy one
@@ -53,6 +56,7 @@ if [ "$EMU" = 1 ]; then # the emulator's builds (tests/cuda_emu), tiny sizes
     PEER_ARGS=(--device cpu --depth 1 --channels 64 --heads 2 -b "$B" -t 32 -x "$STEPS" --compile 0)
 else
     T_BIN=$KIT/train_gpt2_1bitcu; T_BIN32=$KIT/train_gpt2_1bitcu_fp32; TEST_BF16=$KIT/test_gpt2_1bitcu
+    T_BIN_CUBLAS=$KIT/train_gpt2_1bitcu_cublasattn
     TEST_FP32=$KIT/test_gpt2_1bitcu_fp32; CPU_BIN=$KIT/train_gpt2_1bit; DEV=$KIT/dev_cuda
     BENCH_ENV=(); PEER_ARGS=(-b "$B" -x "$STEPS")
     TEST_LIMIT=150 # on an H200 each model test took 4 s, the CPU comparison 21 s
@@ -98,10 +102,10 @@ note() {
     case $1 in
         test_*) grep -ho '^(test_gpt2_1bit.cu .*)$' "$log" | tail -1 ;;
         cuda_vs_cpu) grep -ho '^(test_cuda_vs_cpu.sh: .*)$' "$log" | tail -1 ;;
-        sanitize_*_dev_cuda) echo "$(grep -cE 'SUMMARY: 0 (errors|hazards)' "$log") of 5 programs clean" ;;
+        sanitize_*_dev_cuda) echo "$(grep -cE 'SUMMARY: 0 (errors|hazards)' "$log") of $NPROGS programs clean" ;;
         sanitize_*) grep -hE -m1 '^========= (ERROR SUMMARY|RACECHECK SUMMARY).*' "$log" |
                         sed 's/^========= //' ;;
-        bench) grep -hE '^(fp|ternary|ternary / fp)' "$log" | tr -s ' ' | paste -sd';' ;;
+        bench | bench_cublas_attention) grep -hE '^(fp|ternary|ternary / fp)' "$log" | tr -s ' ' | paste -sd';' ;;
         llmc) grep -h '^llm.c:' "$log" | tail -1 ;;
         pytorch) grep -h '^pytorch:' "$log" | sed 's/; torch.*//' | tail -1 ;;
         dev_*) grep -hE '^(All results match|FAIL|error)' "$log" | head -1 ;;
@@ -229,9 +233,21 @@ else
     skip pytorch "$PYTHON has no torch or numpy"
 fi
 
+# the same benchmark, the trainer built with the cuBLAS attention (ATTENTION=cublas; the kit has it)
+if [ -z "$T_BIN_CUBLAS" ]; then
+    skip bench_cublas_attention "EMU=1: the emulator's trainer is built with the default attention only"
+elif [ -x "$T_BIN_CUBLAS" ]; then
+    mkdir -p "$OUT/cublas_attention"
+    timed_part bench_cublas_attention 200 env KEEP_LOGS="$OUT/cublas_attention" BIN="$T_BIN_CUBLAS" \
+        bash dev/bench_gpt2_1bit_cuda.sh "$B" "$STEPS"
+else
+    skip bench_cublas_attention "no $T_BIN_CUBLAS (make gpu-kit builds it)"
+fi
+
 # dev/cuda at full size (validation, then timing), one program after another, the
-# matrix products first (what the budget cuts is the last)
-for p in bitlinear_forward bitlinear_backward quantize_weights rmsnorm_quant ternary_gemv; do
+# attention and the matrix products first (what the budget cuts is the last)
+for p in attention_forward attention_backward bitlinear_forward bitlinear_backward quantize_weights rmsnorm_quant \
+         ternary_gemv; do
     if [ "$EMU" = 1 ]; then
         timed_part "dev_$p" 120 env DEV_CUDA_SMALL=1 "$DEV/$p"
     else
@@ -255,6 +271,9 @@ nother=$(cat "$OUT"/*.status | grep -vc '^PASS\|^SKIP')
         printf "%-28s %-8s %6s  %s\n" "$(basename "$f" .status)" "$status" "$secs" "$rest"
     done
     if [ -s "$OUT/bench.log" ]; then echo; grep -E '^(GPU|mode|fp|ternary)' "$OUT/bench.log"; fi
+    if [ -s "$OUT/bench_cublas_attention.log" ]; then
+        echo "the same, built with ATTENTION=cublas:"; grep -E '^(mode|fp|ternary)' "$OUT/bench_cublas_attention.log"
+    fi
     if [ -s "$OUT/dev_cuda_table.md" ]; then echo; cat "$OUT/dev_cuda_table.md"; fi
     echo
     echo "gpu_check: $npass parts passed, $nother failed or timed out"

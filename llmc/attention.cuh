@@ -1,24 +1,52 @@
 /*
- llmc/attention.cuh: causal multi-head self-attention in full precision, the plain cuBLAS form:
- q, k, v permuted to (B,NH,T,HS), scores by a batched GEMM, causal softmax, the weighted sum by
- a batched GEMM, permuted back. The (T,T) probabilities are kept for the backward pass.
+ llmc/attention.cuh: causal multi-head self-attention, forward and backward.
  Spec: attention_forward and attention_backward in train_gpt2_1bit.c.
 
-   forward:  out (B,T,C) from qkv (B,T,3C) = (B,T,3,NH,HS); att (B,NH,T,T) the probabilities
-   backward: dqkv (B,T,3C) (overwritten) from dout (B,T,C), the forward's qkv and att
- Scratch: qkvr (3,B,NH,T,HS) for q, k, v; preatt (B,NH,T,T) for the scores (and, backward,
- their gradient); vaccum (B,NH,T,HS); dqkvr (3,B,NH,T,HS) for dq, dk, dv.
- Softmax: one warp per row (b, h, t), 8 rows in a block of 256 threads. Needs cublas_handle.
+   qkv (B,T,3C) = (B,T,3,NH,HS): q, k, v of every head; out (B,T,C) = (B,T,NH,HS), what attproj reads
+   out[b,t,h,:] = sum_{t2 <= t} softmax_t2(scale * q[b,t,h,:] . k[b,t2,h,:]) v[b,t2,h,:],  scale = 1/sqrt(HS)
+
+ Two forms, numbered as their dev/cuda variants (dev/cuda/attention_forward.cu, attention_backward.cu):
+
+ 1  the plain cuBLAS form (attention_forward_cublas, attention_backward_cublas): q, k, v permuted to
+    (B,NH,T,HS), the scores (B,NH,T,T) by a batched GEMM, a causal softmax, the weighted sum by a
+    batched GEMM, permuted back. The probabilities att (B,NH,T,T) are kept for the backward pass.
+    Scratch: qkvr (3,B,NH,T,HS), preatt (B,NH,T,T) for the scores (backward: their gradient),
+    vaccum (B,NH,T,HS), dqkvr (3,B,NH,T,HS). What the trainer runs with `make ATTENTION=cublas`.
+
+ 2, 3  fused (attention_forward, attention_backward: what the trainer runs by default), after
+    FlashAttention-2 (Dao, 2023): each block holds a tile of queries and walks the key/value tiles
+    in shared memory with an online softmax (a running max m and sum l per row, in fp32; when m
+    grows, what was summed is rescaled by exp(m_old - m_new)), so no T x T matrix is ever in
+    memory. Key tiles wholly after a block's last query (masked by causality) are never loaded.
+    Only the log-sum-exp of each row, lse (B,NH,T) = m + log(l) in natural-log units, is kept for
+    the backward pass, which recomputes P = exp(scale * q.k - lse) from q, k and it. The backward
+    (deterministic: every output element is written by one thread, sums in a fixed order, no
+    atomics):
+        D  (B,NH,T)   = rowsum(dout * out)                   (attention_delta_kernel)
+        dS            = P * (dP - D),  dP = dout . v^T       (the softmax's backward, row by row)
+        dk, dv        by a kernel over key tiles that walks the query tiles in order
+        dq            by a kernel over query tiles that walks the key tiles in order
+    Any T (tiles past T are zero-filled and masked), any head size up to 128.
+    2  SIMT, fp32 arithmetic on floatX loads: one warp per query (or key) row at a time, a lane per
+       key for the scores, a lane per channel for the sums. Every build; the FP32 build's form,
+       and the bf16 build's for head sizes above 64.
+    3  tensor cores: the two matmuls of each tile as mma.sync m16n8k16 (bf16 in, fp32 accumulate;
+       sm_80+), 4 warps of 16 rows; P and dS are rounded to bf16 for their matmuls (as the
+       cuBLAS form rounds att to floatX). The bf16 build, head sizes up to 64 (padded to 16, 32
+       or 64 with zeros).
+ Memory at d12, B=64, T=1024 (bf16): form 1 keeps att, 12 x 64 x 12 x 1024^2 x 2 bytes = 18 GiB,
+ plus 1.5 GiB of scores; the fused forms keep lse, 12 x 64 x 12 x 1024 x 4 bytes = 36 MiB.
 */
 #ifndef LLMC_ATTENTION_CUH
 #define LLMC_ATTENTION_CUH
 
 #include <math.h>
+#include <string.h>
 #include "cuda_common.h" // defines: floatX, to_float, from_float, warp_reduce_sum/max, ceil_div, cudaCheck
 #include "matmul.cuh"    // defines: cublas_handle, CUBLAS_COMPUTE
 
 // ----------------------------------------------------------------------------
-// kernels
+// form 1: cuBLAS + softmax
 
 // qkv (B,T,3,NH,HS) -> q, k, v (B,NH,T,HS)
 __global__ void permute_kernel(floatX *q, floatX *k, floatX *v, const floatX *qkv, int B, int T, int NH, int HS) {
@@ -92,12 +120,9 @@ __global__ void softmax_backward_kernel(floatX *dpreatt, const floatX *datt, con
     }
 }
 
-// ----------------------------------------------------------------------------
-// launchers
-
 // out (B,T,C) = causal self-attention of qkv (B,T,3C); att (B,NH,T,T) keeps the probabilities
-static inline void attention_forward(floatX *out, floatX *att, floatX *qkvr, floatX *preatt, floatX *vaccum,
-                                     const floatX *qkv, int B, int T, int C, int NH) {
+static inline void attention_forward_cublas(floatX *out, floatX *att, floatX *qkvr, floatX *preatt, floatX *vaccum,
+                                            const floatX *qkv, int B, int T, int C, int NH) {
     int HS = C / NH;
     size_t n = (size_t)B * NH * T * HS;
     floatX *q = qkvr, *k = q + n, *v = k + n;
@@ -122,9 +147,9 @@ static inline void attention_forward(floatX *out, floatX *att, floatX *qkvr, flo
 }
 
 // dqkv (B,T,3C) (overwritten) from dout (B,T,C), the forward's qkv and att
-static inline void attention_backward(floatX *dqkv, floatX *dqkvr, floatX *qkvr, floatX *preatt, floatX *vaccum,
-                                      const floatX *dout, const floatX *qkv, const floatX *att, int B, int T, int C,
-                                      int NH) {
+static inline void attention_backward_cublas(floatX *dqkv, floatX *dqkvr, floatX *qkvr, floatX *preatt,
+                                             floatX *vaccum, const floatX *dout, const floatX *qkv, const floatX *att,
+                                             int B, int T, int C, int NH) {
     int HS = C / NH;
     size_t n = (size_t)B * NH * T * HS;
     floatX *q = qkvr, *k = q + n, *v = k + n;
@@ -160,6 +185,806 @@ static inline void attention_backward(floatX *dqkv, floatX *dqkvr, floatX *qkvr,
                                            CUBLAS_GEMM_DEFAULT));
     permute_backward_kernel<<<ceil_div((long long)n, 256), 256>>>(dqkv, dq, dk, dv, B, T, NH, HS);
     cudaCheck(cudaGetLastError());
+}
+
+// ----------------------------------------------------------------------------
+// fused forms (2, 3): what they share
+//
+// Addressing: the (b, t) row of qkv starts at qkv + (b*T + t) * 3C; head h's q, k, v are its
+// HS values at h*HS, C + h*HS, 2C + h*HS. out and dout rows: (b*T + t) * C + h*HS; lse and
+// D: (b*NH + h) * T + t. A block is (tile, h, b) = (blockIdx.x, blockIdx.y, blockIdx.z).
+
+#define ATT_WARPS 4                      // every fused kernel: 4 warps
+#define ATT_THREADS (32 * ATT_WARPS)
+#define ATT_MAX_HS 128                   // the largest head size the fused forms take
+#define ATT_LOG2E 1.4426950408889634f
+#define ATT_LN2 0.69314718055994531f
+
+// D[b,h,t] = sum_d dout[b,t,h,d] * out[b,t,h,d]: one warp per (b, t, h), which are consecutive
+// rows of HS values in both (B,T,C) tensors
+__global__ void attention_delta_kernel(float *delta, const floatX *dout, const floatX *out, int B, int T, int NH,
+                                       int HS) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= B * T * NH) { return; } // a whole warp leaves together: the shuffles see all 32 lanes
+    int h = row % NH, bt = row / NH, b = bt / T, t = bt % T;
+    const floatX *o = out + (size_t)row * HS, *d = dout + (size_t)row * HS;
+    float s = 0.0f;
+    for (int i = lane; i < HS; i += 32) { s += to_float(d[i]) * to_float(o[i]); }
+    s = warp_reduce_sum(s);
+    if (lane == 0) { delta[((size_t)b * NH + h) * T + t] = s; }
+}
+
+static inline void attention_delta(float *delta, const floatX *dout, const floatX *out, int B, int T, int NH, int HS) {
+    attention_delta_kernel<<<ceil_div((long long)B * T * NH, 8), 256>>>(delta, dout, out, B, T, NH, HS);
+    cudaCheck(cudaGetLastError());
+}
+
+// ----------------------------------------------------------------------------
+// form 2: SIMT, fp32 arithmetic
+//
+// A warp takes one row at a time (a query in the forward and dq kernels, a key in the dk/dv
+// kernel) against a tile of 32 partners, one per lane: the 32 dot products in parallel, then
+// the row's sums over the tile with lane i's value broadcast by a shuffle and each lane adding
+// its channels d = lane + 32 k (k < DPL: dims per lane, HS <= 32 DPL). Tiles live in shared
+// memory as fp32; the tile a lane reads row by row has an odd stride (HM + 1 floats), so that
+// the 32 lanes' reads of one column fall in 32 different banks. Rows per warp (RPW) are chosen
+// per DPL so that a block's tiles fit the 48 KiB of static shared memory.
+
+#define ATT2_TILE 32 // partners per tile: one per lane
+
+// the fp32 tile of `rows` rows of one head (HS values of a row, zeros past HS and past row T - 1)
+// starting at row r0 of the (., ld) matrix src, into dst[rows][ldd]
+__device__ static inline void att2_load(float *dst, int ldd, int rows, int cols, const floatX *src, size_t ld, int r0,
+                                        int T, int HS) {
+    for (int e = threadIdx.x; e < rows * cols; e += blockDim.x) {
+        int r = e / cols, d = e % cols;
+        dst[r * ldd + d] = (r0 + r < T && d < HS) ? to_float(src[(size_t)(r0 + r) * ld + d]) : 0.0f;
+    }
+}
+
+template <int DPL, int RPW>
+__global__ void __launch_bounds__(ATT_THREADS)
+attention_forward_kernel2(floatX *out, float *lse, const floatX *qkv, int T, int NH, int HS) {
+    constexpr int HM = 32 * DPL, BQ = ATT_WARPS * RPW; // head size capacity, queries a block
+    __shared__ float Qs[BQ][HM];             // read as broadcasts (a warp reads one row)
+    __shared__ float Ks[ATT2_TILE][HM + 1];  // lane j reads row j: odd stride
+    __shared__ float Vs[ATT2_TILE][HM];      // lane reads channel lane + 32k: contiguous
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, h = blockIdx.y, b = blockIdx.z;
+    const int C = NH * HS, q0 = blockIdx.x * BQ;
+    const size_t C3 = 3 * (size_t)C;
+    const floatX *base = qkv + (size_t)b * T * C3 + h * HS;
+    const float scale = 1.0f / sqrtf((float)HS);
+    att2_load(&Qs[0][0], HM, BQ, HM, base, C3, q0, T, HS);
+    float m[RPW], l[RPW], o[RPW][DPL]; // running max, this lane's part of the running sum, output
+    #pragma unroll
+    for (int r = 0; r < RPW; r++) {
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+        #pragma unroll
+        for (int k = 0; k < DPL; k++) { o[r][k] = 0.0f; }
+    }
+    // key tiles after the block's last query are masked for every row: not even loaded
+    const int ntiles = (min(q0 + BQ, T) - 1) / ATT2_TILE + 1;
+    for (int kt = 0; kt < ntiles; kt++) {
+        const int k0 = kt * ATT2_TILE;
+        __syncthreads(); // every warp is done with the previous tile (the first time: Qs is written)
+        att2_load(&Ks[0][0], HM + 1, ATT2_TILE, HM, base + C, C3, k0, T, HS);
+        att2_load(&Vs[0][0], HM, ATT2_TILE, HM, base + 2 * C, C3, k0, T, HS);
+        __syncthreads(); // the tile is in shared memory
+        #pragma unroll
+        for (int r = 0; r < RPW; r++) {
+            const int qr = warp * RPW + r, q = q0 + qr;
+            if (q >= T || k0 > q) { continue; } // past T, or a tile wholly after q (warp-uniform)
+            float s = 0.0f;
+            for (int d = 0; d < HS; d++) { s += Qs[qr][d] * Ks[lane][d]; }
+            s = k0 + lane <= q ? s * scale : -INFINITY; // causal mask
+            // online softmax: m is finite from the first tile on (key 0 <= q), so corr and p are
+            // never exp(-inf + inf); corr = 0 the first time
+            const float mnew = fmaxf(m[r], warp_reduce_max(s));
+            const float corr = expf(m[r] - mnew), p = expf(s - mnew);
+            m[r] = mnew;
+            l[r] = l[r] * corr + p;
+            #pragma unroll
+            for (int k = 0; k < DPL; k++) { o[r][k] *= corr; }
+            for (int j = 0; j < ATT2_TILE; j++) {
+                const float pj = __shfl_sync(0xffffffffu, p, j);
+                #pragma unroll
+                for (int k = 0; k < DPL; k++) { o[r][k] += pj * Vs[j][lane + 32 * k]; }
+            }
+        }
+    }
+    #pragma unroll
+    for (int r = 0; r < RPW; r++) {
+        const int q = q0 + warp * RPW + r;
+        if (q >= T) { continue; }
+        const float sum = warp_reduce_sum(l[r]), inv = 1.0f / sum;
+        floatX *o_q = out + ((size_t)b * T + q) * C + h * HS;
+        #pragma unroll
+        for (int k = 0; k < DPL; k++) {
+            if (lane + 32 * k < HS) { o_q[lane + 32 * k] = from_float<floatX>(o[r][k] * inv); }
+        }
+        if (lane == 0) { lse[((size_t)b * NH + h) * T + q] = m[r] + logf(sum); }
+    }
+}
+
+// dk, dv of a tile of ATT_WARPS * KPW keys: a warp takes one key at a time against each tile of
+// 32 queries (lane i: query i), from the first tile that reaches the block's first key to the last
+template <int DPL, int KPW>
+__global__ void __launch_bounds__(ATT_THREADS)
+attention_backward_dkdv_kernel2(floatX *dqkv, const floatX *dout, const floatX *qkv, const float *lse,
+                                const float *delta, int T, int NH, int HS) {
+    constexpr int HM = 32 * DPL, BK = ATT_WARPS * KPW;
+    __shared__ float Ks[BK][HM];               // broadcasts
+    __shared__ float Vs[BK][HM];
+    __shared__ float Qs[ATT2_TILE][HM + 1];    // lane i reads row i; and rows whole
+    __shared__ float dOs[ATT2_TILE][HM + 1];
+    __shared__ float lse_s[ATT2_TILE];
+    __shared__ float dl_s[ATT2_TILE];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, h = blockIdx.y, b = blockIdx.z;
+    const int C = NH * HS, k0 = blockIdx.x * BK;
+    const size_t C3 = 3 * (size_t)C;
+    const floatX *base = qkv + (size_t)b * T * C3 + h * HS, *dbase = dout + (size_t)b * T * C + h * HS;
+    const float *lse_bh = lse + ((size_t)b * NH + h) * T, *dl_bh = delta + ((size_t)b * NH + h) * T;
+    const float scale = 1.0f / sqrtf((float)HS);
+    att2_load(&Ks[0][0], HM, BK, HM, base + C, C3, k0, T, HS);
+    att2_load(&Vs[0][0], HM, BK, HM, base + 2 * C, C3, k0, T, HS);
+    float dk[KPW][DPL], dv[KPW][DPL];
+    #pragma unroll
+    for (int r = 0; r < KPW; r++) {
+        #pragma unroll
+        for (int k = 0; k < DPL; k++) { dk[r][k] = dv[r][k] = 0.0f; }
+    }
+    for (int q0 = k0 / ATT2_TILE * ATT2_TILE; q0 < T; q0 += ATT2_TILE) { // queries before k0 see none of these keys
+        __syncthreads(); // every warp is done with the previous query tile (the first time: Ks, Vs are written)
+        att2_load(&Qs[0][0], HM + 1, ATT2_TILE, HM, base, C3, q0, T, HS);
+        att2_load(&dOs[0][0], HM + 1, ATT2_TILE, HM, dbase, C, q0, T, HS);
+        if (threadIdx.x < ATT2_TILE) {
+            const int q = q0 + threadIdx.x;
+            lse_s[threadIdx.x] = q < T ? lse_bh[q] : 0.0f;
+            dl_s[threadIdx.x] = q < T ? dl_bh[q] : 0.0f;
+        }
+        __syncthreads(); // the query tile is in shared memory
+        const int q = q0 + lane;
+        #pragma unroll
+        for (int r = 0; r < KPW; r++) {
+            const int kr = warp * KPW + r, key = k0 + kr;
+            if (key >= T || q0 + ATT2_TILE - 1 < key) { continue; } // past T, or every query of the tile before it
+            float s = 0.0f, dp = 0.0f;
+            for (int d = 0; d < HS; d++) {
+                s += Qs[lane][d] * Ks[kr][d];
+                dp += dOs[lane][d] * Vs[kr][d];
+            }
+            const float p = (q >= key && q < T) ? expf(s * scale - lse_s[lane]) : 0.0f; // P recomputed
+            const float ds = p * (dp - dl_s[lane]);
+            for (int i = 0; i < ATT2_TILE; i++) { // in query order: the same sums every run
+                const float pi = __shfl_sync(0xffffffffu, p, i), dsi = __shfl_sync(0xffffffffu, ds, i);
+                #pragma unroll
+                for (int k = 0; k < DPL; k++) {
+                    dv[r][k] += pi * dOs[i][lane + 32 * k];
+                    dk[r][k] += dsi * Qs[i][lane + 32 * k];
+                }
+            }
+        }
+    }
+    #pragma unroll
+    for (int r = 0; r < KPW; r++) {
+        const int key = k0 + warp * KPW + r;
+        if (key >= T) { continue; }
+        floatX *dk_t = dqkv + ((size_t)b * T + key) * C3 + C + h * HS, *dv_t = dk_t + C;
+        #pragma unroll
+        for (int k = 0; k < DPL; k++) {
+            if (lane + 32 * k < HS) {
+                dk_t[lane + 32 * k] = from_float<floatX>(dk[r][k] * scale);
+                dv_t[lane + 32 * k] = from_float<floatX>(dv[r][k]);
+            }
+        }
+    }
+}
+
+// dq of a tile of ATT_WARPS * RPW queries: a warp takes one query at a time against each key
+// tile up to its own position (lane j: key j)
+template <int DPL, int RPW>
+__global__ void __launch_bounds__(ATT_THREADS)
+attention_backward_dq_kernel2(floatX *dqkv, const floatX *dout, const floatX *qkv, const float *lse,
+                              const float *delta, int T, int NH, int HS) {
+    constexpr int HM = 32 * DPL, BQ = ATT_WARPS * RPW;
+    __shared__ float Qs[BQ][HM];               // broadcasts
+    __shared__ float dOs[BQ][HM];
+    __shared__ float Ks[ATT2_TILE][HM + 1];    // lane j reads row j; and rows whole
+    __shared__ float Vs[ATT2_TILE][HM + 1];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, h = blockIdx.y, b = blockIdx.z;
+    const int C = NH * HS, q0 = blockIdx.x * BQ;
+    const size_t C3 = 3 * (size_t)C;
+    const floatX *base = qkv + (size_t)b * T * C3 + h * HS, *dbase = dout + (size_t)b * T * C + h * HS;
+    const float scale = 1.0f / sqrtf((float)HS);
+    att2_load(&Qs[0][0], HM, BQ, HM, base, C3, q0, T, HS);
+    att2_load(&dOs[0][0], HM, BQ, HM, dbase, C, q0, T, HS);
+    float dq[RPW][DPL], lse_r[RPW], dl_r[RPW];
+    #pragma unroll
+    for (int r = 0; r < RPW; r++) {
+        const int q = q0 + warp * RPW + r;
+        lse_r[r] = q < T ? lse[((size_t)b * NH + h) * T + q] : 0.0f;
+        dl_r[r] = q < T ? delta[((size_t)b * NH + h) * T + q] : 0.0f;
+        #pragma unroll
+        for (int k = 0; k < DPL; k++) { dq[r][k] = 0.0f; }
+    }
+    const int ntiles = (min(q0 + BQ, T) - 1) / ATT2_TILE + 1;
+    for (int kt = 0; kt < ntiles; kt++) {
+        const int k0 = kt * ATT2_TILE;
+        __syncthreads(); // every warp is done with the previous tile (the first time: Qs, dOs are written)
+        att2_load(&Ks[0][0], HM + 1, ATT2_TILE, HM, base + C, C3, k0, T, HS);
+        att2_load(&Vs[0][0], HM + 1, ATT2_TILE, HM, base + 2 * C, C3, k0, T, HS);
+        __syncthreads(); // the key tile is in shared memory
+        #pragma unroll
+        for (int r = 0; r < RPW; r++) {
+            const int qr = warp * RPW + r, q = q0 + qr;
+            if (q >= T || k0 > q) { continue; }
+            float s = 0.0f, dp = 0.0f;
+            for (int d = 0; d < HS; d++) {
+                s += Qs[qr][d] * Ks[lane][d];
+                dp += dOs[qr][d] * Vs[lane][d];
+            }
+            const float p = k0 + lane <= q ? expf(s * scale - lse_r[r]) : 0.0f;
+            const float ds = p * (dp - dl_r[r]);
+            for (int j = 0; j < ATT2_TILE; j++) { // in key order
+                const float dsj = __shfl_sync(0xffffffffu, ds, j);
+                #pragma unroll
+                for (int k = 0; k < DPL; k++) { dq[r][k] += dsj * Ks[j][lane + 32 * k]; }
+            }
+        }
+    }
+    #pragma unroll
+    for (int r = 0; r < RPW; r++) {
+        const int q = q0 + warp * RPW + r;
+        if (q >= T) { continue; }
+        floatX *dq_t = dqkv + ((size_t)b * T + q) * C3 + h * HS;
+        #pragma unroll
+        for (int k = 0; k < DPL; k++) {
+            if (lane + 32 * k < HS) { dq_t[lane + 32 * k] = from_float<floatX>(dq[r][k] * scale); }
+        }
+    }
+}
+
+// the instances: DPL 1, 2, 4 (HS up to 32, 64, 128) and rows a warp that fit 48 KiB (bytes of
+// static shared memory: forward 12.3K / 24.3K / 40.5K, dk/dv 16.6K / 33.1K / 41.1K, dq 16.6K /
+// 33.1K / 41.1K)
+template <int DPL> struct Att2Rows {
+    static constexpr int fwd = DPL == 4 ? 4 : 8, dkdv = DPL == 4 ? 2 : 8, dq = DPL == 4 ? 2 : 8;
+};
+
+static inline void attention_check_head_size(int HS) {
+    if (HS > ATT_MAX_HS) {
+        fprintf(stderr, "error: head size %d: the fused attention takes at most %d\n"
+                "---> HINT: rebuild with the cuBLAS attention: make train_gpt2_1bitcu ATTENTION=cublas\n",
+                HS, ATT_MAX_HS);
+        exit(EXIT_FAILURE);
+    }
+}
+
+template <int DPL>
+static void attention_forward2_launch(floatX *out, float *lse, const floatX *qkv, int B, int T, int NH, int HS) {
+    constexpr int RPW = Att2Rows<DPL>::fwd;
+    attention_forward_kernel2<DPL, RPW><<<dim3(ceil_div(T, ATT_WARPS * RPW), NH, B), ATT_THREADS>>>(out, lse, qkv, T,
+                                                                                                   NH, HS);
+    cudaCheck(cudaGetLastError());
+}
+
+template <int DPL>
+static void attention_backward2_launch(floatX *dqkv, const float *delta, const floatX *dout, const floatX *qkv,
+                                       const float *lse, int B, int T, int NH, int HS) {
+    constexpr int KPW = Att2Rows<DPL>::dkdv, RPW = Att2Rows<DPL>::dq;
+    attention_backward_dkdv_kernel2<DPL, KPW><<<dim3(ceil_div(T, ATT_WARPS * KPW), NH, B), ATT_THREADS>>>(
+        dqkv, dout, qkv, lse, delta, T, NH, HS);
+    cudaCheck(cudaGetLastError());
+    attention_backward_dq_kernel2<DPL, RPW><<<dim3(ceil_div(T, ATT_WARPS * RPW), NH, B), ATT_THREADS>>>(
+        dqkv, dout, qkv, lse, delta, T, NH, HS);
+    cudaCheck(cudaGetLastError());
+}
+
+// form 2: out (B,T,C), lse (B,NH,T) from qkv (B,T,3C)
+static inline void attention_forward2(floatX *out, float *lse, const floatX *qkv, int B, int T, int C, int NH) {
+    int HS = C / NH;
+    attention_check_head_size(HS);
+    if (HS <= 32) { attention_forward2_launch<1>(out, lse, qkv, B, T, NH, HS); }
+    else if (HS <= 64) { attention_forward2_launch<2>(out, lse, qkv, B, T, NH, HS); }
+    else { attention_forward2_launch<4>(out, lse, qkv, B, T, NH, HS); }
+}
+
+// form 2: dqkv (B,T,3C) (overwritten) from dout (B,T,C) and the forward's qkv, out and lse;
+// delta (B,NH,T) is scratch
+static inline void attention_backward2(floatX *dqkv, float *delta, const floatX *dout, const floatX *qkv,
+                                       const floatX *out, const float *lse, int B, int T, int C, int NH) {
+    int HS = C / NH;
+    attention_check_head_size(HS);
+    attention_delta(delta, dout, out, B, T, NH, HS);
+    if (HS <= 32) { attention_backward2_launch<1>(dqkv, delta, dout, qkv, lse, B, T, NH, HS); }
+    else if (HS <= 64) { attention_backward2_launch<2>(dqkv, delta, dout, qkv, lse, B, T, NH, HS); }
+    else { attention_backward2_launch<4>(dqkv, delta, dout, qkv, lse, B, T, NH, HS); }
+}
+
+// ----------------------------------------------------------------------------
+// form 3: tensor cores, bf16 (not in the FP32 build: the tensor cores would round its fp32
+// activations to bf16)
+#ifndef ENABLE_FP32
+
+// D (16x8, fp32) += A (16x16, bf16, row-major) B (16x8, bf16, column-major): mma.sync m16n8k16.
+// Fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"), with
+// g = lane / 4, t = lane % 4, two bf16 a register (the lower column / row in the low half):
+//   a[0]: A[g][2t, 2t+1]   a[1]: A[g+8][2t, 2t+1]   a[2]: A[g][2t+8, 2t+9]   a[3]: A[g+8][2t+8, 2t+9]
+//   b0:   B[2t, 2t+1][g]   b1:   B[2t+8, 2t+9][g]   (B column-major: both values of a register
+//                                                   are adjacent in memory when B^T is stored by rows)
+//   d[i]: D[g + 8*(i>>1)][2t + (i&1)]
+// So the accumulators of two neighbouring n8 tiles, (d of tile 2c, d of tile 2c+1) rounded to
+// bf16 in pairs, are the A fragment of the k16 chunk c: a[0] = tile 2c's (d0, d1), a[1] = its
+// (d2, d3), a[2], a[3] the same of tile 2c+1. That is how P and dS go from one matmul into the next.
+__device__ static inline void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// two floats rounded to bf16 in one register, lo in the low half
+__device__ static inline uint32_t att3_pack(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    return u;
+}
+
+// two adjacent bf16 of shared memory (an even index) as one register
+__device__ static inline uint32_t att3_lds(const floatX *p) {
+    uint32_t u;
+    memcpy(&u, p, 4);
+    return u;
+}
+
+// columns col, col + 1 of a row in global memory (zeros past HS, or when the row is past T)
+__device__ static inline uint32_t att3_ldg(const floatX *row, int col, int HS, bool valid) {
+    const float lo = valid && col < HS ? to_float(row[col]) : 0.0f;
+    const float hi = valid && col + 1 < HS ? to_float(row[col + 1]) : 0.0f;
+    return att3_pack(lo, hi); // exact: the values are bf16 already
+}
+
+// the A fragments of a warp's 16 rows r0.. of one head (k16 chunks of the head dimension),
+// straight from global memory (once per block, so plain loads do)
+template <int HSP>
+__device__ static inline void att3_ldg_frags(uint32_t (&f)[HSP / 16][4], const floatX *src, size_t ld, int r0, int T,
+                                             int HS) {
+    const int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
+    const floatX *lo = src + (size_t)(r0 + g) * ld, *hi = lo + 8 * ld;
+    const bool vlo = r0 + g < T, vhi = r0 + g + 8 < T;
+    #pragma unroll
+    for (int kk = 0; kk < HSP / 16; kk++) {
+        f[kk][0] = att3_ldg(lo, kk * 16 + 2 * t, HS, vlo);
+        f[kk][1] = att3_ldg(hi, kk * 16 + 2 * t, HS, vhi);
+        f[kk][2] = att3_ldg(lo, kk * 16 + 2 * t + 8, HS, vlo);
+        f[kk][3] = att3_ldg(hi, kk * 16 + 2 * t + 8, HS, vhi);
+    }
+}
+
+// Rows r0 .. r0 + ROWS - 1 of one head (columns 0 .. HSP - 1; zeros past HS and past row T - 1)
+// of the (., ld) matrix src into shared memory, row-major dst[ROWS][ldd] and/or transposed
+// dstT[HSP][ldt] (either may be NULL). 16-byte loads of 8 values when HS % 8 == 0 (every row
+// then starts 16-byte aligned: C = NH * HS is a multiple of 8 too), else one value at a time.
+template <int ROWS, int HSP>
+__device__ static inline void att3_load(floatX *dst, int ldd, floatX *dstT, int ldt, const floatX *src, size_t ld,
+                                        int r0, int T, int HS) {
+    if (HS % 8 == 0) {
+        constexpr int CPR = HSP / 8; // 16-byte chunks a row
+        for (int c = threadIdx.x; c < ROWS * CPR; c += blockDim.x) {
+            const int r = c / CPR, col = c % CPR * 8;
+            int4 v = make_int4(0, 0, 0, 0);
+            if (r0 + r < T && col < HS) { v = *reinterpret_cast<const int4 *>(src + (size_t)(r0 + r) * ld + col); }
+            if (dst != NULL) { *reinterpret_cast<int4 *>(dst + r * ldd + col) = v; }
+            if (dstT != NULL) {
+                floatX e[8];
+                memcpy(e, &v, 16);
+                #pragma unroll
+                for (int j = 0; j < 8; j++) { dstT[(col + j) * ldt + r] = e[j]; }
+            }
+        }
+    } else {
+        for (int e = threadIdx.x; e < ROWS * HSP; e += blockDim.x) {
+            const int r = e / HSP, col = e % HSP;
+            const floatX v = (r0 + r < T && col < HS) ? src[(size_t)(r0 + r) * ld + col] : from_float<floatX>(0.0f);
+            if (dst != NULL) { dst[r * ldd + col] = v; }
+            if (dstT != NULL) { dstT[col * ldt + r] = v; }
+        }
+    }
+}
+
+// Tiles: 64 queries a block (4 warps x 16 rows, the m16 of the mma), 64 keys a tile (the
+// dk/dv kernel: 64 keys a block, 32 queries a tile, to hold its register count). Shared rows
+// are padded by 8 bf16 (16 bytes): with row strides of 24, 40, 72 or 80 bf16 (12, 20, 36, 40
+// words) the 8 rows g x 4 columns t of a fragment load fall in 32 different banks.
+#define ATT3_BQ 64
+#define ATT3_BK 64
+#define ATT3_BQ_DKDV 32
+#define ATT3_PAD 8
+
+template <int HSP>
+__global__ void __launch_bounds__(ATT_THREADS)
+attention_forward_kernel3(floatX *out, float *lse, const floatX *qkv, int T, int NH, int HS) {
+    constexpr int LDH = HSP + ATT3_PAD, LDK = ATT3_BK + ATT3_PAD;
+    constexpr int NK = HSP / 16, ND = HSP / 8;          // k16 chunks and n8 tiles of the head dimension
+    constexpr int NT = ATT3_BK / 8, NC = ATT3_BK / 16;   // n8 tiles and k16 chunks of a key tile
+    __shared__ __align__(16) floatX Ks[ATT3_BK * LDH];  // keys by rows: S = Q K^T reads K[key][d pair]
+    __shared__ __align__(16) floatX Vt[HSP * LDK];      // V transposed: O += P V reads V[key pair][d]
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
+    const int h = blockIdx.y, b = blockIdx.z, C = NH * HS;
+    const int qt = gridDim.x - 1 - blockIdx.x; // the longest rows first: the grid's tail is the short blocks
+    const int q0 = qt * ATT3_BQ, row0 = q0 + warp * 16 + g; // this lane's rows: row0, row0 + 8
+    const size_t C3 = 3 * (size_t)C;
+    const floatX *base = qkv + (size_t)b * T * C3 + h * HS;
+    const float sl2 = ATT_LOG2E / sqrtf((float)HS); // scores in log2 units: exp(x) = exp2(x log2 e)
+    uint32_t qa[NK][4];
+    att3_ldg_frags<HSP>(qa, base, C3, q0 + warp * 16, T, HS);
+    float o[ND][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; // l: this lane's part of the row sums
+    #pragma unroll
+    for (int nd = 0; nd < ND; nd++) { o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.0f; }
+    for (int kt = 0; kt <= qt; kt++) { // key tiles after the query tile are masked: never loaded
+        const int k0 = kt * ATT3_BK;
+        __syncthreads(); // every warp is done with the previous tile
+        att3_load<ATT3_BK, HSP>(Ks, LDH, NULL, 0, base + C, C3, k0, T, HS);
+        att3_load<ATT3_BK, HSP>(NULL, 0, Vt, LDK, base + 2 * C, C3, k0, T, HS);
+        __syncthreads(); // the tile is in shared memory
+        // on the diagonal tile, the n8 tiles of keys after the warp's last row (16w + 15) are all masked
+        const int nt_lim = kt == qt ? 2 * warp + 2 : NT, nc_lim = kt == qt ? warp + 1 : NC;
+        float s[NT][4];
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            if (nt < nt_lim) {
+                #pragma unroll
+                for (int kk = 0; kk < NK; kk++) {
+                    const floatX *p = &Ks[(nt * 8 + g) * LDH + kk * 16 + 2 * t];
+                    mma_bf16_16816(s[nt], qa[kk], att3_lds(p), att3_lds(p + 8));
+                }
+            }
+        }
+        // mask, scale, the tile's row maxima (rows g, g + 8: the 4 lanes of a group hold a row)
+        float mx[2] = {m[0], m[1]};
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            #pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int key = k0 + nt * 8 + 2 * t + (i & 1), row = row0 + 8 * (i >> 1);
+                s[nt][i] = (nt < nt_lim && key <= row) ? s[nt][i] * sl2 : -INFINITY;
+                mx[i >> 1] = fmaxf(mx[i >> 1], s[nt][i]);
+            }
+        }
+        #pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        }
+        // rescale what was summed (m finite from the first tile on: key 0 <= every row; corr = 0 the
+        // first time), then P = exp2(s - m)
+        const float corr[2] = {exp2f(m[0] - mx[0]), exp2f(m[1] - mx[1])};
+        m[0] = mx[0];
+        m[1] = mx[1];
+        l[0] *= corr[0];
+        l[1] *= corr[1];
+        #pragma unroll
+        for (int nd = 0; nd < ND; nd++) {
+            #pragma unroll
+            for (int i = 0; i < 4; i++) { o[nd][i] *= corr[i >> 1]; }
+        }
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            #pragma unroll
+            for (int i = 0; i < 4; i++) {
+                s[nt][i] = exp2f(s[nt][i] - m[i >> 1]);
+                l[i >> 1] += s[nt][i];
+            }
+        }
+        // O += P V: P's accumulators are the A fragments of the next mma (see mma_bf16_16816)
+        #pragma unroll
+        for (int kc = 0; kc < NC; kc++) {
+            if (kc < nc_lim) {
+                const uint32_t pa[4] = {att3_pack(s[2 * kc][0], s[2 * kc][1]), att3_pack(s[2 * kc][2], s[2 * kc][3]),
+                                        att3_pack(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                                        att3_pack(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+                #pragma unroll
+                for (int nd = 0; nd < ND; nd++) {
+                    const floatX *p = &Vt[(nd * 8 + g) * LDK + kc * 16 + 2 * t];
+                    mma_bf16_16816(o[nd], pa, att3_lds(p), att3_lds(p + 8));
+                }
+            }
+        }
+    }
+    #pragma unroll
+    for (int r = 0; r < 2; r++) { // the row sums: the 4 lanes of the group
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+    #pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = row0 + 8 * r;
+        if (row >= T) { continue; }
+        const float inv = 1.0f / l[r];
+        floatX *o_row = out + ((size_t)b * T + row) * C + h * HS;
+        #pragma unroll
+        for (int nd = 0; nd < ND; nd++) {
+            const int col = nd * 8 + 2 * t;
+            if (col < HS) { o_row[col] = from_float<floatX>(o[nd][2 * r] * inv); }
+            if (col + 1 < HS) { o_row[col + 1] = from_float<floatX>(o[nd][2 * r + 1] * inv); }
+        }
+        if (t == 0) { lse[((size_t)b * NH + h) * T + row] = (m[r] + log2f(l[r])) * ATT_LN2; }
+    }
+}
+
+// dk, dv of 64 keys (warp w: keys k0 + 16w ..), walking the query tiles of 32 from k0 to T in
+// order. The matmuls run transposed, keys as rows: S^T = K Q^T and dP^T = V dO^T (A = the
+// warp's K and V rows, in registers), then dV += P^T dO and dK += dS^T Q (A = P^T, dS^T).
+template <int HSP>
+__global__ void __launch_bounds__(ATT_THREADS)
+attention_backward_dkdv_kernel3(floatX *dqkv, const floatX *dout, const floatX *qkv, const float *lse,
+                                const float *delta, int T, int NH, int HS) {
+    constexpr int BQ = ATT3_BQ_DKDV, LDH = HSP + ATT3_PAD, LDQ = BQ + ATT3_PAD;
+    constexpr int NK = HSP / 16, ND = HSP / 8, NT = BQ / 8, NC = BQ / 16;
+    __shared__ __align__(16) floatX Qs[BQ * LDH];  // by rows: S^T, dP^T read Q[query][d pair]
+    __shared__ __align__(16) floatX dOs[BQ * LDH];
+    __shared__ __align__(16) floatX Qt[HSP * LDQ]; // transposed: dK, dV read Q[query pair][d]
+    __shared__ __align__(16) floatX dOt[HSP * LDQ];
+    __shared__ float lse_s[BQ];                    // in log2 units
+    __shared__ float dl_s[BQ];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
+    const int h = blockIdx.y, b = blockIdx.z, C = NH * HS;
+    const int k0 = blockIdx.x * ATT3_BK, krow0 = k0 + warp * 16 + g; // this lane's keys: krow0, krow0 + 8
+    const size_t C3 = 3 * (size_t)C;
+    const floatX *base = qkv + (size_t)b * T * C3 + h * HS, *dbase = dout + (size_t)b * T * C + h * HS;
+    const float *lse_bh = lse + ((size_t)b * NH + h) * T, *dl_bh = delta + ((size_t)b * NH + h) * T;
+    const float sl2 = ATT_LOG2E / sqrtf((float)HS);
+    uint32_t ka[NK][4], va[NK][4];
+    att3_ldg_frags<HSP>(ka, base + C, C3, k0 + warp * 16, T, HS);
+    att3_ldg_frags<HSP>(va, base + 2 * C, C3, k0 + warp * 16, T, HS);
+    float dk[ND][4], dv[ND][4];
+    #pragma unroll
+    for (int nd = 0; nd < ND; nd++) {
+        #pragma unroll
+        for (int i = 0; i < 4; i++) { dk[nd][i] = dv[nd][i] = 0.0f; }
+    }
+    for (int q0 = k0; q0 < T; q0 += BQ) { // queries before k0 see none of these keys
+        __syncthreads(); // every warp is done with the previous query tile
+        att3_load<BQ, HSP>(Qs, LDH, Qt, LDQ, base, C3, q0, T, HS);
+        att3_load<BQ, HSP>(dOs, LDH, dOt, LDQ, dbase, C, q0, T, HS);
+        if (threadIdx.x < BQ) {
+            const int q = q0 + threadIdx.x;
+            lse_s[threadIdx.x] = q < T ? lse_bh[q] * ATT_LOG2E : 0.0f;
+            dl_s[threadIdx.x] = q < T ? dl_bh[q] : 0.0f;
+        }
+        __syncthreads(); // the query tile is in shared memory
+        if (q0 + BQ - 1 < k0 + warp * 16) { continue; } // every query of the tile before the warp's keys (warp-uniform)
+        float st[NT][4], dpt[NT][4];
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            #pragma unroll
+            for (int i = 0; i < 4; i++) { st[nt][i] = dpt[nt][i] = 0.0f; }
+            #pragma unroll
+            for (int kk = 0; kk < NK; kk++) {
+                const floatX *pq = &Qs[(nt * 8 + g) * LDH + kk * 16 + 2 * t];
+                const floatX *pd = &dOs[(nt * 8 + g) * LDH + kk * 16 + 2 * t];
+                mma_bf16_16816(st[nt], ka[kk], att3_lds(pq), att3_lds(pq + 8));
+                mma_bf16_16816(dpt[nt], va[kk], att3_lds(pd), att3_lds(pd + 8));
+            }
+        }
+        // P^T and dS^T = P^T * (dP^T - D), element (key row, query column)
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            #pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int ql = nt * 8 + 2 * t + (i & 1), q = q0 + ql, key = krow0 + 8 * (i >> 1);
+                const float p = (q >= key && q < T) ? exp2f(st[nt][i] * sl2 - lse_s[ql]) : 0.0f;
+                st[nt][i] = p;
+                dpt[nt][i] = p * (dpt[nt][i] - dl_s[ql]);
+            }
+        }
+        // dV += P^T dO, dK += dS^T Q: k = the tile's queries, in order
+        #pragma unroll
+        for (int kc = 0; kc < NC; kc++) {
+            const uint32_t pa[4] = {att3_pack(st[2 * kc][0], st[2 * kc][1]), att3_pack(st[2 * kc][2], st[2 * kc][3]),
+                                    att3_pack(st[2 * kc + 1][0], st[2 * kc + 1][1]),
+                                    att3_pack(st[2 * kc + 1][2], st[2 * kc + 1][3])};
+            const uint32_t sa[4] = {att3_pack(dpt[2 * kc][0], dpt[2 * kc][1]),
+                                    att3_pack(dpt[2 * kc][2], dpt[2 * kc][3]),
+                                    att3_pack(dpt[2 * kc + 1][0], dpt[2 * kc + 1][1]),
+                                    att3_pack(dpt[2 * kc + 1][2], dpt[2 * kc + 1][3])};
+            #pragma unroll
+            for (int nd = 0; nd < ND; nd++) {
+                const floatX *pd = &dOt[(nd * 8 + g) * LDQ + kc * 16 + 2 * t];
+                const floatX *pq = &Qt[(nd * 8 + g) * LDQ + kc * 16 + 2 * t];
+                mma_bf16_16816(dv[nd], pa, att3_lds(pd), att3_lds(pd + 8));
+                mma_bf16_16816(dk[nd], sa, att3_lds(pq), att3_lds(pq + 8));
+            }
+        }
+    }
+    const float scale = 1.0f / sqrtf((float)HS);
+    #pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int key = krow0 + 8 * r;
+        if (key >= T) { continue; }
+        floatX *dk_t = dqkv + ((size_t)b * T + key) * C3 + C + h * HS, *dv_t = dk_t + C;
+        #pragma unroll
+        for (int nd = 0; nd < ND; nd++) {
+            #pragma unroll
+            for (int c = 0; c < 2; c++) {
+                const int col = nd * 8 + 2 * t + c;
+                if (col < HS) {
+                    dk_t[col] = from_float<floatX>(dk[nd][2 * r + c] * scale);
+                    dv_t[col] = from_float<floatX>(dv[nd][2 * r + c]);
+                }
+            }
+        }
+    }
+}
+
+// dq of 64 queries (warp w: rows q0 + 16w ..), walking the key tiles from 0 to the diagonal in
+// order: S = Q K^T and dP = dO V^T (A = the warp's Q and dO rows, in registers), dQ += dS K
+template <int HSP>
+__global__ void __launch_bounds__(ATT_THREADS)
+attention_backward_dq_kernel3(floatX *dqkv, const floatX *dout, const floatX *qkv, const float *lse,
+                              const float *delta, int T, int NH, int HS) {
+    constexpr int LDH = HSP + ATT3_PAD, LDK = ATT3_BK + ATT3_PAD;
+    constexpr int NK = HSP / 16, ND = HSP / 8, NT = ATT3_BK / 8, NC = ATT3_BK / 16;
+    __shared__ __align__(16) floatX Ks[ATT3_BK * LDH]; // by rows: S, dP read [key][d pair]
+    __shared__ __align__(16) floatX Vs[ATT3_BK * LDH];
+    __shared__ __align__(16) floatX Kt[HSP * LDK];     // transposed: dQ reads K[key pair][d]
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
+    const int h = blockIdx.y, b = blockIdx.z, C = NH * HS;
+    const int qt = gridDim.x - 1 - blockIdx.x; // the longest rows first
+    const int q0 = qt * ATT3_BQ, row0 = q0 + warp * 16 + g;
+    const size_t C3 = 3 * (size_t)C;
+    const floatX *base = qkv + (size_t)b * T * C3 + h * HS, *dbase = dout + (size_t)b * T * C + h * HS;
+    const float sl2 = ATT_LOG2E / sqrtf((float)HS);
+    uint32_t qa[NK][4], da[NK][4];
+    att3_ldg_frags<HSP>(qa, base, C3, q0 + warp * 16, T, HS);
+    att3_ldg_frags<HSP>(da, dbase, C, q0 + warp * 16, T, HS);
+    float lse2[2], dl[2], dq[ND][4];
+    #pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = row0 + 8 * r;
+        lse2[r] = row < T ? lse[((size_t)b * NH + h) * T + row] * ATT_LOG2E : 0.0f;
+        dl[r] = row < T ? delta[((size_t)b * NH + h) * T + row] : 0.0f;
+    }
+    #pragma unroll
+    for (int nd = 0; nd < ND; nd++) { dq[nd][0] = dq[nd][1] = dq[nd][2] = dq[nd][3] = 0.0f; }
+    for (int kt = 0; kt <= qt; kt++) {
+        const int k0 = kt * ATT3_BK;
+        __syncthreads(); // every warp is done with the previous tile
+        att3_load<ATT3_BK, HSP>(Ks, LDH, Kt, LDK, base + C, C3, k0, T, HS);
+        att3_load<ATT3_BK, HSP>(Vs, LDH, NULL, 0, base + 2 * C, C3, k0, T, HS);
+        __syncthreads(); // the tile is in shared memory
+        const int nt_lim = kt == qt ? 2 * warp + 2 : NT, nc_lim = kt == qt ? warp + 1 : NC;
+        float s[NT][4], dp[NT][4];
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            #pragma unroll
+            for (int i = 0; i < 4; i++) { s[nt][i] = dp[nt][i] = 0.0f; }
+            if (nt < nt_lim) {
+                #pragma unroll
+                for (int kk = 0; kk < NK; kk++) {
+                    const floatX *pk = &Ks[(nt * 8 + g) * LDH + kk * 16 + 2 * t];
+                    const floatX *pv = &Vs[(nt * 8 + g) * LDH + kk * 16 + 2 * t];
+                    mma_bf16_16816(s[nt], qa[kk], att3_lds(pk), att3_lds(pk + 8));
+                    mma_bf16_16816(dp[nt], da[kk], att3_lds(pv), att3_lds(pv + 8));
+                }
+            }
+        }
+        // dS = P * (dP - D), P recomputed from the forward's lse, into s
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            #pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int key = k0 + nt * 8 + 2 * t + (i & 1), row = row0 + 8 * (i >> 1);
+                const float p = (nt < nt_lim && key <= row) ? exp2f(s[nt][i] * sl2 - lse2[i >> 1]) : 0.0f;
+                s[nt][i] = p * (dp[nt][i] - dl[i >> 1]);
+            }
+        }
+        #pragma unroll
+        for (int kc = 0; kc < NC; kc++) {
+            if (kc < nc_lim) {
+                const uint32_t sa[4] = {att3_pack(s[2 * kc][0], s[2 * kc][1]), att3_pack(s[2 * kc][2], s[2 * kc][3]),
+                                        att3_pack(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                                        att3_pack(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+                #pragma unroll
+                for (int nd = 0; nd < ND; nd++) {
+                    const floatX *pk = &Kt[(nd * 8 + g) * LDK + kc * 16 + 2 * t];
+                    mma_bf16_16816(dq[nd], sa, att3_lds(pk), att3_lds(pk + 8));
+                }
+            }
+        }
+    }
+    const float scale = 1.0f / sqrtf((float)HS);
+    #pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = row0 + 8 * r;
+        if (row >= T) { continue; }
+        floatX *dq_t = dqkv + ((size_t)b * T + row) * C3 + h * HS;
+        #pragma unroll
+        for (int nd = 0; nd < ND; nd++) {
+            #pragma unroll
+            for (int c = 0; c < 2; c++) {
+                const int col = nd * 8 + 2 * t + c;
+                if (col < HS) { dq_t[col] = from_float<floatX>(dq[nd][2 * r + c] * scale); }
+            }
+        }
+    }
+}
+
+#define ATT3_MAX_HS 64 // form 3's head sizes, padded to 16, 32 or 64
+
+static inline void attention_check_head_size3(int HS) {
+    if (HS > ATT3_MAX_HS) {
+        fprintf(stderr, "error: head size %d: the tensor-core attention takes at most %d\n", HS, ATT3_MAX_HS);
+        exit(EXIT_FAILURE);
+    }
+}
+
+template <int HSP>
+static void attention_forward3_launch(floatX *out, float *lse, const floatX *qkv, int B, int T, int NH, int HS) {
+    attention_forward_kernel3<HSP><<<dim3(ceil_div(T, ATT3_BQ), NH, B), ATT_THREADS>>>(out, lse, qkv, T, NH, HS);
+    cudaCheck(cudaGetLastError());
+}
+
+template <int HSP>
+static void attention_backward3_launch(floatX *dqkv, const float *delta, const floatX *dout, const floatX *qkv,
+                                       const float *lse, int B, int T, int NH, int HS) {
+    attention_backward_dkdv_kernel3<HSP><<<dim3(ceil_div(T, ATT3_BK), NH, B), ATT_THREADS>>>(dqkv, dout, qkv, lse,
+                                                                                              delta, T, NH, HS);
+    cudaCheck(cudaGetLastError());
+    attention_backward_dq_kernel3<HSP><<<dim3(ceil_div(T, ATT3_BQ), NH, B), ATT_THREADS>>>(dqkv, dout, qkv, lse,
+                                                                                            delta, T, NH, HS);
+    cudaCheck(cudaGetLastError());
+}
+
+// form 3: out (B,T,C), lse (B,NH,T) from qkv (B,T,3C); HS <= 64
+static inline void attention_forward3(floatX *out, float *lse, const floatX *qkv, int B, int T, int C, int NH) {
+    int HS = C / NH;
+    attention_check_head_size3(HS);
+    if (HS <= 16) { attention_forward3_launch<16>(out, lse, qkv, B, T, NH, HS); }
+    else if (HS <= 32) { attention_forward3_launch<32>(out, lse, qkv, B, T, NH, HS); }
+    else { attention_forward3_launch<64>(out, lse, qkv, B, T, NH, HS); }
+}
+
+// form 3: dqkv (B,T,3C) (overwritten) from dout and the forward's qkv, out, lse; delta (B,NH,T) scratch
+static inline void attention_backward3(floatX *dqkv, float *delta, const floatX *dout, const floatX *qkv,
+                                       const floatX *out, const float *lse, int B, int T, int C, int NH) {
+    int HS = C / NH;
+    attention_check_head_size3(HS);
+    attention_delta(delta, dout, out, B, T, NH, HS);
+    if (HS <= 16) { attention_backward3_launch<16>(dqkv, delta, dout, qkv, lse, B, T, NH, HS); }
+    else if (HS <= 32) { attention_backward3_launch<32>(dqkv, delta, dout, qkv, lse, B, T, NH, HS); }
+    else { attention_backward3_launch<64>(dqkv, delta, dout, qkv, lse, B, T, NH, HS); }
+}
+
+#endif // !ENABLE_FP32
+
+// ----------------------------------------------------------------------------
+// what the trainer calls: form 3 where it applies (bf16 build, HS <= 64), else form 2
+
+// out (B,T,C) and lse (B,NH,T) from qkv (B,T,3C)
+static inline void attention_forward(floatX *out, float *lse, const floatX *qkv, int B, int T, int C, int NH) {
+#ifndef ENABLE_FP32
+    if (C / NH <= ATT3_MAX_HS) {
+        attention_forward3(out, lse, qkv, B, T, C, NH);
+        return;
+    }
+#endif
+    attention_forward2(out, lse, qkv, B, T, C, NH);
+}
+
+// dqkv (B,T,3C) (overwritten) from dout (B,T,C) and the forward's qkv, out, lse; delta (B,NH,T) scratch
+static inline void attention_backward(floatX *dqkv, float *delta, const floatX *dout, const floatX *qkv,
+                                      const floatX *out, const float *lse, int B, int T, int C, int NH) {
+#ifndef ENABLE_FP32
+    if (C / NH <= ATT3_MAX_HS) {
+        attention_backward3(dqkv, delta, dout, qkv, out, lse, B, T, C, NH);
+        return;
+    }
+#endif
+    attention_backward2(dqkv, delta, dout, qkv, out, lse, B, T, C, NH);
 }
 
 #endif // LLMC_ATTENTION_CUH

@@ -7,7 +7,9 @@
 #  - the default build has machine code for sm_80, sm_89 and sm_90, PTX for compute_90,
 #    and passes that list to the code (its start-up error names it);
 #  - make PRECISION=FP32 after a bf16 build rebuilds the trainer (and back), and so does
-#    another GPU_COMPUTE_CAPABILITY; a make with nothing changed rebuilds nothing.
+#    another GPU_COMPUTE_CAPABILITY; a make with nothing changed rebuilds nothing;
+#  - the fused attention is the default, ATTENTION=cublas rebuilds with the cuBLAS one (and
+#    back), another value is refused.
 # Usage: bash tests/test_build.sh
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -61,6 +63,16 @@ else pass "nothing changed: nothing rebuilt"; fi
 rebuilt_with "back to bf16 rebuilds it again" "-DCUDA_ARCH_LIST" PRECISION=BF16
 if grep -q ENABLE_FP32 "$W/train_gpt2_1bitcu"; then fail "back to bf16" "still -DENABLE_FP32"; fi
 rebuilt_with "GPU_COMPUTE_CAPABILITY=90 rebuilds it for sm_90 alone" "-DCUDA_ARCH_LIST=\"90\"" GPU_COMPUTE_CAPABILITY=90
+if grep -q ATTENTION_CUBLAS "$W/train_gpt2_1bitcu"; then fail "the default attention is the fused one" "-DATTENTION_CUBLAS"
+else pass "the default attention is the fused one"; fi
+rebuilt_with "ATTENTION=cublas rebuilds it with the cuBLAS attention" "-DATTENTION_CUBLAS" GPU_COMPUTE_CAPABILITY=90 \
+    ATTENTION=cublas
+rebuilt_with "ATTENTION=fused rebuilds it again" "-DCUDA_ARCH_LIST" GPU_COMPUTE_CAPABILITY=90 ATTENTION=fused
+if grep -q ATTENTION_CUBLAS "$W/train_gpt2_1bitcu"; then fail "back to the fused attention" "still -DATTENTION_CUBLAS"; fi
+out=$(mk train_gpt2_1bitcu ATTENTION=flash)
+if [ $? -ne 0 ] && grep -q 'use ATTENTION=fused (the default) or ATTENTION=cublas' <<<"$out"; then
+    pass "ATTENTION=flash: refused, with the two choices named"
+else fail "ATTENTION=flash is refused" "$(tail -1 <<<"$out")"; fi
 
 echo "(test_build.sh: $npass checks passed, $nfail checks failed)"
 [ "$nfail" -eq 0 ]

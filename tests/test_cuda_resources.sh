@@ -7,7 +7,7 @@
 # CPU emulator (tests/cuda_emu) knows nothing of registers, so only a GPU would tell, at run
 # time. This script tells at compile time.
 #
-# What it does: compiles each translation unit (the five dev/cuda programs and the trainer),
+# What it does: compiles each translation unit (the seven dev/cuda programs and the trainer),
 # in bf16 and fp32 (-DENABLE_FP32), for sm_90 and sm_80, to PTX (nvcc -ptx) and then to a cubin
 # with ptxas -v, and reads for every kernel: registers a thread, static shared memory, stack
 # frame and spills (ptxas -v), and its __launch_bounds__ (.maxntid in the PTX). Then, for each
@@ -45,7 +45,8 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 # every CUDA translation unit we ship (CUDA_SOURCES= checks others, e.g. a file of your own)
 SOURCES=${CUDA_SOURCES:-"dev/cuda/quantize_weights.cu dev/cuda/rmsnorm_quant.cu dev/cuda/bitlinear_forward.cu
-         dev/cuda/bitlinear_backward.cu dev/cuda/ternary_gemv.cu train_gpt2_1bit.cu"}
+         dev/cuda/bitlinear_backward.cu dev/cuda/ternary_gemv.cu dev/cuda/attention_forward.cu
+         dev/cuda/attention_backward.cu train_gpt2_1bit.cu"}
 ARCHS="90 80"
 
 # Kernels whose largest launch the source scan cannot read: file (or * for any), kernel (as
@@ -70,6 +71,12 @@ dev/cuda/bitlinear_backward.cu fold_scale_kernel2          block_sizes 0     bit
 dev/cuda/ternary_gemv.cu       ternary_gemv_kernel1        block_sizes 0     ternary_gemv1: <<<..., block>>>
 dev/cuda/ternary_gemv.cu       ternary_gemv_kernel2        block_sizes 8192  ternary_gemv2: x of K = 8192 as 128 chunks of 4 int4
 dev/cuda/ternary_gemv.cu       ternary_gemv_kernel3        block_sizes 11264 ternary_gemv3: 256-int LUT + 128 chunks x 20 ints (K = 8192: ld3 = 1648)
+*                              attention_forward_kernel2<*>        launch_bounds 0  llmc/attention.cuh: kernel<DPL, RPW><<<grid, ATT_THREADS>>> in a template launcher
+*                              attention_backward_dkdv_kernel2<*>  launch_bounds 0  llmc/attention.cuh: as above
+*                              attention_backward_dq_kernel2<*>    launch_bounds 0  llmc/attention.cuh: as above
+*                              attention_forward_kernel3<*>        launch_bounds 0  llmc/attention.cuh: kernel<HSP><<<grid, ATT_THREADS>>> in a template launcher
+*                              attention_backward_dkdv_kernel3<*>  launch_bounds 0  llmc/attention.cuh: as above
+*                              attention_backward_dq_kernel3<*>    launch_bounds 0  llmc/attention.cuh: as above
 '
 
 # Kernels allowed a stack frame or spills: file (or *), kernel, reason. None so far.

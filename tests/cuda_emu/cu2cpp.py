@@ -2,7 +2,7 @@
 """tests/cuda_emu/cu2cpp.py: rewrite a .cu file into C++ that tests/cuda_emu runs on the CPU.
 
 It rewrites only the CUDA syntax that is not also C++, or whose C++ reading would be wrong:
-    kernel<<<grid, block[, smem[, stream]]>>>(args);
+    kernel<<<grid, block[, smem[, stream]]>>>(args);   (kernel may have template arguments)
         -> emu_launch(grid, block[, smem[, stream]], [=]() { kernel(args); });
     __shared__ [__align__(n)] T name[N];      (one copy per block, not one per program)
         -> static EmuSharedKey k; T (&name)[N] = *reinterpret_cast<T (*)[N]>(emu_shared(&k, sizeof(T[N]), n));
@@ -10,7 +10,9 @@ It rewrites only the CUDA syntax that is not also C++, or whose C++ reading woul
         -> T *name = reinterpret_cast<T *>(emu_dynamic_shared());
     asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {..}, {..}, {..}, {..};" : outs : ins);
         -> emu_mma_m16n8k32_s8(&d0, .., a0, .., b0, b1, c0, ..);   (cuda_emu_core.h)
-       any other inline PTX is refused: the emulator has no model of it
+       and likewise mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 -> emu_mma_m16n8k16_bf16
+       (its D and C are fp32 registers, "f" operands); any other inline PTX is refused: the
+       emulator has no model of it
     a file that calls cudaLaunchCooperativeKernel gets every kernel registered (its address
     and a typed trampoline), so the runtime can call a kernel it is given as a void pointer
 and an #include of another .cu or .cuh file (llmc/'s kernel headers) points at that file's
@@ -22,7 +24,8 @@ import os
 import re
 import sys
 
-LAUNCH = re.compile(r'(\w+)\s*<<<(.*?)>>>\s*\((.*?)\)\s*;', re.S)
+# a kernel name, with template arguments if any (no nested <> or ()): kernel<4, 8><<<...>>>(...)
+LAUNCH = re.compile(r'(\w+(?:\s*<[^<>;()]*>)?)\s*<<<(.*?)>>>\s*\((.*?)\)\s*;', re.S)
 INCLUDE_CU = re.compile(r'#include\s+"([^"]+\.cuh?)"')
 INCLUDE_LOCAL = re.compile(r'#include\s+"([^"]+)"')
 TYPE = r'((?:(?:const|volatile|unsigned|signed)\s+)*[A-Za-z_][\w:]*(?:\s*\*)*)'
@@ -31,11 +34,14 @@ SHARED = re.compile(r'__shared__\s+(?:__align__\(\s*(\d+)\s*\)\s+)?' + TYPE + r'
 ASM = re.compile(r'\basm\s*(?:volatile\s*)?\(\s*((?:"(?:[^"\\]|\\.)*"\s*)+)(.*?)\)\s*;', re.S)
 KERNEL = re.compile(r'__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)\s*\(')
 
-# inline PTX the emulator implements: the emulator's function and the operand groups
-# (register counts) of the instruction, in order: D, A, B, C
+# inline PTX the emulator implements: the emulator's function, the operand groups (register
+# counts) of the instruction in order D, A, B, C, and each group's register kind: the letter its
+# constraints must have ('r': 32-bit integer register, 'f': fp32 register)
 ASM_SUPPORTED = {
-    'mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32': ('emu_mma_m16n8k32_s8', [4, 4, 2, 4]),
+    'mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32': ('emu_mma_m16n8k32_s8', [4, 4, 2, 4], 'rrrr'),
+    'mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32': ('emu_mma_m16n8k16_bf16', [4, 4, 2, 4], 'frrf'),
 }
+REG_KIND = {'r': 'a 32-bit integer register', 'f': 'an fp32 register'}
 
 
 def fail(path, msg):
@@ -77,7 +83,7 @@ def rewrite_asm(path, m):
     opcode, _, operands = code.partition(' ')
     if opcode not in ASM_SUPPORTED:
         fail(path, f"inline PTX `{opcode}` cannot be emulated (supported: {', '.join(ASM_SUPPORTED)})")
-    func, groups = ASM_SUPPORTED[opcode]
+    func, groups, kinds = ASM_SUPPORTED[opcode]
     sections = m.group(2).split(':')  # ": outputs : inputs [: clobbers]"; no ':' inside these operands
     if len(sections) < 3 or sections[0].strip():
         fail(path, f"asm `{opcode}`: expected ': outputs : inputs'")
@@ -95,8 +101,8 @@ def rewrite_asm(path, m):
             if n >= len(ops):
                 fail(path, f"asm `{opcode}`: operand {r} does not exist")
             constraint, expr = ops[n]
-            if 'r' not in constraint:
-                fail(path, f"asm `{opcode}`: operand {r} is not a 32-bit register")
+            if kinds[gi] not in constraint:
+                fail(path, f"asm `{opcode}`: operand {r} is not {REG_KIND[kinds[gi]]} (\"{kinds[gi]}\")")
             if gi == 0:  # the destination: written, so an output operand passed by address
                 if '=' not in constraint and '+' not in constraint:
                     fail(path, f"asm `{opcode}`: destination {r} is not an output operand")

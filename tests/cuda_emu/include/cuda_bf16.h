@@ -30,4 +30,20 @@ static inline float __bfloat162float(__nv_bfloat16 b) {
     return f;
 }
 
+// two bf16 in one 32-bit word, .x in the low half (CUDA's __nv_bfloat162)
+struct __nv_bfloat162 {
+    __nv_bfloat16 x, y;
+};
+static inline __nv_bfloat162 __floats2bfloat162_rn(float lo, float hi) {
+    return __nv_bfloat162{__float2bfloat16(lo), __float2bfloat16(hi)};
+}
+
+// the raw 16 bits and back (CUDA's __bfloat16_as_ushort / __ushort_as_bfloat16)
+static inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.x; }
+static inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) {
+    __nv_bfloat16 b;
+    b.x = u;
+    return b;
+}
+
 #endif // CUDA_EMU_BF16_H

@@ -4,7 +4,7 @@
  CUDA C++ the project writes with CUDA's semantics for what that code uses:
    - threadIdx, blockIdx, blockDim, gridDim; launches <<<grid, block, smem>>> (rewritten
      by cu2cpp.py into emu_launch calls); launch-configuration errors
-   - __syncthreads() and warp shuffles (__shfl_xor_sync, __shfl_down_sync), as real
+   - __syncthreads() and warp shuffles (__shfl_xor_sync, __shfl_down_sync, __shfl_sync), as real
      barriers: every CUDA thread is a fiber, the fibers of the blocks that are resident
      run round-robin on one OS thread and switch only at barriers, so the order of
      memory accesses between barriers is one legal order (races between barriers go unseen)
@@ -15,15 +15,18 @@
      (cudaLaunchCooperativeKernel, cuda_runtime.h) makes every block resident at once,
      so that cooperative_groups' grid.sync() (cooperative_groups.h) is a real barrier
      across the grid
-   - mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 (cu2cpp.py turns the asm statement
-     into a call of emu_mma_m16n8k32_s8): the 32 lanes' fragments are gathered at a
-     warp barrier and multiplied with the PTX ISA's fragment layout
+   - mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 and
+     mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (cu2cpp.py turns the asm statement
+     into a call of emu_mma_m16n8k32_s8 / emu_mma_m16n8k16_bf16): the 32 lanes' fragments are
+     gathered at a warp barrier and multiplied with the PTX ISA's fragment layout
    - __dp4a, __vcmpgeu4; int4/uint4/float4/uint2 and their make_ functions
    - device memory is host memory (cudaMalloc = malloc), so out-of-bounds
      accesses are ordinary host bugs that valgrind or ASan can see
  What it cannot tell: speed, races, alignment faults, bank conflicts, register or
  shared-memory pressure, the GPU's own numerics beyond IEEE fp32 (no fast-math, no
- FMA contraction differences are modelled). Inline PTX other than the mma above
+ FMA contraction differences are modelled; the bf16 mma sums its 16 exact products in
+ double and rounds once, where the tensor cores round in their own way). Inline PTX other
+ than the two mma above
  (ldmatrix, cp.async, ...) is refused by cu2cpp.py, not faked.
 */
 #ifndef CUDA_EMU_CORE_H
@@ -204,6 +207,20 @@ template <typename T> static inline T __shfl_xor_sync(unsigned mask, T v, int la
     T r = v;
     if (src < 32 && w * 32 + src < emu.nthreads) { memcpy(&r, &b->warp_slot[w][src], sizeof(T)); }
     emu_warp_barrier(w); // every lane has read before the slots are reused
+    return r;
+}
+// lane src_lane's value to every lane (src_lane taken modulo 32, as CUDA does for a width of 32)
+template <typename T> static inline T __shfl_sync(unsigned mask, T v, int src_lane) {
+    (void)mask;
+    static_assert(sizeof(T) <= 8, "shuffle of a value wider than 8 bytes");
+    EmuBlock *b = emu.cur->blk;
+    int w = emu.cur->linear / 32, lane = emu.cur->linear % 32;
+    memcpy(&b->warp_slot[w][lane], &v, sizeof(T));
+    emu_warp_barrier(w);
+    int src = src_lane & 31;
+    T r = v;
+    if (w * 32 + src < emu.nthreads) { memcpy(&r, &b->warp_slot[w][src], sizeof(T)); }
+    emu_warp_barrier(w);
     return r;
 }
 template <typename T> static inline T __shfl_down_sync(unsigned mask, T v, int delta) {
@@ -571,6 +588,99 @@ static inline void emu_mma_m16n8k32_s8(TD *d0, TD *d1, TD *d2, TD *d3, uint32_t 
     // barrier is enough.
     if (emu_warp_arrive(blk, w)) {
         emu_mma_m16n8k32_s8_warp(m);
+        emu_warp_release(blk, w);
+    }
+    memcpy(d0, &m->d[lane][0], 4); memcpy(d1, &m->d[lane][1], 4);
+    memcpy(d2, &m->d[lane][2], 4); memcpy(d3, &m->d[lane][3], 4);
+}
+
+// ----------------------------------------------------------------------------
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32  d, a, b, c:  D (16x8) = A (16x16) B (16x8) + C,
+// A and B bf16, C and D fp32. Where each element lives is the PTX ISA's table, section
+// "Matrix Fragments for mma.m16n8k16 with floating point type" (9.7.14.5.8 in PTX ISA 8.x),
+// with g = laneid >> 2 and t = laneid % 4; element i of A or B is half i % 2 (low half
+// first) of register i / 2:
+//   A, a0..a7:   row = g for i in {0,1,4,5}, else g + 8;   col = 2t + (i & 1) + (i >= 4 ? 8 : 0)
+//   B, b0..b3:   row = 2t + (i & 1) + (i >= 2 ? 8 : 0);    col = g
+//   C/D, c0..c3: row = g for i < 2, else g + 8;            col = 2t + (i & 1)   (as m16n8k32 above)
+// The products of two bf16 are exact in fp32; the emulator adds the 16 of an element and C
+// in double and rounds once (the hardware's own order and rounding differ in the last bits).
+
+static inline int emu_mma16_a_row(int g, int i) { return (i < 2 || (i >= 4 && i < 6)) ? g : g + 8; }
+static inline int emu_mma16_a_col(int t, int i) { return 2 * t + (i & 1) + (i >= 4 ? 8 : 0); }
+static inline int emu_mma16_b_row(int t, int i) { return 2 * t + (i & 1) + (i >= 2 ? 8 : 0); }
+
+static inline float emu_bf16_bits_to_float(uint32_t bits16) {
+    uint32_t u = bits16 << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline void emu_mma_m16n8k16_bf16_warp(EmuMmaSlots *m) {
+    float A[16][16], B[16][8], C[16][8];
+    for (int lane = 0; lane < 32; lane++) {
+        int g = lane >> 2, t = lane & 3;
+        for (int i = 0; i < 8; i++) {
+            uint32_t bits = (m->a[lane][i / 2] >> (16 * (i % 2))) & 0xffffu;
+            A[emu_mma16_a_row(g, i)][emu_mma16_a_col(t, i)] = emu_bf16_bits_to_float(bits);
+        }
+        for (int i = 0; i < 4; i++) {
+            uint32_t bits = (m->b[lane][i / 2] >> (16 * (i % 2))) & 0xffffu;
+            B[emu_mma16_b_row(t, i)][g] = emu_bf16_bits_to_float(bits);
+        }
+        for (int i = 0; i < 4; i++) { memcpy(&C[emu_mma_c_row(g, i)][emu_mma_c_col(t, i)], &m->c[lane][i], 4); }
+    }
+    for (int lane = 0; lane < 32; lane++) {
+        int g = lane >> 2, t = lane & 3;
+        for (int i = 0; i < 4; i++) {
+            int r = emu_mma_c_row(g, i), c = emu_mma_c_col(t, i);
+            double s = C[r][c];
+            for (int k = 0; k < 16; k++) { s += (double)A[r][k] * (double)B[k][c]; }
+            float d = (float)s;
+            memcpy(&m->d[lane][i], &d, 4);
+        }
+    }
+}
+
+// as emu_mma_check_layout, for the tables of m16n8k16 (C is m16n8k32's, checked there)
+static inline void emu_mma16_check_layout(void) {
+    static int checked = 0;
+    if (checked) { return; }
+    int a[16][16] = {}, b[16][8] = {};
+    for (int lane = 0; lane < 32; lane++) {
+        int g = lane >> 2, t = lane & 3;
+        for (int i = 0; i < 8; i++) { a[emu_mma16_a_row(g, i)][emu_mma16_a_col(t, i)]++; }
+        for (int i = 0; i < 4; i++) { b[emu_mma16_b_row(t, i)][g]++; }
+    }
+    for (int i = 0; i < 16 * 16; i++) {
+        if ((&a[0][0])[i] != 1) { emu_fatal("mma m16n8k16 A layout is not a bijection"); }
+    }
+    for (int i = 0; i < 16 * 8; i++) {
+        if ((&b[0][0])[i] != 1) { emu_fatal("mma m16n8k16 B layout is not a bijection"); }
+    }
+    emu_mma_check_layout();
+    checked = 1;
+}
+
+// one lane's part, as emu_mma_m16n8k32_s8: A and B registers hold two bf16 each, C and D are
+// fp32 registers ("f" operands); D may alias C
+template <typename TD, typename TC>
+static inline void emu_mma_m16n8k16_bf16(TD *d0, TD *d1, TD *d2, TD *d3, uint32_t a0, uint32_t a1, uint32_t a2,
+                                         uint32_t a3, uint32_t b0, uint32_t b1, TC c0, TC c1, TC c2, TC c3) {
+    static_assert(sizeof(TD) == 4 && sizeof(TC) == 4, "mma operands are 32-bit registers");
+    EmuBlock *blk = emu.cur->blk;
+    int w = emu.cur->linear / 32, lane = emu.cur->linear % 32;
+    if (blk->warp_live[w] != 32) { emu_fatal("mma.sync in a warp without 32 active lanes (undefined on a GPU)"); }
+    emu_mma16_check_layout();
+    if (blk->mma == NULL) { blk->mma = (EmuMmaSlots *)malloc(EMU_MAX_WARPS * sizeof(EmuMmaSlots)); }
+    EmuMmaSlots *m = &blk->mma[w];
+    m->a[lane][0] = a0; m->a[lane][1] = a1; m->a[lane][2] = a2; m->a[lane][3] = a3;
+    m->b[lane][0] = b0; m->b[lane][1] = b1;
+    memcpy(&m->c[lane][0], &c0, 4); memcpy(&m->c[lane][1], &c1, 4); // the registers' bits, as the hardware
+    memcpy(&m->c[lane][2], &c2, 4); memcpy(&m->c[lane][3], &c3, 4); // reads them
+    if (emu_warp_arrive(blk, w)) { // the last lane computes the warp's D (see emu_mma_m16n8k32_s8)
+        emu_mma_m16n8k16_bf16_warp(m);
         emu_warp_release(blk, w);
     }
     memcpy(d0, &m->d[lane][0], 4); memcpy(d1, &m->d[lane][1], 4);
