@@ -981,15 +981,14 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
     }
 }
 
+// zero the parameters' gradients, before the first backward pass of an optimizer step
 void gpt2_zero_grad(GPT2 *model) {
     if (model->grads_memory != NULL) { memset(model->grads_memory, 0, model->num_parameters * sizeof(float)); }
-    if (model->grads_acts_memory != NULL) {
-        memset(model->grads_acts_memory, 0, model->num_activations * sizeof(float));
-    }
 }
 
-// Backward pass of the last forward pass (which must have had targets);
-// accumulates into the gradients.
+// Backward pass of the last forward pass (which must have had targets): adds the gradient of
+// its mean loss to the parameters' gradients, so the passes over several micro-batches sum up
+// (gradient accumulation, -d). The activations' gradients belong to this pass alone: zeroed here.
 void gpt2_backward(GPT2 *model) {
     if (model->mean_loss == -1.0f) {
         fprintf(stderr, "error: gpt2_backward needs a forward pass with targets first\n");
@@ -1007,6 +1006,7 @@ void gpt2_backward(GPT2 *model) {
         model->scratch = (float *)mallocCheck(gpt2_matmul_scratch_size(cfg, BT) * sizeof(float));
         model->dxn_buf = (float *)mallocCheck((size_t)BT * 4 * C * sizeof(float));
     }
+    memset(model->grads_acts_memory, 0, model->num_activations * sizeof(float));
     ParameterTensors p = model->params, g = model->grads;
     ActivationTensors a = model->acts, da = model->grads_acts;
     if (model->quant.backward_quant == BQ_INT8 && model->quant.weight_quant != WQ_FP) {
@@ -1141,19 +1141,21 @@ void gpt2_write_model(const GPT2 *model, const char *path) {
     model_file_write(path, &model->config, &model->quant, model->params_memory, model->num_parameters);
 }
 
-void save_checkpoint(const GPT2 *model, const DataLoader *loader, uint64_t rng, int step, const char *out_dir) {
-    TrainState st = {step, model->batch_size, model->seq_len, rng, loader->shard_index, loader->pos,
-                     model->batch_size * model->seq_len};
+// total_batch: the tokens of an optimizer step (-d; B*T without gradient accumulation)
+void save_checkpoint(const GPT2 *model, const DataLoader *loader, uint64_t rng, int step, int total_batch,
+                     const char *out_dir) {
+    TrainState st = {step, model->batch_size, model->seq_len, rng, loader->shard_index, loader->pos, total_batch};
     checkpoint_write(out_dir, &model->config, &model->quant, model->params_memory, model->m_memory,
                      model->v_memory, model->num_parameters, &st);
 }
 
 // load the optimizer, data and RNG state of a checkpoint; returns its step
-int load_state(GPT2 *model, DataLoader *loader, uint64_t *rng, const char *path) {
+// (the state must have been saved with this loader's B, T and this total_batch)
+int load_state(GPT2 *model, DataLoader *loader, uint64_t *rng, int total_batch, const char *path) {
     model->m_memory = (float *)mallocCheck(model->num_parameters * sizeof(float));
     model->v_memory = (float *)mallocCheck(model->num_parameters * sizeof(float));
     TrainState st;
-    checkpoint_read_state(path, model->num_parameters, loader->B, loader->T, loader->B * loader->T, model->m_memory,
+    checkpoint_read_state(path, model->num_parameters, loader->B, loader->T, total_batch, model->m_memory,
                           model->v_memory, &st);
     *rng = st.rng;
     dataloader_resume(loader, st.shard_index, st.pos);
@@ -1216,11 +1218,15 @@ int main(int argc, char **argv) {
     train_args_defaults(&args);
     train_args_parse(&args, argc, argv);
     train_args_validate(&args, argv[0]);
-    if (args.total_batch != 0 && args.total_batch != args.B * args.T) {
-        fprintf(stderr, "error: -d %d: gradient accumulation is only in the CUDA trainer; here a step is one "
-                "batch of -b * -t = %d tokens\n---> HINT: drop -d, or raise -b\n", args.total_batch, args.B * args.T);
+    // gradient accumulation: -d tokens per optimizer step, in micro-batches of B*T
+    long long micro = (long long)args.B * args.T;
+    long long total = args.total_batch > 0 ? args.total_batch : micro;
+    if (total % micro != 0) {
+        fprintf(stderr, "error: -d %lld is not a multiple of -b * -t = %lld tokens\n"
+                "---> HINT: pass -d %lld (or another multiple)\n", total, micro, (total / micro + 1) * micro);
         exit(EXIT_FAILURE);
     }
+    int accum = (int)(total / micro);
     const char *out_dir = args.out_dir[0] ? args.out_dir : NULL;
     if (out_dir != NULL) { ensure_writable_dir(out_dir, "-o"); }
 
@@ -1285,6 +1291,8 @@ int main(int argc, char **argv) {
            cfg->num_layers, cfg->num_heads, cfg->channels, cfg->max_seq_len, cfg->vocab_size,
            cfg->padded_vocab_size, model.num_parameters, model.num_bitlinear_weights);
     printf("mode: %s\n", mode);
+    printf("batch: %d x %d tokens per micro-step, %d micro-steps, %lld tokens per step\n", args.B, args.T, accum,
+           total);
 #ifdef _OPENMP
     printf("threads: %d (OpenMP)\n", omp_get_max_threads());
 #endif
@@ -1309,7 +1317,7 @@ int main(int argc, char **argv) {
     int start_step = 0;
     if (resume_step >= 0) {
         snprintf(path, sizeof(path), "%s/state_%08d.bin", out_dir, resume_step);
-        start_step = load_state(&model, &train_loader, &rng, path);
+        start_step = load_state(&model, &train_loader, &rng, (int)total, path);
     }
     Logger logger;
     logger_init(&logger, out_dir, resume_step >= 0);
@@ -1341,34 +1349,41 @@ int main(int argc, char **argv) {
             gpt2_sample(&model, &tokenizer, args.gen_tokens, args.T, args.temperature, args.top_k, &rng);
         }
         if (out_dir != NULL && step > start_step && (last || (args.ckpt_every > 0 && step % args.ckpt_every == 0))) {
-            save_checkpoint(&model, &train_loader, rng, step, out_dir);
+            save_checkpoint(&model, &train_loader, rng, step, (int)total, out_dir);
         }
         if (last) { break; }
 
-        // one training step
+        // one optimizer step over `accum` micro-batches of B x T. Each backward pass adds the gradient
+        // of its micro-batch's mean loss, so the sum is accum times the gradient of the mean loss over
+        // the whole step: its norm and the update take it times 1/accum (exact for accum = 1)
         double t0 = now_seconds();
-        dataloader_next_batch(&train_loader);
-        gpt2_forward(&model, train_loader.inputs, train_loader.targets, args.B, args.T);
         gpt2_zero_grad(&model);
-        gpt2_backward(&model);
-        float norm = gpt2_grad_norm(&model);
-        float grad_scale = (args.grad_clip > 0.0f && norm > args.grad_clip) ? args.grad_clip / (norm + 1e-6f) : 1.0f;
+        double loss = 0.0;
+        for (int micro_step = 0; micro_step < accum; micro_step++) {
+            dataloader_next_batch(&train_loader);
+            gpt2_forward(&model, train_loader.inputs, train_loader.targets, args.B, args.T);
+            gpt2_backward(&model);
+            loss += model.mean_loss;
+        }
+        float mean_loss = (float)(loss / accum);
+        float norm = gpt2_grad_norm(&model) / accum;
+        float clip = (args.grad_clip > 0.0f && norm > args.grad_clip) ? args.grad_clip / (norm + 1e-6f) : 1.0f;
         float lr = schedule_lr(&sched, step), wd = schedule_wd(&sched, step);
-        gpt2_update(&model, lr, 0.9f, 0.95f, 1e-8f, wd, grad_scale, step + 1);
+        gpt2_update(&model, lr, 0.9f, 0.95f, 1e-8f, wd, clip / accum, step + 1);
         double ms = 1000.0 * (now_seconds() - t0);
         if (step > start_step) { total_ms += ms; timed_steps++; } // the first step warms up caches
-        if (!isfinite(model.mean_loss)) {
+        if (!isfinite(mean_loss)) {
             fprintf(stderr, "error: the loss is %f at step %d: training diverged\n"
-                    "---> HINT: lower the learning rate (-l)\n", model.mean_loss, step);
+                    "---> HINT: lower the learning rate (-l)\n", mean_loss, step);
             exit(EXIT_FAILURE);
         }
         printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s\n", step + 1, args.max_steps,
-               model.mean_loss, lr, norm, ms, args.B * args.T / (ms / 1000.0));
-        logger_log_train(&logger, step + 1, model.mean_loss, lr, norm);
+               mean_loss, lr, norm, ms, total / (ms / 1000.0));
+        logger_log_train(&logger, step + 1, mean_loss, lr, norm);
     }
     if (timed_steps > 0) {
         printf("average step: %.1f ms, %.0f tok/s\n", total_ms / timed_steps,
-               args.B * args.T * timed_steps / (total_ms / 1000.0));
+               (double)total * timed_steps / (total_ms / 1000.0));
     }
     logger_free(&logger);
     tokenizer_free(&tokenizer);

@@ -70,7 +70,7 @@ static const ArgSpec ARG_SPECS[] = {
     ARG("-o", ARG_STR, out_dir, "output directory for main.log and checkpoints (\"\" = none)"),
     ARG("-b", ARG_INT, B, "batch size B"),
     ARG("-t", ARG_INT, T, "sequence length T"),
-    ARG("-d", ARG_INT, total_batch, "tokens per optimizer step, by gradient accumulation (0 = B*T; CUDA trainer)"),
+    ARG("-d", ARG_INT, total_batch, "tokens per optimizer step: gradients summed over micro-batches of -b x -t (0 = B*T)"),
     ARG("-x", ARG_INT, max_steps, "number of training steps"),
     ARG("-l", ARG_FLOAT, lr, "peak learning rate (first stage)"),
     ARG("-u", ARG_INT, warmup, "learning-rate warmup steps"),
