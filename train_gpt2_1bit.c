@@ -7,7 +7,9 @@
    2. BitLinear: the one new layer of a 1-bit model, built from the quantizers
       of llmc/ternary.h and the ordinary matmul
    3. the model: one flat parameter buffer, forward, backward, AdamW
-   4. checkpoints, diagnostics and the training loop
+   4. checkpoints, diagnostics, and main(): the optimizer step, with gradient
+      accumulation (-d); the bookkeeping around it (loaders, val loss, samples,
+      checkpoints, main.log) is llmc/train_loop.h, shared with the CUDA trainer
 
  Build and run (trains a small model on tiny Shakespeare in a few minutes):
    make train_gpt2_1bit && ./train_gpt2_1bit
@@ -849,6 +851,18 @@ static size_t gpt2_training_bytes(const GPT2 *model, int B, int T) {
            3 * model->num_parameters * sizeof(float) + gpt2_matmul_scratch_size(cfg, (int)BT) * sizeof(float) + w2t;
 }
 
+// a training run at (B,T) that cannot fit in memory: a clear error before it starts, not the
+// kernel's OOM killer at the first step
+void gpt2_check_memory(const GPT2 *model, int B, int T) {
+    size_t need = gpt2_training_bytes(model, B, T), avail = memory_available_bytes();
+    if (avail > 0 && need > avail) {
+        fprintf(stderr, "error: -b %d -t %d needs about %.1f GiB of memory to train this model, more than the %.1f GiB "
+                "available\n---> HINT: lower -b or -t, or pick a smaller model (-e)\n", B, T, need / 1073741824.0,
+                avail / 1073741824.0);
+        exit(EXIT_FAILURE);
+    }
+}
+
 // first use with a batch shape: allocate activations for it
 static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     model->batch_size = B;
@@ -1206,6 +1220,10 @@ void gpt2_sample(GPT2 *model, const Tokenizer *tokenizer, int n, int max_T, floa
 // main training loop
 #ifndef TESTING
 
+// llmc/train_loop.h runs the bookkeeping of a training run over the functions above (gpt2_build_*,
+// gpt2_check_memory, gpt2_validate, gpt2_sample, print_trit_stats, save_checkpoint, load_state,
+// gpt2_free) and these two; train_gpt2_1bit.cu defines the same, with the same signatures, for the GPU.
+
 // the forward pass HellaSwag's scoring borrows: the (B,T) per-position losses
 static const float *gpt2_eval_losses(void *m, const int *inputs, const int *targets, int B, int T) {
     GPT2 *model = (GPT2 *)m;
@@ -1213,184 +1231,49 @@ static const float *gpt2_eval_losses(void *m, const int *inputs, const int *targ
     return model->acts.losses;
 }
 
-int main(int argc, char **argv) {
-    TrainArgs args;
-    train_args_defaults(&args);
-    train_args_parse(&args, argc, argv);
-    train_args_validate(&args, argv[0]);
-    // gradient accumulation: -d tokens per optimizer step, in micro-batches of B*T
-    long long micro = (long long)args.B * args.T;
-    long long total = args.total_batch > 0 ? args.total_batch : micro;
-    if (total % micro != 0) {
-        fprintf(stderr, "error: -d %lld is not a multiple of -b * -t = %lld tokens\n"
-                "---> HINT: pass -d %lld (or another multiple)\n", total, micro, (total / micro + 1) * micro);
-        exit(EXIT_FAILURE);
-    }
-    int accum = (int)(total / micro);
-    const char *out_dir = args.out_dir[0] ? args.out_dir : NULL;
-    if (out_dir != NULL) { ensure_writable_dir(out_dir, "-o"); }
-
-    // the model: resumed, loaded, or fresh
-    QuantConfig quant = {parse_weight_quant(args.weight_quant), parse_act_quant(args.act_quant), args.inner_norm,
-                         parse_backward_quant(args.backward_quant)};
-    const int explicit_flags[NUM_MODE_FLAGS] = {args.set_weight_quant, args.set_act_quant, args.set_inner_norm,
-                                                args.set_backward_quant};
-    GPT2 model;
-    int resume_step = -1;
-    char path[4096];
-    if (args.resume) {
-        resume_step = checkpoint_find_latest(out_dir);
-        if (resume_step < 0) {
-            fprintf(stderr, "error: -y 1 but '%s' has no complete checkpoint (DONE_* file)\n"
-                    "---> HINT: drop -y to start a new run\n", out_dir);
-            exit(EXIT_FAILURE);
-        }
-        if (resume_step > args.max_steps) {
-            fprintf(stderr, "error: -x %d is below step %d of the newest checkpoint in '%s'\n"
-                    "---> HINT: pass -x %d or more to continue that run\n",
-                    args.max_steps, resume_step, out_dir, resume_step);
-            exit(EXIT_FAILURE);
-        }
-        snprintf(path, sizeof(path), "%s/model_%08d.bin", out_dir, resume_step);
-        gpt2_build_from_checkpoint(&model, path, quant, explicit_flags);
-        printf("resuming from %s\n", path);
-    } else {
-        int old = out_dir != NULL ? checkpoint_find_latest(out_dir) : -1;
-        if (old >= 0) {
-            fprintf(stderr, "warning: -o '%s' already holds a run's checkpoints (newest: step %d); this new run "
-                    "overwrites them\n---> HINT: pass -y 1 to resume that run instead, or another -o\n", out_dir, old);
-        }
-        GPT2Config cfg;
-        if (gpt2_config_from_descriptor(&cfg, args.init)) {
-            gpt2_build_random(&model, &cfg, quant, (uint64_t)args.seed);
-        } else if (access(args.init, F_OK) == 0) {
-            gpt2_build_from_checkpoint(&model, args.init, quant, explicit_flags);
-        } else {
-            fprintf(stderr, "error: -e '%s': no such model file, and not a descriptor such as d12\n"
-                    "---> HINT: pass a model_*.bin path, or dN for a fresh model (d12 = GPT-2 124M)\n", args.init);
-            exit(EXIT_FAILURE);
-        }
-    }
-    GPT2Config *cfg = &model.config;
-    if (args.T > cfg->max_seq_len) {
-        fprintf(stderr, "error: -t %d is above the model's maximum sequence length %d\n"
-                "---> HINT: pass -t %d or less\n", args.T, cfg->max_seq_len, cfg->max_seq_len);
-        exit(EXIT_FAILURE);
-    }
-    size_t need = gpt2_training_bytes(&model, args.B, args.T), avail = memory_available_bytes();
-    if (avail > 0 && need > avail) { // a clear error now, not the kernel's OOM killer at the first step
-        fprintf(stderr, "error: -b %d -t %d needs about %.1f GiB of memory to train this model, more than the %.1f GiB "
-                "available\n---> HINT: lower -b or -t, or pick a smaller model (-e)\n", args.B, args.T,
-                need / 1073741824.0, avail / 1073741824.0);
-        exit(EXIT_FAILURE);
-    }
-    gpt2_allocate_activations(&model, args.B, args.T); // sized for training; sampling fits in them
-    char mode[256];
-    quant_config_describe(&model.quant, mode, sizeof(mode));
-    printf("model: L=%d NH=%d C=%d maxT=%d V=%d (Vp=%d), %zu parameters (%zu in BitLinear matrices)\n",
-           cfg->num_layers, cfg->num_heads, cfg->channels, cfg->max_seq_len, cfg->vocab_size,
-           cfg->padded_vocab_size, model.num_parameters, model.num_bitlinear_weights);
-    printf("mode: %s\n", mode);
-    printf("batch: %d x %d tokens per micro-step, %d micro-steps, %lld tokens per step\n", args.B, args.T, accum,
-           total);
+// what the model runs on, printed after the model and its mode
+static void gpt2_print_device(const GPT2 *model) {
+    (void)model;
 #ifdef _OPENMP
     printf("threads: %d (OpenMP)\n", omp_get_max_threads());
 #endif
+}
 
-    DataLoader train_loader, val_loader;
-    dataloaders_open(&train_loader, &val_loader, args.train_pattern, args.val_pattern, args.val_every > 0, args.B,
-                     args.T, cfg->vocab_size); // the val shards only with -v > 0
-    EvalLoader hellaswag; // -h 1: HellaSwag with every val loss (llmc/hellaswag.h)
-    if (args.hellaswag) {
-        evalloader_init(&hellaswag, HELLASWAG_PATH, args.B, args.T, cfg->vocab_size);
-        printf("HellaSwag: %d examples, %d batches of %d x %d\n", hellaswag.num_examples, hellaswag.num_batches,
-               hellaswag.B, hellaswag.T);
-    }
-    Tokenizer tokenizer;
-    tokenizer_init(&tokenizer, args.tokenizer_path);
-    if (tokenizer.init_ok && (int)tokenizer.vocab_size != cfg->vocab_size) {
-        fprintf(stderr, "warning: tokenizer '%s' has %u tokens but the model has V = %d\n", args.tokenizer_path,
-                tokenizer.vocab_size, cfg->vocab_size);
-    }
+#include "llmc/train_loop.h" // defines: TrainRun, train_open_model/_data, train_eval_sample_save, train_log_step
 
-    uint64_t rng = (uint64_t)args.seed * 0x2545F4914F6CDD1DULL + 7;
-    int start_step = 0;
-    if (resume_step >= 0) {
-        snprintf(path, sizeof(path), "%s/state_%08d.bin", out_dir, resume_step);
-        start_step = load_state(&model, &train_loader, &rng, (int)total, path);
-    }
-    Logger logger;
-    logger_init(&logger, out_dir, resume_step >= 0);
-    Schedule sched = {args.lr, args.warmup, args.max_steps, args.final_frac, args.stage2_frac, args.stage2_drop,
-                      args.wd, args.wd_stop_frac};
-    printf("schedule: lr %.2e, warmup %d, stage 2 from step %d at %.2e, final %.2e; weight decay %.2f until step %d\n",
-           args.lr, args.warmup, schedule_stage2_step(&sched), args.lr * args.stage2_drop, args.lr * args.final_frac,
-           args.wd, (int)(args.wd_stop_frac * args.max_steps));
+int main(int argc, char **argv) {
+    TrainArgs args; // every flag, with its default (llmc/args.h; ./train_gpt2_1bit -h lists them)
+    train_args_read(&args, argc, argv);
+    TrainRun run;   // the loaders, the schedule, main.log, the step counters (llmc/train_loop.h)
+    GPT2 model;
+    train_open_model(&run, &model, &args); // resumed (-y 1), loaded (-e FILE) or fresh (-e dN)
+    train_open_data(&run, &model);         // loaders, tokenizer, a resumed run's state, main.log, schedule
 
-    double total_ms = 0.0;
-    int timed_steps = 0;
-    for (int step = start_step; step <= args.max_steps; step++) {
-        int last = step == args.max_steps;
-        if (args.val_every > 0 && (step % args.val_every == 0 || last)) {
-            float val_loss = gpt2_validate(&model, &val_loader, args.val_batches);
-            printf("step %5d | val loss %.4f | val perplexity %.2f\n", step, val_loss, expf(val_loss));
-            logger_log_val(&logger, step, val_loss);
-            if (args.hellaswag) {
-                float acc = evalloader_accuracy(&hellaswag, gpt2_eval_losses, &model);
-                printf("step %5d | HellaSwag acc_norm %.4f\n", step, acc);
-                logger_log_eval(&logger, step, acc);
-            }
-            print_trit_stats(&model, &logger, step);
-        }
-        // a resumed run's first step was sampled before its checkpoint was written: drawing
-        // that sample again would move the RNG away from the uninterrupted run's
-        int resumed_here = resume_step >= 0 && step == start_step;
-        if (args.sample_every > 0 && !resumed_here && ((step > 0 && step % args.sample_every == 0) || last)) {
-            gpt2_sample(&model, &tokenizer, args.gen_tokens, args.T, args.temperature, args.top_k, &rng);
-        }
-        if (out_dir != NULL && step > start_step && (last || (args.ckpt_every > 0 && step % args.ckpt_every == 0))) {
-            save_checkpoint(&model, &train_loader, rng, step, (int)total, out_dir);
-        }
-        if (last) { break; }
+    for (int step = run.start_step; step <= args.max_steps; step++) {
+        train_eval_sample_save(&run, &model, step); // val loss, trit statistics, sample, checkpoint: as -v -s -n say
+        if (step == args.max_steps) { break; }
 
-        // one optimizer step over `accum` micro-batches of B x T. Each backward pass adds the gradient
-        // of its micro-batch's mean loss, so the sum is accum times the gradient of the mean loss over
-        // the whole step: its norm and the update take it times 1/accum (exact for accum = 1)
+        // One optimizer step over run.accum micro-batches of B x T (-d; 1 without it). Each backward pass
+        // adds the gradient of its micro-batch's mean loss, so the sum is accum times the gradient of the
+        // mean loss over the whole step: the norm and the update take it times 1/accum (exact for 1).
         double t0 = now_seconds();
         gpt2_zero_grad(&model);
         double loss = 0.0;
-        for (int micro_step = 0; micro_step < accum; micro_step++) {
-            dataloader_next_batch(&train_loader);
-            gpt2_forward(&model, train_loader.inputs, train_loader.targets, args.B, args.T);
+        for (int micro_step = 0; micro_step < run.accum; micro_step++) {
+            dataloader_next_batch(&run.train_loader);
+            gpt2_forward(&model, run.train_loader.inputs, run.train_loader.targets, args.B, args.T);
             gpt2_backward(&model);
             loss += model.mean_loss;
         }
-        float mean_loss = (float)(loss / accum);
-        float norm = gpt2_grad_norm(&model) / accum;
+        float mean_loss = (float)(loss / run.accum);
+        float norm = gpt2_grad_norm(&model) / run.accum;
+        // clip the global norm to -gc; the learning rate and weight decay of this step (llmc/schedulers.h)
         float clip = (args.grad_clip > 0.0f && norm > args.grad_clip) ? args.grad_clip / (norm + 1e-6f) : 1.0f;
-        float lr = schedule_lr(&sched, step), wd = schedule_wd(&sched, step);
-        gpt2_update(&model, lr, 0.9f, 0.95f, 1e-8f, wd, clip / accum, step + 1);
-        double ms = 1000.0 * (now_seconds() - t0);
-        if (step > start_step) { total_ms += ms; timed_steps++; } // the first step warms up caches
-        if (!isfinite(mean_loss)) {
-            fprintf(stderr, "error: the loss is %f at step %d: training diverged\n"
-                    "---> HINT: lower the learning rate (-l)\n", mean_loss, step);
-            exit(EXIT_FAILURE);
-        }
-        printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s\n", step + 1, args.max_steps,
-               mean_loss, lr, norm, ms, total / (ms / 1000.0));
-        logger_log_train(&logger, step + 1, mean_loss, lr, norm);
+        float lr = schedule_lr(&run.sched, step), wd = schedule_wd(&run.sched, step);
+        gpt2_update(&model, lr, 0.9f, 0.95f, 1e-8f, wd, clip / run.accum, step + 1);
+        train_log_step(&run, step, mean_loss, lr, norm, 1000.0 * (now_seconds() - t0));
     }
-    if (timed_steps > 0) {
-        printf("average step: %.1f ms, %.0f tok/s\n", total_ms / timed_steps,
-               (double)total * timed_steps / (total_ms / 1000.0));
-    }
-    logger_free(&logger);
-    tokenizer_free(&tokenizer);
-    dataloader_free(&train_loader);
-    dataloader_free(&val_loader);
-    if (args.hellaswag) { evalloader_free(&hellaswag); }
-    gpt2_free(&model);
+    train_close(&run, &model); // the average step; frees everything
     return 0;
 }
 #endif

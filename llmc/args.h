@@ -239,6 +239,21 @@ static inline void train_args_validate(const TrainArgs *a, const char *prog) {
     CHECK(a->hellaswag == 0 || a->hellaswag == 1, "-h", "0 or 1 (-h alone prints the help)");
     CHECK(!(a->hellaswag && a->val_every == 0), "-h", "0 when -v is 0 (HellaSwag runs with the val loss)");
 #undef CHECK
+    // gradient accumulation: -d tokens per optimizer step, in whole micro-batches of B*T
+    long long micro = (long long)a->B * a->T;
+    if (a->total_batch % micro != 0) {
+        fprintf(stderr, "error: -d %d is not a multiple of -b * -t = %lld tokens\n"
+                "---> HINT: pass -d %lld (or another multiple)\n", a->total_batch, micro,
+                (a->total_batch / micro + 1) * micro);
+        exit(EXIT_FAILURE);
+    }
+}
+
+// the flags of a training run: the defaults, then argv, then the range checks (exits on an error)
+static inline void train_args_read(TrainArgs *a, int argc, char **argv) {
+    train_args_defaults(a);
+    train_args_parse(a, argc, argv);
+    train_args_validate(a, argv[0]);
 }
 
 #endif // LLMC_ARGS_H
