@@ -129,8 +129,7 @@ static int runner_load_model(GPT2 *gpt, const char *path) {
         int OC, IC;
         bitlinear_shape(&gpt->config, k, &OC, &IC);
         size_t n = (size_t)gpt->config.num_layers * OC * IC;
-        const float *src = gpt->params_memory;
-        for (int i = 0; i < BITLINEAR_TENSOR[k]; i++) { src += gpt->param_sizes[i]; }
+        const float *src = gpt->params_memory + bitlinear_tensor_offset(gpt->param_sizes, k);
         memcpy(gpt->wq_memory + gpt->wq_offset[k], src, n * sizeof(float));
         int rows = gpt->config.num_layers * OC;
         if (pm.trit_format == 2) { unpack2_rows(gpt->trits + gpt->wq_offset[k], pm.packed[k], rows, IC); }
@@ -316,9 +315,7 @@ static void runner_bitlinear(Runner *r, float *out, const float *inp, int k, int
     GPT2 *g = &r->gpt;
     int OC, IC;
     bitlinear_shape(&g->config, k, &OC, &IC);
-    const float *bias = g->params_memory; // the tensor after the weight is its bias
-    for (int i = 0; i <= BITLINEAR_TENSOR[k]; i++) { bias += g->param_sizes[i]; }
-    bias += (size_t)l * OC;
+    const float *bias = g->params_memory + bitlinear_bias_offset(g->param_sizes, k) + (size_t)l * OC;
     float rstd;
     gpt2_bitlinear_forward(g, k, l, out, r->xn, &rstd, inp, bias, 1);
 }
@@ -468,11 +465,9 @@ static void runner_bitlinear_rows(Runner *r, float *out, int k, int l) {
     const uint8_t *w2 = g->w2_memory + g->w2_offset[k] + (size_t)l * OC * pack2_row_bytes(IC);
     int n0, n1;
     thread_rows(OC, &n0, &n1);
-    const float *bias = g->params_memory; // the tensor after the weight is its bias
-    for (int i = 0; i <= BITLINEAR_TENSOR[k]; i++) { bias += g->param_sizes[i]; }
-    bias += (size_t)l * OC;
+    const float *bias = g->params_memory + bitlinear_bias_offset(g->param_sizes, k) + (size_t)l * OC;
     gemv_i8_t2_rows(g->acc, th->xs, th->xsum, w2, IC, n0, n1);
-    dequant_row(out + n0, g->acc + n0, g->scales[l * 4 + k] * th->inv_s, bias + n0, n1 - n0);
+    dequant_row(out + n0, g->acc + n0, g->scales[bitlinear_scale_index(l, k)] * th->inv_s, bias + n0, n1 - n0);
 }
 
 // logits[v0..v1) = x (C) . rows v0..v1 of the fp16 head (head_half_index): the rows of whole groups

@@ -771,12 +771,10 @@ void gpt2_quantize_weights(GPT2 *model) {
             int OC, IC;
             bitlinear_shape(&model->config, k, &OC, &IC);
             size_t n = (size_t)OC * IC;
-            const float *w = model->params_memory; // the latent tensor k of layer l
-            for (int i = 0; i < BITLINEAR_TENSOR[k]; i++) { w += model->param_sizes[i]; }
-            w += l * n;
-            size_t off = model->wq_offset[k] + l * n;
-            model->scales[l * 4 + k] = weights_quantize(model->wq_memory + off, model->trits + off, w, n,
-                                                        model->quant.weight_quant);
+            const float *w = model->params_memory + bitlinear_tensor_offset(model->param_sizes, k) + l * n;
+            size_t off = model->wq_offset[k] + l * n; // the latent tensor k of layer l, and its quantized copy
+            model->scales[bitlinear_scale_index(l, k)] =
+                weights_quantize(model->wq_memory + off, model->trits + off, w, n, model->quant.weight_quant);
             pack2_rows(model->w2_memory + model->w2_offset[k] + (size_t)l * OC * pack2_row_bytes(IC),
                        model->trits + off, OC, IC);
         }
@@ -818,9 +816,7 @@ static const float *gpt2_forward_weight(const GPT2 *model, int k, int l) {
     bitlinear_shape(&model->config, k, &OC, &IC);
     size_t n = (size_t)OC * IC;
     if (model->quant.weight_quant == WQ_FP) {
-        const float *w = model->params_memory;
-        for (int i = 0; i < BITLINEAR_TENSOR[k]; i++) { w += model->param_sizes[i]; }
-        return w + l * n;
+        return model->params_memory + bitlinear_tensor_offset(model->param_sizes, k) + l * n;
     }
     return model->wq_memory + model->wq_offset[k] + l * n;
 }
@@ -889,8 +885,8 @@ static void gpt2_bitlinear_forward(GPT2 *model, int k, int l, float *out, float 
     const QuantConfig qk = quant_config_at(&model->quant, k), *q = &qk; // -rn 2: the norm before k = 1, 3 only
     if (model->int8_forward && q->act_quant == AQ_INT8 && q->weight_quant != WQ_FP) {
         const uint8_t *w2 = model->w2_memory + model->w2_offset[k] + (size_t)l * OC * pack2_row_bytes(IC);
-        bitlinear_forward_int8(out, xq, rstd, model->xi8, model->inv_s, model->acc, inp, w2, model->scales[l * 4 + k],
-                               bias, N, IC, OC, q);
+        bitlinear_forward_int8(out, xq, rstd, model->xi8, model->inv_s, model->acc, inp, w2,
+                               model->scales[bitlinear_scale_index(l, k)], bias, N, IC, OC, q);
     } else {
         bitlinear_forward(out, xq, rstd, inp, gpt2_forward_weight(model, k, l), bias, N, IC, OC, q);
     }
@@ -904,8 +900,9 @@ static void gpt2_bitlinear_backward(GPT2 *model, int k, int l, float *dinp, floa
     const QuantConfig qk = quant_config_at(&model->quant, k), *q = &qk;
     if (q->backward_quant == BQ_INT8 && q->weight_quant != WQ_FP) {
         const uint8_t *w2t = model->w2t_memory + model->w2t_offset[k] + (size_t)l * IC * pack2_row_bytes(OC);
-        bitlinear_backward_int8(dinp, dweight, dbias, dout, inp, xq, rstd, w2t, model->scales[l * 4 + k], model->xi8,
-                                model->inv_s, model->acc, N, IC, OC, q, model->dxn_buf, model->scratch);
+        float scale = model->scales[bitlinear_scale_index(l, k)];
+        bitlinear_backward_int8(dinp, dweight, dbias, dout, inp, xq, rstd, w2t, scale, model->xi8, model->inv_s,
+                                model->acc, N, IC, OC, q, model->dxn_buf, model->scratch);
     } else {
         bitlinear_backward(dinp, dweight, dbias, dout, inp, xq, rstd, gpt2_forward_weight(model, k, l), N, IC, OC, q,
                            model->dxn_buf, model->scratch);
@@ -1131,7 +1128,7 @@ void gpt2_free(GPT2 *model) {
 // trit diagnostics (llmc/trit_stats.h): per matrix, the fraction of zero trits,
 // the fraction that flipped since the last report, and the scale
 
-// stats has L*4 entries, [l*4 + k]; returns 0 in fp mode (there are no trits)
+// stats has L*4 entries, [bitlinear_scale_index(l, k)]; returns 0 in fp mode (there are no trits)
 int gpt2_trit_stats(GPT2 *model, TritStats *stats) {
     if (model->quant.weight_quant == WQ_FP) { return 0; }
     gpt2_quantize_weights(model);
