@@ -129,8 +129,7 @@ static int runner_load_model(GPT2 *gpt, const char *path) {
         int OC, IC;
         bitlinear_shape(&gpt->config, k, &OC, &IC);
         size_t n = (size_t)gpt->config.num_layers * OC * IC;
-        const float *src = gpt->params_memory;
-        for (int i = 0; i < BITLINEAR_TENSOR[k]; i++) { src += gpt->param_sizes[i]; }
+        const float *src = gpt->params_memory + bitlinear_tensor_offset(gpt->param_sizes, k);
         memcpy(gpt->wq_memory + gpt->wq_offset[k], src, n * sizeof(float));
         int rows = gpt->config.num_layers * OC;
         if (pm.trit_format == 2) { unpack2_rows(gpt->trits + gpt->wq_offset[k], pm.packed[k], rows, IC); }
@@ -316,9 +315,7 @@ static void runner_bitlinear(Runner *r, float *out, const float *inp, int k, int
     GPT2 *g = &r->gpt;
     int OC, IC;
     bitlinear_shape(&g->config, k, &OC, &IC);
-    const float *bias = g->params_memory; // the tensor after the weight is its bias
-    for (int i = 0; i <= BITLINEAR_TENSOR[k]; i++) { bias += g->param_sizes[i]; }
-    bias += (size_t)l * OC;
+    const float *bias = g->params_memory + bitlinear_bias_offset(g->param_sizes, k) + (size_t)l * OC;
     float rstd;
     gpt2_bitlinear_forward(g, k, l, out, r->xn, &rstd, inp, bias, 1);
 }
@@ -468,11 +465,9 @@ static void runner_bitlinear_rows(Runner *r, float *out, int k, int l) {
     const uint8_t *w2 = g->w2_memory + g->w2_offset[k] + (size_t)l * OC * pack2_row_bytes(IC);
     int n0, n1;
     thread_rows(OC, &n0, &n1);
-    const float *bias = g->params_memory; // the tensor after the weight is its bias
-    for (int i = 0; i <= BITLINEAR_TENSOR[k]; i++) { bias += g->param_sizes[i]; }
-    bias += (size_t)l * OC;
+    const float *bias = g->params_memory + bitlinear_bias_offset(g->param_sizes, k) + (size_t)l * OC;
     gemv_i8_t2_rows(g->acc, th->xs, th->xsum, w2, IC, n0, n1);
-    dequant_row(out + n0, g->acc + n0, g->scales[l * 4 + k] * th->inv_s, bias + n0, n1 - n0);
+    dequant_row(out + n0, g->acc + n0, g->scales[bitlinear_scale_index(l, k)] * th->inv_s, bias + n0, n1 - n0);
 }
 
 // logits[v0..v1) = x (C) . rows v0..v1 of the fp16 head (head_half_index): the rows of whole groups
@@ -870,51 +865,78 @@ static int encode_prompt(const char *prompt, const Tokenizer *tok, int *out, int
 }
 
 
-static void usage(const char *prog) {
-    printf("usage: %s -e MODEL [flags]   (MODEL: a training checkpoint or a packed model)\n\n", prog);
-    printf("  -e   model file                                              (required)\n");
-    printf("  -x   export MODEL to this file and exit: a packed model, or for a name ending in .gguf\n"
-           "       a GGUF file for llama.cpp (TQ2_0, -pf 3: TQ1_0; models trained with -rn 0)\n");
-    printf("  -pf  packed trit format: 2 (2 bits/weight) or 3 (1.6 bits)    (default 2)\n");
-    printf("  -ff  float format of the other tensors when exporting: 32|16 (default 32)\n");
-    printf("  -p   prompt text                                             (default: start from <|endoftext|>)\n");
-    printf("  -n   number of samples                                       (default 1)\n");
-    printf("  -g   new tokens per sample                                   (default 64)\n");
-    printf("  -st  temperature (0 = argmax)                                (default 1.0)\n");
-    printf("  -tk  top-k (0 = all)                                         (default 40)\n");
-    printf("       (with top-k, the int8 path computes in full only the rows of the head that can be in\n"
-           "        the top k: the same samples, faster; -tk 0 computes them all)\n");
-    printf("  -sd  random seed                                             (default 1337)\n");
-    printf("  -tf  tokenizer file                                          (default data/gpt2_tokenizer.bin)\n");
-    printf("  -k   BitLinear kernel: int8 (packed trits) | float (fp32)    (default int8)\n");
-    printf("  -bench 1: time decoding with the int8 and the fp32 kernels, same prompt and length\n");
-    printf("  -bench 2: time decoding with the int8 kernel only (dev/bench_decode.sh)\n");
+// ----------------------------------------------------------------------------
+// flags: a table on llmc/args.h's machinery, as the trainers' (-h lists them with their defaults)
+
+typedef struct {
+    const char *model_path;     // -e
+    const char *export_path;    // -x
+    int trit_format;            // -pf
+    int float_format;           // -ff
+    const char *prompt;         // -p
+    int n_samples;              // -n
+    int n_new;                  // -g
+    float temperature;          // -st
+    int top_k;                  // -tk
+    int seed;                   // -sd
+    const char *tokenizer_path; // -tf
+    const char *kernel;         // -k
+    int bench;                  // -bench
+} RunArgs;
+
+static const ArgSpec RUN_ARG_SPECS[] = {
+    ARG_OF(RunArgs, "-e", ARG_STR, model_path, "model file: a training checkpoint or a packed model (required)"),
+    ARG_OF(RunArgs, "-x", ARG_STR, export_path, "export -e to this file and exit: packed, or GGUF (a name *.gguf)"),
+    ARG_OF(RunArgs, "-pf", ARG_INT, trit_format, "packed trit format: 2 (2 bits/weight; GGUF TQ2_0) or 3 (1.6; TQ1_0)"),
+    ARG_OF(RunArgs, "-ff", ARG_INT, float_format, "float format of the other tensors when exporting: 32 or 16"),
+    ARG_OF(RunArgs, "-p", ARG_STR, prompt, "prompt text (none: start from <|endoftext|>)"),
+    ARG_OF(RunArgs, "-n", ARG_INT, n_samples, "number of samples"),
+    ARG_OF(RunArgs, "-g", ARG_INT, n_new, "new tokens per sample"),
+    ARG_OF(RunArgs, "-st", ARG_FLOAT, temperature, "temperature (0 = argmax)"),
+    ARG_OF(RunArgs, "-tk", ARG_INT, top_k, "top-k (0 = all; see below)"),
+    ARG_OF(RunArgs, "-sd", ARG_INT, seed, "random seed"),
+    ARG_OF(RunArgs, "-tf", ARG_STR, tokenizer_path, "GPT-2 tokenizer file"),
+    ARG_OF(RunArgs, "-k", ARG_STR, kernel, "BitLinear kernel: int8 (int8 x packed trits) or float (fp32)"),
+    ARG_OF(RunArgs, "-bench", ARG_INT, bench, "1: time decoding with the int8 and fp32 kernels; 2: int8 only (0 = off)"),
+};
+static const ArgTable RUN_ARGS = {RUN_ARG_SPECS, (int)(sizeof(RUN_ARG_SPECS) / sizeof(RUN_ARG_SPECS[0])),
+    sizeof(RunArgs), "-e MODEL [flags]   (every flag takes one value)",
+    "-x: GGUF for llama.cpp takes models trained with -rn 0.\n"
+    "-tk: with top-k, the int8 path computes in full only the rows of the head that can be in the top k:\n"
+    "the same samples, faster; -tk 0 computes them all. -bench 2 is what dev/bench_decode.sh runs."};
+
+static void run_args_defaults(RunArgs *a) {
+    memset(a, 0, sizeof(*a));
+    a->model_path = NULL;
+    a->export_path = NULL;
+    a->trit_format = 2;
+    a->float_format = 32;
+    a->prompt = NULL;
+    a->n_samples = 1;
+    a->n_new = 64;
+    a->temperature = 1.0f;
+    a->top_k = 40;
+    a->seed = 1337;
+    a->tokenizer_path = "data/gpt2_tokenizer.bin";
+    a->kernel = "int8";
+    a->bench = 0;
 }
 
-// an int flag: the whole value, within int's range (strtol's long is wider: no silent cast)
-static int parse_int(const char *flag, const char *v) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end != '\0' || errno != 0 || x < -2147483647L || x > 2147483647L) {
-        fprintf(stderr, "error: flag %s expects an integer that fits an int, got '%s'\n"
-                "---> HINT: run_gpt2_1bit -h lists every flag\n", flag, v);
+// range checks; exits with a message naming the flag
+static void run_args_validate(const RunArgs *a, const char *prog) {
+    if (a->model_path == NULL) { args_error(prog, "-e MODEL is required%s%s", "", ""); }
+    ARG_CHECK(a->trit_format == 2 || a->trit_format == 3, "-pf", "2 or 3");
+    ARG_CHECK(a->float_format == 32 || a->float_format == 16, "-ff", "32 or 16");
+    ARG_CHECK(strcmp(a->kernel, "int8") == 0 || strcmp(a->kernel, "float") == 0, "-k", "int8 or float");
+    ARG_CHECK(a->n_samples >= 1, "-n", "at least 1");
+    ARG_CHECK(a->n_new >= 1, "-g", "at least 1");
+    ARG_CHECK(a->temperature >= 0.0f, "-st", "0 or more");
+    ARG_CHECK(a->top_k >= 0, "-tk", "0 or more");
+    ARG_CHECK(a->bench >= 0 && a->bench <= 2, "-bench", "0, 1 or 2");
+    if (a->prompt != NULL && a->prompt[0] == '\0') {
+        fprintf(stderr, "error: -p is empty\n---> HINT: leave -p out to start from <|endoftext|>\n");
         exit(EXIT_FAILURE);
     }
-    return (int)x;
-}
-
-// a float flag: a finite number (strtof also reads "nan" and "inf")
-static float parse_float(const char *flag, const char *v) {
-    char *end;
-    errno = 0;
-    float x = strtof(v, &end);
-    if (end == v || *end != '\0' || errno != 0 || !isfinite(x)) {
-        fprintf(stderr, "error: flag %s expects a finite number, got '%s'\n"
-                "---> HINT: run_gpt2_1bit -h lists every flag\n", flag, v);
-        exit(EXIT_FAILURE);
-    }
-    return x;
 }
 
 // decode n_new tokens after the prompt; returns the seconds spent in runner_forward
@@ -940,39 +962,15 @@ static double generate(Runner *r, const int *prompt, int n_prompt, int n_new, fl
 }
 
 int main(int argc, char **argv) {
-    const char *model_path = NULL, *export_path = NULL, *prompt = NULL, *tokenizer_path = "data/gpt2_tokenizer.bin";
-    const char *kernel = "int8";
-    int trit_format = 2, float_format = 32, n_samples = 1, n_new = 64, top_k = 40, seed = 1337, bench = 0;
-    float temperature = 1.0f;
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        if (strcmp(f, "-h") == 0) { usage(argv[0]); return 0; }
-        if (i + 1 >= argc) { fprintf(stderr, "error: flag %s needs a value (or is unknown; -h lists them)\n", f); return 1; }
-        const char *v = argv[++i];
-        if (strcmp(f, "-e") == 0) { model_path = v; }
-        else if (strcmp(f, "-x") == 0) { export_path = v; }
-        else if (strcmp(f, "-pf") == 0) { trit_format = parse_int(f, v); }
-        else if (strcmp(f, "-ff") == 0) { float_format = parse_int(f, v); }
-        else if (strcmp(f, "-p") == 0) { prompt = v; }
-        else if (strcmp(f, "-n") == 0) { n_samples = parse_int(f, v); }
-        else if (strcmp(f, "-g") == 0) { n_new = parse_int(f, v); }
-        else if (strcmp(f, "-st") == 0) { temperature = parse_float(f, v); }
-        else if (strcmp(f, "-tk") == 0) { top_k = parse_int(f, v); }
-        else if (strcmp(f, "-sd") == 0) { seed = parse_int(f, v); }
-        else if (strcmp(f, "-tf") == 0) { tokenizer_path = v; }
-        else if (strcmp(f, "-k") == 0) { kernel = v; }
-        else if (strcmp(f, "-bench") == 0) { bench = parse_int(f, v); }
-        else { fprintf(stderr, "error: unknown flag '%s'\n---> HINT: %s -h lists every flag\n", f, argv[0]); return 1; }
-    }
-    if (model_path == NULL) { fprintf(stderr, "error: -e MODEL is required\n---> HINT: %s -h\n", argv[0]); return 1; }
-    if (trit_format != 2 && trit_format != 3) { fprintf(stderr, "error: flag -pf must be 2 or 3\n"); return 1; }
-    if (float_format != 32 && float_format != 16) { fprintf(stderr, "error: flag -ff must be 32 or 16\n"); return 1; }
-    if (strcmp(kernel, "int8") != 0 && strcmp(kernel, "float") != 0) {
-        fprintf(stderr, "error: flag -k must be int8 or float\n"); return 1;
-    }
-    if (n_samples < 1 || n_new < 1 || temperature < 0.0f || top_k < 0) {
-        fprintf(stderr, "error: -n and -g must be at least 1, -st and -tk at least 0\n"); return 1;
-    }
+    RunArgs args;
+    run_args_defaults(&args);
+    args_parse(&RUN_ARGS, &args, argc, argv, NULL);
+    run_args_validate(&args, argv[0]);
+    const char *model_path = args.model_path, *export_path = args.export_path, *prompt = args.prompt;
+    const char *tokenizer_path = args.tokenizer_path;
+    int trit_format = args.trit_format, float_format = args.float_format, n_samples = args.n_samples;
+    int n_new = args.n_new, top_k = args.top_k, bench = args.bench;
+    float temperature = args.temperature;
     if (export_path != NULL) {
         size_t n = strlen(export_path);
         if (n > 5 && strcmp(export_path + n - 5, ".gguf") == 0) {
@@ -982,10 +980,6 @@ int main(int argc, char **argv) {
         }
         return 0;
     }
-    if (prompt != NULL && prompt[0] == '\0') {
-        fprintf(stderr, "error: -p is empty\n---> HINT: leave -p out to start from <|endoftext|>\n");
-        return 1;
-    }
     // a prompt needs the tokenizer: an error before the model loads, not tokenizer_init's warning
     if (prompt != NULL && access(tokenizer_path, F_OK) != 0) {
         fprintf(stderr, "error: -p needs the tokenizer file, and -tf '%s' does not exist\n"
@@ -994,7 +988,7 @@ int main(int argc, char **argv) {
     }
 
     Runner r;
-    runner_init(&r, model_path, strcmp(kernel, "int8") == 0);
+    runner_init(&r, model_path, strcmp(args.kernel, "int8") == 0);
     GPT2Config *c = &r.gpt.config;
     char mode[256];
     quant_config_describe(&r.gpt.quant, mode, sizeof(mode));
@@ -1031,7 +1025,7 @@ int main(int argc, char **argv) {
         n_new = c->max_seq_len - n_prompt;
         fprintf(stderr, "note: -g lowered to %d to fit the context of %d tokens\n", n_new, c->max_seq_len);
     }
-    uint64_t rng = (uint64_t)seed * 0x2545F4914F6CDD1DULL + 11;
+    uint64_t rng = (uint64_t)args.seed * 0x2545F4914F6CDD1DULL + 11;
     if (bench) {
         // the same model, prompt and length through both kernels, alternating, median of 3 (-bench 2:
         // the int8 kernel alone, for dev/bench_decode.sh)

@@ -7,7 +7,9 @@
    2. BitLinear: the one new layer of a 1-bit model, built from the quantizers
       of llmc/ternary.h and the ordinary matmul
    3. the model: one flat parameter buffer, forward, backward, AdamW
-   4. checkpoints, diagnostics and the training loop
+   4. checkpoints, diagnostics, and main(): the optimizer step, with gradient
+      accumulation (-d); the bookkeeping around it (loaders, val loss, samples,
+      checkpoints, main.log) is llmc/train_loop.h, shared with the CUDA trainer
 
  Build and run (trains a small model on tiny Shakespeare in a few minutes):
    make train_gpt2_1bit && ./train_gpt2_1bit
@@ -769,12 +771,10 @@ void gpt2_quantize_weights(GPT2 *model) {
             int OC, IC;
             bitlinear_shape(&model->config, k, &OC, &IC);
             size_t n = (size_t)OC * IC;
-            const float *w = model->params_memory; // the latent tensor k of layer l
-            for (int i = 0; i < BITLINEAR_TENSOR[k]; i++) { w += model->param_sizes[i]; }
-            w += l * n;
-            size_t off = model->wq_offset[k] + l * n;
-            model->scales[l * 4 + k] = weights_quantize(model->wq_memory + off, model->trits + off, w, n,
-                                                        model->quant.weight_quant);
+            const float *w = model->params_memory + bitlinear_tensor_offset(model->param_sizes, k) + l * n;
+            size_t off = model->wq_offset[k] + l * n; // the latent tensor k of layer l, and its quantized copy
+            model->scales[bitlinear_scale_index(l, k)] =
+                weights_quantize(model->wq_memory + off, model->trits + off, w, n, model->quant.weight_quant);
             pack2_rows(model->w2_memory + model->w2_offset[k] + (size_t)l * OC * pack2_row_bytes(IC),
                        model->trits + off, OC, IC);
         }
@@ -816,9 +816,7 @@ static const float *gpt2_forward_weight(const GPT2 *model, int k, int l) {
     bitlinear_shape(&model->config, k, &OC, &IC);
     size_t n = (size_t)OC * IC;
     if (model->quant.weight_quant == WQ_FP) {
-        const float *w = model->params_memory;
-        for (int i = 0; i < BITLINEAR_TENSOR[k]; i++) { w += model->param_sizes[i]; }
-        return w + l * n;
+        return model->params_memory + bitlinear_tensor_offset(model->param_sizes, k) + l * n;
     }
     return model->wq_memory + model->wq_offset[k] + l * n;
 }
@@ -849,6 +847,18 @@ static size_t gpt2_training_bytes(const GPT2 *model, int B, int T) {
            3 * model->num_parameters * sizeof(float) + gpt2_matmul_scratch_size(cfg, (int)BT) * sizeof(float) + w2t;
 }
 
+// a training run at (B,T) that cannot fit in memory: a clear error before it starts, not the
+// kernel's OOM killer at the first step
+void gpt2_check_memory(const GPT2 *model, int B, int T) {
+    size_t need = gpt2_training_bytes(model, B, T), avail = memory_available_bytes();
+    if (avail > 0 && need > avail) {
+        fprintf(stderr, "error: -b %d -t %d needs about %.1f GiB of memory to train this model, more than the %.1f GiB "
+                "available\n---> HINT: lower -b or -t, or pick a smaller model (-e)\n", B, T, need / 1073741824.0,
+                avail / 1073741824.0);
+        exit(EXIT_FAILURE);
+    }
+}
+
 // first use with a batch shape: allocate activations for it
 static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     model->batch_size = B;
@@ -875,8 +885,8 @@ static void gpt2_bitlinear_forward(GPT2 *model, int k, int l, float *out, float 
     const QuantConfig qk = quant_config_at(&model->quant, k), *q = &qk; // -rn 2: the norm before k = 1, 3 only
     if (model->int8_forward && q->act_quant == AQ_INT8 && q->weight_quant != WQ_FP) {
         const uint8_t *w2 = model->w2_memory + model->w2_offset[k] + (size_t)l * OC * pack2_row_bytes(IC);
-        bitlinear_forward_int8(out, xq, rstd, model->xi8, model->inv_s, model->acc, inp, w2, model->scales[l * 4 + k],
-                               bias, N, IC, OC, q);
+        bitlinear_forward_int8(out, xq, rstd, model->xi8, model->inv_s, model->acc, inp, w2,
+                               model->scales[bitlinear_scale_index(l, k)], bias, N, IC, OC, q);
     } else {
         bitlinear_forward(out, xq, rstd, inp, gpt2_forward_weight(model, k, l), bias, N, IC, OC, q);
     }
@@ -890,8 +900,9 @@ static void gpt2_bitlinear_backward(GPT2 *model, int k, int l, float *dinp, floa
     const QuantConfig qk = quant_config_at(&model->quant, k), *q = &qk;
     if (q->backward_quant == BQ_INT8 && q->weight_quant != WQ_FP) {
         const uint8_t *w2t = model->w2t_memory + model->w2t_offset[k] + (size_t)l * IC * pack2_row_bytes(OC);
-        bitlinear_backward_int8(dinp, dweight, dbias, dout, inp, xq, rstd, w2t, model->scales[l * 4 + k], model->xi8,
-                                model->inv_s, model->acc, N, IC, OC, q, model->dxn_buf, model->scratch);
+        float scale = model->scales[bitlinear_scale_index(l, k)];
+        bitlinear_backward_int8(dinp, dweight, dbias, dout, inp, xq, rstd, w2t, scale, model->xi8, model->inv_s,
+                                model->acc, N, IC, OC, q, model->dxn_buf, model->scratch);
     } else {
         bitlinear_backward(dinp, dweight, dbias, dout, inp, xq, rstd, gpt2_forward_weight(model, k, l), N, IC, OC, q,
                            model->dxn_buf, model->scratch);
@@ -981,15 +992,14 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
     }
 }
 
+// zero the parameters' gradients, before the first backward pass of an optimizer step
 void gpt2_zero_grad(GPT2 *model) {
     if (model->grads_memory != NULL) { memset(model->grads_memory, 0, model->num_parameters * sizeof(float)); }
-    if (model->grads_acts_memory != NULL) {
-        memset(model->grads_acts_memory, 0, model->num_activations * sizeof(float));
-    }
 }
 
-// Backward pass of the last forward pass (which must have had targets);
-// accumulates into the gradients.
+// Backward pass of the last forward pass (which must have had targets): adds the gradient of
+// its mean loss to the parameters' gradients, so the passes over several micro-batches sum up
+// (gradient accumulation, -d). The activations' gradients belong to this pass alone: zeroed here.
 void gpt2_backward(GPT2 *model) {
     if (model->mean_loss == -1.0f) {
         fprintf(stderr, "error: gpt2_backward needs a forward pass with targets first\n");
@@ -1007,6 +1017,7 @@ void gpt2_backward(GPT2 *model) {
         model->scratch = (float *)mallocCheck(gpt2_matmul_scratch_size(cfg, BT) * sizeof(float));
         model->dxn_buf = (float *)mallocCheck((size_t)BT * 4 * C * sizeof(float));
     }
+    memset(model->grads_acts_memory, 0, model->num_activations * sizeof(float));
     ParameterTensors p = model->params, g = model->grads;
     ActivationTensors a = model->acts, da = model->grads_acts;
     if (model->quant.backward_quant == BQ_INT8 && model->quant.weight_quant != WQ_FP) {
@@ -1117,7 +1128,7 @@ void gpt2_free(GPT2 *model) {
 // trit diagnostics (llmc/trit_stats.h): per matrix, the fraction of zero trits,
 // the fraction that flipped since the last report, and the scale
 
-// stats has L*4 entries, [l*4 + k]; returns 0 in fp mode (there are no trits)
+// stats has L*4 entries, [bitlinear_scale_index(l, k)]; returns 0 in fp mode (there are no trits)
 int gpt2_trit_stats(GPT2 *model, TritStats *stats) {
     if (model->quant.weight_quant == WQ_FP) { return 0; }
     gpt2_quantize_weights(model);
@@ -1141,19 +1152,21 @@ void gpt2_write_model(const GPT2 *model, const char *path) {
     model_file_write(path, &model->config, &model->quant, model->params_memory, model->num_parameters);
 }
 
-void save_checkpoint(const GPT2 *model, const DataLoader *loader, uint64_t rng, int step, const char *out_dir) {
-    TrainState st = {step, model->batch_size, model->seq_len, rng, loader->shard_index, loader->pos,
-                     model->batch_size * model->seq_len};
+// total_batch: the tokens of an optimizer step (-d; B*T without gradient accumulation)
+void save_checkpoint(const GPT2 *model, const DataLoader *loader, uint64_t rng, int step, int total_batch,
+                     const char *out_dir) {
+    TrainState st = {step, model->batch_size, model->seq_len, rng, loader->shard_index, loader->pos, total_batch};
     checkpoint_write(out_dir, &model->config, &model->quant, model->params_memory, model->m_memory,
                      model->v_memory, model->num_parameters, &st);
 }
 
 // load the optimizer, data and RNG state of a checkpoint; returns its step
-int load_state(GPT2 *model, DataLoader *loader, uint64_t *rng, const char *path) {
+// (the state must have been saved with this loader's B, T and this total_batch)
+int load_state(GPT2 *model, DataLoader *loader, uint64_t *rng, int total_batch, const char *path) {
     model->m_memory = (float *)mallocCheck(model->num_parameters * sizeof(float));
     model->v_memory = (float *)mallocCheck(model->num_parameters * sizeof(float));
     TrainState st;
-    checkpoint_read_state(path, model->num_parameters, loader->B, loader->T, loader->B * loader->T, model->m_memory,
+    checkpoint_read_state(path, model->num_parameters, loader->B, loader->T, total_batch, model->m_memory,
                           model->v_memory, &st);
     *rng = st.rng;
     dataloader_resume(loader, st.shard_index, st.pos);
@@ -1204,6 +1217,10 @@ void gpt2_sample(GPT2 *model, const Tokenizer *tokenizer, int n, int max_T, floa
 // main training loop
 #ifndef TESTING
 
+// llmc/train_loop.h runs the bookkeeping of a training run over the functions above (gpt2_build_*,
+// gpt2_check_memory, gpt2_validate, gpt2_sample, print_trit_stats, save_checkpoint, load_state,
+// gpt2_free) and these two; train_gpt2_1bit.cu defines the same, with the same signatures, for the GPU.
+
 // the forward pass HellaSwag's scoring borrows: the (B,T) per-position losses
 static const float *gpt2_eval_losses(void *m, const int *inputs, const int *targets, int B, int T) {
     GPT2 *model = (GPT2 *)m;
@@ -1211,171 +1228,49 @@ static const float *gpt2_eval_losses(void *m, const int *inputs, const int *targ
     return model->acts.losses;
 }
 
-int main(int argc, char **argv) {
-    TrainArgs args;
-    train_args_defaults(&args);
-    train_args_parse(&args, argc, argv);
-    train_args_validate(&args, argv[0]);
-    if (args.total_batch != 0 && args.total_batch != args.B * args.T) {
-        fprintf(stderr, "error: -d %d: gradient accumulation is only in the CUDA trainer; here a step is one "
-                "batch of -b * -t = %d tokens\n---> HINT: drop -d, or raise -b\n", args.total_batch, args.B * args.T);
-        exit(EXIT_FAILURE);
-    }
-    const char *out_dir = args.out_dir[0] ? args.out_dir : NULL;
-    if (out_dir != NULL) { ensure_writable_dir(out_dir, "-o"); }
-
-    // the model: resumed, loaded, or fresh
-    QuantConfig quant = {parse_weight_quant(args.weight_quant), parse_act_quant(args.act_quant), args.inner_norm,
-                         parse_backward_quant(args.backward_quant)};
-    const int explicit_flags[NUM_MODE_FLAGS] = {args.set_weight_quant, args.set_act_quant, args.set_inner_norm,
-                                                args.set_backward_quant};
-    GPT2 model;
-    int resume_step = -1;
-    char path[4096];
-    if (args.resume) {
-        resume_step = checkpoint_find_latest(out_dir);
-        if (resume_step < 0) {
-            fprintf(stderr, "error: -y 1 but '%s' has no complete checkpoint (DONE_* file)\n"
-                    "---> HINT: drop -y to start a new run\n", out_dir);
-            exit(EXIT_FAILURE);
-        }
-        if (resume_step > args.max_steps) {
-            fprintf(stderr, "error: -x %d is below step %d of the newest checkpoint in '%s'\n"
-                    "---> HINT: pass -x %d or more to continue that run\n",
-                    args.max_steps, resume_step, out_dir, resume_step);
-            exit(EXIT_FAILURE);
-        }
-        snprintf(path, sizeof(path), "%s/model_%08d.bin", out_dir, resume_step);
-        gpt2_build_from_checkpoint(&model, path, quant, explicit_flags);
-        printf("resuming from %s\n", path);
-    } else {
-        int old = out_dir != NULL ? checkpoint_find_latest(out_dir) : -1;
-        if (old >= 0) {
-            fprintf(stderr, "warning: -o '%s' already holds a run's checkpoints (newest: step %d); this new run "
-                    "overwrites them\n---> HINT: pass -y 1 to resume that run instead, or another -o\n", out_dir, old);
-        }
-        GPT2Config cfg;
-        if (gpt2_config_from_descriptor(&cfg, args.init)) {
-            gpt2_build_random(&model, &cfg, quant, (uint64_t)args.seed);
-        } else if (access(args.init, F_OK) == 0) {
-            gpt2_build_from_checkpoint(&model, args.init, quant, explicit_flags);
-        } else {
-            fprintf(stderr, "error: -e '%s': no such model file, and not a descriptor such as d12\n"
-                    "---> HINT: pass a model_*.bin path, or dN for a fresh model (d12 = GPT-2 124M)\n", args.init);
-            exit(EXIT_FAILURE);
-        }
-    }
-    GPT2Config *cfg = &model.config;
-    if (args.T > cfg->max_seq_len) {
-        fprintf(stderr, "error: -t %d is above the model's maximum sequence length %d\n"
-                "---> HINT: pass -t %d or less\n", args.T, cfg->max_seq_len, cfg->max_seq_len);
-        exit(EXIT_FAILURE);
-    }
-    size_t need = gpt2_training_bytes(&model, args.B, args.T), avail = memory_available_bytes();
-    if (avail > 0 && need > avail) { // a clear error now, not the kernel's OOM killer at the first step
-        fprintf(stderr, "error: -b %d -t %d needs about %.1f GiB of memory to train this model, more than the %.1f GiB "
-                "available\n---> HINT: lower -b or -t, or pick a smaller model (-e)\n", args.B, args.T,
-                need / 1073741824.0, avail / 1073741824.0);
-        exit(EXIT_FAILURE);
-    }
-    gpt2_allocate_activations(&model, args.B, args.T); // sized for training; sampling fits in them
-    char mode[256];
-    quant_config_describe(&model.quant, mode, sizeof(mode));
-    printf("model: L=%d NH=%d C=%d maxT=%d V=%d (Vp=%d), %zu parameters (%zu in BitLinear matrices)\n",
-           cfg->num_layers, cfg->num_heads, cfg->channels, cfg->max_seq_len, cfg->vocab_size,
-           cfg->padded_vocab_size, model.num_parameters, model.num_bitlinear_weights);
-    printf("mode: %s\n", mode);
+// what the model runs on, printed after the model and its mode
+static void gpt2_print_device(const GPT2 *model) {
+    (void)model;
 #ifdef _OPENMP
     printf("threads: %d (OpenMP)\n", omp_get_max_threads());
 #endif
+}
 
-    DataLoader train_loader, val_loader;
-    dataloaders_open(&train_loader, &val_loader, args.train_pattern, args.val_pattern, args.val_every > 0, args.B,
-                     args.T, cfg->vocab_size); // the val shards only with -v > 0
-    EvalLoader hellaswag; // -h 1: HellaSwag with every val loss (llmc/hellaswag.h)
-    if (args.hellaswag) {
-        evalloader_init(&hellaswag, HELLASWAG_PATH, args.B, args.T, cfg->vocab_size);
-        printf("HellaSwag: %d examples, %d batches of %d x %d\n", hellaswag.num_examples, hellaswag.num_batches,
-               hellaswag.B, hellaswag.T);
-    }
-    Tokenizer tokenizer;
-    tokenizer_init(&tokenizer, args.tokenizer_path);
-    if (tokenizer.init_ok && (int)tokenizer.vocab_size != cfg->vocab_size) {
-        fprintf(stderr, "warning: tokenizer '%s' has %u tokens but the model has V = %d\n", args.tokenizer_path,
-                tokenizer.vocab_size, cfg->vocab_size);
-    }
+#include "llmc/train_loop.h" // defines: TrainRun, train_open_model/_data, train_eval_sample_save, train_log_step
 
-    uint64_t rng = (uint64_t)args.seed * 0x2545F4914F6CDD1DULL + 7;
-    int start_step = 0;
-    if (resume_step >= 0) {
-        snprintf(path, sizeof(path), "%s/state_%08d.bin", out_dir, resume_step);
-        start_step = load_state(&model, &train_loader, &rng, path);
-    }
-    Logger logger;
-    logger_init(&logger, out_dir, resume_step >= 0);
-    Schedule sched = {args.lr, args.warmup, args.max_steps, args.final_frac, args.stage2_frac, args.stage2_drop,
-                      args.wd, args.wd_stop_frac};
-    printf("schedule: lr %.2e, warmup %d, stage 2 from step %d at %.2e, final %.2e; weight decay %.2f until step %d\n",
-           args.lr, args.warmup, schedule_stage2_step(&sched), args.lr * args.stage2_drop, args.lr * args.final_frac,
-           args.wd, (int)(args.wd_stop_frac * args.max_steps));
+int main(int argc, char **argv) {
+    TrainArgs args; // every flag, with its default (llmc/args.h; ./train_gpt2_1bit -h lists them)
+    train_args_read(&args, argc, argv);
+    TrainRun run;   // the loaders, the schedule, main.log, the step counters (llmc/train_loop.h)
+    GPT2 model;
+    train_open_model(&run, &model, &args); // resumed (-y 1), loaded (-e FILE) or fresh (-e dN)
+    train_open_data(&run, &model);         // loaders, tokenizer, a resumed run's state, main.log, schedule
 
-    double total_ms = 0.0;
-    int timed_steps = 0;
-    for (int step = start_step; step <= args.max_steps; step++) {
-        int last = step == args.max_steps;
-        if (args.val_every > 0 && (step % args.val_every == 0 || last)) {
-            float val_loss = gpt2_validate(&model, &val_loader, args.val_batches);
-            printf("step %5d | val loss %.4f | val perplexity %.2f\n", step, val_loss, expf(val_loss));
-            logger_log_val(&logger, step, val_loss);
-            if (args.hellaswag) {
-                float acc = evalloader_accuracy(&hellaswag, gpt2_eval_losses, &model);
-                printf("step %5d | HellaSwag acc_norm %.4f\n", step, acc);
-                logger_log_eval(&logger, step, acc);
-            }
-            print_trit_stats(&model, &logger, step);
-        }
-        // a resumed run's first step was sampled before its checkpoint was written: drawing
-        // that sample again would move the RNG away from the uninterrupted run's
-        int resumed_here = resume_step >= 0 && step == start_step;
-        if (args.sample_every > 0 && !resumed_here && ((step > 0 && step % args.sample_every == 0) || last)) {
-            gpt2_sample(&model, &tokenizer, args.gen_tokens, args.T, args.temperature, args.top_k, &rng);
-        }
-        if (out_dir != NULL && step > start_step && (last || (args.ckpt_every > 0 && step % args.ckpt_every == 0))) {
-            save_checkpoint(&model, &train_loader, rng, step, out_dir);
-        }
-        if (last) { break; }
+    for (int step = run.start_step; step <= args.max_steps; step++) {
+        train_eval_sample_save(&run, &model, step); // val loss, trit statistics, sample, checkpoint: as -v -s -n say
+        if (step == args.max_steps) { break; }
 
-        // one training step
+        // One optimizer step over run.accum micro-batches of B x T (-d; 1 without it). Each backward pass
+        // adds the gradient of its micro-batch's mean loss, so the sum is accum times the gradient of the
+        // mean loss over the whole step: the norm and the update take it times 1/accum (exact for 1).
         double t0 = now_seconds();
-        dataloader_next_batch(&train_loader);
-        gpt2_forward(&model, train_loader.inputs, train_loader.targets, args.B, args.T);
         gpt2_zero_grad(&model);
-        gpt2_backward(&model);
-        float norm = gpt2_grad_norm(&model);
-        float grad_scale = (args.grad_clip > 0.0f && norm > args.grad_clip) ? args.grad_clip / (norm + 1e-6f) : 1.0f;
-        float lr = schedule_lr(&sched, step), wd = schedule_wd(&sched, step);
-        gpt2_update(&model, lr, 0.9f, 0.95f, 1e-8f, wd, grad_scale, step + 1);
-        double ms = 1000.0 * (now_seconds() - t0);
-        if (step > start_step) { total_ms += ms; timed_steps++; } // the first step warms up caches
-        if (!isfinite(model.mean_loss)) {
-            fprintf(stderr, "error: the loss is %f at step %d: training diverged\n"
-                    "---> HINT: lower the learning rate (-l)\n", model.mean_loss, step);
-            exit(EXIT_FAILURE);
+        double loss = 0.0;
+        for (int micro_step = 0; micro_step < run.accum; micro_step++) {
+            dataloader_next_batch(&run.train_loader);
+            gpt2_forward(&model, run.train_loader.inputs, run.train_loader.targets, args.B, args.T);
+            gpt2_backward(&model);
+            loss += model.mean_loss;
         }
-        printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s\n", step + 1, args.max_steps,
-               model.mean_loss, lr, norm, ms, args.B * args.T / (ms / 1000.0));
-        logger_log_train(&logger, step + 1, model.mean_loss, lr, norm);
+        float mean_loss = (float)(loss / run.accum);
+        float norm = gpt2_grad_norm(&model) / run.accum;
+        // clip the global norm to -gc; the learning rate and weight decay of this step (llmc/schedulers.h)
+        float clip = (args.grad_clip > 0.0f && norm > args.grad_clip) ? args.grad_clip / (norm + 1e-6f) : 1.0f;
+        float lr = schedule_lr(&run.sched, step), wd = schedule_wd(&run.sched, step);
+        gpt2_update(&model, lr, 0.9f, 0.95f, 1e-8f, wd, clip / run.accum, step + 1);
+        train_log_step(&run, step, mean_loss, lr, norm, 1000.0 * (now_seconds() - t0));
     }
-    if (timed_steps > 0) {
-        printf("average step: %.1f ms, %.0f tok/s\n", total_ms / timed_steps,
-               args.B * args.T * timed_steps / (total_ms / 1000.0));
-    }
-    logger_free(&logger);
-    tokenizer_free(&tokenizer);
-    dataloader_free(&train_loader);
-    dataloader_free(&val_loader);
-    if (args.hellaswag) { evalloader_free(&hellaswag); }
-    gpt2_free(&model);
+    train_close(&run, &model); // the average step; frees everything
     return 0;
 }
 #endif

@@ -1,8 +1,13 @@
 /*
- llmc/args.h: the command-line flags both trainers share, as one table, so
- parsing, validation messages and the -h listing can never disagree.
+ llmc/args.h: command-line flags as a table, so parsing, validation messages and the -h listing
+ can never disagree. Two parts:
+   - the machinery, for any struct of int, float and string fields: a table of ArgSpec (flag,
+     type, the field's offset, help) describes the struct; args_parse fills it from argv and
+     prints -h from the table and the struct's defaults; ARG_CHECK states a range check
+   - the trainers' flags: TrainArgs, its table ARG_SPECS, train_args_defaults / _validate / _read
+ run_gpt2_1bit.c has a table of its own (RunArgs) on the same machinery.
 
- Flags follow llm.c where llm.c has them (-i -j -e -b -t -x -l -u -q -c -v -m
+ The trainers' flags follow llm.c where llm.c has them (-i -j -e -b -t -x -l -u -q -c -v -m
  -s -g -o -n -y); the quantization and schedule flags are two letters.
  Every flag takes exactly one value: `-b 8`, `-wq ternary`.
 */
@@ -13,9 +18,114 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ctype.h>
+#include <stddef.h>
 #include <errno.h>
 #include <math.h>
+#include "utils.h"       // defines: mallocCheck
 #include "gpt2_config.h" // defines: parse_weight_quant, parse_act_quant, parse_backward_quant, BQ_INT8_SUPPORTED
+
+// ----------------------------------------------------------------------------
+// the machinery: a table of flags over any struct
+
+typedef enum { ARG_INT, ARG_FLOAT, ARG_STR } ArgType;
+typedef struct {
+    const char *flag;
+    ArgType type;
+    size_t offset; // of the field in the struct (an int, a float or a const char *)
+    const char *help;
+} ArgSpec;
+// an entry of struct S's table: ARG_OF(S, "-b", ARG_INT, B, "batch size B")
+#define ARG_OF(S, f, t, field, h) {f, t, offsetof(S, field), h}
+
+typedef struct {
+    const ArgSpec *specs;
+    int num_specs;
+    size_t size;       // of the struct
+    const char *usage; // what -h prints after "usage: PROG "
+    const char *notes; // and after the list of flags (NULL: nothing)
+} ArgTable;
+
+static inline void args_error(const char *prog, const char *fmt, const char *a, const char *b) {
+    fprintf(stderr, "error: ");
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, "\n---> HINT: %s -h lists every flag\n", prog);
+    exit(EXIT_FAILURE);
+}
+
+// in a validate function with `prog` in scope: unless cond, exit with "flag F must be WHAT"
+#define ARG_CHECK(cond, flag, what) \
+    if (!(cond)) { args_error(prog, "flag %s must be %s", flag, what); }
+
+// -h: every flag of the table with its help and its value in defaults (a struct the table describes)
+static inline void args_usage(const ArgTable *t, const void *defaults, const char *prog, FILE *out) {
+    int width = 4; // the flag column: the longest flag
+    for (int i = 0; i < t->num_specs; i++) {
+        int n = (int)strlen(t->specs[i].flag);
+        width = n > width ? n : width;
+    }
+    fprintf(out, "usage: %s %s\n\n", prog, t->usage);
+    for (int i = 0; i < t->num_specs; i++) {
+        const ArgSpec *s = &t->specs[i];
+        const char *p = (const char *)defaults + s->offset;
+        char def[256];
+        if (s->type == ARG_INT) { snprintf(def, sizeof(def), "%d", *(const int *)p); }
+        else if (s->type == ARG_FLOAT) { snprintf(def, sizeof(def), "%g", *(const float *)p); }
+        else { snprintf(def, sizeof(def), "%s", *(const char *const *)p ? *(const char *const *)p : "none"); }
+        fprintf(out, "  %-*s %-76s (default %s)\n", width, s->flag, s->help, def);
+    }
+    if (t->notes != NULL) { fprintf(out, "\n%s\n", t->notes); }
+}
+
+// Parse argv into base, a struct the table describes, which holds its defaults when called;
+// given (num_specs entries, or NULL) gets 1 for each flag argv gives. Exits with a message naming
+// the flag on an unknown flag, a missing value or a malformed number, and after printing the help
+// on --help or -h. A table may use -h as a flag of its own (the trainers' -h 1): then -h followed
+// by a value is that flag, and -h alone the help.
+static inline void args_parse(const ArgTable *t, void *base, int argc, char **argv, int *given) {
+    void *defaults = mallocCheck(t->size); // for -h: the values before any flag was read
+    memcpy(defaults, base, t->size);
+    int own_h = 0;
+    for (int k = 0; k < t->num_specs; k++) { own_h |= strcmp(t->specs[k].flag, "-h") == 0; }
+    for (int i = 1; i < argc; i++) {
+        int value_follows = i + 1 < argc && (argv[i + 1][0] != '-' || isdigit((unsigned char)argv[i + 1][1]));
+        if (strcmp(argv[i], "--help") == 0 || (strcmp(argv[i], "-h") == 0 && !(own_h && value_follows))) {
+            args_usage(t, defaults, argv[0], stdout);
+            exit(EXIT_SUCCESS);
+        }
+        const ArgSpec *s = NULL;
+        for (int k = 0; k < t->num_specs; k++) { if (strcmp(argv[i], t->specs[k].flag) == 0) { s = &t->specs[k]; } }
+        if (s == NULL) { args_error(argv[0], "unknown flag '%s'%s", argv[i], ""); }
+        if (i + 1 >= argc) { args_error(argv[0], "flag %s needs a value%s", argv[i], ""); }
+        const char *v = argv[++i];
+        char *p = (char *)base + s->offset;
+        char *end;
+        errno = 0;
+        if (s->type == ARG_INT) {
+            long x = strtol(v, &end, 10);
+            if (end == v || *end != '\0') { args_error(argv[0], "flag %s expects an integer, got '%s'", s->flag, v); }
+            // strtol's long is wider than int: no silent cast
+            if (errno != 0 || x < -2147483647L || x > 2147483647L) {
+                args_error(argv[0], "flag %s expects an integer that fits an int, got '%s'", s->flag, v);
+            }
+            *(int *)p = (int)x;
+        } else if (s->type == ARG_FLOAT) {
+            float x = strtof(v, &end);
+            // strtof reads "nan" and "inf" as numbers; no flag means either, and an inf -l becomes NaN in
+            // the schedule (inf * 0): every float flag must be finite, then in its range (the validate checks)
+            if (end == v || *end != '\0' || errno != 0 || !isfinite(x)) {
+                args_error(argv[0], "flag %s expects a finite number, got '%s'", s->flag, v);
+            }
+            *(float *)p = x;
+        } else {
+            *(const char **)p = v;
+        }
+        if (given != NULL) { given[s - t->specs] = 1; }
+    }
+    free(defaults);
+}
+
+// ----------------------------------------------------------------------------
+// the trainers' flags
 
 typedef struct {
     const char *train_pattern;  // -i
@@ -53,15 +163,7 @@ typedef struct {
     int set_weight_quant, set_act_quant, set_inner_norm, set_backward_quant;
 } TrainArgs;
 
-typedef enum { ARG_INT, ARG_FLOAT, ARG_STR } ArgType;
-typedef struct {
-    const char *flag;
-    ArgType type;
-    size_t offset; // of the field in TrainArgs
-    const char *help;
-} ArgSpec;
-
-#define ARG(f, t, field, h) {f, t, offsetof(TrainArgs, field), h}
+#define ARG(f, t, field, h) ARG_OF(TrainArgs, f, t, field, h)
 static const ArgSpec ARG_SPECS[] = {
     ARG("-i", ARG_STR, train_pattern, "train token shards (glob pattern)"),
     ARG("-j", ARG_STR, val_pattern, "val token shards (glob pattern)"),
@@ -70,7 +172,7 @@ static const ArgSpec ARG_SPECS[] = {
     ARG("-o", ARG_STR, out_dir, "output directory for main.log and checkpoints (\"\" = none)"),
     ARG("-b", ARG_INT, B, "batch size B"),
     ARG("-t", ARG_INT, T, "sequence length T"),
-    ARG("-d", ARG_INT, total_batch, "tokens per optimizer step, by gradient accumulation (0 = B*T; CUDA trainer)"),
+    ARG("-d", ARG_INT, total_batch, "tokens per optimizer step: gradients summed over micro-batches of -b x -t (0 = B*T)"),
     ARG("-x", ARG_INT, max_steps, "number of training steps"),
     ARG("-l", ARG_FLOAT, lr, "peak learning rate (first stage)"),
     ARG("-u", ARG_INT, warmup, "learning-rate warmup steps"),
@@ -133,66 +235,19 @@ static inline void train_args_defaults(TrainArgs *a) {
     a->hellaswag = 0; // -h 1 turns it on
 }
 
-static inline void train_args_usage(const char *prog, FILE *out) {
-    TrainArgs d;
-    train_args_defaults(&d);
-    fprintf(out, "usage: %s [flags]   (every flag takes one value)\n\n", prog);
-    for (int i = 0; i < NUM_ARG_SPECS; i++) {
-        const ArgSpec *s = &ARG_SPECS[i];
-        const char *p = (const char *)&d + s->offset;
-        char def[256];
-        if (s->type == ARG_INT) { snprintf(def, sizeof(def), "%d", *(const int *)p); }
-        else if (s->type == ARG_FLOAT) { snprintf(def, sizeof(def), "%g", *(const float *)p); }
-        else { snprintf(def, sizeof(def), "%s", *(const char *const *)p); }
-        fprintf(out, "  %-4s %-76s (default %s)\n", s->flag, s->help, def);
-    }
-    fprintf(out, "\nmodes: b1.58 = -wq ternary -aq int8 -rn 1 (default); plain GPT-2 = -wq fp -aq none -rn 0\n");
-}
+// the table of the trainers' flags, for args_parse (struct TrainArgs; its defaults from train_args_defaults)
+static const ArgTable TRAIN_ARGS = {ARG_SPECS, NUM_ARG_SPECS, sizeof(TrainArgs), "[flags]   (every flag takes one value)",
+    "modes: b1.58 = -wq ternary -aq int8 -rn 1 (default); plain GPT-2 = -wq fp -aq none -rn 0"};
 
-static inline void args_error(const char *prog, const char *fmt, const char *a, const char *b) {
-    fprintf(stderr, "error: ");
-    fprintf(stderr, fmt, a, b);
-    fprintf(stderr, "\n---> HINT: %s -h lists every flag\n", prog);
-    exit(EXIT_FAILURE);
-}
-
-// parse argv into a (already holding the defaults); exits with a message on
-// an unknown flag, a missing value or a malformed number
+// parse argv into a (already holding the defaults); exits with a message on an unknown flag, a
+// missing value, a malformed number, and with the help on -h alone
 static inline void train_args_parse(TrainArgs *a, int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        // -h alone is the help; -h followed by a value is the HellaSwag flag (llm.c's -h 1)
-        int help = strcmp(argv[i], "--help") == 0 ||
-                   (strcmp(argv[i], "-h") == 0 && (i + 1 >= argc || (argv[i + 1][0] == '-' &&
-                                                                      !isdigit((unsigned char)argv[i + 1][1]))));
-        if (help) {
-            train_args_usage(argv[0], stdout);
-            exit(EXIT_SUCCESS);
-        }
-        const ArgSpec *s = NULL;
-        for (int k = 0; k < NUM_ARG_SPECS; k++) { if (strcmp(argv[i], ARG_SPECS[k].flag) == 0) { s = &ARG_SPECS[k]; } }
-        if (s == NULL) { args_error(argv[0], "unknown flag '%s'%s", argv[i], ""); }
-        if (i + 1 >= argc) { args_error(argv[0], "flag %s needs a value%s", argv[i], ""); }
-        const char *v = argv[++i];
-        char *p = (char *)a + s->offset;
-        char *end;
-        errno = 0;
-        if (s->type == ARG_INT) {
-            long x = strtol(v, &end, 10);
-            if (end == v || *end != '\0' || errno != 0 || x < -2147483647L || x > 2147483647L) {
-                args_error(argv[0], "flag %s expects an integer, got '%s'", s->flag, v);
-            }
-            *(int *)p = (int)x;
-        } else if (s->type == ARG_FLOAT) {
-            float x = strtof(v, &end);
-            // strtof reads "nan" and "inf" as numbers; no flag means either, and an inf -l becomes NaN in
-            // the schedule (inf * 0): every float flag must be finite, then in its range (train_args_validate)
-            if (end == v || *end != '\0' || errno != 0 || !isfinite(x)) {
-                args_error(argv[0], "flag %s expects a finite number, got '%s'", s->flag, v);
-            }
-            *(float *)p = x;
-        } else {
-            *(const char **)p = v;
-        }
+    int given[NUM_ARG_SPECS] = {0};
+    args_parse(&TRAIN_ARGS, a, argc, argv, given);
+    // the quantization flags given: they must agree with a checkpoint's modes (llmc/checkpoint.h)
+    for (int k = 0; k < NUM_ARG_SPECS; k++) {
+        if (!given[k]) { continue; }
+        const ArgSpec *s = &ARG_SPECS[k];
         if (strcmp(s->flag, "-wq") == 0) { a->set_weight_quant = 1; }
         if (strcmp(s->flag, "-aq") == 0) { a->set_act_quant = 1; }
         if (strcmp(s->flag, "-rn") == 0) { a->set_inner_norm = 1; }
@@ -202,8 +257,7 @@ static inline void train_args_parse(TrainArgs *a, int argc, char **argv) {
 
 // range checks that do not need the model; exits with a message naming the flag
 static inline void train_args_validate(const TrainArgs *a, const char *prog) {
-#define CHECK(cond, flag, what) \
-    if (!(cond)) { args_error(prog, "flag %s must be %s", flag, what); }
+#define CHECK ARG_CHECK
     CHECK(a->B >= 1, "-b", "at least 1");
     CHECK(a->T >= 1, "-t", "at least 1");
     CHECK(a->total_batch >= 0, "-d", "0 or more");
@@ -239,6 +293,21 @@ static inline void train_args_validate(const TrainArgs *a, const char *prog) {
     CHECK(a->hellaswag == 0 || a->hellaswag == 1, "-h", "0 or 1 (-h alone prints the help)");
     CHECK(!(a->hellaswag && a->val_every == 0), "-h", "0 when -v is 0 (HellaSwag runs with the val loss)");
 #undef CHECK
+    // gradient accumulation: -d tokens per optimizer step, in whole micro-batches of B*T
+    long long micro = (long long)a->B * a->T;
+    if (a->total_batch % micro != 0) {
+        fprintf(stderr, "error: -d %d is not a multiple of -b * -t = %lld tokens\n"
+                "---> HINT: pass -d %lld (or another multiple)\n", a->total_batch, micro,
+                (a->total_batch / micro + 1) * micro);
+        exit(EXIT_FAILURE);
+    }
+}
+
+// the flags of a training run: the defaults, then argv, then the range checks (exits on an error)
+static inline void train_args_read(TrainArgs *a, int argc, char **argv) {
+    train_args_defaults(a);
+    train_args_parse(a, argc, argv);
+    train_args_validate(a, argv[0]);
 }
 
 #endif // LLMC_ARGS_H

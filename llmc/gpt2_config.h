@@ -191,6 +191,32 @@ static inline void bitlinear_shape(const GPT2Config *config, int k, int *OC, int
     *IC = ic_mult[k] * C;
 }
 
+// where parameter tensor i starts in the flat buffer (in floats)
+static inline size_t param_offset(const size_t *param_sizes, int i) {
+    size_t off = 0;
+    for (int j = 0; j < i; j++) { off += param_sizes[j]; }
+    return off;
+}
+
+// where BitLinear matrix k's latent weights (all L layers, (L,OC,IC)) start in the flat buffer;
+// its bias, (L,OC), is the tensor after it
+static inline size_t bitlinear_tensor_offset(const size_t *param_sizes, int k) {
+    return param_offset(param_sizes, BITLINEAR_TENSOR[k]);
+}
+static inline size_t bitlinear_bias_offset(const size_t *param_sizes, int k) {
+    return param_offset(param_sizes, BITLINEAR_TENSOR[k] + 1);
+}
+
+// which BitLinear matrix parameter tensor i is (0..3), or -1 for the tensors in full precision
+static inline int bitlinear_kind_of(int i) {
+    for (int k = 0; k < NUM_BITLINEAR; k++) { if (BITLINEAR_TENSOR[k] == i) { return k; } }
+    return -1;
+}
+
+// The per-matrix arrays (scales, the trit statistics, a packed file's scales) hold one entry per
+// BitLinear matrix, layer by layer: layer l's matrix k (0 qkv, 1 attproj, 2 fc, 3 fcproj) is here
+static inline int bitlinear_scale_index(int l, int k) { return l * NUM_BITLINEAR + k; }
+
 // point the named views into one flat buffer laid out as above
 static inline void point_parameters(ParameterTensors *params, const size_t *param_sizes, float *memory) {
     float **ptrs[] = {

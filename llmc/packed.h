@@ -15,6 +15,7 @@
      [12] float format of the full-precision tensors: 32 or 16 (IEEE half)
      [13] 20261128 CRC_MAGIC  [14] CRC-32 (zlib's) of everything after the header
    float32 scales[L*4]: scale of layer l's matrix k (0 qkv, 1 attproj, 2 fc, 3 fcproj) at l*4 + k
+                        (bitlinear_scale_index in llmc/gpt2_config.h)
    for k in 0..3, for l in 0..L-1: the (OC, IC) trits of that matrix, rows packed one by one
    the 12 other tensors of llmc/gpt2_config.h's layout, in its order, fp32 or fp16
 
@@ -139,8 +140,7 @@ static inline PackedSizes packed_write(const char *path, const GPT2Config *cfg, 
     fill_in_parameter_sizes(sizes, cfg);
     const float *p = params;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-        int is_bitlinear = i == BITLINEAR_TENSOR[0] || i == BITLINEAR_TENSOR[1] || i == BITLINEAR_TENSOR[2] ||
-                           i == BITLINEAR_TENSOR[3];
+        int is_bitlinear = bitlinear_kind_of(i) >= 0;
         if (!is_bitlinear) {
             if (float_format == 32) {
                 crc = crc32_update(crc, p, sizes[i] * sizeof(float));
@@ -255,8 +255,7 @@ static inline void packed_read(PackedModel *m, const char *path) {
     long want = (long)sizeof(header) + (long)c->num_layers * 4 * (long)sizeof(float);
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         m->num_parameters += m->param_sizes[i];
-        int is_bitlinear = i == BITLINEAR_TENSOR[0] || i == BITLINEAR_TENSOR[1] || i == BITLINEAR_TENSOR[2] ||
-                           i == BITLINEAR_TENSOR[3];
+        int is_bitlinear = bitlinear_kind_of(i) >= 0;
         if (!is_bitlinear) { want += (long)(m->param_sizes[i] * (m->float_format / 8)); }
     }
     for (int k = 0; k < NUM_BITLINEAR; k++) {
@@ -281,8 +280,7 @@ static inline void packed_read(PackedModel *m, const char *path) {
     float *p = m->params_memory;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         size_t n = m->param_sizes[i];
-        int is_bitlinear = i == BITLINEAR_TENSOR[0] || i == BITLINEAR_TENSOR[1] || i == BITLINEAR_TENSOR[2] ||
-                           i == BITLINEAR_TENSOR[3];
+        int is_bitlinear = bitlinear_kind_of(i) >= 0;
         if (is_bitlinear) { // W_q = trit * scale, filled below once the codes and scales are validated
             p += n;
             continue;
@@ -307,8 +305,7 @@ static inline void packed_read(PackedModel *m, const char *path) {
     p = m->params_memory;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         size_t n = m->param_sizes[i];
-        int k = -1;
-        for (int j = 0; j < NUM_BITLINEAR; j++) { if (BITLINEAR_TENSOR[j] == i) { k = j; } }
+        int k = bitlinear_kind_of(i);
         if (k >= 0) {
             int OC, IC;
             bitlinear_shape(c, k, &OC, &IC);
@@ -318,7 +315,7 @@ static inline void packed_read(PackedModel *m, const char *path) {
             else { unpack3_rows(t, m->packed[k], rows, IC); }
             for (size_t j = 0; j < n; j++) {
                 int l = (int)(j / ((size_t)OC * IC));
-                p[j] = t[j] * m->scales[l * 4 + k];
+                p[j] = t[j] * m->scales[bitlinear_scale_index(l, k)];
             }
             free(t);
         } else {

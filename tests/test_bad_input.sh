@@ -281,7 +281,11 @@ expect_error "float nan -q NaN" "flag -q expects a finite number" "${BASE[@]}" -
 expect_error "out of range -b 0" "-b" "${BASE[@]}" -b 0 -o ""
 expect_error "out of range -t 0" "-t" "${BASE[@]}" -t 0 -o ""
 expect_error "negative -d" "-d" "${BASE[@]}" -d -5 -o ""
-expect_error "-d asks for gradient accumulation, which the CPU trainer lacks" "-d" "${BASE[@]}" -d 100000 -o ""
+# -d: tokens per optimizer step, in micro-batches of -b * -t (= 64 here)
+expect_ok "-d 128: gradient accumulation over 2 micro-batches of -b 4 -t 16" "${BASE[@]}" -d 128 -o ""
+expect_error "-d 100000, not a multiple of -b * -t" "-d 100000 is not a multiple of -b * -t = 64" "${BASE[@]}" \
+    -d 100000 -o ""
+expect_error "-d 32, below -b * -t" "-d 32 is not a multiple of -b * -t = 64" "${BASE[@]}" -d 32 -o ""
 expect_error "out of range -x -1" "-x" "${BASE[@]}" -x -1 -o ""
 expect_error "out of range -wq quaternary" "-wq" "${BASE[@]}" -wq quaternary -o ""
 expect_error "out of range -aq int4" "-aq" "${BASE[@]}" -aq int4 -o ""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/test_resume.sh: checkpoints and resuming (-n, -y) of the CPU trainer.
 #
-# For each weight mode (fp, ternary, binary, and ternary with -bq int8): run A trains 8 steps in one go,
+# For each weight mode (fp, ternary, binary, ternary with -bq int8, and ternary with gradient
+# accumulation, -d): run A trains 8 steps in one go,
 # writing checkpoints at steps 4 and 8. Run B trains the same 8 steps, then
 # loses everything of step 8 (as if killed between the two checkpoints, with
 # half-written leftovers) and resumes with -y 1. The resumed run must continue
@@ -98,14 +99,17 @@ resume_case() {
         fail "$mode: model file header (magic, version, config, quant fields $want_quant, checksum, -bq $bq) and size" \
             "header [0..7,16..21,23] = '$got', want '$want'; size $(fsize "$A/model_00000008.bin")"
     fi
-    # state header: magic, version, num_parameters, step, B, T, the checksum's marker; then m and v
-    want="20261125 1 $NPARAMS 8 4 16 20261128"
-    got=$(read_i32 "$A/state_00000008.bin" 0 1 2 3 4 5 11)
+    # state header: magic, version, num_parameters, step, B, T, tokens per step (-d; B*T = 64 without
+    # it), the checksum's marker; then m and v
+    local total=64
+    if [[ $flags =~ -d\ ([0-9]+) ]]; then total=${BASH_REMATCH[1]}; fi
+    want="20261125 1 $NPARAMS 8 4 16 $total 20261128"
+    got=$(read_i32 "$A/state_00000008.bin" 0 1 2 3 4 5 10 11)
     if [ "$got" = "$want" ] && [ "$(fsize "$A/state_00000008.bin")" = "$((1024 + 8 * NPARAMS))" ]; then
-        pass "$mode: state file header (magic, version, params, step, B, T, checksum) and size"
+        pass "$mode: state file header (magic, version, params, step, B, T, tokens per step, checksum) and size"
     else
-        fail "$mode: state file header (magic, version, params, step, B, T, checksum) and size" \
-            "header [0..5,11] = '$got', want '$want'; size $(fsize "$A/state_00000008.bin")"
+        fail "$mode: state file header (magic, version, params, step, B, T, tokens per step, checksum) and size" \
+            "header [0..5,10,11] = '$got', want '$want'; size $(fsize "$A/state_00000008.bin")"
     fi
 
     # run B loses step 8 the way a killed run would, then resumes
@@ -167,6 +171,49 @@ resume_case ternary "" "1 1 1" no_done
 resume_case binary "-wq binary" "2 1 1" dangling_tmp
 # the int8 backward of dX (-bq int8): recorded in the checkpoint (quant fields version 2, slot 23)
 resume_case ternary_bq8 "-bq int8" "1 1 1" no_done 1
+# gradient accumulation: 128 tokens a step in 2 micro-batches of 4 x 16 (state header slot 10)
+resume_case ternary_d128 "-d 128" "1 1 1" clean
+
+# resuming with another -d than the run was saved with is an error that names the one to pass
+D=$W/ternary_d128/B
+$TIMEOUT "$BIN" "${COMMON[@]}" -x 12 -y 1 -o "$D" >"$W/d64.txt" 2>"$W/d64.err"
+rc=$?
+if [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] && grep -q "^error: .*saved with 128 tokens per step (-d)" "$W/d64.err" &&
+   grep -q "HINT: pass -d 128" "$W/d64.err"; then
+    pass "resuming a -d 128 run without -d (64 tokens a step) is an error that says to pass -d 128"
+else
+    fail "resuming a -d 128 run without -d (64 tokens a step) is an error that says to pass -d 128" \
+        "exit $rc: $(head -n 2 "$W/d64.err" | tr '\n' ' ')"
+fi
+
+# ----------------------------------------------------------------------------
+# gradient accumulation is one batch of the same tokens: -b 2 -d 128 (4 micro-batches) and -b 4
+# -d 128 (2) train as -b 8 (the loader reads the micro-batches one after another from the same
+# stream, so each step sees the same 128 tokens). Equal up to float rounding (the sums over rows
+# run in another order; tests/test_units.c measures it at ~3e-7 of the gradients): the printed
+# losses and norms agree to one unit of their last printed digit (compared at 1.5 units, so that
+# a difference of exactly one unit is not failed by its own rounding). fp mode, where no trit can
+# flip at a tie to make the runs part.
+
+ACC=(-e "$MODEL" -i "$W/data/train.bin" -j "$W/data/val.bin" -tf /nonexistent -t 16 -x 4 -v 0 -s 0 -l 1e-2 -u 2
+     -wq fp -aq none -rn 0 -o "")
+if train "accumulation: -b 8" "$W/acc_b8.txt" "${ACC[@]}" -b 8; then
+    for b in 4 2; do
+        name="accumulation: -b $b -d 128 ($((8 / b)) micro-batches) trains as -b 8 (4 steps: loss, norm)"
+        train "$name" "$W/acc_b$b.txt" "${ACC[@]}" -b "$b" -d 128 || continue
+        # each step line's loss and norm, both runs side by side: "loss_a loss_b norm_a norm_b"
+        if paste -d'|' <(step_lines "$W/acc_b8.txt") <(step_lines "$W/acc_b$b.txt") |
+           awk -F'|' '{ la = $2; lb = $6; na = $4; nb = $8
+                        gsub(/[^0-9.]/, "", la); gsub(/[^0-9.]/, "", lb); gsub(/[^0-9.]/, "", na); gsub(/[^0-9.]/, "", nb)
+                        d1 = la - lb; d2 = na - nb; n++
+                        if (d1 > 1.5e-4 || d1 < -1.5e-4 || d2 > 1.5e-3 || d2 < -1.5e-3) bad = 1 }
+                      END { exit !(n == 4 && !bad) }'; then
+            pass "$name"
+        else
+            fail "$name" "diff: $(diff <(step_lines "$W/acc_b8.txt") <(step_lines "$W/acc_b$b.txt") | tr '\n' ' ')"
+        fi
+    done
+fi
 
 # ----------------------------------------------------------------------------
 # main.log with trit reports across a resume (default b1.58 mode, val and trits every -v steps).

@@ -2,7 +2,8 @@
  tests/test_run.c: the packed model and the decoder of run_gpt2_1bit.c.
    - export -> load gives back the same trits and scales (2-bit and 1.6-bit)
    - the KV-cache decoder with int8 x packed-trit BitLinear gives the same
-     next-token distribution as the training forward, at every position
+     next-token distribution as the training forward, at every position; also for
+     a model trained with -rn 2 (the inner norm before attproj and fcproj only)
    - the 2-bit and the 1.6-bit files decode identically; fp16 stays close
    - the screened head: exact logits for a set holding the top k, -inf elsewhere, the same samples
    - every SIMD path this CPU has (llmc/cpu_features.h), and one thread instead of all, decode to
@@ -167,6 +168,38 @@ int main(void) {
             runner_free(&r);
         }
     }
+
+    // 2b. a model trained with -rn 2 (the inner RMSNorm before attproj and fcproj only: the decoder's
+    // BitLinear inputs go through quant_config_at): its checkpoint and its packed file decode as its
+    // training forward does, in both kernels; and not as the b1.58 forward (-rn 1) of the same
+    // weights: on this small random model the two forwards' probabilities differ by only ~6e-5
+    // (below PROB_TOL), so the check also asks the decoder to be 100x nearer the -rn 2 forward than
+    // the -rn 1 one (it is ~1e-9 from it): a decoder that norms every input, or none, fails that
+    QuantConfig rn2 = quant_config_b158();
+    rn2.inner_norm = RN_PROJ;
+    char c_rn2[] = "/tmp/test_run_rn2_ckpt_XXXXXX", p_rn2[] = "/tmp/test_run_rn2_2bit_XXXXXX";
+    close(mkstemp(c_rn2)); close(mkstemp(p_rn2));
+    model_file_write(c_rn2, &train.config, &rn2, train.params_memory, train.num_parameters);
+    export_packed(c_rn2, p_rn2, 2, 32);
+    GPT2 train_rn2; // explicit flags NULL: the checkpoint's own mode, -rn 2
+    gpt2_build_from_checkpoint(&train_rn2, c_rn2, quant_config_b158(), NULL);
+    const char *paths_rn2[2] = {c_rn2, p_rn2};
+    for (int f = 0; f < 2; f++) {
+        for (int int8 = 0; int8 < 2; int8++) {
+            Runner r;
+            runner_init(&r, paths_rn2[f], int8);
+            float md = compare_with_training(&r, &train_rn2, tokens, 16);
+            float md_rn1 = compare_with_training(&r, &train, tokens, 16);
+            snprintf(name, sizeof(name), "-rn 2: decoder (%s, %s kernel) equals the -rn 2 training forward at 16 "
+                     "positions (max prob diff %.1e; %.1e from the -rn 1 forward)", f == 0 ? "checkpoint" : "2-bit file",
+                     r.use_int8 ? "int8" : "fp32", md, md_rn1);
+            check(train_rn2.quant.inner_norm == RN_PROJ && r.gpt.quant.inner_norm == RN_PROJ && md <= PROB_TOL &&
+                  md_rn1 > 0.0f && md_rn1 >= 100.0f * md && r.use_int8 == int8, name);
+            runner_free(&r);
+        }
+    }
+    gpt2_free(&train_rn2);
+    remove(c_rn2); remove(p_rn2);
 
     // 3. 2-bit and 1.6-bit files decode bit-identically; fp16 stays close
     Runner a, b, h;

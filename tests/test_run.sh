@@ -39,7 +39,34 @@ g1=$(./run_gpt2_1bit -e "$tmp/d1.packed" -p "Hello" -g 8 -sd 7 2>/dev/null)
 g2=$(./run_gpt2_1bit -e "$tmp/d1/model_00000001.bin" -p "Hello" -g 8 -sd 7 2>/dev/null)
 [ -n "$g1" ] && [ "$g1" = "$g2" ] && pass "the packed file and its checkpoint generate the same text with the same seed" \
     || fail "packed vs checkpoint generations differ: '$g1' vs '$g2'"
-./run_gpt2_1bit -h | grep -q -- "-bench" && pass "-h lists the flags" || fail "-h"
+
+# -h: exits 0 and lists every flag of run_gpt2_1bit.c's table (RUN_ARG_SPECS) with the default that
+# run_args_defaults sets (a NULL string shows as none); --help too
+help=$(./run_gpt2_1bit -h); rc=$?
+problems=$(python3 - run_gpt2_1bit.c "$help" <<'PY'
+import re, sys
+src, help_lines = open(sys.argv[1]).read(), sys.argv[2].splitlines()
+specs = re.findall(r'ARG_OF\(RunArgs, "(-[A-Za-z]+)",\s*(ARG_\w+),\s*(\w+),', src)
+body = src[src.index("run_args_defaults(RunArgs"):]
+defaults = dict(re.findall(r'a->(\w+)\s*=\s*([^;=][^;]*);', body[:body.index("\n}")]))
+bad = [] if len(specs) >= 13 else ["parsed only %d flags out of run_gpt2_1bit.c" % len(specs)]
+for flag, kind, field in specs:
+    line = next((l for l in help_lines if l.split()[:1] == [flag]), None)
+    m = re.search(r'\(default (.*)\)\s*$', line or "")
+    want = defaults.get(field)
+    if m is None or want is None:
+        bad.append("%s: %s" % (flag, "not listed with a default" if m is None else "no default in run_args_defaults"))
+        continue
+    want = "none" if want == "NULL" else want.strip('"')
+    ok = float(m.group(1)) == float(want.rstrip("f")) if kind == "ARG_FLOAT" else m.group(1) == want
+    if not ok:
+        bad.append("%s shows default %r, run_args_defaults says %s" % (flag, m.group(1), want))
+print("; ".join(bad))
+PY
+)
+if [ "$rc" -eq 0 ] && [ -z "$problems" ]; then pass "-h lists every flag with its default (from the table)"
+else fail "-h lists every flag with its default: status $rc: $problems"; fi
+./run_gpt2_1bit --help | grep -q -- "-bench" && pass "--help is -h" || fail "--help"
 
 # bad input
 python3 - "$tmp" <<'PY'
@@ -66,6 +93,14 @@ expect_error "bad trit format" "-pf" -e "$tmp/d1/model_00000001.bin" -x "$tmp/x.
 expect_error "bad kernel" "-k" -e "$tmp/d1.packed" -k int4
 expect_error "unknown flag" "-zz" -e "$tmp/d1.packed" -zz 1
 expect_error "malformed number" "-g" -e "$tmp/d1.packed" -g ten
+expect_error "malformed float" "flag -st expects a finite number" -e "$tmp/d1.packed" -st 1.0x
+expect_error "flag missing its value" "flag -g needs a value" -e "$tmp/d1.packed" -g
+expect_error "bad float format" "flag -ff must be 32 or 16" -e "$tmp/d1/model_00000001.bin" -x "$tmp/x.packed" -ff 8
+expect_error "-n 0" "flag -n must be at least 1" -e "$tmp/d1.packed" -n 0
+expect_error "-g 0" "flag -g must be at least 1" -e "$tmp/d1.packed" -g 0
+expect_error "negative temperature" "flag -st must be 0 or more" -e "$tmp/d1.packed" -st -1
+expect_error "negative top-k" "flag -tk must be 0 or more" -e "$tmp/d1.packed" -tk -1
+expect_error "-bench 3" "flag -bench must be 0, 1 or 2" -e "$tmp/d1.packed" -bench 3
 
 # numbers that parse but do not fit: no silent cast to int, no NaN or inf temperature
 expect_error "-g beyond int's range" "flag -g expects an integer that fits an int" -e "$tmp/d1.packed" -g 99999999999

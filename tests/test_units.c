@@ -6,6 +6,7 @@
    - the int8 backward of dX (-bq int8) against its equation, bit for bit, on every SIMD path
    - finite-difference gradient checks of every float layer
    - matmul_forward against a naive loop at odd shapes
+   - gradient accumulation (-d) against one batch of the same tokens
    - the learning-rate / weight-decay schedules, sampling, tokenizer decoding
    - what the loaders check files with: CRC-32, the first non-finite value
  Prints one PASS/FAIL line per check; exits 1 on any failure.
@@ -479,6 +480,86 @@ static void test_matmul_shapes(void) {
 }
 
 // ----------------------------------------------------------------------------
+// gradient accumulation (-d): the trainer's step over k micro-batches of B/k rows, each backward
+// pass adding the gradient of its micro-batch's mean loss, the sum taken times 1/k, against one
+// forward and backward pass over all B rows. Equal up to float rounding: the mean loss and every
+// gradient (the sums over rows run in another order), and the weights after one AdamW step.
+
+// Tolerances, relative (measured at the shapes below: loss 1.2e-7, gradients 2.9e-7, weights after
+// one AdamW step 2.6e-6: its first step is about lr * sign(g), which amplifies the rounding of
+// gradients near 0). Each is 8x to 40x what was measured, and far below what a wrong scale (a
+// factor k) or an activation gradient left over from the micro-batch before (O(1)) would give.
+#define ACCUM_LOSS_RTOL 1e-6
+#define ACCUM_GRAD_RTOL 1e-5
+#define ACCUM_PARAM_RTOL 1e-4
+// The largest difference |a*scale - b| in each parameter tensor, relative to that tensor's largest
+// |b|; returns the worst tensor's. (Elementwise relative errors mean nothing where a gradient is a
+// sum that nearly cancels: such an element is 1e-7 of its tensor's largest and differs in its 3rd digit.)
+static double accum_error(const float *a, float scale, const float *b, const size_t *param_sizes) {
+    double worst = 0.0;
+    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
+        double diff = 0.0, mag = 0.0;
+        for (size_t i = 0; i < param_sizes[t]; i++) {
+            diff = fmax(diff, fabs((double)a[i] * scale - b[i]));
+            mag = fmax(mag, fabs(b[i]));
+        }
+        worst = fmax(worst, mag > 0.0 ? diff / mag : diff);
+        a += param_sizes[t];
+        b += param_sizes[t];
+    }
+    return worst;
+}
+
+static void test_grad_accumulation(void) {
+    GPT2Config cfg = {.max_seq_len = 16, .vocab_size = 60, .padded_vocab_size = 64, .num_layers = 2, .num_heads = 2,
+                      .channels = 32};
+    enum { B = 4, T = 16 };
+    int inputs[B * T], targets[B * T];
+    for (int i = 0; i < B * T; i++) {
+        inputs[i] = (int)(random_u32(&test_rng) % 60);
+        targets[i] = (int)(random_u32(&test_rng) % 60);
+    }
+    QuantConfig modes[2] = {quant_config_fp(), quant_config_b158()};
+    const char *names[2] = {"fp", "b1.58"};
+    for (int m = 0; m < 2; m++) {
+        GPT2 one; // one batch of B rows, one step
+        gpt2_build_random(&one, &cfg, modes[m], 7);
+        gpt2_forward(&one, inputs, targets, B, T);
+        gpt2_zero_grad(&one);
+        gpt2_backward(&one);
+        float *grads_one = (float *)mallocCheck(one.num_parameters * sizeof(float));
+        memcpy(grads_one, one.grads_memory, one.num_parameters * sizeof(float));
+        gpt2_update(&one, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 1);
+        for (int k = 2; k <= 4; k *= 2) {
+            int b = B / k;
+            GPT2 acc; // k micro-batches of B/k rows, as the trainer's main loop does them
+            gpt2_build_random(&acc, &cfg, modes[m], 7);
+            gpt2_allocate_activations(&acc, b, T);
+            gpt2_zero_grad(&acc);
+            double loss = 0.0;
+            for (int j = 0; j < k; j++) {
+                gpt2_forward(&acc, inputs + j * b * T, targets + j * b * T, b, T);
+                gpt2_backward(&acc);
+                loss += acc.mean_loss;
+            }
+            float mean_loss = (float)(loss / k);
+            double grad_err = accum_error(acc.grads_memory, 1.0f / k, grads_one, one.param_sizes);
+            gpt2_update(&acc, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f / k, 1);
+            double param_err = accum_error(acc.params_memory, 1.0f, one.params_memory, one.param_sizes);
+            char name[512];
+            snprintf(name, sizeof(name), "gradient accumulation, %s: %d micro-batches of %d x %d = one batch of %d x %d "
+                     "(loss %.7f vs %.7f; largest difference per tensor, relative: gradients %.2g, weights after "
+                     "AdamW %.2g)", names[m], k, b, T, B, T, mean_loss, one.mean_loss, grad_err, param_err);
+            check(fabsf(mean_loss - one.mean_loss) <= ACCUM_LOSS_RTOL * fabsf(one.mean_loss) &&
+                  grad_err <= ACCUM_GRAD_RTOL && param_err <= ACCUM_PARAM_RTOL, name);
+            gpt2_free(&acc);
+        }
+        free(grads_one);
+        gpt2_free(&one);
+    }
+}
+
+// ----------------------------------------------------------------------------
 // schedules, sampling, tokenizer
 
 static void test_schedules(void) {
@@ -628,6 +709,7 @@ int main(void) {
     test_int8_backward();
     test_finite_differences();
     test_matmul_shapes();
+    test_grad_accumulation();
     test_schedules();
     test_sampling();
     test_tokenizer();
