@@ -22,7 +22,7 @@
 #include <errno.h>
 #include <math.h>
 #include "utils.h"       // defines: mallocCheck
-#include "gpt2_config.h" // defines: parse_weight_quant, parse_act_quant, parse_backward_quant, BQ_INT8_SUPPORTED
+#include "gpt2_config.h" // defines: parse_weight_quant, parse_act_quant, parse_backward_quant
 
 // ----------------------------------------------------------------------------
 // the machinery: a table of flags over any struct
@@ -193,7 +193,7 @@ static const ArgSpec ARG_SPECS[] = {
     ARG("-wq", ARG_STR, weight_quant, "weight quantization of the block matrices: fp | ternary | binary"),
     ARG("-aq", ARG_STR, act_quant, "activation quantization of their inputs: int8 | none"),
     ARG("-rn", ARG_INT, inner_norm, "parameter-free RMSNorm of the BitLinear input: 1 = every one, 2 = attproj and fcproj only, 0 = off"),
-    ARG("-bq", ARG_STR, backward_quant, "BitLinear backward of dX: float | int8 (dY to int8 per token; CPU trainer only)"),
+    ARG("-bq", ARG_STR, backward_quant, "BitLinear backward of dX: float | int8 (dY to int8 per token, times the trits)"),
     ARG("-sd", ARG_INT, seed, "random seed (init of fresh models, sampling)"),
     ARG("-h", ARG_INT, hellaswag, "1 = HellaSwag acc_norm with every val loss (dev/data/hellaswag.py writes the file; -h alone: this help)"),
 };
@@ -229,7 +229,7 @@ static inline void train_args_defaults(TrainArgs *a) {
     a->resume = 0;
     a->weight_quant = "ternary";
     a->act_quant = "int8";
-    a->inner_norm = 1;
+    a->inner_norm = 0; // our recipe: no inner norm (dev/recipe_study.md); -rn 1 is b1.58 as published
     a->backward_quant = "float";
     a->seed = 1337;
     a->hellaswag = 0; // -h 1 turns it on
@@ -237,7 +237,8 @@ static inline void train_args_defaults(TrainArgs *a) {
 
 // the table of the trainers' flags, for args_parse (struct TrainArgs; its defaults from train_args_defaults)
 static const ArgTable TRAIN_ARGS = {ARG_SPECS, NUM_ARG_SPECS, sizeof(TrainArgs), "[flags]   (every flag takes one value)",
-    "modes: b1.58 = -wq ternary -aq int8 -rn 1 (default); plain GPT-2 = -wq fp -aq none -rn 0"};
+    "modes: ternary = -wq ternary -aq int8 -rn 0 (default: the recipe of dev/recipe_study.md); BitNet b1.58 as published\n"
+    "= -wq ternary -aq int8 -rn 1; plain GPT-2 = -wq fp -aq none -rn 0"};
 
 // parse argv into a (already holding the defaults); exits with a message on an unknown flag, a
 // missing value, a malformed number, and with the help on -h alone
@@ -285,10 +286,6 @@ static inline void train_args_validate(const TrainArgs *a, const char *prog) {
     // the int8 backward multiplies by the trits (or signs): fp weights have none
     CHECK(!(parse_backward_quant(a->backward_quant) == BQ_INT8 && parse_weight_quant(a->weight_quant) == WQ_FP),
           "-bq", "float with -wq fp (int8 multiplies dY by the trits: use -wq ternary or binary)");
-#if !BQ_INT8_SUPPORTED
-    CHECK(parse_backward_quant(a->backward_quant) != BQ_INT8, "-bq",
-          "float in the CUDA trainer: -bq int8 is CPU-only for now (train_gpt2_1bit)");
-#endif
     CHECK(!(a->resume && a->out_dir[0] == '\0'), "-y", "0 when there is no output directory (-o \"\")");
     CHECK(a->hellaswag == 0 || a->hellaswag == 1, "-h", "0 or 1 (-h alone prints the help)");
     CHECK(!(a->hellaswag && a->val_every == 0), "-h", "0 when -v is 0 (HellaSwag runs with the val loss)");

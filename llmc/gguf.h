@@ -9,12 +9,12 @@
  llama.cpp's own converter keeps them.
 
  What llama.cpp computes for the file equals our model only where its gpt2 graph has our ops:
-   - it has no parameter-free RMSNorm inside BitLinear: a model trained with one (-rn 1, the
-     b1.58 default) is refused with a message, never exported to compute another model;
+   - it has no parameter-free RMSNorm inside BitLinear: a model trained with one (-rn 1, b1.58
+     as published, or -rn 2) is refused with a message, never exported to compute another model;
    - it quantizes the input of a TQ matmul to int8 in blocks of 256 values (q8_K, one scale a
      block) where we use one scale a token (absmax over the C or 4C inputs): the same kind of
      rounding, a little finer, so the two agree up to that rounding, not bit for bit.
- Models trained with -rn 0 (ternary or binary weights, int8 or fp activations) are exported;
+ Models trained with -rn 0 (the default; ternary or binary weights, int8 or fp activations) are exported;
  fp models (-wq fp: plain GPT-2) go out with F32/F16 matrices, which llama.cpp computes as we do.
 
  GGUF v3 (ggml's docs/gguf.md), little-endian:
@@ -284,9 +284,9 @@ static inline int gguf_merge_split(const BPEEncoder *enc, const unsigned char *b
 // (up to its activation rounding), else the reason and the fix, for an error message
 static inline const char *gguf_export_refusal(const GPT2Config *cfg, const QuantConfig *q) {
     if (q->inner_norm) {
-        return "it was trained with the inner RMSNorm (-rn 1, the b1.58 default, or -rn 2): llama.cpp's gpt2 graph has no "
+        return "it was trained with the inner RMSNorm (-rn 1, b1.58 as published, or -rn 2): llama.cpp's gpt2 graph has no "
                "norm inside BitLinear, so the GGUF file would compute another model than the one trained\n"
-               "---> HINT: train with -rn 0 to export to GGUF (the README's -rn 0 vs -rn 1 table gives the price), "
+               "---> HINT: train with -rn 0 (the default) to export to GGUF (dev/recipe_study.md: it trains better at small scale), "
                "or export to our packed format (-x model.packed), which keeps the norm";
     }
     if (q->weight_quant != WQ_FP && cfg->channels % QK_K != 0) {

@@ -41,10 +41,6 @@ __attribute__((unused)) static const char *WEIGHT_QUANT_NAMES[] = {"fp", "ternar
 __attribute__((unused)) static const char *ACT_QUANT_NAMES[] = {"none", "int8"};
 __attribute__((unused)) static const char *BACKWARD_QUANT_NAMES[] = {"float", "int8"};
 
-// Both trainers have -bq int8 (the CUDA one since issue 14's second part: llmc/bitlinear.cuh). The
-// macro stays only for llmc/args.h's old refusal, compiled out at 1; it goes when that does.
-#define BQ_INT8_SUPPORTED 1
-
 // 1 if the BitLinear matrix k (0 qkv, 1 attproj, 2 fc, 3 fcproj) normalises its input
 static inline int inner_norm_at(int inner_norm, int k) {
     return inner_norm == RN_ALL || (inner_norm == RN_PROJ && (k == 1 || k == 3));

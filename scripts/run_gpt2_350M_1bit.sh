@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# scripts/run_gpt2_350M_1bit.sh: GPT-2 350M (d24) as BitNet b1.58 on 31.5B tokens of FineWeb: llm.c's
+# scripts/run_gpt2_350M_1bit.sh: GPT-2 350M (d24) in ternary (BitNet b1.58's BitLinear, without its inner norm: -rn 0, the default
+# that dev/recipe_study.md measured; append -rn 1 for b1.58 as published) on 31.5B tokens of FineWeb: llm.c's
 # 350M recipe (scripts/run_gpt2_350M.sh there) with the 1-bit schedule of shared/BITNET.md.
 # Its fp twin is scripts/run_gpt2_350M_fp.sh; compare the two with
 #   python3 dev/plot_loss.py out/gpt2_350M_fp/main.log out/gpt2_350M_1bit/main.log --labels fp,b1.58 -o cmp.png
@@ -46,7 +47,7 @@ MAX_RESTARTS=${MAX_RESTARTS:-20}
 RESTART_DELAY=${RESTART_DELAY:-10}
 HELLASWAG_FILE=${HELLASWAG_FILE:-data/hellaswag/hellaswag_val.bin} # where -h 1 reads it (llm.c: a fixed path)
 
-args=(-e d24 -wq ternary -aq int8 -rn 1
+args=(-e d24 -wq ternary -aq int8 -rn 0
       -i "$DATA/fineweb_train_*.bin" -j "$DATA/fineweb_val_*.bin" -o "$OUT"
       -b 32 -t 1024 -d "$TOTAL_BATCH" -x "$STEPS"
       -l 1.5e-3 -u 700 -q 0.0 -ls 0.5 -ld 0.6667 -c 0.1 -cs 0.5 -gc 1.0

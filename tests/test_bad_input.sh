@@ -317,8 +317,15 @@ mkdir -p "$W/empty"
 expect_error "resume (-y 1) from an empty dir" "$W/empty" "${BASE[@]}" -y 1 -o "$W/empty"
 expect_error "resume (-y 1) from a dir that does not exist" "$W/not_there" "${BASE[@]}" -y 1 -o "$W/not_there"
 
-# a checkpoint trained in the default mode (ternary, int8, inner norm)
-run_trainer "${BASE[@]}" -x 2 -o "$W/tern"
+# the default mode is ternary, int8, no inner norm (-rn 0: dev/recipe_study.md)
+expect_ok "the default mode is ternary weights, int8 activations, no inner norm" "${BASE[@]}" -x 0 -o ""
+if grep -q 'mode: weights ternary, activations int8, inner RMSNorm off' <<<"$OUT"; then
+    pass "the default mode says it is -rn 0"
+else
+    fail "the default mode says it is -rn 0" "$(grep -m1 '^mode:' <<<"$OUT")"
+fi
+# a checkpoint trained in b1.58 as published (ternary, int8, inner norm)
+run_trainer "${BASE[@]}" -x 2 -rn 1 -o "$W/tern"
 TERN=$W/tern/model_00000002.bin
 if [ "$RC" -ne 0 ] || [ ! -f "$TERN" ] || [ ! -f "$W/tern/DONE_00000002" ]; then
     fail "setup: 2 ternary steps write a checkpoint" "exit $RC, files: $(find "$W/tern" -mindepth 1 -printf '%f ' 2>&1)"

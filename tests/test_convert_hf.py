@@ -6,7 +6,7 @@ this test writes (HF's names and Conv1D (in, out) layout, the causal-mask buffer
   - the trainer loads the file and, in fp mode (plain GPT-2), its loss on a batch equals a
     numpy GPT-2 forward of the original HF weights (Conv1D semantics: x @ W + b);
   - GPT2LMHeadModel's `transformer.` names with a tied lm_head, bfloat16 weights, the heads from
-    --num-heads instead of config.json, and the default b1.58 mode load too;
+    --num-heads instead of config.json, and the default ternary mode load too;
   - bad input (not GPT-2, an untied head, a missing file): a one-line error, no file written.
 Run (needs numpy and safetensors: python3 -m pip install -r dev/requirements-convert.txt; and
 ./train_gpt2_1bit: make train_gpt2_1bit):
@@ -182,7 +182,7 @@ if check("converts a folder with model.safetensors and config.json", r.returncod
           f"({loss} vs {ref:.6f}, tolerance {LOSS_TOL})",
           loss is not None and abs(loss - ref) <= LOSS_TOL, f"exit {r.returncode}: {r.stderr.strip()[-500:]}")
     loss, r = trainer_val_loss(out, shard)
-    check(f"... and starts in the default b1.58 mode (the fine-tuning start: loss {loss})",
+    check(f"... and starts in the default ternary mode (the fine-tuning start: loss {loss})",
           loss is not None and np.isfinite(loss) and r.returncode == 0, f"exit {r.returncode}: {r.stderr.strip()[-500:]}")
 
 # 3. GPT2LMHeadModel: transformer. prefix, lm_head tied; bf16; heads from --num-heads, no config.json

@@ -5,7 +5,7 @@
 #   - the numbers: tokens = steps x tokens a step (124M: ~10B, 350M: llm.c's 60,000 steps, 31.5B),
 #     -d a multiple of -b x -t, T 1024, warmup 700, weight decay 0.1; the hours and GiB the script
 #     prints are the ones its header comment gives
-#   - the mode: b1.58 = ternary, int8, inner norm, two-stage lr (-ld < 1), weight decay stopping
+#   - the mode: 1-bit = ternary, int8, no inner norm (the default, dev/recipe_study.md), two-stage lr (-ld < 1), weight decay stopping
 #     (-cs < 1); fp = plain, one cosine, decay throughout; each pair differs in nothing else
 #   - HellaSwag: -h 1 exactly when the flag table has -h; -y 1 exactly when OUT holds a checkpoint;
 #     extra arguments go last
@@ -92,8 +92,8 @@ for script in scripts/run_gpt2_124M_1bit.sh scripts/run_gpt2_124M_fp.sh scripts/
            [[ '${flags[-j]}' == */fineweb_val_*.bin ]]"
     # the mode
     case $name in
-        *1bit) check "$name: b1.58 (ternary, int8, inner norm), two-stage lr (-ls in (0,1), -ld < 1), decay stops" \
-                     "[ '${flags[-wq]} ${flags[-aq]} ${flags[-rn]}' = 'ternary int8 1' ] && flt 0 ${flags[-ls]} &&
+        *1bit) check "$name: ternary, int8, no inner norm (-rn 0), two-stage lr (-ls in (0,1), -ld < 1), decay stops" \
+                     "[ '${flags[-wq]} ${flags[-aq]} ${flags[-rn]}' = 'ternary int8 0' ] && flt 0 ${flags[-ls]} &&
                       flt ${flags[-ls]} 1 && flt ${flags[-ld]} 1 && flt ${flags[-cs]} 1" ;;
         *fp) check "$name: fp (no quantization), one cosine (-ld 1), weight decay throughout (-cs 1)" \
                    "[ '${flags[-wq]} ${flags[-aq]} ${flags[-rn]}' = 'fp none 0' ] && [ '${flags[-ld]}' = 1 ] &&
