@@ -149,7 +149,7 @@ typedef struct {
     int *plan_mem;            // device: the plan's arrays
     float *encoder_partial;   // device: its partial rows (encoder_plan_max_slots(B*T), C)
     int *count_host;          // host scratch (V+1) of encoder_plan_build
-    float *losses_host;       // (B,T) per-position losses, copied up by gpt2_eval_losses (HellaSwag)
+    float *losses_host;       // (B,T) per-position losses, filled from the device by gpt2_eval_losses (HellaSwag)
     // the loss stays on the device: every forward with targets writes its mean into loss_dev and
     // adds it to loss_sum (double) with loss_count++; gpt2_loss_mean reads their mean (one value)
     float *loss_dev;          // device: the mean loss of the last forward
