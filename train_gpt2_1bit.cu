@@ -264,13 +264,6 @@ void gpt2_build_random(GPT2 *model, const GPT2Config *config, QuantConfig quant,
     gpt2_upload_params(model);
 }
 
-// the latent tensor of BitLinear kind k (all L layers, back to back)
-static float *bitlinear_latent(const GPT2 *model, int k) {
-    float *w = model->params_memory;
-    for (int i = 0; i < BITLINEAR_TENSOR[k]; i++) { w += model->param_sizes[i]; }
-    return w;
-}
-
 // rebuild trits, W_q and the scales from the latent weights (once per update); with -bq int8
 // also the transposed trits the backward's dX reads
 void gpt2_quantize_weights(GPT2 *model) {
@@ -282,7 +275,7 @@ void gpt2_quantize_weights(GPT2 *model) {
         int OC, IC;
         bitlinear_shape(&model->config, k, &OC, &IC);
         size_t n = (size_t)OC * IC;
-        const float *w = bitlinear_latent(model, k);
+        const float *w = model->params_memory + bitlinear_tensor_offset(model->param_sizes, k); // (L,OC,IC)
         weights_quantize(model->trits + model->wq_offset[k], model->wq + model->wq_offset[k], model->scales,
                          model->centres, model->qpartial_abs, model->qpartial_sum, w, L, k, n,
                          model->quant.weight_quant == WQ_BINARY);
@@ -297,7 +290,9 @@ static const floatX *gpt2_forward_weight(const GPT2 *model, int k, int l) {
     int OC, IC;
     bitlinear_shape(&model->config, k, &OC, &IC);
     size_t n = (size_t)OC * IC;
-    if (model->quant.weight_quant == WQ_FP) { return floatx_view(model, bitlinear_latent(model, k)) + l * n; }
+    if (model->quant.weight_quant == WQ_FP) {
+        return model->params_x + bitlinear_tensor_offset(model->param_sizes, k) + l * n;
+    }
     return model->wq + model->wq_offset[k] + l * n;
 }
 
@@ -402,7 +397,7 @@ static void gpt2_bitlinear_forward(GPT2 *model, int k, int l, floatX *out, const
     bitlinear_shape(&model->config, k, &OC, &IC);
     const int8_t *trits = model->trits + model->wq_offset[k] + (size_t)l * OC * IC;
     const QuantConfig qk = quant_config_at(&model->quant, k); // -rn 2: the norm before k = 1, 3 only
-    bitlinear_forward(out, inp, gpt2_forward_weight(model, k, l), trits, model->scales, l * 4 + k, bias, &model->bl,
+    bitlinear_forward(out, inp, gpt2_forward_weight(model, k, l), trits, model->scales, bitlinear_scale_index(l, k), bias, &model->bl,
                       &qk, gpt2_uses_int8_matmul(model), N, IC, OC);
 }
 
@@ -415,7 +410,7 @@ static void gpt2_bitlinear_backward(GPT2 *model, int k, int l, floatX *dinp, flo
     QuantConfig qk = quant_config_at(&model->quant, k);
     qk.backward_quant = trits_t != NULL ? BQ_INT8 : BQ_FLOAT; // (fp weights have no trits: float)
     bitlinear_backward(dinp, dweight, dbias, dout, inp, gpt2_forward_weight(model, k, l), trits_t, model->scales,
-                       l * 4 + k, &model->bl, model->partial, &qk, N, IC, OC);
+                       bitlinear_scale_index(l, k), &model->bl, model->partial, &qk, N, IC, OC);
 }
 
 // ----------------------------------------------------------------------------
@@ -765,6 +760,10 @@ void gpt2_sample(GPT2 *model, const Tokenizer *tokenizer, int n, int max_T, floa
 // main training loop
 #ifndef TESTING
 
+// llmc/train_loop.h runs the bookkeeping of a training run over the functions above (gpt2_build_*,
+// gpt2_allocate_activations, gpt2_validate, gpt2_sample, print_trit_stats, save_checkpoint, load_state,
+// gpt2_free) and these three, with the signatures train_gpt2_1bit.c gives them for the CPU.
+
 // the forward pass HellaSwag's scoring borrows: the (B,T) per-position losses, on the host
 static const float *gpt2_eval_losses(void *m, const int *inputs, const int *targets, int B, int T) {
     GPT2 *model = (GPT2 *)m;
@@ -774,184 +773,67 @@ static const float *gpt2_eval_losses(void *m, const int *inputs, const int *targ
     return model->losses_host;
 }
 
+// nothing to estimate here: every buffer is allocated up front through cudaMallocCheck, whose
+// out-of-memory error names the buffer and the fix (-b, -t) before the first step runs
+static void gpt2_check_memory(const GPT2 *model, int B, int T) {
+    (void)model;
+    (void)B;
+    (void)T;
+}
 
-int main(int argc, char **argv) {
-    TrainArgs args;
-    train_args_defaults(&args);
-    train_args_parse(&args, argc, argv);
-    train_args_validate(&args, argv[0]);
-    const char *out_dir = args.out_dir[0] ? args.out_dir : NULL;
-    if (out_dir != NULL) { ensure_writable_dir(out_dir, "-o"); }
-    // gradient accumulation: -d tokens per optimizer step, in micro-batches of B*T
-    long long micro = (long long)args.B * args.T;
-    long long total = args.total_batch > 0 ? args.total_batch : micro;
-    if (total % micro != 0) {
-        fprintf(stderr, "error: -d %lld is not a multiple of -b * -t = %lld tokens\n"
-                "---> HINT: pass -d %lld (or another multiple)\n", total, micro, (total / micro + 1) * micro);
-        exit(EXIT_FAILURE);
-    }
-    int accum = (int)(total / micro);
-
-    cuda_device_init("run the CPU trainer instead: make train_gpt2_1bit && ./train_gpt2_1bit");
+// what the model runs on, printed after the model, its mode and the batch: the GPU, the precision
+// of the activations, the BitLinear forward's arithmetic, and how close the allocations came to
+// filling the device (everything is allocated up front, so a run that starts does not run out later)
+static void gpt2_print_device(const GPT2 *model) {
     print_device_line();
-    cublasCheck(cublasCreate(&cublas_handle));
-
-    // the model: resumed, loaded, or fresh
-    QuantConfig quant = {parse_weight_quant(args.weight_quant), parse_act_quant(args.act_quant), args.inner_norm,
-                         parse_backward_quant(args.backward_quant)};
-    const int explicit_flags[NUM_MODE_FLAGS] = {args.set_weight_quant, args.set_act_quant, args.set_inner_norm,
-                                                args.set_backward_quant};
-    GPT2 model;
-    int resume_step = -1;
-    char path[4096];
-    if (args.resume) {
-        resume_step = checkpoint_find_latest(out_dir);
-        if (resume_step < 0) {
-            fprintf(stderr, "error: -y 1 but '%s' has no complete checkpoint (DONE_* file)\n"
-                    "---> HINT: drop -y to start a new run\n", out_dir);
-            exit(EXIT_FAILURE);
-        }
-        if (resume_step > args.max_steps) {
-            fprintf(stderr, "error: -x %d is below step %d of the newest checkpoint in '%s'\n"
-                    "---> HINT: pass -x %d or more to continue that run\n",
-                    args.max_steps, resume_step, out_dir, resume_step);
-            exit(EXIT_FAILURE);
-        }
-        snprintf(path, sizeof(path), "%s/model_%08d.bin", out_dir, resume_step);
-        gpt2_build_from_checkpoint(&model, path, quant, explicit_flags);
-        printf("resuming from %s\n", path);
-    } else {
-        int old = out_dir != NULL ? checkpoint_find_latest(out_dir) : -1;
-        if (old >= 0) {
-            fprintf(stderr, "warning: -o '%s' already holds a run's checkpoints (newest: step %d); this new run "
-                    "overwrites them\n---> HINT: pass -y 1 to resume that run instead, or another -o\n", out_dir, old);
-        }
-        GPT2Config cfg;
-        if (gpt2_config_from_descriptor(&cfg, args.init)) {
-            gpt2_build_random(&model, &cfg, quant, (uint64_t)args.seed);
-        } else if (access(args.init, F_OK) == 0) {
-            gpt2_build_from_checkpoint(&model, args.init, quant, explicit_flags);
-        } else {
-            fprintf(stderr, "error: -e '%s': no such model file, and not a descriptor such as d12\n"
-                    "---> HINT: pass a model_*.bin path, or dN for a fresh model (d12 = GPT-2 124M)\n", args.init);
-            exit(EXIT_FAILURE);
-        }
-    }
-    GPT2Config *cfg = &model.config;
-    if (args.T > cfg->max_seq_len) {
-        fprintf(stderr, "error: -t %d is above the model's maximum sequence length %d\n"
-                "---> HINT: pass -t %d or less\n", args.T, cfg->max_seq_len, cfg->max_seq_len);
-        exit(EXIT_FAILURE);
-    }
-    gpt2_allocate_activations(&model, args.B, args.T);
-    char mode[256];
-    quant_config_describe(&model.quant, mode, sizeof(mode));
-    printf("model: L=%d NH=%d C=%d maxT=%d V=%d (Vp=%d), %zu parameters (%zu in BitLinear matrices)\n",
-           cfg->num_layers, cfg->num_heads, cfg->channels, cfg->max_seq_len, cfg->vocab_size,
-           cfg->padded_vocab_size, model.num_parameters, model.num_bitlinear_weights);
-    printf("mode: %s; activations %s; BitLinear forward %s\n", mode, PRECISION_NAME,
-           gpt2_uses_int8_matmul(&model) ? "int8 x trits (int32 sums)" : "float");
-    printf("batch: %d x %d tokens per micro-step, %d micro-steps, %lld tokens per step\n", args.B, args.T, accum,
-           total);
-    // everything is allocated up front (parameters, AdamW state, activations for this -b and -t), so a
-    // run that starts does not run out of memory later; this says how close it came
+    printf("precision: activations %s; BitLinear forward %s\n", PRECISION_NAME,
+           gpt2_uses_int8_matmul(model) ? "int8 x trits (int32 sums)" : "float");
     size_t free_b = 0, total_b = 0;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));
     printf("device memory: %.2f GiB allocated, %.2f of %.2f GiB free\n", cuda_allocated_bytes / 1073741824.0,
            free_b / 1073741824.0, total_b / 1073741824.0);
+}
 
-    DataLoader train_loader, val_loader;
-    dataloaders_open(&train_loader, &val_loader, args.train_pattern, args.val_pattern, args.val_every > 0, args.B,
-                     args.T, cfg->vocab_size); // the val shards only with -v > 0
-    EvalLoader hellaswag; // -h 1: HellaSwag with every val loss (llmc/hellaswag.h)
-    if (args.hellaswag) {
-        evalloader_init(&hellaswag, HELLASWAG_PATH, args.B, args.T, cfg->vocab_size);
-        printf("HellaSwag: %d examples, %d batches of %d x %d\n", hellaswag.num_examples, hellaswag.num_batches,
-               hellaswag.B, hellaswag.T);
-    }
-    Tokenizer tokenizer;
-    tokenizer_init(&tokenizer, args.tokenizer_path);
-    if (tokenizer.init_ok && (int)tokenizer.vocab_size != cfg->vocab_size) {
-        fprintf(stderr, "warning: tokenizer '%s' has %u tokens but the model has V = %d\n", args.tokenizer_path,
-                tokenizer.vocab_size, cfg->vocab_size);
-    }
+#include "llmc/train_loop.h" // defines: TrainRun, train_open_model/_data, train_eval_sample_save, train_log_step
 
-    uint64_t rng = (uint64_t)args.seed * 0x2545F4914F6CDD1DULL + 7;
-    int start_step = 0;
-    if (resume_step >= 0) {
-        snprintf(path, sizeof(path), "%s/state_%08d.bin", out_dir, resume_step);
-        start_step = load_state(&model, &train_loader, &rng, (int)total, path);
-    }
-    Logger logger;
-    logger_init(&logger, out_dir, resume_step >= 0);
-    Schedule sched = {args.lr, args.warmup, args.max_steps, args.final_frac, args.stage2_frac, args.stage2_drop,
-                      args.wd, args.wd_stop_frac};
-    printf("schedule: lr %.2e, warmup %d, stage 2 from step %d at %.2e, final %.2e; weight decay %.2f until step %d\n",
-           args.lr, args.warmup, schedule_stage2_step(&sched), args.lr * args.stage2_drop, args.lr * args.final_frac,
-           args.wd, (int)(args.wd_stop_frac * args.max_steps));
+int main(int argc, char **argv) {
+    TrainArgs args; // every flag, with its default (llmc/args.h; ./train_gpt2_1bitcu -h lists them)
+    train_args_read(&args, argc, argv);
+    cuda_device_init("run the CPU trainer instead: make train_gpt2_1bit && ./train_gpt2_1bit");
+    cublasCheck(cublasCreate(&cublas_handle));
+    TrainRun run;   // the loaders, the schedule, main.log, the step counters (llmc/train_loop.h)
+    GPT2 model;
+    train_open_model(&run, &model, &args); // resumed (-y 1), loaded (-e FILE) or fresh (-e dN)
+    train_open_data(&run, &model);         // loaders, tokenizer, a resumed run's state, main.log, schedule
 
-    double total_ms = 0.0;
-    int timed_steps = 0;
-    for (int step = start_step; step <= args.max_steps; step++) {
-        int last = step == args.max_steps;
-        if (args.val_every > 0 && (step % args.val_every == 0 || last)) {
-            float val_loss = gpt2_validate(&model, &val_loader, args.val_batches);
-            printf("step %5d | val loss %.4f | val perplexity %.2f\n", step, val_loss, expf(val_loss));
-            logger_log_val(&logger, step, val_loss);
-            if (args.hellaswag) {
-                float acc = evalloader_accuracy(&hellaswag, gpt2_eval_losses, &model);
-                printf("step %5d | HellaSwag acc_norm %.4f\n", step, acc);
-                logger_log_eval(&logger, step, acc);
-            }
-            print_trit_stats(&model, &logger, step);
-        }
-        int resumed_here = resume_step >= 0 && step == start_step; // see train_gpt2_1bit.c
-        if (args.sample_every > 0 && !resumed_here && ((step > 0 && step % args.sample_every == 0) || last)) {
-            gpt2_sample(&model, &tokenizer, args.gen_tokens, args.T, args.temperature, args.top_k, &rng);
-        }
-        if (out_dir != NULL && step > start_step && (last || (args.ckpt_every > 0 && step % args.ckpt_every == 0))) {
-            save_checkpoint(&model, &train_loader, rng, step, (int)total, out_dir);
-        }
-        if (last) { break; }
+    for (int step = run.start_step; step <= args.max_steps; step++) {
+        train_eval_sample_save(&run, &model, step); // val loss, trit statistics, sample, checkpoint: as -v -s -n say
+        if (step == args.max_steps) { break; }
 
-        // one optimizer step over `accum` micro-batches
+        // One optimizer step over run.accum micro-batches of B x T (-d; 1 without it). Each forward writes
+        // the gradient of its micro-batch's mean loss times 1/accum, so the backward passes sum to the
+        // gradient of the mean loss over the whole step. The syncs bracket the step's GPU work for its time.
         cudaCheck(cudaDeviceSynchronize());
         double t0 = now_seconds();
         gpt2_zero_grad(&model);
         gpt2_loss_reset(&model);
         model.loss_on_host = 0; // the micro-steps' losses stay on the device: no wait for the GPU between them
-        for (int micro_step = 0; micro_step < accum; micro_step++) {
-            dataloader_next_batch(&train_loader);
-            gpt2_forward(&model, train_loader.inputs, train_loader.targets, args.B, args.T, 1, 1.0f / accum);
+        for (int micro_step = 0; micro_step < run.accum; micro_step++) {
+            dataloader_next_batch(&run.train_loader);
+            gpt2_forward(&model, run.train_loader.inputs, run.train_loader.targets, args.B, args.T, 1,
+                         1.0f / run.accum);
             gpt2_backward(&model);
         }
         float mean_loss = gpt2_loss_mean(&model); // the mean of the micro-steps' losses, one float copied
         float norm = gpt2_grad_norm(&model);
-        float grad_scale = (args.grad_clip > 0.0f && norm > args.grad_clip) ? args.grad_clip / (norm + 1e-6f) : 1.0f;
-        float lr = schedule_lr(&sched, step), wd = schedule_wd(&sched, step);
-        gpt2_update(&model, lr, 0.9f, 0.95f, 1e-8f, wd, grad_scale, step + 1);
+        // clip the global norm to -gc; the learning rate and weight decay of this step (llmc/schedulers.h)
+        float clip = (args.grad_clip > 0.0f && norm > args.grad_clip) ? args.grad_clip / (norm + 1e-6f) : 1.0f;
+        float lr = schedule_lr(&run.sched, step), wd = schedule_wd(&run.sched, step);
+        gpt2_update(&model, lr, 0.9f, 0.95f, 1e-8f, wd, clip, step + 1);
         cudaCheck(cudaDeviceSynchronize());
-        double ms = 1000.0 * (now_seconds() - t0);
-        if (step > start_step) { total_ms += ms; timed_steps++; } // the first step warms up cuBLAS
-        if (!isfinite(mean_loss)) {
-            fprintf(stderr, "error: the loss is %f at step %d: training diverged\n"
-                    "---> HINT: lower the learning rate (-l)\n", mean_loss, step);
-            exit(EXIT_FAILURE);
-        }
-        printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s\n", step + 1, args.max_steps,
-               mean_loss, lr, norm, ms, total / (ms / 1000.0));
-        logger_log_train(&logger, step + 1, mean_loss, lr, norm);
+        train_log_step(&run, step, mean_loss, lr, norm, 1000.0 * (now_seconds() - t0));
     }
-    if (timed_steps > 0) {
-        printf("average step: %.1f ms, %.0f tok/s\n", total_ms / timed_steps,
-               (double)total * timed_steps / (total_ms / 1000.0));
-    }
-    logger_free(&logger);
-    tokenizer_free(&tokenizer);
-    dataloader_free(&train_loader);
-    dataloader_free(&val_loader);
-    if (args.hellaswag) { evalloader_free(&hellaswag); }
-    gpt2_free(&model);
+    train_close(&run, &model); // the average step; frees everything
     cublasCheck(cublasDestroy(cublas_handle));
     return 0;
 }
