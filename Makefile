@@ -89,7 +89,7 @@ CUDA_HEADERS = $(wildcard llmc/*.cuh)
 CUDA_DEPS = train_gpt2_1bit.cu $(HEADERS) $(CUDA_HEADERS)
 CUDA_TEST_BINS = tests/test_gpt2_1bitcu tests/test_gpt2_1bitcu_fp32
 DEV_CUDA_PROGS = quantize_weights rmsnorm_quant bitlinear_forward bitlinear_backward ternary_gemv \
-                 attention_forward attention_backward
+                 attention_forward attention_backward classifier encoder_backward residual_layernorm gelu
 
 # The flags a CUDA binary was built with, one file per build kind: rewritten only when they
 # change, so `make train_gpt2_1bitcu PRECISION=FP32` after a bf16 build rebuilds the trainer

@@ -44,7 +44,8 @@ PYTHON=${PYTHON:-python3}
 EMU=${EMU:-0}
 START=$(date +%s)
 elapsed() { echo $(($(date +%s) - START)); }
-PROGS="quantize_weights rmsnorm_quant bitlinear_forward bitlinear_backward ternary_gemv attention_forward attention_backward"
+PROGS="quantize_weights rmsnorm_quant bitlinear_forward bitlinear_backward ternary_gemv attention_forward attention_backward
+       classifier encoder_backward residual_layernorm gelu"
 NPROGS=$(wc -w <<<"$PROGS")
 
 if [ "$EMU" = 1 ]; then # the emulator's builds (tests/cuda_emu), tiny sizes
@@ -247,7 +248,7 @@ fi
 # dev/cuda at full size (validation, then timing), one program after another, the
 # attention and the matrix products first (what the budget cuts is the last)
 for p in attention_forward attention_backward bitlinear_forward bitlinear_backward quantize_weights rmsnorm_quant \
-         ternary_gemv; do
+         ternary_gemv classifier encoder_backward residual_layernorm gelu; do
     if [ "$EMU" = 1 ]; then
         timed_part "dev_$p" 120 env DEV_CUDA_SMALL=1 "$DEV/$p"
     else

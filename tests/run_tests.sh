@@ -129,6 +129,10 @@ run_slow "dev/cuda ternary_gemv on the CPU emulator (tests/test_dev_cuda_emu.sh)
 # (the bf16 build's); the forward program first checks the bf16 mma.sync against a plain matmul
 run_slow "dev/cuda attention_forward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh attention_forward 1 2 3
 run_slow "dev/cuda attention_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh attention_backward 1 2 3
+run_slow "dev/cuda classifier on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh classifier 1 2
+run_slow "dev/cuda encoder_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh encoder_backward 1 2
+run_slow "dev/cuda residual_layernorm on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh residual_layernorm 1 2 3
+run_slow "dev/cuda gelu on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh gelu 1 2
 if [ "$skipped" -gt 0 ]; then
     echo "(make test-fast: $skipped slow test programs skipped; make test runs them all)"
 fi

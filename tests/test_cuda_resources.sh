@@ -46,7 +46,8 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 # every CUDA translation unit we ship (CUDA_SOURCES= checks others, e.g. a file of your own)
 SOURCES=${CUDA_SOURCES:-"dev/cuda/quantize_weights.cu dev/cuda/rmsnorm_quant.cu dev/cuda/bitlinear_forward.cu
          dev/cuda/bitlinear_backward.cu dev/cuda/ternary_gemv.cu dev/cuda/attention_forward.cu
-         dev/cuda/attention_backward.cu train_gpt2_1bit.cu"}
+         dev/cuda/attention_backward.cu dev/cuda/classifier.cu dev/cuda/encoder_backward.cu
+         dev/cuda/residual_layernorm.cu dev/cuda/gelu.cu train_gpt2_1bit.cu"}
 ARCHS="90 80"
 
 # Kernels whose largest launch the source scan cannot read: file (or * for any), kernel (as
