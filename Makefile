@@ -117,9 +117,9 @@ train_gpt2_1bitcu: $(CUDA_DEPS) .cuda_flags_trainer | data-if-possible
 	$(NVCC) $(NVCC_FLAGS) $(PRECISION_FLAG) $(ATTENTION_FLAG) $< $(NVCC_LIBS) -o $@
 
 # the CUDA test in both precisions (the tolerances differ, see the file)
-tests/test_gpt2_1bitcu: tests/test_gpt2_1bit.cu $(CUDA_DEPS) .cuda_flags_tests
+tests/test_gpt2_1bitcu: tests/test_gpt2_1bit.cu tests/ref_modes.h $(CUDA_DEPS) .cuda_flags_tests
 	$(NVCC) $(NVCC_FLAGS) $(ATTENTION_FLAG) $< $(NVCC_LIBS) -o $@
-tests/test_gpt2_1bitcu_fp32: tests/test_gpt2_1bit.cu $(CUDA_DEPS) .cuda_flags_tests
+tests/test_gpt2_1bitcu_fp32: tests/test_gpt2_1bit.cu tests/ref_modes.h $(CUDA_DEPS) .cuda_flags_tests
 	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 $(ATTENTION_FLAG) $< $(NVCC_LIBS) -o $@
 
 # build everything CUDA (what CI can do without a GPU)
@@ -157,10 +157,10 @@ $(KIT)/train_gpt2_1bitcu_fp32: $(CUDA_DEPS) $(KIT)/.flags
 $(KIT)/train_gpt2_1bitcu_cublasattn: $(CUDA_DEPS) $(KIT)/.flags
 	@mkdir -p $(@D)
 	$(NVCC) $(KIT_FLAGS) -DATTENTION_CUBLAS $< $(NVCC_LIBS) -o $@
-$(KIT)/test_gpt2_1bitcu: tests/test_gpt2_1bit.cu $(CUDA_DEPS) $(KIT)/.flags
+$(KIT)/test_gpt2_1bitcu: tests/test_gpt2_1bit.cu tests/ref_modes.h $(CUDA_DEPS) $(KIT)/.flags
 	@mkdir -p $(@D)
 	$(NVCC) $(KIT_FLAGS) $< $(NVCC_LIBS) -o $@
-$(KIT)/test_gpt2_1bitcu_fp32: tests/test_gpt2_1bit.cu $(CUDA_DEPS) $(KIT)/.flags
+$(KIT)/test_gpt2_1bitcu_fp32: tests/test_gpt2_1bit.cu tests/ref_modes.h $(CUDA_DEPS) $(KIT)/.flags
 	@mkdir -p $(@D)
 	$(NVCC) $(KIT_FLAGS) -DENABLE_FP32 $< $(NVCC_LIBS) -o $@
 # dev/cuda's own rules, with the kit's architecture, output into the kit
@@ -195,7 +195,7 @@ EMU_HEADERS = $(wildcard tests/cuda_emu/include/*.h)
 EMU_CXX = $(CXX) -std=c++17 -O2 -g -fopenmp -Wall -Wno-unknown-pragmas -I tests/cuda_emu/include -I .
 EMU_BINS = tests/test_gpt2_1bitcu_emu tests/test_gpt2_1bitcu_emu_fp32 train_gpt2_1bitcu_emu
 
-$(EMU_DIR)/test_gpt2_1bit.cpp: tests/test_gpt2_1bit.cu $(CUDA_DEPS) tests/cuda_emu/cu2cpp.py
+$(EMU_DIR)/test_gpt2_1bit.cpp: tests/test_gpt2_1bit.cu tests/ref_modes.h $(CUDA_DEPS) tests/cuda_emu/cu2cpp.py
 	@mkdir -p $(EMU_DIR)
 	$(PYTHON) tests/cuda_emu/cu2cpp.py $< $@
 $(EMU_DIR)/train_gpt2_1bit.cpp: $(CUDA_DEPS) tests/cuda_emu/cu2cpp.py
@@ -222,7 +222,7 @@ $(EMU_DIR)/dev_cuda/%: $(EMU_DIR)/dev_cuda/%.cpp $(EMU_HEADERS)
 # ----------------------------------------------------------------------------
 # tests
 
-tests/test_gpt2_1bit: tests/test_gpt2_1bit.c train_gpt2_1bit.c $(HEADERS)
+tests/test_gpt2_1bit: tests/test_gpt2_1bit.c tests/ref_modes.h train_gpt2_1bit.c $(HEADERS)
 	$(CC) $(CFLAGS) $< $(LDLIBS) -o $@
 
 tests/test_units: tests/test_units.c train_gpt2_1bit.c $(HEADERS)

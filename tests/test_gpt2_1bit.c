@@ -13,6 +13,7 @@
 */
 #define TESTING
 #include "../train_gpt2_1bit.c"
+#include "ref_modes.h" // defines: REF_MODES, REF_MODE_INT8_ACTS
 
 #define REF_MAGIC 20261124
 #define REF_VERSION 1
@@ -182,15 +183,12 @@ static int test_mode(const char *mode_name, int int8_forward) {
 }
 
 int main(void) {
-    const char *modes[] = {"fp", "ternary", "binary", "ternary_wonly", "ternary_bq8", "ternary_wonly_bq8",
-                           "ternary_rn2"};
-    const int int8_acts[] = {0, 1, 1, 0, 1, 0, 1};
     // every mode with the float BitLinear forward (the spec), then the modes
     // with int8 activations again with the integer forward the trainer uses by
     // default (the _bq8 modes: -bq int8, the integer backward of dX; rn2: -rn 2)
-    for (int i = 0; i < 7; i++) { test_mode(modes[i], 0); }
-    for (int i = 0; i < 7; i++) {
-        if (int8_acts[i]) { test_mode(modes[i], 1); }
+    for (int i = 0; i < NUM_REF_MODES; i++) { test_mode(REF_MODES[i], 0); }
+    for (int i = 0; i < NUM_REF_MODES; i++) {
+        if (REF_MODE_INT8_ACTS[i]) { test_mode(REF_MODES[i], 1); }
     }
     printf("(test_gpt2_1bit: %d checks passed, %d checks failed)\n", num_passed, num_failed);
     return num_failed == 0 ? 0 : 1;

@@ -23,6 +23,7 @@
 */
 #define TESTING
 #include "../train_gpt2_1bit.cu"
+#include "ref_modes.h" // defines: REF_MODES, REF_MODE_INT8_ACTS
 
 #define REF_MAGIC 20261124
 #define REF_VERSION 1
@@ -340,14 +341,11 @@ int main(void) {
     cuda_device_init("this test needs a GPU; make test runs its emulated build (tests/cuda_emu) instead");
     print_device_line();
     cublasCheck(cublasCreate(&cublas_handle));
-    const char *modes[] = {"fp", "ternary", "binary", "ternary_wonly", "ternary_bq8", "ternary_wonly_bq8",
-                           "ternary_rn2"};
-    const int int8_acts[] = {0, 1, 1, 0, 1, 0, 1};
     // every mode with the float BitLinear forward, then the modes with int8 activations
     // again with the integer forward that training uses
-    for (int i = 0; i < 7; i++) { test_mode(modes[i], 0); }
-    for (int i = 0; i < 7; i++) {
-        if (int8_acts[i]) { test_mode(modes[i], 1); }
+    for (int i = 0; i < NUM_REF_MODES; i++) { test_mode(REF_MODES[i], 0); }
+    for (int i = 0; i < NUM_REF_MODES; i++) {
+        if (REF_MODE_INT8_ACTS[i]) { test_mode(REF_MODES[i], 1); }
     }
     QuantConfig b158_bq8 = quant_config_b158();
     b158_bq8.backward_quant = BQ_INT8;
