@@ -45,6 +45,7 @@
 #include <math.h>
 #include <unistd.h>
 #include <cuda_runtime.h>
+#include <cuda_profiler_api.h> // cudaProfilerStart/Stop: one step under ncu
 #include "llmc/cuda_common.h" // defines: cudaCheck, cublasCheck, cudaMallocCheck, floatX, ceil_div, block_reduce_sum
 #include "llmc/utils.h"       // defines: fopenCheck, freadCheck, mallocCheck, ensure_writable_dir, now_seconds
 #include "llmc/gpt2_config.h" // defines: GPT2Config, QuantConfig, ParameterTensors, fill_in_parameter_sizes
@@ -814,6 +815,9 @@ int main(int argc, char **argv) {
         // the gradient of its micro-batch's mean loss times 1/accum, so the backward passes sum to the
         // gradient of the mean loss over the whole step. The syncs bracket the step's GPU work for its time.
         cudaCheck(cudaDeviceSynchronize());
+        // GPT2_1BIT_PROFILE_STEP=k: only step k is profiled (ncu --profile-from-start off; dev/gpu_check.sh)
+        int profiled = getenv("GPT2_1BIT_PROFILE_STEP") && atoi(getenv("GPT2_1BIT_PROFILE_STEP")) == step;
+        if (profiled) { cudaCheck(cudaProfilerStart()); }
         double t0 = now_seconds();
         gpt2_zero_grad(&model);
         gpt2_loss_reset(&model);
@@ -831,6 +835,7 @@ int main(int argc, char **argv) {
         float lr = schedule_lr(&run.sched, step), wd = schedule_wd(&run.sched, step);
         gpt2_update(&model, lr, 0.9f, 0.95f, 1e-8f, wd, clip, step + 1);
         cudaCheck(cudaDeviceSynchronize());
+        if (profiled) { cudaCheck(cudaProfilerStop()); }
         train_log_step(&run, step, mean_loss, lr, norm, 1000.0 * (now_seconds() - t0));
     }
     train_close(&run, &model); // the average step; frees everything

@@ -9,6 +9,8 @@
 # Usage: bash dev/bench_gpt2_1bit_cuda.sh [B] [STEPS]    (defaults: B=64, STEPS=20)
 #   BIN=./train_gpt2_1bitcu (build it with make train_gpt2_1bitcu); needs a GPU.
 #   KEEP_LOGS=DIR keeps each run's output as DIR/bench_<mode>.out.
+#   MODES="fp ternary": the modes, from fp, ternary (the default flags), ternary_bq8 (-bq int8),
+#   ternary_rn1 (-rn 1, b1.58 as published).
 #   BENCH_MODEL=d12 and BENCH_T=1024: another model or sequence length (a check of this
 #   script on the CPU emulator uses d1 and 32; MFU assumes d12's shape)
 # MFU counts 6 N + 12 L C T FLOPs per token (PaLM's formula: the matmuls of the
@@ -21,6 +23,7 @@ STEPS=${2:-20}
 BIN=${BIN:-./train_gpt2_1bitcu}
 MODEL=${BENCH_MODEL:-d12}
 T=${BENCH_T:-1024}
+MODES=${MODES:-fp ternary}
 [ -x "$BIN" ] || { echo "error: $BIN not found ---> HINT: make train_gpt2_1bitcu"; exit 1; }
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 # dense bf16 tensor-core peaks (TFLOPS) from NVIDIA's datasheets
@@ -36,11 +39,16 @@ echo "GPU: ${gpu:-unknown} (bf16 peak ${peak} TFLOPS), $MODEL, B=$B, T=$T, $STEP
 W=$(mktemp -d "${TMPDIR:-/tmp}/bench_cuda.XXXXXX") || exit 1
 trap 'rm -rf "$W"' EXIT
 printf "%-8s %10s %12s %8s %12s\n" mode "ms/step" "tok/s" "MFU" "memory GiB"
-for mode in fp ternary; do
+for mode in $MODES; do
     # the mode's flags as one string, split on purpose: an empty array under set -u
     # is an error on bash < 4.4
-    flags=""
-    [ "$mode" = fp ] && flags="-wq fp -aq none -rn 0"
+    case $mode in
+        fp) flags="-wq fp -aq none -rn 0" ;;
+        ternary) flags="" ;;                  # the default: b1.58 weights and activations, -rn 0, -bq float
+        ternary_bq8) flags="-bq int8" ;;      # with the int8 backward for dX
+        ternary_rn1) flags="-rn 1" ;;         # b1.58 as published: the RMSNorm before every BitLinear
+        *) echo "error: unknown mode $mode in MODES ---> HINT: fp ternary ternary_bq8 ternary_rn1"; exit 1 ;;
+    esac
     # shellcheck disable=SC2086
     if ! "$BIN" -e "$MODEL" -b "$B" -t "$T" -x "$STEPS" -v 0 -s 0 -o "" $flags >"$W/$mode.out" 2>&1; then
         echo "$mode: the run failed: $(grep -m1 'error' "$W/$mode.out")"
@@ -59,6 +67,8 @@ for mode in fp ternary; do
         printf "%-8s %10.1f %12.0f %8s %12s\n", m, ms, tok, mfu, mem }'
     echo "$ms" >"$W/$mode.ms"
 done
-if [ -s "$W/fp.ms" ] && [ -s "$W/ternary.ms" ]; then
-    awk -v f="$(cat "$W/fp.ms")" -v t="$(cat "$W/ternary.ms")" 'BEGIN { printf "ternary / fp speed: %.2fx\n", f / t }'
-fi
+for mode in $MODES; do
+    if [ "$mode" != fp ] && [ -s "$W/fp.ms" ] && [ -s "$W/$mode.ms" ]; then
+        awk -v m="$mode" -v f="$(cat "$W/fp.ms")" -v t="$(cat "$W/$mode.ms")" 'BEGIN { printf "%s / fp speed: %.2fx\n", m, f / t }'
+    fi
+done

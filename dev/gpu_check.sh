@@ -21,6 +21,7 @@
 #      is at peers/llm.c/train_gpt2cu (an ignored folder; build it by hand), the PyTorch bf16
 #      torch.compile peer (dev/bench_pytorch_gpt2.py), the same benchmark with the trainer built
 #      with the cuBLAS attention (make ATTENTION=cublas: the fused attention's price or gain),
+#      one d12 step profiled kernel by kernel (ncu, dev/ncu_kernels.py) in fp and ternary,
 #      then every dev/cuda program at full size, the attention programs first
 #
 # Environment: KIT=gpukit (the kit's folder); BUDGET=480 (seconds in all, 2400 with EMU=1: a
@@ -110,6 +111,7 @@ note() {
         llmc) grep -h '^llm.c:' "$log" | tail -1 ;;
         pytorch) grep -h '^pytorch:' "$log" | sed 's/; torch.*//' | tail -1 ;;
         dev_*) grep -hE '^(All results match|FAIL|error)' "$log" | head -1 ;;
+        profile_*) grep -h '^all kernels' "$log" | tr -s ' ' ;;
     esac
     [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && echo " (exit $rc: $(grep -m1 -iE 'error|fail' "$log" | cut -c1-120))"
 }
@@ -195,7 +197,7 @@ echo "[$(elapsed) s] correctness done"
 # 2. speed, one at a time
 
 timed_part bench 200 env "${BENCH_ENV[@]+"${BENCH_ENV[@]}"}" KEEP_LOGS="$OUT" BIN="$T_BIN" \
-    bash dev/bench_gpt2_1bit_cuda.sh "$B" "$STEPS"
+    MODES="${MODES:-fp ternary ternary_bq8 ternary_rn1}" bash dev/bench_gpt2_1bit_cuda.sh "$B" "$STEPS"
 
 # llm.c's train_gpt2cu, the same model, batch and data (bf16, its defaults otherwise)
 LLMC=${LLMC_BIN:-peers/llm.c/train_gpt2cu}
@@ -240,15 +242,35 @@ if [ -z "$T_BIN_CUBLAS" ]; then
 elif [ -x "$T_BIN_CUBLAS" ]; then
     mkdir -p "$OUT/cublas_attention"
     timed_part bench_cublas_attention 200 env KEEP_LOGS="$OUT/cublas_attention" BIN="$T_BIN_CUBLAS" \
-        bash dev/bench_gpt2_1bit_cuda.sh "$B" "$STEPS"
+        MODES="fp ternary" bash dev/bench_gpt2_1bit_cuda.sh "$B" "$STEPS"
 else
     skip bench_cublas_attention "no $T_BIN_CUBLAS (make gpu-kit builds it)"
 fi
 
+# where one training step's GPU time goes, by kernel (Nsight Compute, one step: step 1, after the
+# warm-up step 0), in the fp and the default ternary mode
+if [ "$EMU" = 1 ]; then
+    skip profile_fp "EMU=1"; skip profile_ternary "EMU=1"
+elif command -v ncu >/dev/null; then
+    profile() { # profile NAME FLAGS...
+        local name=$1; shift
+        GPT2_1BIT_PROFILE_STEP=1 ncu --clock-control none --profile-from-start off --csv \
+            --metrics gpu__time_duration.sum "$T_BIN" -e d12 -b "$B" -t 1024 -x 3 -v 0 -s 0 -o "" "$@" \
+            >"$OUT/ncu_$name.csv" 2>"$OUT/ncu_$name.err" || { tail -5 "$OUT/ncu_$name.err"; return 1; }
+        "$PYTHON" dev/ncu_kernels.py "$OUT/ncu_$name.csv" 30
+    }
+    export -f profile
+    export T_BIN OUT B PYTHON
+    timed_part profile_fp 90 bash -c 'profile fp -wq fp -aq none -rn 0'
+    timed_part profile_ternary 90 bash -c 'profile ternary'
+else
+    skip profile_fp "no ncu"; skip profile_ternary "no ncu"
+fi
+
 # dev/cuda at full size (validation, then timing), one program after another, the
 # attention and the matrix products first (what the budget cuts is the last)
-for p in attention_forward attention_backward bitlinear_forward bitlinear_backward quantize_weights rmsnorm_quant \
-         ternary_gemv classifier encoder_backward residual_layernorm gelu; do
+for p in attention_forward attention_backward bitlinear_backward classifier encoder_backward residual_layernorm gelu \
+         bitlinear_forward quantize_weights rmsnorm_quant ternary_gemv; do
     if [ "$EMU" = 1 ]; then
         timed_part "dev_$p" 120 env DEV_CUDA_SMALL=1 "$DEV/$p"
     else
@@ -275,6 +297,9 @@ nother=$(cat "$OUT"/*.status | grep -vc '^PASS\|^SKIP')
     if [ -s "$OUT/bench_cublas_attention.log" ]; then
         echo "the same, built with ATTENTION=cublas:"; grep -E '^(mode|fp|ternary)' "$OUT/bench_cublas_attention.log"
     fi
+    for m in fp ternary; do
+        if [ -s "$OUT/profile_$m.log" ]; then echo; echo "one d12 step's kernels, $m:"; head -16 "$OUT/profile_$m.log"; fi
+    done
     if [ -s "$OUT/dev_cuda_table.md" ]; then echo; cat "$OUT/dev_cuda_table.md"; fi
     echo
     echo "gpu_check: $npass parts passed, $nother failed or timed out"

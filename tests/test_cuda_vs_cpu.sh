@@ -53,13 +53,10 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/test_cuda_vs_cpu.XXXXXX") || exit 1
 trap 'rm -rf "$W"' EXIT
 C=$W                 # where the CPU runs go: cpu_<mode>/main.log
 if [ -n "$CPU_LOGS" ]; then mkdir -p "$CPU_LOGS" && C=$CPU_LOGS || exit 1; fi
-# the CPU build is needed only for CPU runs that are not kept already
-need_cpu=0
-for mode in b158 b158bq8 fp; do [ -s "$C/cpu_$mode/main.log" ] || need_cpu=1; done
-bins=()
-[ "$need_cpu" = 1 ] && bins+=("$CPU_BIN")
+# the CPU build is needed even when the CPU runs are kept: it says which modes its flags mean now
+bins=("$CPU_BIN")
 [ "$CPU_ONLY" = 1 ] || bins+=("$CUDA_BIN")
-for b in ${bins[@]+"${bins[@]}"}; do
+for b in "${bins[@]}"; do
     if [ ! -x "$b" ]; then echo "FAIL: setup: $b not found ---> HINT: make train_gpt2_1bit train_gpt2_1bitcu"; exit 1; fi
 done
 RUN=(-s 0 -v 10)     # the defaults (d2 on tiny Shakespeare, 300 steps), val every 10
@@ -78,10 +75,13 @@ for mode in b158 b158bq8 fp; do
     flags=()
     [ "$mode" = fp ] && flags=(-wq fp -aq none -rn 0)
     [ "$mode" = b158bq8 ] && flags=(-bq int8)
-    args="${RUN[*]} ${flags[*]+"${flags[*]}"}"
+    # a kept run is reused only for the same flags meaning the same modes (a default can change:
+    # the flags, and the "mode:" line the CPU trainer prints for them, at once, no training)
+    modes=$("$CPU_BIN" "${RUN[@]}" ${flags[@]+"${flags[@]}"} -x 0 -v 0 -o "" 2>&1 | grep -m1 '^mode:')
+    args="${RUN[*]} ${flags[*]+"${flags[*]}"} | $modes"
     if [ -s "$C/cpu_$mode/main.log" ] && [ "$(cat "$C/cpu_$mode/args" 2>/dev/null)" = "$args" ]; then
         echo "$mode: the CPU run kept in $C/cpu_$mode"
-    else # none kept, or kept with other flags
+    else # none kept, or kept with other flags or modes
         rm -rf "$C/cpu_$mode" "$C/cpu_$mode.tmp"
         "$CPU_BIN" "${RUN[@]}" ${flags[@]+"${flags[@]}"} -o "$C/cpu_$mode.tmp" >"$C/cpu_$mode.out" 2>&1 || { fail "$mode: CPU run" "$(tail -1 "$C/cpu_$mode.out")"; continue; }
         rm -f "$C/cpu_$mode.tmp"/model_*.bin "$C/cpu_$mode.tmp"/state_*.bin # only main.log is read (and kept)
@@ -91,6 +91,9 @@ for mode in b158 b158bq8 fp; do
     if [ "$CPU_ONLY" = 1 ]; then pass "$mode: CPU run in $C/cpu_$mode"; continue; fi
     "$CUDA_BIN" "${RUN[@]}" ${flags[@]+"${flags[@]}"} -o "$W/gpu_$mode" >"$W/gpu_$mode.out" 2>&1 || { fail "$mode: CUDA run" "$(tail -1 "$W/gpu_$mode.out")"; continue; }
     grep -h "average step" "$C/cpu_$mode.out" "$W/gpu_$mode.out" 2>/dev/null | sed "s/^/$mode: /"
+    gpu_modes=$(grep -m1 '^mode:' "$W/gpu_$mode.out")
+    if [ "$gpu_modes" = "$modes" ]; then pass "$mode: both trainers run '$modes'"
+    else fail "$mode: modes" "the CPU run has '$modes', the CUDA run '$gpu_modes'"; continue; fi
     paste <(vals "$C/cpu_$mode/main.log") <(vals "$W/gpu_$mode/main.log") >"$W/pairs"
     if [ "$(wc -l <"$W/pairs")" -lt "$MIN_VALS" ]; then fail "$mode: val losses" "fewer than $MIN_VALS val lines"; continue; fi
     last=$(tail -1 "$W/pairs" | cut -d' ' -f1)

@@ -100,6 +100,8 @@ static inline cudaError_t cudaMemsetAsync(void *dst, int v, size_t bytes, cudaSt
     return cudaMemset(dst, v, bytes);
 }
 static inline cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+static inline cudaError_t cudaProfilerStart(void) { return cudaSuccess; } // profiling: nothing to do here
+static inline cudaError_t cudaProfilerStop(void) { return cudaSuccess; }
 // CUDA_EMU_DEVICE_ERROR=N (tests): cudaGetDeviceCount fails with N if N is 35 (driver too old) or
 // 100 (no device); for another N the first launch does (209: no kernel image for this GPU)
 static inline int emu_device_error(void) {
