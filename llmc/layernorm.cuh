@@ -104,27 +104,57 @@ __global__ void fused_residual_layernorm_forward_kernel(floatX *residual, floatX
 }
 
 // dinp += d(LayerNorm)/dinp; one warp per row (the weight and bias gradients
-// are the column sums of layernorm_param_partial_kernel)
+// are the column sums of layernorm_param_partial_kernel). Two reads of the row: the two means,
+// then the gradient (the second from L1/L2, as in the forward). vec: 128-bit accesses, lane
+// taking the vectors lane, lane + 32, ... (f128 for the weight); else the values lane, lane + 32, ...
 __global__ void layernorm_backward_kernel(floatX *dinp, const floatX *dout, const floatX *inp, const float *weight,
-                                          const float *mean, const float *rstd, int N, int C) {
+                                          const float *mean, const float *rstd, int N, int C, int vec) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) { return; }
     const floatX *dout_n = dout + (size_t)row * C, *inp_n = inp + (size_t)row * C;
     floatX *dinp_n = dinp + (size_t)row * C;
     float m = mean[row], s = rstd[row];
-    // two reductions: mean(dnorm) and mean(dnorm * norm)
+    // two reductions: mean(dnorm) and mean(dnorm * norm), dnorm = weight * dout
     float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
-    for (int i = lane; i < C; i += 32) {
-        float norm_i = (to_float(inp_n[i]) - m) * s, dnorm_i = weight[i] * to_float(dout_n[i]);
-        dnorm_mean += dnorm_i;
-        dnorm_norm_mean += dnorm_i * norm_i;
+    if (vec) {
+        for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
+            x128 d = load128(dout_n + c), x = load128(inp_n + c);
+            for (int k = 0; k < x128::size; k += f128::size) {
+                f128 w = load128(weight + c + k);
+                for (int j = 0; j < f128::size; j++) {
+                    float norm = (to_float(x[k + j]) - m) * s, dnorm = w[j] * to_float(d[k + j]);
+                    dnorm_mean += dnorm;
+                    dnorm_norm_mean += dnorm * norm;
+                }
+            }
+        }
+    } else {
+        for (int i = lane; i < C; i += 32) {
+            float norm = (to_float(inp_n[i]) - m) * s, dnorm = weight[i] * to_float(dout_n[i]);
+            dnorm_mean += dnorm;
+            dnorm_norm_mean += dnorm * norm;
+        }
     }
     dnorm_mean = warp_reduce_sum(dnorm_mean) / C;
     dnorm_norm_mean = warp_reduce_sum(dnorm_norm_mean) / C;
-    for (int i = lane; i < C; i += 32) {
-        float norm_i = (to_float(inp_n[i]) - m) * s, dnorm_i = weight[i] * to_float(dout_n[i]);
-        float d = (dnorm_i - dnorm_mean - norm_i * dnorm_norm_mean) * s;
-        dinp_n[i] = from_float<floatX>(to_float(dinp_n[i]) + d);
+    // dinp_i += (dnorm_i - mean(dnorm) - norm_i * mean(dnorm * norm)) * rstd
+    if (vec) {
+        for (int c = lane * x128::size; c < C; c += 32 * x128::size) {
+            x128 d = load128(dout_n + c), x = load128(inp_n + c), g = load128(dinp_n + c);
+            for (int k = 0; k < x128::size; k += f128::size) {
+                f128 w = load128(weight + c + k);
+                for (int j = 0; j < f128::size; j++) {
+                    float norm = (to_float(x[k + j]) - m) * s, dnorm = w[j] * to_float(d[k + j]);
+                    g[k + j] = from_float<floatX>(to_float(g[k + j]) + (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s);
+                }
+            }
+            store128(dinp_n + c, g);
+        }
+    } else {
+        for (int i = lane; i < C; i += 32) {
+            float norm = (to_float(inp_n[i]) - m) * s, dnorm = weight[i] * to_float(dout_n[i]);
+            dinp_n[i] = from_float<floatX>(to_float(dinp_n[i]) + (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s);
+        }
     }
 }
 
@@ -178,7 +208,8 @@ static inline void layernorm_backward(floatX *dinp, float *dweight, float *dbias
                                       int N, int C) {
     int nchunks = ceil_div(N, COLSUM_ROWS);
     float *pw = partial, *pb = partial + (size_t)nchunks * C;
-    layernorm_backward_kernel<<<ceil_div(N, 8), 256>>>(dinp, dout, inp, weight, mean, rstd, N, C);
+    int vec = layernorm_vec(C, dinp, dout, inp, weight, dinp);
+    layernorm_backward_kernel<<<ceil_div(N, 8), 256>>>(dinp, dout, inp, weight, mean, rstd, N, C, vec);
     cudaCheck(cudaGetLastError());
     layernorm_param_partial_kernel<<<dim3(ceil_div(C, 256), nchunks), 256>>>(pw, pb, dout, inp, mean, rstd, N, C);
     cudaCheck(cudaGetLastError());
