@@ -5,9 +5,9 @@
 #   bash dev/gpu_check.sh OUTDIR  # on the GPU machine, from anywhere
 # Every part runs under its own time limit, so one failure or hang does not stop the rest;
 # full logs go to OUTDIR/<part>.log, and a summary table is printed last (and kept in
-# OUTDIR/summary.txt). On an NVIDIA H200 (2026-11-28) the whole check took 297 s. On a lent
+# OUTDIR/summary.txt). On an NVIDIA H200 (2026-11-28) the whole check took 378 s. On a lent
 # machine whose results come back as a few files, tar OUTDIR afterwards:
-#   timeout 465 bash dev/gpu_check.sh /tmp/gc; tar czf $OUT/gc.tgz -C /tmp gc
+#   timeout 530 env BUDGET=470 bash dev/gpu_check.sh /tmp/gc; tar czf $OUT/gc.tgz -C /tmp gc
 #
 # Parts, in order:
 #   1. correctness, in parallel (timings would mean nothing here):
@@ -28,6 +28,8 @@
 # speed part that would run past it gets the time left, or is skipped with under 20 s left); B=64, STEPS=20
 # (the benchmarks); PYTHON=python3 (the PyTorch peer's); EMU=1 checks this script's flow on
 # the CPU emulator's builds (make test builds them), with tiny sizes and no sanitizer.
+# For a shorter second call: PROGS="attention_forward ..." (the dev/cuda programs, default all),
+# PYTORCH=0 (skip that peer), MODES="fp ternary" (the benchmark's modes).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 if [ $# -ne 1 ] || [ "$1" = -h ]; then
@@ -45,8 +47,9 @@ PYTHON=${PYTHON:-python3}
 EMU=${EMU:-0}
 START=$(date +%s)
 elapsed() { echo $(($(date +%s) - START)); }
-PROGS="quantize_weights rmsnorm_quant bitlinear_forward bitlinear_backward ternary_gemv attention_forward attention_backward
+ALL_PROGS="quantize_weights rmsnorm_quant bitlinear_forward bitlinear_backward ternary_gemv attention_forward attention_backward
        classifier encoder_backward residual_layernorm gelu"
+PROGS=${PROGS:-$ALL_PROGS}
 NPROGS=$(wc -w <<<"$PROGS")
 
 if [ "$EMU" = 1 ]; then # the emulator's builds (tests/cuda_emu), tiny sizes
@@ -230,7 +233,9 @@ else
 fi
 
 # the PyTorch peer (the GPU machines have torch; elsewhere: pip install -r dev/requirements-bench.txt)
-if "$PYTHON" -c 'import torch, numpy' 2>/dev/null; then
+if [ "${PYTORCH:-1}" = 0 ]; then
+    skip pytorch "PYTORCH=0"
+elif "$PYTHON" -c 'import torch, numpy' 2>/dev/null; then
     timed_part pytorch 150 env PYTHONUNBUFFERED=1 "$PYTHON" dev/bench_pytorch_gpt2.py "${PEER_ARGS[@]}"
 else
     skip pytorch "$PYTHON has no torch or numpy"
@@ -271,6 +276,7 @@ fi
 # attention and the matrix products first (what the budget cuts is the last)
 for p in attention_forward attention_backward bitlinear_backward classifier encoder_backward residual_layernorm gelu \
          bitlinear_forward quantize_weights rmsnorm_quant ternary_gemv; do
+    grep -qw "$p" <<<"$PROGS" || continue
     if [ "$EMU" = 1 ]; then
         timed_part "dev_$p" 120 env DEV_CUDA_SMALL=1 "$DEV/$p"
     else
