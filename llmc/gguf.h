@@ -61,7 +61,7 @@
 #include <string.h>
 #include <assert.h>      // static_assert
 #include "utils.h"       // defines: fopenCheck, fwriteCheck, mallocCheck
-#include "gpt2_config.h" // defines: GPT2Config, QuantConfig, fill_in_parameter_sizes, bitlinear_shape
+#include "gpt2_config.h" // defines: GPT2Config, QuantConfig, fill_in_parameter_sizes, bitlinear_shape, bitlinear_scale_index
 #include "checkpoint.h"  // defines: SafeFile, safe_open, safe_close
 #include "packed.h"      // defines: float_to_half, half_to_float
 #include "tokenizer.h"   // defines: Tokenizer, tokenizer_init
@@ -350,7 +350,7 @@ typedef struct {
 
 // Write the model as a GGUF file at path (via path.tmp, renamed when complete).
 //   trits[k]   the int8 trits of BitLinear kind k for all layers, (L, OC, IC) (GPT2.trits + wq_offset[k])
-//   scales     (L*4) the per-tensor scales, layer l's kind k at l*4 + k
+//   scales     (L*4) the per-tensor scales, layer l's kind k at bitlinear_scale_index(l, k)
 //   params     the flat parameter buffer (llmc/gpt2_config.h's layout); its BitLinear tensors are
 //              read only for fp models (-wq fp), whose matrices go out as floats
 //   tq1        1: TQ1_0 (1.6875 bits/weight), 0: TQ2_0 (2.0625)
@@ -550,7 +550,7 @@ static inline GGUFSizes gguf_export(const char *path, const GPT2Config *cfg, con
         } else { // a BitLinear matrix: each row's blocks with the tensor's scale
             int IC = (int)t->ne[0], OC = (int)t->ne[1];
             const int8_t *tr = trits[t->k] + (size_t)t->l * OC * IC;
-            float gamma = scales[t->l * 4 + t->k];
+            float gamma = scales[bitlinear_scale_index(t->l, t->k)];
             uint16_t d = float_to_half(gamma);
             float rel = fabsf(half_to_float(d) - gamma) / gamma;
             if (!(rel <= 1e-3f)) { // fp16 keeps 11 bits (rel <= 2^-11) down to 6.1e-5; below, fewer

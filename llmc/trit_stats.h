@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <stdint.h>
 #include <math.h>
-#include "gpt2_config.h" // defines: GPT2Config, bitlinear_shape, BITLINEAR_TENSOR, BITLINEAR_NAMES
+#include "gpt2_config.h" // defines: GPT2Config, bitlinear_shape, bitlinear_scale_index, BITLINEAR_TENSOR, BITLINEAR_NAMES
 #include "logger.h"      // defines: Logger, logger_log_trit
 #include "utils.h"       // defines: mallocCheck
 
@@ -34,7 +34,7 @@ static inline size_t bitlinear_trit_offsets(size_t offset[NUM_BITLINEAR], const 
     return total;
 }
 
-// stats has L*4 entries, [l*4 + k]; scales (L*4) the per-tensor scales;
+// stats has L*4 entries, [bitlinear_scale_index(l, k)]; scales (L*4) the per-tensor scales;
 // trits_prev is the buffer of the last report (ignored when have_prev is 0)
 static inline void trit_stats_compute(TritStats *stats, const GPT2Config *cfg, const int8_t *trits,
                                       const int8_t *trits_prev, int have_prev, const float *scales) {
@@ -51,10 +51,10 @@ static inline void trit_stats_compute(TritStats *stats, const GPT2Config *cfg, c
                 zeros += tr[i] == 0;
                 flips += have_prev && tr[i] != prev[i];
             }
-            TritStats *s = &stats[l * 4 + k];
+            TritStats *s = &stats[bitlinear_scale_index(l, k)];
             s->zero_frac = (float)zeros / n;
             s->flip_frac = have_prev ? (float)flips / n : -1.0f;
-            s->scale = scales[l * 4 + k];
+            s->scale = scales[bitlinear_scale_index(l, k)];
         }
     }
 }
@@ -71,7 +71,7 @@ static inline void trit_stats_print(const TritStats *stats, int L, Logger *logge
     for (int l = 0; l < L; l++) {
         printf("       %5d ", l);
         for (int k = 0; k < NUM_BITLINEAR; k++) {
-            const TritStats *s = &stats[l * 4 + k];
+            const TritStats *s = &stats[bitlinear_scale_index(l, k)];
             char flip[32];
             if (s->flip_frac < 0) { snprintf(flip, sizeof(flip), resumed ? "?" : "-"); }
             else { snprintf(flip, sizeof(flip), "%.4f%%", 100.0f * s->flip_frac); }
