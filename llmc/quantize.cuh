@@ -18,7 +18,7 @@
  The packed 2-bit and 1.6-bit formats (llmc/ternary_kernels.h) are for files and the CPU.
 
  Activations (bitlinear_input_forward), one warp per row of inp (N,IC), the row held in the
- warp's registers (128-bit loads, one read of DRAM; rmsnorm_quant_kernel_reg, 4 rows a block) where
+ warp's registers (128-bit loads, one read of DRAM; rmsnorm_quant_kernel_reg4..32, 4 rows a block) where
  IC is whole aligned 128-bit vectors, at most 32 a lane (IC <= 8192 in bf16, 4096 in fp32), else
  lane-strided scalar passes over the row (rmsnorm_quant_kernel, 8 rows a block):
    r = 1 / sqrt(mean(x^2) + eps) (inner norm; else r = 1), x_n = x * r,
@@ -205,11 +205,12 @@ __device__ static inline void store_codes(int8_t *c, int e, const int q[RQ_X128]
 
 // V: the capacity, vectors a lane; a row of IC values has IC / RQ_X128 vectors, lane l the ones
 // l + 32 v, at most V of them (the last v partly filled: lanes past the row's end skip it).
-// xq_vec, codes_vec: whether those outputs are aligned for vector stores
+// xq_vec, codes_vec: whether those outputs are aligned for vector stores. A device function, and
+// one kernel of its own name per V below: a plain name per launch, which tests/test_cuda_resources.sh reads
 template <int V>
-__global__ void __launch_bounds__(RQ_MAX_BLOCK(V))
-rmsnorm_quant_kernel_reg(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int IC,
-                         int inner_norm, int act_int8, int xq_vec, int codes_vec) {
+__device__ static inline void rmsnorm_quant_row_reg(floatX *xq, int8_t *codes, float *inv_s, float *rstd,
+                                                    const floatX *inp, int N, int IC, int inner_norm, int act_int8,
+                                                    int xq_vec, int codes_vec) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) { return; } // a whole warp leaves together: the shuffles below see all 32 lanes
     // this lane's vectors: 32 v + lane for v < mine (<= V), i.e. those below nvec = IC / RQ_X128
@@ -282,6 +283,27 @@ rmsnorm_quant_kernel_reg(floatX *xq, int8_t *codes, float *inv_s, float *rstd, c
     if (lane == 0 && inv_s != NULL) { inv_s[row] = 1.0f / s; }
 }
 
+__global__ void __launch_bounds__(RQ_MAX_BLOCK(4))
+rmsnorm_quant_kernel_reg4(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int IC,
+                          int inner_norm, int act_int8, int xq_vec, int codes_vec) {
+    rmsnorm_quant_row_reg<4>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec, codes_vec);
+}
+__global__ void __launch_bounds__(RQ_MAX_BLOCK(8))
+rmsnorm_quant_kernel_reg8(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int IC,
+                          int inner_norm, int act_int8, int xq_vec, int codes_vec) {
+    rmsnorm_quant_row_reg<8>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec, codes_vec);
+}
+__global__ void __launch_bounds__(RQ_MAX_BLOCK(16))
+rmsnorm_quant_kernel_reg16(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int IC,
+                          int inner_norm, int act_int8, int xq_vec, int codes_vec) {
+    rmsnorm_quant_row_reg<16>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec, codes_vec);
+}
+__global__ void __launch_bounds__(RQ_MAX_BLOCK(32))
+rmsnorm_quant_kernel_reg32(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int IC,
+                          int inner_norm, int act_int8, int xq_vec, int codes_vec) {
+    rmsnorm_quant_row_reg<32>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec, codes_vec);
+}
+
 // the capacity (vectors a lane) of the register kernel for rows of IC values from inp, or 0 for
 // the fallback: IC whole 128-bit vectors, inp 16-byte aligned, at most RQ_MAX_VECS a lane. It
 // depends on inp and IC only, so that the forward and the backward's recomputation of x_q (other
@@ -302,19 +324,19 @@ static inline void bitlinear_input_forward(floatX *xq, int8_t *codes, float *inv
     int grid = ceil_div(N, RQ_BLOCK / 32);
     switch (cap) { // each instance launched by name, which tests/test_cuda_resources.sh and cu2cpp.py read
     case 4:
-        rmsnorm_quant_kernel_reg<4><<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
+        rmsnorm_quant_kernel_reg4<<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
                                                         xq_vec, codes_vec);
         break;
     case 8:
-        rmsnorm_quant_kernel_reg<8><<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
+        rmsnorm_quant_kernel_reg8<<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
                                                         xq_vec, codes_vec);
         break;
     case 16:
-        rmsnorm_quant_kernel_reg<16><<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
+        rmsnorm_quant_kernel_reg16<<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
                                                          xq_vec, codes_vec);
         break;
     case 32:
-        rmsnorm_quant_kernel_reg<32><<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
+        rmsnorm_quant_kernel_reg32<<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
                                                          xq_vec, codes_vec);
         break;
     default: // rows too long for a warp's registers, or not whole aligned vectors
