@@ -7,13 +7,13 @@
    forward (float path):   x_q = bitlinear_input_forward(inp); out (N,OC) = x_q @ W^T + bias
    forward (integer path): codes, 1/s = bitlinear_input_forward(inp);
                            acc = codes . trits^T (exact int32, cuBLAS);
-                           out = acc * (gamma * inv_s[n]) + bias   (dequant_epilogue_kernel)
+                           out = acc * (gamma * inv_s[n]) + bias   (dequant_epilogue)
    backward (straight-through estimator), for dout (N,OC):
                            dW_latent += dout^T @ x_q; dx_q = dout @ W_q; dx_n = dx_q;
                            inner norm: dx = r * (dx_n - x_n * mean(dx_n * x_n))
    backward, dX in integers (-bq int8): codes, 1/s_g = grad_quantize_rows(dout);
                            acc (N,IC) = codes . trits_t^T (exact int32, cuBLAS; trits_t = trits^T (IC,OC));
-                           dx_q = acc * (gamma * inv_s[n]) (dequant_epilogue_kernel); dW as above
+                           dx_q = acc * (gamma * inv_s[n]) (dequant_epilogue); dW as above
  inp is (N,IC); W is (OC,IC) floatX: W_q, or the latent weights in fp mode; trits (OC,IC) int8
  and gamma = scales[scale_index] (llmc/quantize.cuh has the format). With neither int8
  activations nor the inner norm, inp goes to the matmul as it is. x_q is not kept: the
@@ -56,13 +56,70 @@ __global__ void rmsnorm_backward_kernel(floatX *dinp, const floatX *dxn, const f
 
 // The integer matmul's epilogue, the two scales applied once per output:
 //   out[n, j] = acc[n, j] * (gamma * inv_s[n]) + bias[j]  with acc = codes . trits (exact int32)
+// One element's operations, shared by both kernels below so that they give the same bits: the
+// product rounded on its own, then the bias added (two roundings, as the one-output-a-thread
+// kernel has always compiled: FMUL then FADD in its sm_90 SASS). Written a * b, nvcc fuses the
+// two into an FFMA (one rounding, another last bit) in the 128-bit kernel and not in the scalar
+// one, so the product is __fmul_rn, which is never contracted. The CPU emulator (g++ without FMA
+// instructions) never contracts either
+__device__ static inline float mul_no_fma(float a, float b) {
+#ifdef __CUDA_ARCH__
+    return __fmul_rn(a, b);
+#else
+    return a * b;
+#endif
+}
+__device__ static inline floatX dequant_value(int32_t a, float scale, const float *bias, float b) {
+    float v = mul_no_fma((float)a, scale);
+    return from_float<floatX>(bias != NULL ? v + b : v);
+}
+
+// the fallback: one output a thread
 __global__ void dequant_epilogue_kernel(floatX *out, const int32_t *acc, const float *inv_s, const float *scales,
                                         int scale_index, const float *bias, int N, int OC) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)N * OC) { return; }
     int n = (int)(idx / OC), j = (int)(idx % OC);
-    float v = (float)acc[idx] * (scales[scale_index] * inv_s[n]);
-    out[idx] = from_float<floatX>(bias != NULL ? v + bias[j] : v);
+    out[idx] = dequant_value(acc[idx], scales[scale_index] * inv_s[n], bias, bias != NULL ? bias[j] : 0.0f);
+}
+
+// 128-bit: x128::size outputs of one row a thread (8 in bf16: two 128-bit loads of acc, one
+// 128-bit store; 4 in fp32: one and one), the row's scale computed once. Needs OC a multiple of
+// x128::size (a thread's outputs then lie in one row) and acc, out 16-byte aligned; bias_vec:
+// bias is too (else its values are read one by one)
+__global__ void dequant_epilogue_kernel_vec(floatX *out, const int32_t *acc, const float *inv_s, const float *scales,
+                                            int scale_index, const float *bias, int bias_vec, int N, int OC) {
+    size_t idx = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * x128::size; // this thread's first output
+    if (idx >= (size_t)N * OC) { return; }
+    int n = (int)(idx / OC), j = (int)(idx % OC);
+    float scale = scales[scale_index] * inv_s[n];
+    x128 o;
+    #pragma unroll
+    for (int k = 0; k < x128::size; k += 4) { // 4 int32 (and 4 biases) a 128-bit load
+        Packed128<int32_t> a = load128(acc + idx + k);
+        f128 b = {};
+        if (bias != NULL && bias_vec) {
+            b = load128(bias + j + k);
+        } else if (bias != NULL) {
+            for (int i = 0; i < 4; i++) { b[i] = bias[j + k + i]; }
+        }
+        #pragma unroll
+        for (int i = 0; i < 4; i++) { o[k + i] = dequant_value(a[i], scale, bias, b[i]); }
+    }
+    store128(out + idx, o);
+}
+
+// out (N,OC) = acc (N,OC) * (scales[scale_index] * inv_s[n]) + bias[j] (bias may be NULL)
+static inline void dequant_epilogue(floatX *out, const int32_t *acc, const float *inv_s, const float *scales,
+                                    int scale_index, const float *bias, int N, int OC) {
+    if (OC % x128::size == 0 && is_aligned128(acc) && is_aligned128(out)) {
+        dequant_epilogue_kernel_vec<<<ceil_div((long long)N * OC / x128::size, 256), 256>>>(
+            out, acc, inv_s, scales, scale_index, bias, bias != NULL && is_aligned128(bias), N, OC);
+    } else {
+        dequant_epilogue_kernel<<<ceil_div((long long)N * OC, 256), 256>>>(out, acc, inv_s, scales, scale_index,
+                                                                             bias, N, OC);
+    }
+    cudaCheck(cudaGetLastError());
 }
 
 // ----------------------------------------------------------------------------
@@ -74,9 +131,7 @@ static inline void bitlinear_matmul_int8(floatX *out, int32_t *acc, const int8_t
                                          const int8_t *trits, const float *scales, int scale_index,
                                          const float *bias, int N, int IC, int OC) {
     matmul_i8(acc, codes, trits, N, IC, OC);
-    dequant_epilogue_kernel<<<ceil_div((long long)N * OC, 256), 256>>>(out, acc, inv_s, scales, scale_index, bias, N,
-                                                                         OC);
-    cudaCheck(cudaGetLastError());
+    dequant_epilogue(out, acc, inv_s, scales, scale_index, bias, N, OC);
 }
 
 // out (N,OC) = BitLinear(inp (N,IC)); use_int8: the integer path (int8 activations, and

@@ -17,7 +17,10 @@
  the scale of matrix (l, k) is scales[l*4 + k], the index trit_stats.h's TritStats use too.
  The packed 2-bit and 1.6-bit formats (llmc/ternary_kernels.h) are for files and the CPU.
 
- Activations (bitlinear_input_forward), one warp per row of inp (N,IC), 8 rows a block:
+ Activations (bitlinear_input_forward), one warp per row of inp (N,IC), the row held in the
+ warp's registers (128-bit loads, one read of DRAM; rmsnorm_quant_kernel_reg4..32, 4 rows a block) where
+ IC is whole aligned 128-bit vectors, at most 32 a lane (IC <= 8192 in bf16, 4096 in fp32), else
+ lane-strided scalar passes over the row (rmsnorm_quant_kernel, 8 rows a block):
    r = 1 / sqrt(mean(x^2) + eps) (inner norm; else r = 1), x_n = x * r,
    s = absmax_from_max(max|x_n|), code = quantize_int8(x_n, s), x_q = code / s
  Outputs: xq (N,IC) floatX (the float path and the backward), codes (N,IC) int8 and
@@ -101,6 +104,8 @@ static inline void weights_quantize(int8_t *trits, floatX *wq, float *scales, fl
 // ----------------------------------------------------------------------------
 // activations: parameter-free RMSNorm, then int8 per token (BitNet eq. 4)
 
+// the fallback (and the scheme of dev/cuda/rmsnorm_quant.cu variant 2): one warp per row,
+// lane-strided scalar loads, the row read from memory once per pass (two or three passes)
 __global__ void rmsnorm_quant_kernel(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp,
                                      int N, int IC, int inner_norm, int act_int8) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -130,10 +135,213 @@ __global__ void rmsnorm_quant_kernel(floatX *xq, int8_t *codes, float *inv_s, fl
     if (lane == 0 && inv_s != NULL) { inv_s[row] = 1.0f / s; }
 }
 
+// The row in registers (dev/cuda/rmsnorm_quant.cu variant 3's scheme): one warp per row; lane l
+// holds the row's 128-bit vectors l, l + 32, ... (V at most), loaded once, and both reductions
+// and the outputs are computed from them: one read of the input from DRAM. The values and the
+// order of operations per element are the fallback's (max|x * r|, quantize_int8(x * r, s),
+// x_q = code / s); only the sum of squares is added in another order (per lane over its
+// vectors, then across the warp), which the forward and the backward share, since the kernel
+// is picked from IC and inp alone.
+#define RQ_X128 x128::size // values per 128-bit vector: 8 bf16 or 4 fp32
+#define RQ_MAX_VECS 32     // vectors a lane at most: 512 bytes of a row a lane, 128 registers
+#define RQ_BLOCK 128       // threads a block (4 rows): dev/cuda/rmsnorm_quant.cu variant 3's best, H200
+// the largest block for V vectors a lane, its __launch_bounds__ (ptxas keeps the registers to
+// what that block can hold; 4V registers of row and about 20 more a thread): as variant 3's
+#define RQ_MAX_BLOCK(V) ((V) <= 8 ? 1024 : (V) <= 16 ? 512 : 256)
+
+__device__ static inline float float_from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof(f));
+    return f;
+}
+
+// the RQ_X128 values of a 128-bit vector as floats, from its four 32-bit words (bf16: two a word,
+// the first in the low half; a bf16 is the top half of a float, so this is to_float exactly).
+// Held as x128 instead, the compiler keeps each word's high half in a register of its own from
+// one pass to the next: 8 registers a vector, not 4
+__device__ static inline void unpack128(float f[RQ_X128], int4 v) {
+    const uint32_t w[4] = {(uint32_t)v.x, (uint32_t)v.y, (uint32_t)v.z, (uint32_t)v.w};
+    #pragma unroll
+    for (int i = 0; i < 4; i++) {
+        if constexpr (RQ_X128 == 8) {
+            f[2 * i] = float_from_bits(w[i] << 16);
+            f[2 * i + 1] = float_from_bits(w[i] & 0xffff0000u);
+        } else {
+            f[i] = float_from_bits(w[i]);
+        }
+    }
+}
+
+// x_q's vector e of the row (values e * RQ_X128 ...) from its floats, and the codes likewise:
+// one 128-bit store of x_q and one 64-bit (bf16) or 32-bit (fp32) store of codes where the
+// output is aligned for it (out_vec), else value by value
+__device__ static inline void store_xq(floatX *o, int e, const float f[RQ_X128], int out_vec) {
+    x128 v;
+    #pragma unroll
+    for (int j = 0; j < RQ_X128; j++) { v[j] = from_float<floatX>(f[j]); }
+    if (out_vec) {
+        store128(o + e * RQ_X128, v);
+    } else {
+        for (int j = 0; j < RQ_X128; j++) { o[e * RQ_X128 + j] = v[j]; }
+    }
+}
+__device__ static inline void store_codes(int8_t *c, int e, const int q[RQ_X128], int out_vec) {
+    uint32_t words[RQ_X128 / 4]; // 4 codes a word, the first in the low byte
+    #pragma unroll
+    for (int w = 0; w < RQ_X128 / 4; w++) {
+        words[w] = 0;
+        #pragma unroll
+        for (int b = 0; b < 4; b++) { words[w] |= (uint32_t)(q[4 * w + b] & 0xff) << (8 * b); }
+    }
+    int8_t *p = c + e * RQ_X128;
+    if (!out_vec) {
+        for (int j = 0; j < RQ_X128; j++) { p[j] = (int8_t)q[j]; }
+    } else if constexpr (RQ_X128 == 8) {
+        *reinterpret_cast<uint2 *>(p) = make_uint2(words[0], words[1]);
+    } else {
+        *reinterpret_cast<uint32_t *>(p) = words[0];
+    }
+}
+
+// V: the capacity, vectors a lane; a row of IC values has IC / RQ_X128 vectors, lane l the ones
+// l + 32 v, at most V of them (the last v partly filled: lanes past the row's end skip it).
+// xq_vec, codes_vec: whether those outputs are aligned for vector stores. A device function, and
+// one kernel of its own name per V below: a plain name per launch, which tests/test_cuda_resources.sh reads
+template <int V>
+__device__ static inline void rmsnorm_quant_row_reg(floatX *xq, int8_t *codes, float *inv_s, float *rstd,
+                                                    const floatX *inp, int N, int IC, int inner_norm, int act_int8,
+                                                    int xq_vec, int codes_vec) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) { return; } // a whole warp leaves together: the shuffles below see all 32 lanes
+    // this lane's vectors: 32 v + lane for v < mine (<= V), i.e. those below nvec = IC / RQ_X128
+    const int mine = (IC / RQ_X128 - lane + 31) / 32;
+    const int4 *x4 = reinterpret_cast<const int4 *>(inp + (size_t)row * IC);
+    int4 vals[V];
+    #pragma unroll
+    for (int v = 0; v < V; v++) { // all loads first (fully unrolled, constant indices: vals[] stays in registers)
+        if (v < mine) { vals[v] = x4[32 * v + lane]; }
+    }
+    float r = 1.0f;
+    if (inner_norm) {
+        float ss = 0.0f;
+        #pragma unroll
+        for (int v = 0; v < V; v++) {
+            if (v < mine) {
+                float f[RQ_X128];
+                unpack128(f, vals[v]);
+                #pragma unroll
+                for (int j = 0; j < RQ_X128; j++) { ss += f[j] * f[j]; }
+            }
+        }
+        r = 1.0f / sqrtf(warp_reduce_sum(ss) / IC + RMSNORM_EPS);
+    }
+    if (lane == 0) { rstd[row] = r; }
+    floatX *o = xq != NULL ? xq + (size_t)row * IC : NULL; // NULL only with act_int8
+    if (!act_int8) {
+        #pragma unroll
+        for (int v = 0; v < V; v++) {
+            int e = 32 * v + lane;
+            if (v < mine) {
+                float f[RQ_X128];
+                unpack128(f, vals[v]);
+                #pragma unroll
+                for (int j = 0; j < RQ_X128; j++) { f[j] = f[j] * r; }
+                store_xq(o, e, f, xq_vec);
+            }
+        }
+        return;
+    }
+    float m = 0.0f;
+    #pragma unroll
+    for (int v = 0; v < V; v++) {
+        if (v < mine) {
+            float f[RQ_X128];
+            unpack128(f, vals[v]);
+            #pragma unroll
+            for (int j = 0; j < RQ_X128; j++) { m = fmaxf(m, fabsf(f[j] * r)); }
+        }
+    }
+    m = warp_reduce_max(m);
+    float s = absmax_from_max(m);
+    int8_t *c = codes != NULL ? codes + (size_t)row * IC : NULL;
+    #pragma unroll
+    for (int v = 0; v < V; v++) {
+        int e = 32 * v + lane;
+        if (v < mine) {
+            float f[RQ_X128];
+            int q[RQ_X128];
+            unpack128(f, vals[v]);
+            #pragma unroll
+            for (int j = 0; j < RQ_X128; j++) {
+                q[j] = quantize_int8(f[j] * r, s);
+                f[j] = (int8_t)q[j] / s; // x_q = code / s, as the fallback's q / s
+            }
+            if (xq != NULL) { store_xq(o, e, f, xq_vec); }
+            if (c != NULL) { store_codes(c, e, q, codes_vec); }
+        }
+    }
+    if (lane == 0 && inv_s != NULL) { inv_s[row] = 1.0f / s; }
+}
+
+__global__ void __launch_bounds__(RQ_MAX_BLOCK(4))
+rmsnorm_quant_kernel_reg4(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int IC,
+                          int inner_norm, int act_int8, int xq_vec, int codes_vec) {
+    rmsnorm_quant_row_reg<4>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec, codes_vec);
+}
+__global__ void __launch_bounds__(RQ_MAX_BLOCK(8))
+rmsnorm_quant_kernel_reg8(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int IC,
+                          int inner_norm, int act_int8, int xq_vec, int codes_vec) {
+    rmsnorm_quant_row_reg<8>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec, codes_vec);
+}
+__global__ void __launch_bounds__(RQ_MAX_BLOCK(16))
+rmsnorm_quant_kernel_reg16(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int IC,
+                          int inner_norm, int act_int8, int xq_vec, int codes_vec) {
+    rmsnorm_quant_row_reg<16>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec, codes_vec);
+}
+__global__ void __launch_bounds__(RQ_MAX_BLOCK(32))
+rmsnorm_quant_kernel_reg32(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int IC,
+                          int inner_norm, int act_int8, int xq_vec, int codes_vec) {
+    rmsnorm_quant_row_reg<32>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec, codes_vec);
+}
+
+// the capacity (vectors a lane) of the register kernel for rows of IC values from inp, or 0 for
+// the fallback: IC whole 128-bit vectors, inp 16-byte aligned, at most RQ_MAX_VECS a lane. It
+// depends on inp and IC only, so that the forward and the backward's recomputation of x_q (other
+// outputs, same input) run the same kernel and get the same rstd and codes to the bit
+static inline int rmsnorm_quant_capacity(const floatX *inp, int IC) {
+    if (IC % RQ_X128 != 0 || !is_aligned128(inp)) { return 0; }
+    int vpl = ceil_div(IC / RQ_X128, 32);
+    static_assert(RQ_MAX_VECS == 32, "the largest instance launched below");
+    return vpl <= 4 ? 4 : vpl <= 8 ? 8 : vpl <= 16 ? 16 : vpl <= RQ_MAX_VECS ? RQ_MAX_VECS : 0;
+}
+
 // inner_norm: apply the RMSNorm (else r = 1); act_int8: quantize (else xq = x * r)
 static inline void bitlinear_input_forward(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp,
                                            int N, int IC, int inner_norm, int act_int8) {
-    rmsnorm_quant_kernel<<<ceil_div(N, 8), 256>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8);
+    int cap = rmsnorm_quant_capacity(inp, IC);
+    // vector stores: x_q 16-byte aligned; codes aligned to their RQ_X128 bytes (the rows are, then: IC % RQ_X128 == 0)
+    int xq_vec = xq != NULL && is_aligned128(xq), codes_vec = codes != NULL && (uintptr_t)codes % RQ_X128 == 0;
+    int grid = ceil_div(N, RQ_BLOCK / 32);
+    switch (cap) { // each instance launched by name, which tests/test_cuda_resources.sh and cu2cpp.py read
+    case 4:
+        rmsnorm_quant_kernel_reg4<<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
+                                                        xq_vec, codes_vec);
+        break;
+    case 8:
+        rmsnorm_quant_kernel_reg8<<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
+                                                        xq_vec, codes_vec);
+        break;
+    case 16:
+        rmsnorm_quant_kernel_reg16<<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
+                                                         xq_vec, codes_vec);
+        break;
+    case 32:
+        rmsnorm_quant_kernel_reg32<<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
+                                                         xq_vec, codes_vec);
+        break;
+    default: // rows too long for a warp's registers, or not whole aligned vectors
+        rmsnorm_quant_kernel<<<ceil_div(N, 8), 256>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8);
+    }
     cudaCheck(cudaGetLastError());
 }
 

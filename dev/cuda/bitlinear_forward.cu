@@ -25,7 +25,11 @@
      4  what the trainer runs (ships): llmc/bitlinear.cuh's bitlinear_matmul_int8, variant 1's scheme
         (cuBLAS int8 GEMM, then an epilogue kernel of 256 threads) with gamma read from the device's
         scale array and the epilogue written acc * (gamma * inv_s) + bias, which the compiler may or
-        may not fuse into one fmaf: its outputs are checked to within one rounding (EPILOGUE_ULPS)
+        may not fuse into one fmaf: its outputs are checked to within one rounding (EPILOGUE_ULPS).
+        The epilogue is 128-bit (dequant_epilogue_kernel_vec: 8 bf16 outputs a thread) where N
+        allows, else one output a thread (dequant_epilogue_kernel); the two are checked equal to
+        the bit, with and without bias, and timed alone ("4 epilogue" rows: GB/s of its int32
+        read and floatX write against the copy bandwidth)
 
  Shapes: M = 65536 (B*T of a 124M step), the four BitLinear matrices of C = 768 and C = 2048.
  Validation is on 320 sampled rows (two whole 128-row tiles at the ends and 64 random rows),
@@ -503,13 +507,33 @@ int main(int argc, char **argv) {
                     validate_exact("out", out_gpu, out_ref, n_el);
                 }
             }
-            if (k == 4) { printf("  variant 4, %s: int32 accumulators exact, outputs within one rounding\n", shape); }
+            if (k == 4) { // the shipped epilogue (128-bit where N allows) against its one-output-a-thread fallback: bit for bit
+                size_t mn = (size_t)M * N;
+                floatX *d_out2 = (floatX *)cudaMallocCheck(mn * sizeof(floatX), "out2");
+                for (int with_bias = 1; with_bias >= 0; with_bias--) {
+                    const float *bias_k = with_bias ? a.bias : NULL;
+                    cudaCheck(cudaMemset(a.out, 0x7f, mn * sizeof(floatX)));
+                    cudaCheck(cudaMemset(d_out2, 0x55, mn * sizeof(floatX)));
+                    dequant_epilogue(a.out, a.acc, a.inv_s, d_scales, 0, bias_k, M, N);
+                    dequant_epilogue_kernel<<<ceil_div((long long)mn, 256), 256>>>(d_out2, a.acc, a.inv_s, d_scales, 0,
+                                                                                   bias_k, M, N);
+                    cudaCheck(cudaGetLastError());
+                    cudaCheck(cudaDeviceSynchronize());
+                    floatX *o1 = from_device(a.out, mn), *o2 = from_device(d_out2, mn);
+                    validate_exact(with_bias ? "epilogue vs scalar" : "epilogue vs scalar, no bias", o1, o2, mn);
+                    free(o1); free(o2);
+                }
+                cudaCheck(cudaFree(d_out2));
+                printf("  variant 4, %s: int32 accumulators exact, outputs within one rounding; epilogue (%s) equal "
+                       "to the scalar kernel's to the bit\n", shape, N % x128::size == 0 ? "128-bit" : "scalar");
+            }
             else if (k > 0) { printf("  variant %d, %s: int32 accumulators and outputs exact\n", k, shape); }
         }
         free(xdeq); free(wdeq);
     }
     printf("All results match\n\n");
     const int ntimed = small ? 0 : nshapes; // small mode: validation only
+    const double copy_gbs = small ? 0.0 : measure_copy_bandwidth(256u << 20); // the epilogue's roofline
 
     for (int s = 0; s < ntimed; s++) {
         const int N = shapes[s][0], K = shapes[s][1];
@@ -534,6 +558,24 @@ int main(int argc, char **argv) {
                 int shown = nb > 1 ? block : (k == 3 ? THREADS3 : k == 4 ? 256 : 0); // 4: the epilogue's block
                 result_line("bitlinear_forward", shape, variant_name(k), shown, ms, ops / (ms * 1e-3) / 1e12,
                             k == 0 ? "TFLOPS" : "TOPS", ratio);
+            }
+            if (k == 4) { // the epilogue alone, the shipped launcher and its scalar fallback: bandwidth-bound
+                const double bytes = (double)M * N * (sizeof(int32_t) + sizeof(floatX)); // the floor's traffic
+                for (int e = 0; e < 2; e++) {
+                    double ms = benchmark_ms([&]() {
+                        if (e == 0) {
+                            dequant_epilogue(a.out, a.acc, a.inv_s, d_scales, 0, a.bias, M, N);
+                        } else {
+                            dequant_epilogue_kernel<<<ceil_div((long long)M * N, 256), 256>>>(
+                                a.out, a.acc, a.inv_s, d_scales, 0, a.bias, M, N);
+                        }
+                    });
+                    double gbs = bytes / (ms * 1e-3) / 1e9;
+                    char ratio[24];
+                    snprintf(ratio, sizeof(ratio), "%.0f%% of copy", 100.0 * gbs / copy_gbs);
+                    result_line("bitlinear_forward", shape, e == 0 ? "4 epilogue, shipped (128-bit)" :
+                                "4 epilogue, scalar fallback", 256, ms, gbs, "GB/s", ratio);
+                }
             }
         }
     }

@@ -25,9 +25,13 @@
         stored 8 at a time: one read of the input, one write of the codes. Compiled for rows of
         up to 4, 8, 16, 32 vectors a lane, each with the largest block its registers allow (1024,
         1024, 512, 256 threads); the larger block sizes are skipped for the longer rows
-     4  what the trainer runs (ships): llmc/quantize.cuh's bitlinear_input_forward, variant 2's
-        scheme (warp per row, two passes) with the max taken of x_n = x * r itself, and the
-        optional x_q output off; 256 threads, as in the trainer
+     4  what the trainer runs (ships): llmc/quantize.cuh's bitlinear_input_forward, variant 3's
+        scheme (the row in registers, compiled for 4, 8, 16, 32 vectors a lane, 128 threads) for
+        any row of whole 128-bit vectors up to 32 a lane (a lane's last vector may lie past the
+        row's end: C = 200), with the max taken of x_n = x * r itself and an optional x_q
+        output; other rows (C = 203 here) take the fallback, variant 2's scheme (warp per row,
+        two passes, 256 threads). Validated twice: codes and 1/s (the integer forward), then
+        x_q = code / s (the backward's recomputation), with rstd the same to the bit in both
 
  Validation:
      rstd against the trainer's CPU formula to RSTD_RTOL (the sums of squares are added in
@@ -147,34 +151,13 @@ __global__ void rmsnorm_quant_kernel2(int8_t *codes, float *inv_s, float *rstd, 
 // keeps it to that block's registers; tests/test_cuda_resources.sh checks that it needs no
 // spills to do so), and a row takes the smallest capacity that holds it.
 
-#define X128 (16 / (int)sizeof(floatX)) // values per 128-bit load: 8 bf16 or 4 fp32
+#define X128 RQ_X128 // values per 128-bit load: 8 bf16 or 4 fp32 (llmc/quantize.cuh)
 #define MAX_VECS 32                     // 128-bit vectors per lane: 512 bytes of a row per lane (128 registers)
 // the largest block for V vectors a lane: 4V registers of row and about 20 more a thread
 // (V = 4, 8, 16, 32: 36, 49, 81, 149 registers on sm_90, bf16 or fp32)
 #define MAX_BLOCK3(V) ((V) <= 8 ? 1024 : (V) <= 16 ? 512 : 256)
 
-__device__ static inline float float_from_bits(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof(f));
-    return f;
-}
-
-// the X128 values of a 128-bit vector as floats, from its four 32-bit words (bf16: two a word,
-// the first in the low half; a bf16 is the top half of a float, so this is to_float exactly).
-// Read as X128 floatX instead, the compiler keeps each word's high half in a register of its
-// own from the first pass to the second: 8 registers a vector, not 4 (205 at V = 32, not 149)
-__device__ static inline void unpack128(float f[X128], int4 v) {
-    const uint32_t w[4] = {(uint32_t)v.x, (uint32_t)v.y, (uint32_t)v.z, (uint32_t)v.w};
-    #pragma unroll
-    for (int i = 0; i < 4; i++) {
-        if constexpr (X128 == 8) {
-            f[2 * i] = float_from_bits(w[i] << 16);
-            f[2 * i + 1] = float_from_bits(w[i] & 0xffff0000u);
-        } else {
-            f[i] = float_from_bits(w[i]);
-        }
-    }
-}
+// unpack128 (a 128-bit vector's values as floats, from its 32-bit words) is llmc/quantize.cuh's
 
 template <int V> // the capacity: at most V vectors a lane; a row has nvec <= V of them
 __global__ void __launch_bounds__(MAX_BLOCK3(V))
@@ -290,7 +273,8 @@ static void rmsnorm_quant3(int8_t *codes, float *inv_s, float *rstd, const float
     cudaCheck(cudaGetLastError());
 }
 
-// variant 4: the trainer's launcher (inner norm on, int8 on, no x_q), its own block size (256)
+// variant 4: the trainer's launcher (inner norm on, int8 on, no x_q), its own block size (128,
+// or 256 in the fallback)
 static void rmsnorm_quant4(int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C) {
     bitlinear_input_forward(NULL, codes, inv_s, rstd, inp, N, C, 1, 1);
 }
@@ -312,7 +296,7 @@ static const char *variant_name(int k) {
     case 1: return "1 thread per row";
     case 2: return "2 warp per row, 2 passes";
     case 3: return "3 warp per row, in registers";
-    default: return "4 shipped: warp per row";
+    default: return "4 shipped: in registers";
     }
 }
 
@@ -330,13 +314,15 @@ int main(int argc, char **argv) {
     // partial last block at every block size (4..32 rows per block)
     const int N = small ? 301 : 65536;
     // the BitLinear inputs: C for qkv, attproj and fc, 4C for fcproj; C = 768 and C = 2048.
-    // Small mode: C = 200 (not a multiple of 32: lanes past the row's end; variant 3 skips it),
+    // Small mode: C = 200 (not a multiple of 32: lanes past the row's end; variant 3 skips it,
+    // variant 4 takes it in registers, 25 bf16 vectors: lanes 25..31 hold none), 203 (no whole
+    // 128-bit vectors: variant 4's fallback),
     // 256 (one 128-bit vector per lane), 2048 and 3072 (in bf16 8 and 12 vectors per lane: variant
     // 3's capacities 8 and 16, the second partly filled), 8192 (MAX_VECS vectors per lane in bf16:
     // the most variant 3 takes)
-    const int Cs_gpu[] = {768, 3072, 2048, 8192}, Cs_small[] = {200, 256, 2048, 3072, 8192};
+    const int Cs_gpu[] = {768, 3072, 2048, 8192}, Cs_small[] = {200, 203, 256, 2048, 3072, 8192};
     const int *Cs = small ? Cs_small : Cs_gpu;
-    const int nC = small ? 5 : 4;
+    const int nC = small ? 6 : 4;
     const int block_sizes[] = {128, 256, 512, 1024};
     const int Cmax = 8192;
     const size_t nmax = (size_t)N * Cmax;
@@ -351,6 +337,7 @@ int main(int argc, char **argv) {
     }
     floatX *d_inp = to_device(inp, nmax);
     int8_t *d_codes = (int8_t *)cudaMallocCheck(nmax, "codes");
+    floatX *d_xq = (floatX *)cudaMallocCheck(nmax * sizeof(floatX), "xq"); // variant 4's x_q output
     float *d_inv_s = (float *)cudaMallocCheck(N * sizeof(float), "inv_s");
     float *d_rstd = (float *)cudaMallocCheck(N * sizeof(float), "rstd");
     int8_t *codes_ref = (int8_t *)mallocCheck(nmax), *codes_g = (int8_t *)mallocCheck(nmax);
@@ -396,6 +383,26 @@ int main(int argc, char **argv) {
                 }
                 validate_exact("codes", codes_gpu, codes_g, n_el);
                 validate_exact("inv_s", inv_s_gpu, inv_s_g, N);
+                if (k == 4) { // the backward's call: x_q alone, from the same kernel: the same rstd, x_q = code / s
+                    cudaCheck(cudaMemset(d_xq, 0x55, n_el * sizeof(floatX)));
+                    cudaCheck(cudaMemset(d_rstd, 0, N * sizeof(float)));
+                    bitlinear_input_forward(d_xq, NULL, NULL, d_rstd, d_inp, N, C, 1, 1);
+                    cudaCheck(cudaDeviceSynchronize());
+                    float *rstd_xq = from_device(d_rstd, N);
+                    floatX *xq_gpu = from_device(d_xq, n_el), *xq_ref = (floatX *)mallocCheck(n_el * sizeof(floatX));
+                    validate_exact("rstd (x_q call vs codes call)", rstd_xq, rstd_gpu, N);
+                    #pragma omp parallel for
+                    for (int n = 0; n < N; n++) { // s = 127 / max|x_n| with the GPU's r, as the spec has it
+                        float m = 0.0f;
+                        for (int i = 0; i < C; i++) { m = fmaxf(m, fabsf(to_float(inp[(size_t)n * C + i]) * rstd_gpu[n])); }
+                        float sc = absmax_from_max(m);
+                        for (int i = 0; i < C; i++) {
+                            xq_ref[(size_t)n * C + i] = from_float<floatX>(codes_g[(size_t)n * C + i] / sc);
+                        }
+                    }
+                    validate_exact("xq", xq_gpu, xq_ref, n_el);
+                    free(rstd_xq); free(xq_gpu); free(xq_ref);
+                }
                 // against the independent reference: off by one, at ties only
                 size_t off = 0;
                 for (int n = 0; n < N; n++) {
@@ -416,9 +423,9 @@ int main(int argc, char **argv) {
                     }
                 }
                 if (b == 0) {
-                    printf("  variant %d, C %d: rstd within rtol %.2g, codes and inv_s exact given rstd; "
+                    printf("  variant %d, C %d: rstd within rtol %.2g, codes and inv_s exact given rstd%s; "
                            "%zu of %zu codes off by one at ties vs the independent reference\n",
-                           k, C, RSTD_RTOL(C), off, n_el);
+                           k, C, RSTD_RTOL(C), k == 4 ? " (x_q too)" : "", off, n_el);
                 }
                 free(rstd_gpu); free(inv_s_gpu); free(codes_gpu);
             }
@@ -439,7 +446,7 @@ int main(int argc, char **argv) {
                 printf("variant 3 skipped at C = %d: a row does not fit in one warp's registers\n", C);
                 continue;
             }
-            for (int b = (k == 4 ? 1 : 0); b < (k == 4 ? 2 : 4); b++) { // variant 4: 256 threads, as in the trainer
+            for (int b = 0; b < (k == 4 ? 1 : 4); b++) { // variant 4: its own block (128 at these C), shown as 128
                 int block = block_sizes[b];
                 if (k == 3 && block > variant3_max_block(C)) {
                     printf("variant 3 skipped at C = %d, block %d: %s\n", C, block, variant3_limit(C));
@@ -460,6 +467,6 @@ int main(int argc, char **argv) {
     }
 
     free(inp); free(codes_ref); free(codes_g); free(inv_s_ref); free(rstd_ref); free(inv_s_g);
-    cudaCheck(cudaFree(d_inp)); cudaCheck(cudaFree(d_codes)); cudaCheck(cudaFree(d_inv_s)); cudaCheck(cudaFree(d_rstd));
+    cudaCheck(cudaFree(d_inp)); cudaCheck(cudaFree(d_codes)); cudaCheck(cudaFree(d_xq)); cudaCheck(cudaFree(d_inv_s)); cudaCheck(cudaFree(d_rstd));
     return 0;
 }
