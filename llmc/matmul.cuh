@@ -38,9 +38,9 @@ static const cublasComputeType_t CUBLAS_COMPUTE = CUBLAS_COMPUTE_32F;
 // ----------------------------------------------------------------------------
 // cuBLASLt: the forward matmul with its bias in the epilogue
 
-static cublasLtHandle_t cublaslt_handle = NULL;
-static void *cublaslt_workspace = NULL;
-#define CUBLASLT_WORKSPACE_BYTES ((size_t)32 << 20) // 32 MiB: cuBLAS's recommendation for Hopper
+static cublasLtHandle_t matmul_lt_handle = NULL;
+static void *matmul_lt_workspace = NULL;
+#define MATMUL_LT_WORKSPACE_BYTES ((size_t)32 << 20) // 32 MiB: cuBLAS's recommendation for Hopper
 
 // One cuBLASLt plan (descriptors and the heuristic's algorithm) per problem. The heuristic picks an
 // algorithm for the alignments it is told (default 256 bytes for A, B, C, D) and reads the bias
@@ -75,11 +75,11 @@ static inline void matmul_lt_plan_free(MatmulLtPlan *p) {
 static inline void matmul_lt_free(void) {
     for (int i = 0; i < matmul_lt_num_plans; i++) { matmul_lt_plan_free(&matmul_lt_plans[i]); }
     matmul_lt_num_plans = matmul_lt_evict = 0;
-    if (cublaslt_handle != NULL) {
-        cudaCheck(cudaFree(cublaslt_workspace));
-        cublasCheck(cublasLtDestroy(cublaslt_handle));
-        cublaslt_workspace = NULL;
-        cublaslt_handle = NULL;
+    if (matmul_lt_handle != NULL) {
+        cudaCheck(cudaFree(matmul_lt_workspace));
+        cublasCheck(cublasLtDestroy(matmul_lt_handle));
+        matmul_lt_workspace = NULL;
+        matmul_lt_handle = NULL;
     }
 }
 
@@ -97,9 +97,9 @@ static MatmulLtPlan *matmul_lt_plan(const floatX *out, const floatX *inp, const 
         MatmulLtPlan *p = &matmul_lt_plans[i];
         if (p->M == M && p->K == K && p->N == N && memcmp(p->align, align, sizeof(align)) == 0) { return p; }
     }
-    if (cublaslt_handle == NULL) {
-        cublasCheck(cublasLtCreate(&cublaslt_handle));
-        cudaCheck(cudaMalloc(&cublaslt_workspace, CUBLASLT_WORKSPACE_BYTES));
+    if (matmul_lt_handle == NULL) {
+        cublasCheck(cublasLtCreate(&matmul_lt_handle));
+        cudaCheck(cudaMalloc(&matmul_lt_workspace, MATMUL_LT_WORKSPACE_BYTES));
     }
     MatmulLtPlan *p;
     if (matmul_lt_num_plans < MATMUL_LT_PLANS) {
@@ -128,7 +128,7 @@ static MatmulLtPlan *matmul_lt_plan(const floatX *out, const floatX *inp, const 
 
     cublasLtMatmulPreference_t pref;
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
-    const uint64_t workspace = CUBLASLT_WORKSPACE_BYTES;
+    const uint64_t workspace = MATMUL_LT_WORKSPACE_BYTES;
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace,
                                                      sizeof(workspace)));
     const cublasLtMatmulPreferenceAttributes_t align_attr[3] = {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
@@ -141,7 +141,7 @@ static MatmulLtPlan *matmul_lt_plan(const floatX *out, const floatX *inp, const 
                                                      sizeof(align[2])));
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
-    cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, p->desc, p->la, p->lb, p->ld, p->ld, pref,
+    cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(matmul_lt_handle, p->desc, p->la, p->lb, p->ld, p->ld, pref,
                                                            1, &heur, &found);
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     if (status != CUBLAS_STATUS_SUCCESS || found == 0) {
@@ -174,8 +174,8 @@ static inline void matmul_forward(floatX *out, const floatX *inp, const floatX *
     MatmulLtPlan *p = matmul_lt_plan(out, inp, weight, bias, M, K, N);
     // the bias pointer is an attribute of the descriptor: set on every call (host only, no GPU work)
     cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-    cublasCheck(cublasLtMatmul(cublaslt_handle, p->desc, &one, weight, p->la, inp, p->lb, &zero, out, p->ld, out,
-                               p->ld, &p->algo, cublaslt_workspace, CUBLASLT_WORKSPACE_BYTES, 0));
+    cublasCheck(cublasLtMatmul(matmul_lt_handle, p->desc, &one, weight, p->la, inp, p->lb, &zero, out, p->ld, out,
+                               p->ld, &p->algo, matmul_lt_workspace, MATMUL_LT_WORKSPACE_BYTES, 0));
 }
 
 // The backward of out = inp @ weight^T + bias with inp (M,K), weight (N,K), dout (M,N):
