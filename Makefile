@@ -83,7 +83,8 @@ ATTENTION_FLAG =
 ifeq ($(ATTENTION),cublas)
   ATTENTION_FLAG = -DATTENTION_CUBLAS
 endif
-NVCC_LIBS = -lcublas
+# -lcublasLt: llmc/matmul.cuh adds the forward bias in cuBLASLt's epilogue
+NVCC_LIBS = -lcublas -lcublasLt
 # llmc/*.cuh: the kernels, one op per header (with their launchers)
 CUDA_HEADERS = $(wildcard llmc/*.cuh)
 CUDA_DEPS = train_gpt2_1bit.cu $(HEADERS) $(CUDA_HEADERS)

@@ -839,6 +839,7 @@ int main(int argc, char **argv) {
         train_log_step(&run, step, mean_loss, lr, norm, 1000.0 * (now_seconds() - t0));
     }
     train_close(&run, &model); // the average step; frees everything
+    matmul_lt_free(); // the cuBLASLt handle, workspace and plans (llmc/matmul.cuh)
     cublasCheck(cublasDestroy(cublas_handle));
     return 0;
 }

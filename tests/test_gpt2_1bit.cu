@@ -355,6 +355,7 @@ int main(void) {
     test_determinism("b1.58", quant_config_b158());
     test_determinism("b1.58 -bq int8", b158_bq8);
     test_determinism("fp", quant_config_fp());
+    matmul_lt_free(); // the cuBLASLt handle, workspace and plans (llmc/matmul.cuh)
     cublasCheck(cublasDestroy(cublas_handle));
     printf("(test_gpt2_1bit.cu %s: %d checks passed, %d checks failed)\n", PRECISION_NAME, num_passed, num_failed);
     return num_failed == 0 ? 0 : 1;

@@ -1,7 +1,7 @@
 /*
  tests/cuda_emu/include/cublasLt.h: the cuBLASLt calls the project makes (a matmul
- with a bias epilogue, dev/cuda/bitlinear_forward.cu variant 0), written from the
- cuBLASLt documentation:
+ with a bias epilogue: llmc/matmul.cuh's matmul_forward, dev/cuda/bitlinear_forward.cu
+ variant 0), written from the cuBLASLt documentation (and the comments of cublasLt.h):
    D = alpha * op(A) op(B) + beta * C, then the epilogue; column-major layouts
    (rows, cols, ld); with CUBLASLT_EPILOGUE_BIAS, bias[i] (a packed vector with one
    element per row of D) is added to every column before D is rounded to its type; the
@@ -12,6 +12,14 @@
  library enforces and the project relies on are checked, a violation reported as an error
  status: attribute sizes, layouts that agree with op(A) (m x k), op(B) (k x n), C and
  D (m x n), ld >= rows, a bias pointer for the BIAS epilogue, C == D only with equal layouts.
+ Alignment: the heuristic may hand out an algorithm that assumes A, B, C and D are aligned to
+ the CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES preferences (default 256), and the bias to
+ the alignment of the bias pointer set when it was asked ("routines that don't dereference
+ this pointer, like cublasLtMatmulAlgoGetHeuristic(), depend on its value to determine
+ expected pointer alignment"). The stand-in's algorithm assumes exactly that and refuses a
+ matmul whose pointers are less aligned, so a caller that asks with the defaults and then
+ passes a view into a buffer fails here too, not only on a GPU. Its algorithm needs no
+ workspace (workspaceSize 0).
 */
 #ifndef CUDA_EMU_CUBLASLT_H
 #define CUDA_EMU_CUBLASLT_H
@@ -29,7 +37,13 @@ typedef enum {
     CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8,
     CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = 26,
 } cublasLtMatmulDescAttributes_t;
-typedef enum { CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1 } cublasLtMatmulPreferenceAttributes_t;
+typedef enum {
+    CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8,
+} cublasLtMatmulPreferenceAttributes_t;
 
 struct EmuLtMatmulDesc {
     cublasComputeType_t compute;
@@ -46,6 +60,7 @@ struct EmuLtLayout {
 };
 struct EmuLtPreference {
     uint64_t max_workspace;
+    uint32_t min_align[4]; // A, B, C, D in bytes (default 256)
 };
 typedef EmuLtMatmulDesc *cublasLtMatmulDesc_t;
 typedef EmuLtLayout *cublasLtMatrixLayout_t;
@@ -118,17 +133,36 @@ static inline cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t 
 
 static inline cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) {
     *p = (EmuLtPreference *)calloc(1, sizeof(EmuLtPreference));
-    return *p ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+    if (*p == NULL) { return CUBLAS_STATUS_NOT_INITIALIZED; }
+    for (int i = 0; i < 4; i++) { (*p)->min_align[i] = 256; }
+    return CUBLAS_STATUS_SUCCESS;
 }
 static inline cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) { free(p); return CUBLAS_STATUS_SUCCESS; }
 static inline cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
                                                                   cublasLtMatmulPreferenceAttributes_t a,
                                                                   const void *buf, size_t bytes) {
-    if (p == NULL || buf == NULL || a != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES || bytes != sizeof(uint64_t)) {
-        return CUBLAS_STATUS_INVALID_VALUE;
+    if (p == NULL || buf == NULL) { return CUBLAS_STATUS_INVALID_VALUE; }
+    if (a == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES) { // uint64_t
+        if (bytes != sizeof(uint64_t)) { return CUBLAS_STATUS_INVALID_VALUE; }
+        memcpy(&p->max_workspace, buf, 8);
+        return CUBLAS_STATUS_SUCCESS;
     }
-    memcpy(&p->max_workspace, buf, 8);
-    return CUBLAS_STATUS_SUCCESS;
+    if (a >= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES && a <= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES) { // uint32_t
+        uint32_t v;
+        if (bytes != sizeof(uint32_t)) { return CUBLAS_STATUS_INVALID_VALUE; }
+        memcpy(&v, buf, 4);
+        if (v == 0 || (v & (v - 1)) != 0) { return CUBLAS_STATUS_INVALID_VALUE; } // a power of two
+        p->min_align[a - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES] = v;
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    return CUBLAS_STATUS_INVALID_VALUE;
+}
+
+// the largest power of two (at most 256) that divides a pointer: NULL is aligned to anything
+static inline uint64_t emu_lt_alignment(const void *p) {
+    uint64_t a = 256;
+    while (a > 1 && (uintptr_t)p % a != 0) { a /= 2; }
+    return a;
 }
 
 // the checks shared by the heuristic query and the matmul: dimensions and types
@@ -161,7 +195,8 @@ static inline cublasStatus_t emu_lt_check(cublasLtMatmulDesc_t d, cublasLtMatrix
     return CUBLAS_STATUS_SUCCESS;
 }
 
-// one "algorithm" for every supported problem, needing no workspace
+// one "algorithm" for every supported problem, needing no workspace; it records the alignments it
+// assumes (data[1..4]: A, B, C, D from the preference; data[5]: the bias pointer's when asked)
 static inline cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d,
                                                             cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
                                                             cublasLtMatrixLayout_t lc, cublasLtMatrixLayout_t ld,
@@ -174,6 +209,9 @@ static inline cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, 
     if (s != CUBLAS_STATUS_SUCCESS) { return s; }
     memset(&results[0], 0, sizeof(results[0]));
     results[0].algo.data[0] = 0x454d55; // "EMU": marks an algorithm this stand-in handed out
+    for (int i = 0; i < 4; i++) { results[0].algo.data[1 + i] = pref->min_align[i]; }
+    results[0].algo.data[5] = emu_lt_alignment(d->bias);
+    results[0].workspaceSize = 0;
     results[0].state = CUBLAS_STATUS_SUCCESS;
     results[0].wavesCount = 1.0f;
     *returned = 1;
@@ -192,6 +230,18 @@ static inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDe
     if (s != CUBLAS_STATUS_SUCCESS) { return s; }
     if (alpha == NULL || beta == NULL || A == NULL || B == NULL || D == NULL) { return CUBLAS_STATUS_INVALID_VALUE; }
     if (algo != NULL && algo->data[0] != 0x454d55) { return CUBLAS_STATUS_INVALID_VALUE; }
+    if (algo != NULL) { // the pointers must be as aligned as the algorithm was chosen for
+        const void *ptrs[5] = {A, B, C, D, d->epilogue == CUBLASLT_EPILOGUE_BIAS ? d->bias : NULL};
+        const char *names[5] = {"A", "B", "C", "D", "bias"};
+        for (int i = 0; i < 5; i++) {
+            if (ptrs[i] != NULL && emu_lt_alignment(ptrs[i]) < algo->data[1 + i]) {
+                fprintf(stderr, "cuda_emu cuBLASLt: %s (%p) is %llu-byte aligned; the algorithm was chosen for %llu\n",
+                        names[i], ptrs[i], (unsigned long long)emu_lt_alignment(ptrs[i]),
+                        (unsigned long long)algo->data[1 + i]);
+                return CUBLAS_STATUS_INVALID_VALUE;
+            }
+        }
+    }
     if (d->epilogue == CUBLASLT_EPILOGUE_BIAS && d->bias == NULL) {
         fprintf(stderr, "cuda_emu cuBLASLt: the BIAS epilogue without CUBLASLT_MATMUL_DESC_BIAS_POINTER\n");
         return CUBLAS_STATUS_INVALID_VALUE;
