@@ -34,6 +34,10 @@
        sm_80+), 4 warps of 16 rows; P and dS are rounded to bf16 for their matmuls (as the
        cuBLAS form rounds att to floatX). The bf16 build, head sizes up to 64 (padded to 16, 32
        or 64 with zeros).
+ 4  form 3 with the loads of a tuned FlashAttention-2 kernel (ldmatrix fragments, no transposed
+    copies in shared memory, cp.async double-buffered tiles; the forward at 4 or 8 warps): in the
+    dev/cuda programs only until a GPU has timed it against form 3 (attention_forward4,
+    attention_backward4; nothing below calls them).
  Memory at d12, B=64, T=1024 (bf16): form 1 keeps att, 12 x 64 x 12 x 1024^2 x 2 bytes = 18 GiB,
  plus 1.5 GiB of scores; the fused forms keep lse, 12 x 64 x 12 x 1024 x 4 bytes = 36 MiB.
 */
@@ -957,6 +961,578 @@ static inline void attention_backward3(floatX *dqkv, float *delta, const floatX 
     if (HS <= 16) { attention_backward3_launch<16>(dqkv, delta, dout, qkv, lse, B, T, NH, HS); }
     else if (HS <= 32) { attention_backward3_launch<32>(dqkv, delta, dout, qkv, lse, B, T, NH, HS); }
     else { attention_backward3_launch<64>(dqkv, delta, dout, qkv, lse, B, T, NH, HS); }
+}
+
+// ----------------------------------------------------------------------------
+// form 4 (dev/cuda only for now; the trainer runs form 3): form 3's forward, with the tile loads
+// and fragment loads of a tuned FlashAttention-2 kernel. What variant 3's SASS shows and what
+// this changes (head size 64):
+//   - fragments: variant 3 reads every B fragment register with its own 32-bit LDS (128 LDS for
+//     64 HMMA a tile); here ldmatrix.x4 gives a lane four fragment registers (32 LDSM for 64 HMMA)
+//   - V: variant 3 stores it transposed into shared memory, one bf16 at a time (8 STS.U16 a
+//     16-byte chunk, bank-conflicted); here V stays by rows and ldmatrix.trans transposes it
+//   - loads: variant 3 loads a tile global -> registers -> shared between two barriers, the
+//     tensor cores idle meanwhile; here cp.async copies tile kt + 1 into the second of two
+//     buffers while tile kt is multiplied (one barrier a tile)
+//   - Q: read once into shared memory (the second buffer, before its first use) and from there
+//     by ldmatrix, instead of 2-byte global loads
+//   - WARPS warps of 16 query rows (64 or 128 rows a block): at 128, half the K/V traffic from L2
+//     a query; the softmax as variant 3's, with the scale folded into one FMA before exp2
+// Shared rows are padded by 8 bf16 (row strides of 48, 80 or 144 bytes: odd multiples of 16),
+// so the 8 row addresses of an ldmatrix phase fall in 8 different 16-byte bank groups.
+#define ATT4_BK 64
+#define ATT4_PAD 8
+
+// the .shared state space address of a pointer into shared memory (ldmatrix, cp.async take it)
+__device__ static inline uint32_t att4_smem(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+// four 8x8 bf16 matrices: lane 8i + j gives the address of row j of matrix i (16 bytes,
+// 16-byte aligned); r[i] is matrix i's (g, 2t .. 2t+1), with .trans its (2t .. 2t+1, g):
+// the layout of an mma fragment register (PTX ISA, ldmatrix)
+__device__ static inline void att4_ldsm_x4(uint32_t (&r)[4], const floatX *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(att4_smem(p)));
+}
+__device__ static inline void att4_ldsm_x4_trans(uint32_t (&r)[4], const floatX *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(att4_smem(p)));
+}
+
+// 16 bytes global -> shared without passing through registers; src_bytes < 16: the rest zeros
+// (0: nothing is read)
+__device__ static inline void att4_cp_async16(floatX *dst, const floatX *src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(att4_smem(dst)), "l"(src), "r"(src_bytes)
+                 : "memory");
+}
+__device__ static inline void att4_cp_async_commit(void) { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// this thread's copies are done but for its N most recent groups (others' need a barrier after)
+template <int N> __device__ static inline void att4_cp_async_wait(void) {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// rows r0 .. r0 + ROWS - 1 of one head (columns 0 .. HSP - 1; zeros past HS and past row T - 1)
+// of the (., ld) matrix src into dst[ROWS][HSP + ATT4_PAD], by NTHREADS threads: cp.async of
+// 16-byte chunks when HS % 8 == 0 (every row 16-byte aligned), else plain loads and stores one
+// value at a time (done at once; either way visible to the block after a barrier)
+template <int ROWS, int HSP, int NTHREADS>
+__device__ static inline void att4_load_tile(floatX *dst, const floatX *src, size_t ld, int r0, int T, int HS) {
+    constexpr int LDH = HSP + ATT4_PAD, CPR = HSP / 8; // 16-byte chunks a row
+    if (HS % 8 == 0) {
+        #pragma unroll
+        for (int c = threadIdx.x; c < ROWS * CPR; c += NTHREADS) {
+            const int r = c / CPR, col = c % CPR * 8;
+            const bool valid = r0 + r < T && col < HS;
+            // an invalid chunk reads nothing, but its address must still be a valid one: the head's row 0
+            att4_cp_async16(dst + r * LDH + col, valid ? src + (size_t)(r0 + r) * ld + col : src, valid ? 16 : 0);
+        }
+    } else {
+        for (int e = threadIdx.x; e < ROWS * HSP; e += NTHREADS) {
+            const int r = e / HSP, col = e % HSP;
+            dst[r * LDH + col] = (r0 + r < T && col < HS) ? src[(size_t)(r0 + r) * ld + col] : from_float<floatX>(0.0f);
+        }
+    }
+}
+
+// __launch_bounds__: 16 warps an SM (2 blocks of 8 warps, 4 of 4) at most 128 registers a thread
+// (ptxas: 128 at 8 warps without the bound, 142 at 4, i.e. 3 blocks of 4 warps an SM without it)
+template <int HSP, int WARPS>
+__global__ void __launch_bounds__(32 * WARPS, 16 / WARPS)
+attention_forward_kernel4(floatX *out, float *lse, const floatX *qkv, int T, int NH, int HS) {
+    constexpr int BQ = 16 * WARPS, BK = ATT4_BK, LDH = HSP + ATT4_PAD;
+    constexpr int NK = HSP / 16, ND = HSP / 8;   // k16 chunks and n8 tiles of the head dimension
+    constexpr int NT = BK / 8, NC = BK / 16;     // n8 tiles and k16 chunks of a key tile
+    static_assert(BQ <= 2 * BK, "the Q tile is staged in the second K/V buffer");
+    // two buffers, each a key tile's K (rows 0 .. BK-1) then V (rows BK .. 2BK-1), by rows
+    __shared__ __align__(16) floatX kv[2][2 * BK * LDH];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
+    const int h = blockIdx.y, b = blockIdx.z, C = NH * HS;
+    const int qt = gridDim.x - 1 - blockIdx.x; // the longest rows first: the grid's tail is the short blocks
+    const int q0 = qt * BQ, wq0 = q0 + warp * 16, row0 = wq0 + g; // this lane's rows: row0, row0 + 8
+    const int nkt = (min(q0 + BQ, T) - 1) / BK + 1;                // key tiles up to the block's last row
+    const size_t C3 = 3 * (size_t)C;
+    const floatX *base = qkv + (size_t)b * T * C3 + h * HS;
+    const float sl2 = ATT_LOG2E / sqrtf((float)HS); // scores in log2 units: exp(x) = exp2(x log2 e)
+
+    // Q into buffer 1, key tile 0 into buffer 0: one group
+    att4_load_tile<BQ, HSP, 32 * WARPS>(kv[1], base, C3, q0, T, HS);
+    att4_load_tile<BK, HSP, 32 * WARPS>(kv[0], base + C, C3, 0, T, HS);
+    att4_load_tile<BK, HSP, 32 * WARPS>(kv[0] + BK * LDH, base + 2 * C, C3, 0, T, HS);
+    att4_cp_async_commit();
+    att4_cp_async_wait<0>();
+    __syncthreads(); // every thread's part of Q is in shared memory
+    // the warp's 16 rows as A fragments (matrices: rows 0-7 | 8-15 x columns 0-7 | 8-15 of the chunk)
+    uint32_t qa[NK][4];
+    #pragma unroll
+    for (int kk = 0; kk < NK; kk++) { att4_ldsm_x4(qa[kk], &kv[1][(warp * 16 + lane % 16) * LDH + kk * 16 + lane / 16 * 8]); }
+
+    float o[ND][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; // m in log2 units; l: this lane's part
+    #pragma unroll
+    for (int nd = 0; nd < ND; nd++) { o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.0f; }
+    for (int kt = 0; kt < nkt; kt++) {
+        const int k0 = kt * BK;
+        att4_cp_async_wait<0>(); // this thread's copies of tile kt are done (the only group in flight)
+        // tile kt is in shared memory for every warp; and every warp is done with tile kt - 1 (and,
+        // the first time, with Q), so its buffer can take tile kt + 1
+        __syncthreads();
+        if (kt + 1 < nkt) { // prefetch: copied while this tile is multiplied
+            floatX *nxt = kv[(kt + 1) % 2];
+            att4_load_tile<BK, HSP, 32 * WARPS>(nxt, base + C, C3, k0 + BK, T, HS);
+            att4_load_tile<BK, HSP, 32 * WARPS>(nxt + BK * LDH, base + 2 * C, C3, k0 + BK, T, HS);
+            att4_cp_async_commit();
+        }
+        // keys all after the warp's last row, or a warp wholly past T: nothing to do (warp-uniform)
+        if (k0 > wq0 + 15 || wq0 >= T) { continue; }
+        const floatX *Ks = kv[kt % 2], *Vs = Ks + BK * LDH;
+        // a tile reaching past the warp's first row needs the causal mask; its n8 tiles after the
+        // warp's last row are all masked (an even number: wq0 - k0 is a multiple of 16)
+        const bool diag = k0 + BK - 1 > wq0;
+        const int nt_lim = diag ? min(NT, (wq0 + 15 - k0) / 8 + 1) : NT;
+        // S = Q K^T: B fragments of two n8 tiles a ldmatrix.x4 (matrices: keys 8nt.. | 8nt+8.. x
+        // columns 0-7 | 8-15 of the chunk; K by rows is B column-major)
+        float s[NT][4];
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++) { s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f; }
+        #pragma unroll
+        for (int np = 0; np < NT / 2; np++) {
+            if (2 * np < nt_lim) {
+                #pragma unroll
+                for (int kk = 0; kk < NK; kk++) {
+                    uint32_t kb[4];
+                    att4_ldsm_x4(kb, &Ks[(np * 16 + lane / 16 * 8 + lane % 8) * LDH + kk * 16 + (lane / 8) % 2 * 8]);
+                    mma_bf16_16816(s[2 * np], qa[kk], kb[0], kb[1]);
+                    mma_bf16_16816(s[2 * np + 1], qa[kk], kb[2], kb[3]);
+                }
+            }
+        }
+        // the causal mask, then the tile's row maxima (rows g, g + 8: the 4 lanes of a group hold a row)
+        if (diag) {
+            #pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                #pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const int key = k0 + nt * 8 + 2 * t + (i & 1), row = row0 + 8 * (i >> 1);
+                    if (nt >= nt_lim || key > row) { s[nt][i] = -INFINITY; }
+                }
+            }
+        }
+        float mx[2] = {-INFINITY, -INFINITY};
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            #pragma unroll
+            for (int i = 0; i < 4; i++) { mx[i >> 1] = fmaxf(mx[i >> 1], s[nt][i]); }
+        }
+        #pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            mx[r] = fmaxf(m[r], mx[r] * sl2); // sl2 > 0: the max of the scaled scores
+        }
+        // rescale what was summed (m finite from the first tile on: key 0 <= every row, and key k0
+        // <= every row of a tile the warp computes; corr = 0 the first time), then
+        // P = exp2(s sl2 - m), one FMA and one MUFU.EX2 an element
+        const float corr[2] = {exp2f(m[0] - mx[0]), exp2f(m[1] - mx[1])};
+        m[0] = mx[0];
+        m[1] = mx[1];
+        l[0] *= corr[0];
+        l[1] *= corr[1];
+        #pragma unroll
+        for (int nd = 0; nd < ND; nd++) {
+            #pragma unroll
+            for (int i = 0; i < 4; i++) { o[nd][i] *= corr[i >> 1]; }
+        }
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            #pragma unroll
+            for (int i = 0; i < 4; i++) {
+                s[nt][i] = nt < nt_lim ? exp2f(fmaf(s[nt][i], sl2, -m[i >> 1])) : 0.0f;
+                l[i >> 1] += s[nt][i];
+            }
+        }
+        // O += P V: P's accumulators are the A fragments (see mma_bf16_16816); V by rows read
+        // transposed by ldmatrix.trans gives B (matrices: keys 0-7 | 8-15 of the chunk x
+        // columns 8nd.. | 8nd+8..)
+        #pragma unroll
+        for (int kc = 0; kc < NC; kc++) {
+            if (2 * kc < nt_lim) {
+                const uint32_t pa[4] = {att3_pack(s[2 * kc][0], s[2 * kc][1]), att3_pack(s[2 * kc][2], s[2 * kc][3]),
+                                        att3_pack(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                                        att3_pack(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+                #pragma unroll
+                for (int dp = 0; dp < ND / 2; dp++) {
+                    uint32_t vb[4];
+                    att4_ldsm_x4_trans(vb, &Vs[(kc * 16 + lane % 16) * LDH + (2 * dp + lane / 16) * 8]);
+                    mma_bf16_16816(o[2 * dp], pa, vb[0], vb[1]);
+                    mma_bf16_16816(o[2 * dp + 1], pa, vb[2], vb[3]);
+                }
+            }
+        }
+    }
+    #pragma unroll
+    for (int r = 0; r < 2; r++) { // the row sums: the 4 lanes of the group
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+    #pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = row0 + 8 * r;
+        if (row >= T) { continue; }
+        const float inv = 1.0f / l[r];
+        floatX *o_row = out + ((size_t)b * T + row) * C + h * HS;
+        #pragma unroll
+        for (int nd = 0; nd < ND; nd++) {
+            const int col = nd * 8 + 2 * t;
+            if (HS % 2 == 0 && col + 1 < HS) { // a pair in one 4-byte store (C, HS even: the address is aligned)
+                const uint32_t v = att3_pack(o[nd][2 * r] * inv, o[nd][2 * r + 1] * inv);
+                memcpy(&o_row[col], &v, 4);
+            } else {
+                if (col < HS) { o_row[col] = from_float<floatX>(o[nd][2 * r] * inv); }
+                if (col + 1 < HS) { o_row[col + 1] = from_float<floatX>(o[nd][2 * r + 1] * inv); }
+            }
+        }
+        if (t == 0) { lse[((size_t)b * NH + h) * T + row] = (m[r] + log2f(l[r])) * ATT_LN2; }
+    }
+}
+
+template <int HSP, int WARPS>
+static void attention_forward4_launch(floatX *out, float *lse, const floatX *qkv, int B, int T, int NH, int HS) {
+    attention_forward_kernel4<HSP, WARPS><<<dim3(ceil_div(T, 16 * WARPS), NH, B), 32 * WARPS>>>(out, lse, qkv, T, NH,
+                                                                                                HS);
+    cudaCheck(cudaGetLastError());
+}
+
+template <int WARPS>
+static void attention_forward4_hs(floatX *out, float *lse, const floatX *qkv, int B, int T, int NH, int HS) {
+    if (HS <= 16) { attention_forward4_launch<16, WARPS>(out, lse, qkv, B, T, NH, HS); }
+    else if (HS <= 32) { attention_forward4_launch<32, WARPS>(out, lse, qkv, B, T, NH, HS); }
+    else { attention_forward4_launch<64, WARPS>(out, lse, qkv, B, T, NH, HS); }
+}
+
+// form 4: out (B,T,C), lse (B,NH,T) from qkv (B,T,3C); HS <= 64; block_size 128 or 256 threads
+// (4 or 8 warps: 64 or 128 query rows a block)
+static inline void attention_forward4(floatX *out, float *lse, const floatX *qkv, int B, int T, int C, int NH,
+                                      int block_size) {
+    int HS = C / NH;
+    attention_check_head_size3(HS);
+    if (block_size == 128) { attention_forward4_hs<4>(out, lse, qkv, B, T, NH, HS); }
+    else if (block_size == 256) { attention_forward4_hs<8>(out, lse, qkv, B, T, NH, HS); }
+    else {
+        fprintf(stderr, "attention_forward4: block size %d: 128 or 256\n", block_size);
+        exit(EXIT_FAILURE);
+    }
+}
+
+// 4 bytes global -> shared (lse, D of a query tile); src_bytes 0: zeros
+__device__ static inline void att4_cp_async4(float *dst, const float *src, int src_bytes) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(att4_smem(dst)), "l"(src), "r"(src_bytes)
+                 : "memory");
+}
+
+// a query tile for the dk/dv kernel: Q and dO rows q0 .. q0 + BQ - 1 into qd (Q rows 0 .. BQ-1,
+// dO rows BQ ..), lse and D into ld_s (entries 0 .. BQ-1 and BQ ..), zeros past T
+template <int BQ, int HSP>
+__device__ static inline void att4_load_qtile(floatX *qd, float *ld_s, const floatX *base, const floatX *dbase,
+                                              const float *lse_bh, const float *dl_bh, int C, int q0, int T, int HS) {
+    att4_load_tile<BQ, HSP, ATT_THREADS>(qd, base, 3 * (size_t)C, q0, T, HS);
+    att4_load_tile<BQ, HSP, ATT_THREADS>(qd + BQ * (HSP + ATT4_PAD), dbase, C, q0, T, HS);
+    if (threadIdx.x < 2 * BQ) { // lse by the first BQ threads, D by the next
+        const int q = q0 + threadIdx.x % BQ;
+        const float *src = (threadIdx.x < BQ ? lse_bh : dl_bh) + (q < T ? q : 0);
+        att4_cp_async4(&ld_s[threadIdx.x], src, q < T ? 4 : 0);
+    }
+}
+
+// form 4's dk, dv: form 3's scheme (64 keys a block, warp w: keys k0 + 16w .., query tiles of 32
+// from k0 to T in order; S^T = K Q^T, dP^T = V dO^T with the warp's K and V rows as A fragments,
+// then dV += P^T dO, dK += dS^T Q) with form 4's loads: Q and dO stay by rows (B of S^T and dP^T
+// by ldmatrix, B of dV and dK by ldmatrix.trans: variant 3 kept a second, transposed copy of each,
+// stored one bf16 at a time), and the next query tile (Q, dO, lse, D) is copied by cp.async while
+// this one is multiplied
+// __launch_bounds__(.., 2): up to 255 registers a thread. Without it ptxas stops at 168 and spills
+// 20 bytes on sm_80 (dk/dv, and dq bounded to 3 blocks an SM); with it, HS 64 takes ~200 on sm_80
+// and sm_90, no spills: 2 blocks (8 warps) an SM, where variant 3's 158-165 leave room for 3
+template <int HSP>
+__global__ void __launch_bounds__(ATT_THREADS, 2)
+attention_backward_dkdv_kernel4(floatX *dqkv, const floatX *dout, const floatX *qkv, const float *lse,
+                                const float *delta, int T, int NH, int HS) {
+    constexpr int BQ = ATT3_BQ_DKDV, BK = ATT4_BK, LDH = HSP + ATT4_PAD;
+    constexpr int NK = HSP / 16, ND = HSP / 8, NT = BQ / 8, NC = BQ / 16;
+    static_assert(BK <= 2 * BQ, "K and V are staged in the two Q/dO buffers");
+    // two buffers, each a query tile's Q (rows 0 .. BQ-1) then dO (rows BQ .. 2BQ-1), by rows;
+    // and each tile's lse (entries 0 .. BQ-1) then D (BQ .. 2BQ-1)
+    __shared__ __align__(16) floatX qd[2][2 * BQ * LDH];
+    __shared__ __align__(16) float ld_s[2][2 * BQ];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
+    const int h = blockIdx.y, b = blockIdx.z, C = NH * HS;
+    const int k0 = blockIdx.x * BK, wk0 = k0 + warp * 16, krow0 = wk0 + g; // this lane's keys: krow0, krow0 + 8
+    const int nqt = (T - k0 - 1) / BQ + 1;                                // query tiles from k0 to T - 1
+    const size_t C3 = 3 * (size_t)C;
+    const floatX *base = qkv + (size_t)b * T * C3 + h * HS, *dbase = dout + (size_t)b * T * C + h * HS;
+    const float *lse_bh = lse + ((size_t)b * NH + h) * T, *dl_bh = delta + ((size_t)b * NH + h) * T;
+    const float sl2 = ATT_LOG2E / sqrtf((float)HS);
+
+    // the block's K (rows 0 .. BK-1 of the two buffers, which are contiguous) and V (rows BK ..)
+    att4_load_tile<BK, HSP, ATT_THREADS>(&qd[0][0], base + C, C3, k0, T, HS);
+    att4_load_tile<BK, HSP, ATT_THREADS>(&qd[0][0] + BK * LDH, base + 2 * C, C3, k0, T, HS);
+    att4_cp_async_commit();
+    att4_cp_async_wait<0>();
+    __syncthreads(); // K and V are in shared memory
+    uint32_t ka[NK][4], va[NK][4];
+    #pragma unroll
+    for (int kk = 0; kk < NK; kk++) {
+        att4_ldsm_x4(ka[kk], &qd[0][(warp * 16 + lane % 16) * LDH + kk * 16 + lane / 16 * 8]);
+        att4_ldsm_x4(va[kk], &qd[0][(BK + warp * 16 + lane % 16) * LDH + kk * 16 + lane / 16 * 8]);
+    }
+    float dk[ND][4], dv[ND][4];
+    #pragma unroll
+    for (int nd = 0; nd < ND; nd++) {
+        #pragma unroll
+        for (int i = 0; i < 4; i++) { dk[nd][i] = dv[nd][i] = 0.0f; }
+    }
+    for (int j = 0; j < nqt; j++) {
+        const int q0 = k0 + j * BQ;
+        // every warp is done with the buffer of tile j - 1 (the first time: with K and V), so it can
+        // take tile j + 1 (the first time: tile 0 too, a group of its own, which nothing overlaps)
+        __syncthreads();
+        if (j == 0) {
+            att4_load_qtile<BQ, HSP>(qd[0], ld_s[0], base, dbase, lse_bh, dl_bh, C, k0, T, HS);
+            att4_cp_async_commit();
+        }
+        if (j + 1 < nqt) {
+            att4_load_qtile<BQ, HSP>(qd[(j + 1) % 2], ld_s[(j + 1) % 2], base, dbase, lse_bh, dl_bh, C, q0 + BQ, T, HS);
+        }
+        att4_cp_async_commit();  // tile j + 1's group (empty after the last tile): the most recent
+        att4_cp_async_wait<1>(); // so this thread's copies of tile j are done; tile j + 1's may be in flight
+        __syncthreads();         // tile j is in shared memory for every warp
+        // every query of the tile before the warp's keys, or keys all past T (warp-uniform)
+        if (q0 + BQ - 1 < wk0 || wk0 >= T) { continue; }
+        const floatX *Qs = qd[j % 2], *dOs = Qs + BQ * LDH;
+        const float *lse_s = ld_s[j % 2], *dl_s = lse_s + BQ;
+        // S^T = K Q^T, dP^T = V dO^T: Q, dO by rows are B column-major (two n8 tiles a ldmatrix.x4)
+        float st[NT][4], dpt[NT][4];
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            #pragma unroll
+            for (int i = 0; i < 4; i++) { st[nt][i] = dpt[nt][i] = 0.0f; }
+        }
+        #pragma unroll
+        for (int np = 0; np < NT / 2; np++) {
+            #pragma unroll
+            for (int kk = 0; kk < NK; kk++) {
+                const int off = (np * 16 + lane / 16 * 8 + lane % 8) * LDH + kk * 16 + (lane / 8) % 2 * 8;
+                uint32_t qb[4], ob[4];
+                att4_ldsm_x4(qb, &Qs[off]);
+                att4_ldsm_x4(ob, &dOs[off]);
+                mma_bf16_16816(st[2 * np], ka[kk], qb[0], qb[1]);
+                mma_bf16_16816(st[2 * np + 1], ka[kk], qb[2], qb[3]);
+                mma_bf16_16816(dpt[2 * np], va[kk], ob[0], ob[1]);
+                mma_bf16_16816(dpt[2 * np + 1], va[kk], ob[2], ob[3]);
+            }
+        }
+        // P^T and dS^T = P^T * (dP^T - D), element (key row, query column)
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            #pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int ql = nt * 8 + 2 * t + (i & 1), q = q0 + ql, key = krow0 + 8 * (i >> 1);
+                const float p =
+                    (q >= key && q < T) ? exp2f(fmaf(st[nt][i], sl2, -lse_s[ql] * ATT_LOG2E)) : 0.0f;
+                st[nt][i] = p;
+                dpt[nt][i] = p * (dpt[nt][i] - dl_s[ql]);
+            }
+        }
+        // dV += P^T dO, dK += dS^T Q: k = the tile's queries, in order; dO and Q by rows read
+        // transposed give B (matrices: queries 0-7 | 8-15 of the chunk x columns 8nd.. | 8nd+8..)
+        #pragma unroll
+        for (int kc = 0; kc < NC; kc++) {
+            const uint32_t pa[4] = {att3_pack(st[2 * kc][0], st[2 * kc][1]), att3_pack(st[2 * kc][2], st[2 * kc][3]),
+                                    att3_pack(st[2 * kc + 1][0], st[2 * kc + 1][1]),
+                                    att3_pack(st[2 * kc + 1][2], st[2 * kc + 1][3])};
+            const uint32_t sa[4] = {att3_pack(dpt[2 * kc][0], dpt[2 * kc][1]),
+                                    att3_pack(dpt[2 * kc][2], dpt[2 * kc][3]),
+                                    att3_pack(dpt[2 * kc + 1][0], dpt[2 * kc + 1][1]),
+                                    att3_pack(dpt[2 * kc + 1][2], dpt[2 * kc + 1][3])};
+            #pragma unroll
+            for (int dp2 = 0; dp2 < ND / 2; dp2++) {
+                const int off = (kc * 16 + lane % 16) * LDH + (2 * dp2 + lane / 16) * 8;
+                uint32_t ob[4], qb[4];
+                att4_ldsm_x4_trans(ob, &dOs[off]);
+                att4_ldsm_x4_trans(qb, &Qs[off]);
+                mma_bf16_16816(dv[2 * dp2], pa, ob[0], ob[1]);
+                mma_bf16_16816(dv[2 * dp2 + 1], pa, ob[2], ob[3]);
+                mma_bf16_16816(dk[2 * dp2], sa, qb[0], qb[1]);
+                mma_bf16_16816(dk[2 * dp2 + 1], sa, qb[2], qb[3]);
+            }
+        }
+    }
+    const float scale = 1.0f / sqrtf((float)HS);
+    #pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int key = krow0 + 8 * r;
+        if (key >= T) { continue; }
+        floatX *dk_t = dqkv + ((size_t)b * T + key) * C3 + C + h * HS, *dv_t = dk_t + C;
+        #pragma unroll
+        for (int nd = 0; nd < ND; nd++) {
+            #pragma unroll
+            for (int c = 0; c < 2; c++) {
+                const int col = nd * 8 + 2 * t + c;
+                if (col < HS) {
+                    dk_t[col] = from_float<floatX>(dk[nd][2 * r + c] * scale);
+                    dv_t[col] = from_float<floatX>(dv[nd][2 * r + c]);
+                }
+            }
+        }
+    }
+}
+
+// form 4's dq: form 3's scheme (64 queries a block, warp w: rows q0 + 16w .., key tiles from 0
+// to the diagonal in order; S = Q K^T and dP = dO V^T with the warp's Q and dO rows as A
+// fragments, dQ += dS K) with form 4's loads: K by rows (B of S by ldmatrix, of dQ by
+// ldmatrix.trans: variant 3 kept a transposed copy), V by rows, the next K/V tile copied by
+// cp.async while this one is multiplied, Q and dO through shared memory
+// __launch_bounds__(.., 2): see the dk/dv kernel
+template <int HSP>
+__global__ void __launch_bounds__(ATT_THREADS, 2)
+attention_backward_dq_kernel4(floatX *dqkv, const floatX *dout, const floatX *qkv, const float *lse,
+                              const float *delta, int T, int NH, int HS) {
+    constexpr int BQ = ATT3_BQ, BK = ATT4_BK, LDH = HSP + ATT4_PAD;
+    constexpr int NK = HSP / 16, ND = HSP / 8, NT = BK / 8, NC = BK / 16;
+    static_assert(2 * BQ <= 2 * BK, "Q and dO are staged in the second K/V buffer");
+    __shared__ __align__(16) floatX kv[2][2 * BK * LDH]; // K (rows 0 .. BK-1) then V (rows BK ..), by rows
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
+    const int h = blockIdx.y, b = blockIdx.z, C = NH * HS;
+    const int qt = gridDim.x - 1 - blockIdx.x; // the longest rows first
+    const int q0 = qt * BQ, wq0 = q0 + warp * 16, row0 = wq0 + g;
+    const int nkt = (min(q0 + BQ, T) - 1) / BK + 1;
+    const size_t C3 = 3 * (size_t)C;
+    const floatX *base = qkv + (size_t)b * T * C3 + h * HS, *dbase = dout + (size_t)b * T * C + h * HS;
+    const float sl2 = ATT_LOG2E / sqrtf((float)HS);
+
+    // Q (rows 0 .. BQ-1) and dO (rows BQ ..) into buffer 1, key tile 0 into buffer 0: one group
+    att4_load_tile<BQ, HSP, ATT_THREADS>(kv[1], base, C3, q0, T, HS);
+    att4_load_tile<BQ, HSP, ATT_THREADS>(kv[1] + BQ * LDH, dbase, C, q0, T, HS);
+    att4_load_tile<BK, HSP, ATT_THREADS>(kv[0], base + C, C3, 0, T, HS);
+    att4_load_tile<BK, HSP, ATT_THREADS>(kv[0] + BK * LDH, base + 2 * C, C3, 0, T, HS);
+    att4_cp_async_commit();
+    att4_cp_async_wait<0>();
+    __syncthreads(); // Q and dO are in shared memory
+    uint32_t qa[NK][4], da[NK][4];
+    #pragma unroll
+    for (int kk = 0; kk < NK; kk++) {
+        att4_ldsm_x4(qa[kk], &kv[1][(warp * 16 + lane % 16) * LDH + kk * 16 + lane / 16 * 8]);
+        att4_ldsm_x4(da[kk], &kv[1][(BQ + warp * 16 + lane % 16) * LDH + kk * 16 + lane / 16 * 8]);
+    }
+    float lse2[2], dl[2], dq[ND][4];
+    #pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = row0 + 8 * r;
+        lse2[r] = row < T ? lse[((size_t)b * NH + h) * T + row] * ATT_LOG2E : 0.0f;
+        dl[r] = row < T ? delta[((size_t)b * NH + h) * T + row] : 0.0f;
+    }
+    #pragma unroll
+    for (int nd = 0; nd < ND; nd++) { dq[nd][0] = dq[nd][1] = dq[nd][2] = dq[nd][3] = 0.0f; }
+    for (int kt = 0; kt < nkt; kt++) {
+        const int k0 = kt * BK;
+        att4_cp_async_wait<0>(); // this thread's copies of tile kt are done
+        __syncthreads(); // tile kt is in for every warp; every warp is done with tile kt - 1 (and Q, dO)
+        if (kt + 1 < nkt) {
+            floatX *nxt = kv[(kt + 1) % 2];
+            att4_load_tile<BK, HSP, ATT_THREADS>(nxt, base + C, C3, k0 + BK, T, HS);
+            att4_load_tile<BK, HSP, ATT_THREADS>(nxt + BK * LDH, base + 2 * C, C3, k0 + BK, T, HS);
+            att4_cp_async_commit();
+        }
+        if (k0 > wq0 + 15 || wq0 >= T) { continue; }
+        const floatX *Ks = kv[kt % 2], *Vs = Ks + BK * LDH;
+        const bool diag = k0 + BK - 1 > wq0;
+        const int nt_lim = diag ? min(NT, (wq0 + 15 - k0) / 8 + 1) : NT;
+        float s[NT][4], dp[NT][4];
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            #pragma unroll
+            for (int i = 0; i < 4; i++) { s[nt][i] = dp[nt][i] = 0.0f; }
+        }
+        #pragma unroll
+        for (int np = 0; np < NT / 2; np++) {
+            if (2 * np < nt_lim) {
+                #pragma unroll
+                for (int kk = 0; kk < NK; kk++) {
+                    const int off = (np * 16 + lane / 16 * 8 + lane % 8) * LDH + kk * 16 + (lane / 8) % 2 * 8;
+                    uint32_t kb[4], vb[4];
+                    att4_ldsm_x4(kb, &Ks[off]);
+                    att4_ldsm_x4(vb, &Vs[off]);
+                    mma_bf16_16816(s[2 * np], qa[kk], kb[0], kb[1]);
+                    mma_bf16_16816(s[2 * np + 1], qa[kk], kb[2], kb[3]);
+                    mma_bf16_16816(dp[2 * np], da[kk], vb[0], vb[1]);
+                    mma_bf16_16816(dp[2 * np + 1], da[kk], vb[2], vb[3]);
+                }
+            }
+        }
+        // dS = P * (dP - D), P recomputed from the forward's lse, into s
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            #pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int key = k0 + nt * 8 + 2 * t + (i & 1), row = row0 + 8 * (i >> 1);
+                const float p = (nt < nt_lim && key <= row) ? exp2f(fmaf(s[nt][i], sl2, -lse2[i >> 1])) : 0.0f;
+                s[nt][i] = p * (dp[nt][i] - dl[i >> 1]);
+            }
+        }
+        // dQ += dS K: K by rows read transposed gives B (matrices: keys 0-7 | 8-15 of the chunk x
+        // columns 8nd.. | 8nd+8..)
+        #pragma unroll
+        for (int kc = 0; kc < NC; kc++) {
+            if (2 * kc < nt_lim) {
+                const uint32_t sa[4] = {att3_pack(s[2 * kc][0], s[2 * kc][1]), att3_pack(s[2 * kc][2], s[2 * kc][3]),
+                                        att3_pack(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                                        att3_pack(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+                #pragma unroll
+                for (int dp2 = 0; dp2 < ND / 2; dp2++) {
+                    uint32_t kb[4];
+                    att4_ldsm_x4_trans(kb, &Ks[(kc * 16 + lane % 16) * LDH + (2 * dp2 + lane / 16) * 8]);
+                    mma_bf16_16816(dq[2 * dp2], sa, kb[0], kb[1]);
+                    mma_bf16_16816(dq[2 * dp2 + 1], sa, kb[2], kb[3]);
+                }
+            }
+        }
+    }
+    const float scale = 1.0f / sqrtf((float)HS);
+    #pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = row0 + 8 * r;
+        if (row >= T) { continue; }
+        floatX *dq_t = dqkv + ((size_t)b * T + row) * C3 + h * HS;
+        #pragma unroll
+        for (int nd = 0; nd < ND; nd++) {
+            #pragma unroll
+            for (int c = 0; c < 2; c++) {
+                const int col = nd * 8 + 2 * t + c;
+                if (col < HS) { dq_t[col] = from_float<floatX>(dq[nd][2 * r + c] * scale); }
+            }
+        }
+    }
+}
+
+template <int HSP>
+static void attention_backward4_launch(floatX *dqkv, const float *delta, const floatX *dout, const floatX *qkv,
+                                       const float *lse, int B, int T, int NH, int HS) {
+    attention_backward_dkdv_kernel4<HSP><<<dim3(ceil_div(T, ATT4_BK), NH, B), ATT_THREADS>>>(dqkv, dout, qkv, lse,
+                                                                                              delta, T, NH, HS);
+    cudaCheck(cudaGetLastError());
+    attention_backward_dq_kernel4<HSP><<<dim3(ceil_div(T, ATT3_BQ), NH, B), ATT_THREADS>>>(dqkv, dout, qkv, lse,
+                                                                                            delta, T, NH, HS);
+    cudaCheck(cudaGetLastError());
+}
+
+// form 4: dqkv (B,T,3C) (overwritten) from dout and the forward's qkv, out, lse; delta (B,NH,T) scratch
+static inline void attention_backward4(floatX *dqkv, float *delta, const floatX *dout, const floatX *qkv,
+                                       const floatX *out, const float *lse, int B, int T, int C, int NH) {
+    int HS = C / NH;
+    attention_check_head_size3(HS);
+    attention_delta(delta, dout, out, B, T, NH, HS);
+    if (HS <= 16) { attention_backward4_launch<16>(dqkv, delta, dout, qkv, lse, B, T, NH, HS); }
+    else if (HS <= 32) { attention_backward4_launch<32>(dqkv, delta, dout, qkv, lse, B, T, NH, HS); }
+    else { attention_backward4_launch<64>(dqkv, delta, dout, qkv, lse, B, T, NH, HS); }
 }
 
 #endif // !ENABLE_FP32

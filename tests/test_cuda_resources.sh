@@ -78,6 +78,9 @@ dev/cuda/ternary_gemv.cu       ternary_gemv_kernel3        block_sizes 11264 ter
 *                              attention_forward_kernel3<*>        launch_bounds 0  llmc/attention.cuh: kernel<HSP><<<grid, ATT_THREADS>>> in a template launcher
 *                              attention_backward_dkdv_kernel3<*>  launch_bounds 0  llmc/attention.cuh: as above
 *                              attention_backward_dq_kernel3<*>    launch_bounds 0  llmc/attention.cuh: as above
+*                              attention_forward_kernel4<*>        launch_bounds 0  llmc/attention.cuh: kernel<HSP, WARPS><<<grid, 32 * WARPS>>> in a template launcher
+*                              attention_backward_dkdv_kernel4<*>  launch_bounds 0  llmc/attention.cuh: kernel<HSP><<<grid, ATT_THREADS>>> in a template launcher
+*                              attention_backward_dq_kernel4<*>    launch_bounds 0  llmc/attention.cuh: as above
 '
 
 # Kernels allowed a stack frame or spills: file (or *), kernel, reason. None so far.

@@ -9,7 +9,7 @@
 
  Build and run:
      make -C dev/cuda attention_backward && ./dev/cuda/attention_backward   all variants
-     ./dev/cuda/attention_backward 3                                       variant 3 (and the baseline)
+     ./dev/cuda/attention_backward 4                                       variant 4 (and the baseline)
      (fp32 activations: nvcc ... -DENABLE_FP32 attention_backward.cu: variants 1 and 2 only)
 
  Variants:
@@ -20,6 +20,11 @@
         query tiles walking the key tiles in order; P recomputed, no atomics
      3  the same scheme on the tensor cores (attention_backward3, bf16 build): mma.sync m16n8k16,
         fp32 accumulation, P and dS rounded to bf16 for their matmuls (ships)
+     4  variant 3 with attention_forward.cu variant 4's loads (attention_backward4, bf16 build; not
+        what the trainer runs yet): ldmatrix.x4 fragments, K / Q / dO kept once by rows and read
+        transposed by ldmatrix.trans where a matmul needs them so (variant 3 kept a second,
+        transposed copy, stored one bf16 at a time), cp.async double-buffered tiles; fed by
+        forward variant 4 (8 warps)
 
  Shape: one layer of GPT-2 124M at llm.c's batch, B=64, T=1024, NH=12, HS=64. Validation on
  three heads in full against a CPU reference in double, and determinism: two runs give the same
@@ -29,7 +34,7 @@
  recomputes S and dP in both kernels).
 */
 #include "common.h" // defines: harness (random inputs, validation, timing, results); includes llmc/ headers
-#include "llmc/attention.cuh" // defines: attention_{forward,backward}_cublas (1), *2 (2), *3 (3)
+#include "llmc/attention.cuh" // defines: attention_{forward,backward}_cublas (1), *2 (2), *3 (3), *4 (4)
 
 // Tolerances, |gpu - cpu| <= ATOL_OF_RMS * rms(cpu) + RTOL |cpu|, rms over the heads' dq, dk, dv.
 // bf16: the outputs are rounded to bf16 (2^-9 relative: RTOL), and dz = P (dP - D), a difference,
@@ -145,7 +150,7 @@ static int variant_applies(int k, int HS) {
 #ifdef ENABLE_FP32
     return k == 1 || (k == 2 && HS <= ATT_MAX_HS);
 #else
-    return k == 1 || (k == 2 && HS <= ATT_MAX_HS) || (k == 3 && HS <= ATT3_MAX_HS);
+    return k == 1 || (k == 2 && HS <= ATT_MAX_HS) || (k >= 3 && HS <= ATT3_MAX_HS);
 #endif
 }
 
@@ -158,6 +163,7 @@ static void forward_for(int k, const Problem *p) {
     case 2: attention_forward2(p->d_out, p->d_lse, p->d_qkv, p->B, p->T, p->C, p->NH); break;
 #ifndef ENABLE_FP32
     case 3: attention_forward3(p->d_out, p->d_lse, p->d_qkv, p->B, p->T, p->C, p->NH); break;
+    case 4: attention_forward4(p->d_out, p->d_lse, p->d_qkv, p->B, p->T, p->C, p->NH, 256); break;
 #endif
     default: fprintf(stderr, "no variant %d in this build\n", k); exit(EXIT_FAILURE);
     }
@@ -176,6 +182,9 @@ static void attention_backward_variant(int k, const Problem *p) {
     case 3:
         attention_backward3(p->d_dqkv, p->d_delta, p->d_dout, p->d_qkv, p->d_out, p->d_lse, p->B, p->T, p->C, p->NH);
         break;
+    case 4:
+        attention_backward4(p->d_dqkv, p->d_delta, p->d_dout, p->d_qkv, p->d_out, p->d_lse, p->B, p->T, p->C, p->NH);
+        break;
 #endif
     default: fprintf(stderr, "no variant %d in this build\n", k); exit(EXIT_FAILURE);
     }
@@ -185,7 +194,8 @@ static const char *variant_name(int k) {
     switch (k) {
     case 1: return "1 cuBLAS + softmax (baseline)";
     case 2: return "2 fused, SIMT fp32";
-    default: return "3 fused, mma.sync bf16 (ships)";
+    case 3: return "3 fused, mma.sync bf16 (ships)";
+    default: return "4 fused, ldmatrix + cp.async";
     }
 }
 
@@ -253,7 +263,7 @@ static void validate_shape(const Problem *p, int only, int num_kernels, int smal
 // main
 
 int main(int argc, char **argv) {
-    const int num_kernels = 4; // variants 1..3 (there is no 0)
+    const int num_kernels = 5; // variants 1..4 (there is no 0)
     int only = parse_kernel_num(argc, argv, num_kernels);
     common_start("attention_backward: dqkv (B,T,3C) from dout (B,T,C) and the forward's att, or its out and lse");
     cublasCheck(cublasCreate(&cublas_handle));
@@ -262,10 +272,11 @@ int main(int argc, char **argv) {
 
     // (B, T, NH, HS); small mode: the shapes of attention_forward.cu, for the same paths (tiles cut
     // by T, T = 1, B and NH > 1, padded head sizes, 16-byte and single-value loads, 4 dims a lane),
-    // plus T = 97 at HS = 32: the dk/dv kernel's query tiles of 32 cut by T
+    // plus T = 97 at HS = 32: the dk/dv kernel's query tiles of 32 cut by T; T = 300: variant 4's
+    // double buffers over five key tiles and ten query tiles
     const int shapes_gpu[][4] = {{64, 1024, 12, 64}};
-    const int shapes_small[][4] = {{2, 100, 3, 64}, {1, 1, 2, 64}, {1, 130, 1, 16}, {2, 45, 2, 24},
-                                   {1, 37, 2, 20},  {1, 97, 2, 32}, {1, 70, 2, 128}, {1, 40, 2, 80}};
+    const int shapes_small[][4] = {{2, 100, 3, 64}, {1, 1, 2, 64}, {1, 130, 1, 16}, {1, 300, 1, 64},
+                                   {2, 45, 2, 24},  {1, 37, 2, 20},  {1, 97, 2, 32}, {1, 70, 2, 128}, {1, 40, 2, 80}};
     const int (*shapes)[4] = small ? shapes_small : shapes_gpu;
     const int nshapes = small ? (int)(sizeof(shapes_small) / sizeof(shapes_small[0]))
                               : (int)(sizeof(shapes_gpu) / sizeof(shapes_gpu[0]));

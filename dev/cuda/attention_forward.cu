@@ -8,7 +8,7 @@
 
  Build and run:
      make -C dev/cuda attention_forward && ./dev/cuda/attention_forward     all variants
-     ./dev/cuda/attention_forward 3                                         variant 3 (and the baseline)
+     ./dev/cuda/attention_forward 4                                         variant 4 (and the baseline)
      (fp32 activations: nvcc ... -DENABLE_FP32 attention_forward.cu: variants 1 and 2 only)
 
  Variants:
@@ -19,9 +19,14 @@
         skipped, a lane per key; what the FP32 build runs (and the bf16 build for head sizes > 64)
      3  fused, tensor cores (attention_forward3, bf16 build): mma.sync m16n8k16 bf16 with fp32
         accumulation, 64 queries x 64 keys a tile; what the bf16 trainer runs (ships)
- Before the variants, the bf16 build checks mma_bf16_16816 (the one inline PTX instruction of
- variant 3) on one 16x8x16 product against a plain matmul: on a GPU it checks the fragment
- layouts the kernels assume, on the CPU emulator the emulator's model of the instruction.
+     4  fused, tensor cores, tuned (attention_forward4, bf16 build; not what the trainer runs yet):
+        variant 3 with ldmatrix.x4 fragments (V read transposed by ldmatrix.trans instead of stored
+        transposed), cp.async double-buffered K/V tiles (tile kt + 1 copied while kt is
+        multiplied), Q through shared memory, 4 or 8 warps of 16 rows (block 128 or 256 threads)
+ Before the variants, the bf16 build checks the inline PTX of variants 3 and 4 against plain
+ references: mma_bf16_16816 on one 16x8x16 product against a plain matmul, and cp.async (with a
+ zero-filled tail) + ldmatrix.x4 and .x4.trans against the PTX ISA's fragment table. On a GPU it
+ checks the layouts the kernels assume, on the CPU emulator the emulator's model of them.
 
  Shape: one layer of GPT-2 124M at llm.c's batch: B=64, T=1024, NH=12, HS=64. Validation on
  three heads (b, h) in full, against a CPU reference in double; the timing reports TFLOPS of
@@ -29,7 +34,8 @@
  must do; variant 1 does twice that).
 */
 #include "common.h" // defines: harness (random inputs, validation, timing, results); includes llmc/ headers
-#include "llmc/attention.cuh" // defines: attention_forward_cublas (1), attention_forward2 (2), attention_forward3 (3)
+#include "llmc/attention.cuh" // defines: attention_forward_cublas (1), attention_forward2 (2), attention_forward3 (3),
+                              //          attention_forward4 (4)
 
 // Tolerances, |gpu - cpu| <= atol + rtol |cpu|. out: bf16 builds round out to bf16 (2^-9
 // relative) and variant 1 also the scores and probabilities (a score z rounded to bf16 moves
@@ -137,6 +143,67 @@ static void mma_check(void) {
     free(D);
     cudaCheck(cudaFree(dA)); cudaCheck(cudaFree(dBt)); cudaCheck(cudaFree(dC)); cudaCheck(cudaFree(dD));
 }
+
+// ----------------------------------------------------------------------------
+// the cp.async and ldmatrix check (bf16 build): a 32 x 16 bf16 matrix M copied global -> shared
+// by att4_cp_async16 (16-byte chunks into rows padded to 24; the last chunk with src-size 8, so
+// its last 4 values must come out zeros), then read by att4_ldsm_x4 and att4_ldsm_x4_trans with
+// lane l giving the address of row l, columns 8 ((l / 8) % 2) ..: matrix i is rows 8i .. 8i + 7,
+// columns 8 (i % 2) .. + 7. Expected (PTX ISA, ldmatrix): register i of lane l holds matrix i's
+// (l / 4, 2 (l % 4) + k), k = 0 in the low half, 1 in the high; .trans: (2 (l % 4) + k, l / 4).
+
+#define LDSM_LD 24
+__global__ void ldsm_check_kernel(uint32_t *R, uint32_t *Rt, const floatX *M) {
+    __shared__ __align__(16) floatX Ms[32 * LDSM_LD];
+    const int lane = threadIdx.x;
+    for (int c = lane; c < 64; c += 32) { // 32 rows x 2 chunks
+        const int r = c / 2, col = c % 2 * 8;
+        att4_cp_async16(&Ms[r * LDSM_LD + col], M + r * 16 + col, c == 63 ? 8 : 16);
+    }
+    att4_cp_async_commit();
+    att4_cp_async_wait<0>();
+    __syncwarp(); // every lane's copies are visible to the warp
+    uint32_t r[4], rt[4];
+    att4_ldsm_x4(r, &Ms[lane * LDSM_LD + (lane / 8) % 2 * 8]);
+    att4_ldsm_x4_trans(rt, &Ms[lane * LDSM_LD + (lane / 8) % 2 * 8]);
+    for (int i = 0; i < 4; i++) {
+        R[lane * 4 + i] = r[i];
+        Rt[lane * 4 + i] = rt[i];
+    }
+}
+
+static void ldsm_check(void) {
+    floatX M[32 * 16], Mz[32 * 16]; // Mz: what shared memory holds (the zero-filled tail)
+    for (int i = 0; i < 32 * 16; i++) {
+        M[i] = from_float<floatX>(rng_uniform(-2.0f, 2.0f));
+        Mz[i] = i >= 31 * 16 + 12 ? from_float<floatX>(0.0f) : M[i];
+    }
+    floatX *dM = to_device(M, 32 * 16);
+    uint32_t *dR = (uint32_t *)cudaMallocCheck(2 * 128 * sizeof(uint32_t), "ldsm R");
+    ldsm_check_kernel<<<1, 32>>>(dR, dR + 128, dM);
+    cudaCheck(cudaGetLastError());
+    uint32_t *R = from_device(dR, 2 * 128);
+    for (int tr = 0; tr < 2; tr++) {
+        for (int lane = 0; lane < 32; lane++) {
+            for (int i = 0; i < 4; i++) {
+                for (int k = 0; k < 2; k++) {
+                    const int mr = tr ? 2 * (lane % 4) + k : lane / 4, mc = tr ? lane / 4 : 2 * (lane % 4) + k;
+                    uint16_t want, got = (uint16_t)(R[tr * 128 + lane * 4 + i] >> (16 * k));
+                    memcpy(&want, &Mz[(8 * i + mr) * 16 + 8 * (i % 2) + mc], 2);
+                    if (got != want) {
+                        printf("MISMATCH %s: lane %d register %d half %d: 0x%04x, expected 0x%04x (matrix %d "
+                               "(%d, %d)): cp.async or the ldmatrix layout is not the hardware's\n",
+                               tr ? "ldmatrix.x4.trans" : "ldmatrix.x4", lane, i, k, got, want, i, mr, mc);
+                        exit(EXIT_FAILURE);
+                    }
+                }
+            }
+        }
+    }
+    printf("  cp.async (zero fill) + ldmatrix.x4, .x4.trans (att4_ldsm_x4*): every register as the PTX ISA's table\n");
+    free(R);
+    cudaCheck(cudaFree(dM)); cudaCheck(cudaFree(dR));
+}
 #endif
 
 // ----------------------------------------------------------------------------
@@ -149,19 +216,28 @@ typedef struct {
 
 static int variant_applies(int k, int HS) {
 #ifdef ENABLE_FP32
-    return k != 3 && (k == 1 || HS <= ATT_MAX_HS);
+    return k <= 2 && (k == 1 || HS <= ATT_MAX_HS);
 #else
-    return k == 1 || (k == 2 && HS <= ATT_MAX_HS) || (k == 3 && HS <= ATT3_MAX_HS);
+    return k == 1 || (k == 2 && HS <= ATT_MAX_HS) || (k >= 3 && HS <= ATT3_MAX_HS);
 #endif
 }
 
-static void attention_forward_variant(int k, floatX *out, float *lse, const CublasScratch &s, const floatX *qkv, int B,
-                                      int T, int C, int NH) {
+// the block sizes a variant runs at (validated and timed at each): variant 4's 4 or 8 warps
+static const int blocks4[] = {128, 256};
+static int variant_blocks(int k, const int **blocks) {
+    static const int fixed[] = {ATT_THREADS};
+    *blocks = k == 4 ? blocks4 : fixed;
+    return k == 4 ? 2 : 1;
+}
+
+static void attention_forward_variant(int k, int block, floatX *out, float *lse, const CublasScratch &s,
+                                      const floatX *qkv, int B, int T, int C, int NH) {
     switch (k) {
     case 1: attention_forward_cublas(out, s.att, s.qkvr, s.preatt, s.vaccum, qkv, B, T, C, NH); break;
     case 2: attention_forward2(out, lse, qkv, B, T, C, NH); break;
 #ifndef ENABLE_FP32
     case 3: attention_forward3(out, lse, qkv, B, T, C, NH); break;
+    case 4: attention_forward4(out, lse, qkv, B, T, C, NH, block); break;
 #endif
     default: fprintf(stderr, "no variant %d in this build\n", k); exit(EXIT_FAILURE);
     }
@@ -171,7 +247,8 @@ static const char *variant_name(int k) {
     switch (k) {
     case 1: return "1 cuBLAS + softmax (baseline)";
     case 2: return "2 fused, SIMT fp32";
-    default: return "3 fused, mma.sync bf16 (ships)";
+    case 3: return "3 fused, mma.sync bf16 (ships)";
+    default: return "4 fused, ldmatrix + cp.async";
     }
 }
 
@@ -237,29 +314,34 @@ static void validate_shape(const Problem *p, int only, int num_kernels, int smal
     const size_t n_out = (size_t)B * T * C, n_lse = (size_t)B * NH * T;
     for (int k = 1; k < num_kernels; k++) {
         if ((only > 0 && k != only && k != 1) || !variant_applies(k, HS)) { continue; }
-        cudaCheck(cudaMemset(p->d_out, 0x7f, n_out * sizeof(floatX))); // stale output must not pass
-        cudaCheck(cudaMemset(p->d_lse, 0x7f, n_lse * sizeof(float)));
-        attention_forward_variant(k, p->d_out, p->d_lse, p->cs, p->d_qkv, B, T, C, NH);
-        cudaCheck(cudaDeviceSynchronize());
-        floatX *out = from_device(p->d_out, n_out);
-        float *lse = from_device(p->d_lse, n_lse);
-        for (int i = 0; i < nheads; i++) { // the head's (T,HS) slice of out, and its lse row
-            const int b = heads[i][0], h = heads[i][1];
-            for (int t = 0; t < T; t++) {
-                memcpy(out_head + ((size_t)i * T + t) * HS, out + ((size_t)b * T + t) * C + h * HS,
-                       HS * sizeof(floatX));
+        const int *blocks;
+        const int nblocks = variant_blocks(k, &blocks);
+        for (int bi = 0; bi < nblocks; bi++) {
+            cudaCheck(cudaMemset(p->d_out, 0x7f, n_out * sizeof(floatX))); // stale output must not pass
+            cudaCheck(cudaMemset(p->d_lse, 0x7f, n_lse * sizeof(float)));
+            attention_forward_variant(k, blocks[bi], p->d_out, p->d_lse, p->cs, p->d_qkv, B, T, C, NH);
+            cudaCheck(cudaDeviceSynchronize());
+            floatX *out = from_device(p->d_out, n_out);
+            float *lse = from_device(p->d_lse, n_lse);
+            for (int i = 0; i < nheads; i++) { // the head's (T,HS) slice of out, and its lse row
+                const int b = heads[i][0], h = heads[i][1];
+                for (int t = 0; t < T; t++) {
+                    memcpy(out_head + ((size_t)i * T + t) * HS, out + ((size_t)b * T + t) * C + h * HS,
+                           HS * sizeof(floatX));
+                }
+                memcpy(lse_head + (size_t)i * T, lse + ((size_t)b * NH + h) * T, T * sizeof(float));
             }
-            memcpy(lse_head + (size_t)i * T, lse + ((size_t)b * NH + h) * T, T * sizeof(float));
+            char name[96], blk[16] = "";
+            if (nblocks > 1) { snprintf(blk, sizeof(blk), " block %d", blocks[bi]); }
+            snprintf(name, sizeof(name), "variant %d,%s %s: out", k, blk, p->name);
+            validate_close(name, out_head, out_ref, (size_t)nheads * T * HS, OUT_ATOL, OUT_RTOL);
+            if (k > 1) { // variant 1 has no lse (it keeps att instead)
+                snprintf(name, sizeof(name), "variant %d,%s %s: lse", k, blk, p->name);
+                validate_close(name, lse_head, lse_ref, (size_t)nheads * T, LSE_ATOL, LSE_RTOL);
+            }
+            free(out);
+            free(lse);
         }
-        char name[96];
-        snprintf(name, sizeof(name), "variant %d, %s: out", k, p->name);
-        validate_close(name, out_head, out_ref, (size_t)nheads * T * HS, OUT_ATOL, OUT_RTOL);
-        if (k > 1) { // variant 1 has no lse (it keeps att instead)
-            snprintf(name, sizeof(name), "variant %d, %s: lse", k, p->name);
-            validate_close(name, lse_head, lse_ref, (size_t)nheads * T, LSE_ATOL, LSE_RTOL);
-        }
-        free(out);
-        free(lse);
     }
     free(out_ref); free(lse_ref); free(out_head); free(lse_head);
 }
@@ -268,7 +350,7 @@ static void validate_shape(const Problem *p, int only, int num_kernels, int smal
 // main
 
 int main(int argc, char **argv) {
-    const int num_kernels = 4; // variants 1..3 (there is no 0)
+    const int num_kernels = 5; // variants 1..4 (there is no 0)
     int only = parse_kernel_num(argc, argv, num_kernels);
     common_start("attention_forward: causal self-attention of qkv (B,T,3C) -> out (B,T,C), lse (B,NH,T)");
     cublasCheck(cublasCreate(&cublas_handle));
@@ -276,15 +358,17 @@ int main(int argc, char **argv) {
     const int small = small_mode();
 #ifndef ENABLE_FP32
     mma_check();
+    ldsm_check();
 #endif
 
     // (B, T, NH, HS). Small mode (the CPU emulator), each reaching a path: T = 100 (not a multiple of
     // any tile; B, NH > 1; HS = 64: variant 3's largest, 2's two dims a lane), T = 1, T = 130 (three
-    // 64-tiles, the last of 2 rows; HS = 16), HS = 24 (padded to 32, 16-byte loads with a partial
+    // 64-tiles, the last of 2 rows; HS = 16; variant 4 at 8 warps: a block whose warps 1.. are past T),
+    // T = 300 (variant 4's double buffer over five key tiles), HS = 24 (padded to 32, 16-byte loads with a partial
     // last chunk), HS = 20 (not a multiple of 8: one value at a time), HS = 128 and 80 (variant 2's
     // 4 dims a lane, 4 rows a warp; variant 3 takes at most 64)
     const int shapes_gpu[][4] = {{64, 1024, 12, 64}};
-    const int shapes_small[][4] = {{2, 100, 3, 64}, {1, 1, 2, 64}, {1, 130, 1, 16}, {2, 45, 2, 24},
+    const int shapes_small[][4] = {{2, 100, 3, 64}, {1, 1, 2, 64}, {1, 130, 1, 16}, {1, 300, 1, 64}, {2, 45, 2, 24},
                                    {1, 37, 2, 20},  {1, 70, 2, 128}, {1, 40, 2, 80}};
     const int (*shapes)[4] = small ? shapes_small : shapes_gpu;
     const int nshapes = small ? (int)(sizeof(shapes_small) / sizeof(shapes_small[0]))
@@ -305,14 +389,18 @@ int main(int argc, char **argv) {
         double ms1 = 0.0;
         for (int k = 1; k < num_kernels; k++) {
             if ((only > 0 && k != only && k != 1) || !variant_applies(k, p.HS)) { continue; }
-            double ms = benchmark_ms([&]() {
-                attention_forward_variant(k, p.d_out, p.d_lse, p.cs, p.d_qkv, p.B, p.T, p.C, p.NH);
-            });
-            if (k == 1) { ms1 = ms; }
-            char ratio[24];
-            snprintf(ratio, sizeof(ratio), "%.2fx v1", ms1 / ms);
-            result_line("attention_forward", p.name, variant_name(k), k == 1 ? 0 : ATT_THREADS, ms,
-                        flops / (ms * 1e-3) / 1e12, "TFLOPS", ratio);
+            const int *blocks;
+            const int nblocks = variant_blocks(k, &blocks);
+            for (int bi = 0; bi < nblocks; bi++) {
+                double ms = benchmark_ms([&]() {
+                    attention_forward_variant(k, blocks[bi], p.d_out, p.d_lse, p.cs, p.d_qkv, p.B, p.T, p.C, p.NH);
+                });
+                if (k == 1) { ms1 = ms; }
+                char ratio[24];
+                snprintf(ratio, sizeof(ratio), "%.2fx v1", ms1 / ms);
+                result_line("attention_forward", p.name, variant_name(k), k == 1 ? 0 : blocks[bi], ms,
+                            flops / (ms * 1e-3) / 1e12, "TFLOPS", ratio);
+            }
         }
         problem_free(&p);
     }

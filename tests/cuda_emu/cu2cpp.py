@@ -11,8 +11,11 @@ It rewrites only the CUDA syntax that is not also C++, or whose C++ reading woul
     asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {..}, {..}, {..}, {..};" : outs : ins);
         -> emu_mma_m16n8k32_s8(&d0, .., a0, .., b0, b1, c0, ..);   (cuda_emu_core.h)
        and likewise mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 -> emu_mma_m16n8k16_bf16
-       (its D and C are fp32 registers, "f" operands); any other inline PTX is refused: the
-       emulator has no model of it
+       (its D and C are fp32 registers, "f" operands), ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16
+       -> emu_ldmatrix_x4[_trans], cp.async.{ca,cg}.shared.global [dst], [src], cp-size, src-size
+       -> emu_cp_async, cp.async.commit_group, cp.async.wait_group N, cp.async.wait_all (shared
+       addresses are __cvta_generic_to_shared's, which cuda_emu_core.h defines); any other inline
+       PTX is refused: the emulator has no model of it
     a file that calls cudaLaunchCooperativeKernel gets every kernel registered (its address
     and a typed trampoline), so the runtime can call a kernel it is given as a void pointer
 and an #include of another .cu or .cuh file (llmc/'s kernel headers) points at that file's
@@ -34,14 +37,26 @@ SHARED = re.compile(r'__shared__\s+(?:__align__\(\s*(\d+)\s*\)\s+)?' + TYPE + r'
 ASM = re.compile(r'\basm\s*(?:volatile\s*)?\(\s*((?:"(?:[^"\\]|\\.)*"\s*)+)(.*?)\)\s*;', re.S)
 KERNEL = re.compile(r'__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)\s*\(')
 
-# inline PTX the emulator implements: the emulator's function, the operand groups (register
-# counts) of the instruction in order D, A, B, C, and each group's register kind: the letter its
-# constraints must have ('r': 32-bit integer register, 'f': fp32 register)
+# inline PTX the emulator implements: the emulator's function and the instruction's operand
+# groups in order, each (role, register kind, count). Roles: 'out' a group of output registers
+# (passed by address), 'in' input registers, 'addr' an address [%n], 'imm' an immediate (a number
+# in the code, or %n with an "n" constraint). Kinds: the letter the constraint must have ('r':
+# 32-bit integer register, 'l': 64-bit, 'f': fp32 register, 'n': a compile-time constant).
+MMA_GROUPS = lambda dk, ck: [('out', dk, 4), ('in', 'r', 4), ('in', 'r', 2), ('in', ck, 4)]
+CP_ASYNC_GROUPS = [('addr', 'r', 1), ('addr', 'l', 1), ('imm', 'n', 1), ('in', 'r', 1)]  # src-size required
 ASM_SUPPORTED = {
-    'mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32': ('emu_mma_m16n8k32_s8', [4, 4, 2, 4], 'rrrr'),
-    'mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32': ('emu_mma_m16n8k16_bf16', [4, 4, 2, 4], 'frrf'),
+    'mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32': ('emu_mma_m16n8k32_s8', MMA_GROUPS('r', 'r')),
+    'mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32': ('emu_mma_m16n8k16_bf16', MMA_GROUPS('f', 'f')),
+    'ldmatrix.sync.aligned.m8n8.x4.shared.b16': ('emu_ldmatrix_x4', [('out', 'r', 4), ('addr', 'r', 1)]),
+    'ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16': ('emu_ldmatrix_x4_trans', [('out', 'r', 4), ('addr', 'r', 1)]),
+    'cp.async.ca.shared.global': ('emu_cp_async_ca', CP_ASYNC_GROUPS),
+    'cp.async.cg.shared.global': ('emu_cp_async_cg', CP_ASYNC_GROUPS),
+    'cp.async.commit_group': ('emu_cp_async_commit_group', []),
+    'cp.async.wait_group': ('emu_cp_async_wait_group', [('imm', 'n', 1)]),
+    'cp.async.wait_all': ('emu_cp_async_wait_all', []),
 }
-REG_KIND = {'r': 'a 32-bit integer register', 'f': 'an fp32 register'}
+REG_KIND = {'r': 'a 32-bit integer register', 'l': 'a 64-bit register', 'f': 'an fp32 register',
+            'n': 'an immediate'}
 
 
 def fail(path, msg):
@@ -77,33 +92,57 @@ def asm_operands(path, section):
     return ops
 
 
+def split_top(text):
+    """'{%0,%1}, [%2], 16' -> ['{%0,%1}', '[%2]', '16']: commas outside braces and brackets"""
+    out, depth, cur = [], 0, ''
+    for ch in text:
+        depth += ch in '{['
+        depth -= ch in '}]'
+        if ch == ',' and depth == 0:
+            out.append(cur.strip())
+            cur = ''
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
 def rewrite_asm(path, m):
     code = ''.join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1)))
     code = code.replace('\\n', ' ').replace('\\t', ' ').strip().rstrip(';').strip()
     opcode, _, operands = code.partition(' ')
     if opcode not in ASM_SUPPORTED:
         fail(path, f"inline PTX `{opcode}` cannot be emulated (supported: {', '.join(ASM_SUPPORTED)})")
-    func, groups, kinds = ASM_SUPPORTED[opcode]
+    func, groups = ASM_SUPPORTED[opcode]
     sections = m.group(2).split(':')  # ": outputs : inputs [: clobbers]"; no ':' inside these operands
-    if len(sections) < 3 or sections[0].strip():
+    if groups and (len(sections) < 3 or sections[0].strip()):
         fail(path, f"asm `{opcode}`: expected ': outputs : inputs'")
-    ops = asm_operands(path, sections[1]) + asm_operands(path, sections[2])
-    regs = re.findall(r'\{([^}]*)\}|(%\d+)', operands)
-    if len(regs) != len(groups):
+    ops = (asm_operands(path, sections[1]) + asm_operands(path, sections[2])) if len(sections) >= 3 else []
+    tokens = split_top(operands)
+    if len(tokens) != len(groups):
         fail(path, f"asm `{opcode}`: expected {len(groups)} operand groups")
     args = []
-    for gi, ((braced, single), count) in enumerate(zip(regs, groups)):
-        names = [r.strip() for r in (braced.split(',') if braced else [single])]
-        if len(names) != count or not all(re.fullmatch(r'%\d+', r) for r in names):
+    for gi, (tok, (role, kind, count)) in enumerate(zip(tokens, groups)):
+        if role == 'imm' and re.fullmatch(r'\d+', tok):  # a number written in the code
+            args.append(tok)
+            continue
+        if role == 'addr':
+            if not re.fullmatch(r'\[\s*%\d+\s*\]', tok):
+                fail(path, f"asm `{opcode}`: operand group {gi} should be an address [%n]")
+            tok = tok.strip('[] ')
+        braced = tok.startswith('{')
+        names = [r.strip() for r in (tok.strip('{}').split(',') if braced else [tok])]
+        if len(names) != count or not all(re.fullmatch(r'%\d+', r) for r in names) or (braced != (count > 1)):
             fail(path, f"asm `{opcode}`: operand group {gi} should be {count} registers")
         for r in names:
             n = int(r[1:])
             if n >= len(ops):
                 fail(path, f"asm `{opcode}`: operand {r} does not exist")
             constraint, expr = ops[n]
-            if kinds[gi] not in constraint:
-                fail(path, f"asm `{opcode}`: operand {r} is not {REG_KIND[kinds[gi]]} (\"{kinds[gi]}\")")
-            if gi == 0:  # the destination: written, so an output operand passed by address
+            if kind not in constraint:
+                fail(path, f"asm `{opcode}`: operand {r} is not {REG_KIND[kind]} (\"{kind}\")")
+            if role == 'out':  # written, so an output operand passed by address
                 if '=' not in constraint and '+' not in constraint:
                     fail(path, f"asm `{opcode}`: destination {r} is not an output operand")
                 args.append(f'&({expr})')

@@ -19,6 +19,13 @@
      mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (cu2cpp.py turns the asm statement
      into a call of emu_mma_m16n8k32_s8 / emu_mma_m16n8k16_bf16): the 32 lanes' fragments are
      gathered at a warp barrier and multiplied with the PTX ISA's fragment layout
+   - ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 (emu_ldmatrix_x4[_trans]): the 32 lanes'
+     row addresses gathered at a warp barrier, each lane given its words by the PTX ISA's table;
+     cp.async.{ca,cg}.shared.global with a src-size, commit_group, wait_group, wait_all
+     (emu_cp_async_*): a copy is queued by the thread that issues it and done only when a
+     wait_group (or wait_all) of that thread covers its group, so a kernel that reads a buffer
+     before its wait sees the stale bytes, as it could on a GPU. Shared addresses (the .shared
+     state space, 32 bits) are __cvta_generic_to_shared's: variable and offset, checked on use
    - __dp4a, __vcmpgeu4; int4/uint4/float4/uint2 and their make_ functions
    - device memory is host memory (cudaMalloc = malloc), so out-of-bounds
      accesses are ordinary host bugs that valgrind or ASan can see
@@ -26,8 +33,8 @@
  shared-memory pressure, the GPU's own numerics beyond IEEE fp32 (no fast-math, no
  FMA contraction differences are modelled; the bf16 mma sums its 16 exact products in
  double and rounds once, where the tensor cores round in their own way). Inline PTX other
- than the two mma above
- (ldmatrix, cp.async, ...) is refused by cu2cpp.py, not faked.
+ than the instructions above (ldmatrix .x1/.x2, stmatrix, wgmma, ...) is refused by cu2cpp.py,
+ not faked.
 */
 #ifndef CUDA_EMU_CORE_H
 #define CUDA_EMU_CORE_H
@@ -119,7 +126,17 @@ struct EmuBlock {
     char *dyn_shared;    // the launch's dynamic shared memory, exactly as many bytes as asked
 };
 
+// a cp.async queued by a thread: done at the wait that covers its group (-1: not yet committed)
+#define EMU_CP_ASYNC_MAX 128 // copies a thread may have in flight
+struct EmuCpAsync {
+    void *dst;
+    const void *src;
+    int cp_size, src_size, group;
+};
+
 struct EmuThread {
+    EmuCpAsync cp[EMU_CP_ASYNC_MAX];
+    int ncp, cp_groups; // queued copies; groups committed so far
     ucontext_t ctx;
     void *sp;
     dim3 tid;
@@ -246,8 +263,11 @@ static inline void emu_grid_sync(void) {
 }
 
 // a thread that returns stops counting at the barriers it would have reached
+static inline void emu_cp_async_complete(EmuThread *t, int upto_group);
+
 static inline void emu_thread_exit(void) {
     EmuThread *t = emu.cur;
+    emu_cp_async_complete(t, 1 << 30); // copies never waited for still land (the shared memory outlives the thread)
     EmuBlock *b = t->blk;
     t->done = 1;
     b->live--;
@@ -333,6 +353,7 @@ static inline void emu_thread_init(int i, EmuBlock *b, int linear) {
     t->blk = b;
     t->tid = dim3(linear % emu.block.x, (linear / emu.block.x) % emu.block.y, linear / (emu.block.x * emu.block.y));
     t->done = 0;
+    t->ncp = t->cp_groups = 0;
 #ifdef EMU_ASM_SWITCH
     // a stack that emu_switch "returns" into emu_thread_entry from: 6 saved registers
     // (zeros), then the entry's address, then a fake return address, so the entry
@@ -685,6 +706,151 @@ static inline void emu_mma_m16n8k16_bf16(TD *d0, TD *d1, TD *d2, TD *d3, uint32_
     }
     memcpy(d0, &m->d[lane][0], 4); memcpy(d1, &m->d[lane][1], 4);
     memcpy(d2, &m->d[lane][2], 4); memcpy(d3, &m->d[lane][3], 4);
+}
+
+// ----------------------------------------------------------------------------
+// shared addresses: what __cvta_generic_to_shared gives and ldmatrix / cp.async take. On a GPU
+// a 32-bit offset into the block's shared window; here the emulator's shared variables are
+// separate host allocations, so an address is (variable + 1) << 20 | offset (a block has at most
+// 48 KiB, so the offset fits 20 bits): arithmetic within a variable works, and every use is
+// checked to fall inside the variable it started in.
+
+#define EMU_SHARED_OFFSET_BITS 20
+#define EMU_DYN_SHARED_VAR EMU_MAX_SHARED_VARS // the variable number of the dynamic shared memory
+
+static inline size_t __cvta_generic_to_shared(const void *p) {
+    EmuBlock *b = emu.cur->blk;
+    const char *c = (const char *)p;
+    for (int i = 0; i < b->nshared; i++) {
+        const char *base = (const char *)b->shared[i].ptr;
+        if (c >= base && c < base + b->shared[i].bytes) {
+            return ((size_t)(i + 1) << EMU_SHARED_OFFSET_BITS) | (size_t)(c - base);
+        }
+    }
+    if (c >= b->dyn_shared && c < b->dyn_shared + emu.dyn_shared_bytes) {
+        return ((size_t)(EMU_DYN_SHARED_VAR + 1) << EMU_SHARED_OFFSET_BITS) | (size_t)(c - b->dyn_shared);
+    }
+    emu_fatal("__cvta_generic_to_shared of a pointer that is not in this block's shared memory");
+    return 0;
+}
+
+// the host pointer of `bytes` bytes at shared address a (fatal when they leave its variable or
+// are not aligned to `align`)
+static inline char *emu_shared_at(uint32_t a, size_t bytes, size_t align, const char *what) {
+    EmuBlock *b = emu.cur->blk;
+    const int var = (int)(a >> EMU_SHARED_OFFSET_BITS) - 1;
+    const size_t off = a & ((1u << EMU_SHARED_OFFSET_BITS) - 1);
+    char *base = NULL;
+    size_t size = 0;
+    if (var >= 0 && var < b->nshared) { base = (char *)b->shared[var].ptr; size = b->shared[var].bytes; }
+    if (var == EMU_DYN_SHARED_VAR) { base = b->dyn_shared; size = emu.dyn_shared_bytes; }
+    if (base == NULL || off + bytes > size) {
+        fprintf(stderr, "cuda_emu: %s: shared address 0x%x (+%zu bytes) is outside shared memory\n", what, a, bytes);
+        emu_fatal("shared memory access out of bounds");
+    }
+    if (off % align != 0) {
+        fprintf(stderr, "cuda_emu: %s: shared address 0x%x is not %zu-byte aligned\n", what, a, align);
+        emu_fatal("misaligned shared memory access");
+    }
+    return base + off;
+}
+
+// ----------------------------------------------------------------------------
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16  {r0, r1, r2, r3}, [addr]: four 8x8 matrices of
+// 16-bit elements, each row 16 contiguous bytes (16-byte aligned) anywhere in shared memory.
+// PTX ISA, "Warp-level matrix load instruction: ldmatrix": lane 8i + j gives the address of row j
+// of matrix i; register i of lane l receives matrix i's elements (l / 4, 2 (l % 4)) and
+// (l / 4, 2 (l % 4) + 1), the lower column in the low half: the layout of an mma A or B fragment
+// register. With .trans the matrix is read transposed: elements (2 (l % 4), l / 4) and
+// (2 (l % 4) + 1, l / 4). All 32 lanes execute it together (.sync.aligned).
+
+static inline void emu_ldmatrix_x4_impl(uint32_t *d[4], uint32_t addr, int trans) {
+    EmuBlock *blk = emu.cur->blk;
+    const int w = emu.cur->linear / 32, lane = emu.cur->linear % 32;
+    if (blk->warp_live[w] != 32) { emu_fatal("ldmatrix in a warp without 32 active lanes (undefined on a GPU)"); }
+    // check this lane's row, then publish its host pointer to the warp
+    const char *row = emu_shared_at(addr, 16, 16, "ldmatrix");
+    blk->warp_slot[w][lane] = (uint64_t)(uintptr_t)row;
+    emu_warp_barrier(w); // every lane's row address is in
+    uint32_t r[4];
+    for (int i = 0; i < 4; i++) {
+        uint16_t e[2];
+        for (int k = 0; k < 2; k++) {
+            // (matrix row, column) of element k of this lane's register i
+            const int mr = trans ? 2 * (lane % 4) + k : lane / 4, mc = trans ? lane / 4 : 2 * (lane % 4) + k;
+            const char *p = (const char *)(uintptr_t)blk->warp_slot[w][8 * i + mr];
+            memcpy(&e[k], p + 2 * mc, 2);
+        }
+        r[i] = (uint32_t)e[0] | ((uint32_t)e[1] << 16);
+    }
+    emu_warp_barrier(w); // every lane has read before the slots are reused
+    for (int i = 0; i < 4; i++) { memcpy(d[i], &r[i], 4); }
+}
+
+template <typename TD> static inline void emu_ldmatrix_x4(TD *d0, TD *d1, TD *d2, TD *d3, uint32_t addr) {
+    static_assert(sizeof(TD) == 4, "ldmatrix destinations are 32-bit registers");
+    uint32_t *d[4] = {(uint32_t *)d0, (uint32_t *)d1, (uint32_t *)d2, (uint32_t *)d3};
+    emu_ldmatrix_x4_impl(d, addr, 0);
+}
+template <typename TD> static inline void emu_ldmatrix_x4_trans(TD *d0, TD *d1, TD *d2, TD *d3, uint32_t addr) {
+    static_assert(sizeof(TD) == 4, "ldmatrix destinations are 32-bit registers");
+    uint32_t *d[4] = {(uint32_t *)d0, (uint32_t *)d1, (uint32_t *)d2, (uint32_t *)d3};
+    emu_ldmatrix_x4_impl(d, addr, 1);
+}
+
+// ----------------------------------------------------------------------------
+// cp.async.{ca,cg}.shared.global [dst], [src], cp-size, src-size: copy src-size bytes of global
+// memory to shared memory and fill the rest of the cp-size bytes (4, 8 or 16; .cg: 16) with
+// zeros, asynchronously (PTX ISA, "Data Movement and Conversion Instructions: cp.async").
+// cp.async.commit_group closes the thread's open group of copies; cp.async.wait_group N waits
+// until at most the N most recent committed groups are pending; cp.async.wait_all waits for all.
+// Per thread: another thread sees the bytes only after a barrier that follows the wait.
+
+static inline void emu_cp_async_complete(EmuThread *t, int upto_group) {
+    int kept = 0;
+    for (int i = 0; i < t->ncp; i++) {
+        EmuCpAsync *c = &t->cp[i];
+        if (c->group >= 0 && c->group <= upto_group) {
+            memcpy(c->dst, c->src, c->src_size);
+            memset((char *)c->dst + c->src_size, 0, c->cp_size - c->src_size);
+        } else {
+            t->cp[kept++] = *c; // in issue order
+        }
+    }
+    t->ncp = kept;
+}
+
+static inline void emu_cp_async(uint32_t dst, const void *src, int cp_size, int src_size, int cg) {
+    EmuThread *t = emu.cur;
+    if (cg ? cp_size != 16 : (cp_size != 4 && cp_size != 8 && cp_size != 16)) {
+        emu_fatal("cp.async: cp-size must be 4, 8 or 16 (.cg: 16)");
+    }
+    if (src_size < 0 || src_size > cp_size) { emu_fatal("cp.async: src-size must be in [0, cp-size]"); }
+    if ((uintptr_t)src % cp_size != 0) { emu_fatal("cp.async: the global address is not aligned to cp-size"); }
+    char *d = emu_shared_at(dst, cp_size, cp_size, "cp.async");
+    if (t->ncp == EMU_CP_ASYNC_MAX) { emu_fatal("cp.async: more copies in flight than EMU_CP_ASYNC_MAX"); }
+    t->cp[t->ncp++] = EmuCpAsync{d, src, cp_size, src_size, -1};
+}
+template <typename TP> static inline void emu_cp_async_ca(uint32_t dst, TP src, int cp_size, int src_size) {
+    emu_cp_async(dst, (const void *)src, cp_size, src_size, 0);
+}
+template <typename TP> static inline void emu_cp_async_cg(uint32_t dst, TP src, int cp_size, int src_size) {
+    emu_cp_async(dst, (const void *)src, cp_size, src_size, 1);
+}
+
+static inline void emu_cp_async_commit_group(void) {
+    EmuThread *t = emu.cur;
+    for (int i = 0; i < t->ncp; i++) {
+        if (t->cp[i].group < 0) { t->cp[i].group = t->cp_groups; }
+    }
+    t->cp_groups++; // an empty group counts too
+}
+
+static inline void emu_cp_async_wait_group(int n) { emu_cp_async_complete(emu.cur, emu.cur->cp_groups - 1 - n); }
+
+static inline void emu_cp_async_wait_all(void) {
+    emu_cp_async_commit_group(); // wait_all = commit_group + wait_group 0
+    emu_cp_async_wait_group(0);
 }
 
 #endif // CUDA_EMU_CORE_H
