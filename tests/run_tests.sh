@@ -126,9 +126,10 @@ run_slow "dev/cuda bitlinear_forward on the CPU emulator (tests/test_dev_cuda_em
 run_slow "dev/cuda bitlinear_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_backward 1 2 3
 run_slow "dev/cuda ternary_gemv on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh ternary_gemv 0 1 2 3
 # attention: 1 the cuBLAS form (make ATTENTION=cublas), 2 fused SIMT (the FP32 build's), 3 fused mma.sync bf16
-# (the bf16 build's); the forward program first checks the bf16 mma.sync against a plain matmul
-run_slow "dev/cuda attention_forward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh attention_forward 1 2 3
-run_slow "dev/cuda attention_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh attention_backward 1 2 3
+# (the bf16 build's), 4 ldmatrix + cp.async (dev only); the forward program first checks the bf16 mma.sync,
+# ldmatrix and cp.async against plain references
+run_slow "dev/cuda attention_forward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh attention_forward 1 2 3 4
+run_slow "dev/cuda attention_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh attention_backward 1 2 3 4
 run_slow "dev/cuda classifier on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh classifier 1 2
 run_slow "dev/cuda encoder_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh encoder_backward 1 2
 run_slow "dev/cuda residual_layernorm on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh residual_layernorm 1 2 3
