@@ -398,8 +398,8 @@ static void gpt2_bitlinear_forward(GPT2 *model, int k, int l, floatX *out, const
     bitlinear_shape(&model->config, k, &OC, &IC);
     const int8_t *trits = model->trits + model->wq_offset[k] + (size_t)l * OC * IC;
     const QuantConfig qk = quant_config_at(&model->quant, k); // -rn 2: the norm before k = 1, 3 only
-    bitlinear_forward(out, inp, gpt2_forward_weight(model, k, l), trits, model->scales, bitlinear_scale_index(l, k), bias, &model->bl,
-                      &qk, gpt2_uses_int8_matmul(model), N, IC, OC);
+    bitlinear_forward(out, inp, gpt2_forward_weight(model, k, l), trits, model->scales, bitlinear_scale_index(l, k), bias,
+                      floatx_view(model, bias), &model->bl, &qk, gpt2_uses_int8_matmul(model), N, IC, OC);
 }
 
 // dinp (N,IC) overwritten; dweight, dbias accumulated; dX in integers with -bq int8

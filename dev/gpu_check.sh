@@ -49,7 +49,7 @@ START=$(date +%s)
 elapsed() { echo $(($(date +%s) - START)); }
 ALL_PROGS="quantize_weights rmsnorm_quant bitlinear_forward bitlinear_backward ternary_gemv attention_forward attention_backward
        classifier encoder_backward residual_layernorm gelu"
-PROGS=${PROGS:-$ALL_PROGS}
+PROGS=${PROGS-$ALL_PROGS} # PROGS="" runs none
 NPROGS=$(wc -w <<<"$PROGS")
 
 if [ "$EMU" = 1 ]; then # the emulator's builds (tests/cuda_emu), tiny sizes

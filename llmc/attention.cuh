@@ -13,7 +13,7 @@
     Scratch: qkvr (3,B,NH,T,HS), preatt (B,NH,T,T) for the scores (backward: their gradient),
     vaccum (B,NH,T,HS), dqkvr (3,B,NH,T,HS). What the trainer runs with `make ATTENTION=cublas`.
 
- 2, 3  fused (attention_forward, attention_backward: what the trainer runs by default), after
+ 2, 3, 4  fused (attention_forward, attention_backward: what the trainer runs by default), after
     FlashAttention-2 (Dao, 2023): each block holds a tile of queries and walks the key/value tiles
     in shared memory with an online softmax (a running max m and sum l per row, in fp32; when m
     grows, what was summed is rescaled by exp(m_old - m_new)), so no T x T matrix is ever in
@@ -32,12 +32,12 @@
        and the bf16 build's for head sizes above 64.
     3  tensor cores: the two matmuls of each tile as mma.sync m16n8k16 (bf16 in, fp32 accumulate;
        sm_80+), 4 warps of 16 rows; P and dS are rounded to bf16 for their matmuls (as the
-       cuBLAS form rounds att to floatX). The bf16 build, head sizes up to 64 (padded to 16, 32
-       or 64 with zeros).
+       cuBLAS form rounds att to floatX). Head sizes up to 64 (padded to 16, 32 or 64 with zeros);
+       the bf16 build's form until form 4 replaced it.
  4  form 3 with the loads of a tuned FlashAttention-2 kernel (ldmatrix fragments, no transposed
-    copies in shared memory, cp.async double-buffered tiles; the forward at 4 or 8 warps): in the
-    dev/cuda programs only until a GPU has timed it against form 3 (attention_forward4,
-    attention_backward4; nothing below calls them).
+    copies in shared memory, cp.async double-buffered tiles; the forward at 4 or 8 warps): what
+    the bf16 build runs for head sizes up to 64 (attention_forward4 at 4 warps, attention_backward4).
+    1.5x form 3 forward and backward on an H200; form 3 stays as its dev/cuda baseline.
  Memory at d12, B=64, T=1024 (bf16): form 1 keeps att, 12 x 64 x 12 x 1024^2 x 2 bytes = 18 GiB,
  plus 1.5 GiB of scores; the fused forms keep lse, 12 x 64 x 12 x 1024 x 4 bytes = 36 MiB.
 */
@@ -1538,13 +1538,15 @@ static inline void attention_backward4(floatX *dqkv, float *delta, const floatX 
 #endif // !ENABLE_FP32
 
 // ----------------------------------------------------------------------------
-// what the trainer calls: form 3 where it applies (bf16 build, HS <= 64), else form 2
+// what the trainer calls: form 4 where it applies (bf16 build, HS <= 64), else form 2. On an
+// H200 (2026-11-28, B=64 T=1024 NH=12 HS=64) form 4 took 0.906 ms forward (block 128; 0.927 at
+// 256) and 2.84 ms backward, form 3 1.353 and 4.381 ms (dev/cuda/results_h200_fused.md)
 
 // out (B,T,C) and lse (B,NH,T) from qkv (B,T,3C)
 static inline void attention_forward(floatX *out, float *lse, const floatX *qkv, int B, int T, int C, int NH) {
 #ifndef ENABLE_FP32
     if (C / NH <= ATT3_MAX_HS) {
-        attention_forward3(out, lse, qkv, B, T, C, NH);
+        attention_forward4(out, lse, qkv, B, T, C, NH, 128);
         return;
     }
 #endif
@@ -1556,7 +1558,7 @@ static inline void attention_backward(floatX *dqkv, float *delta, const floatX *
                                       const floatX *out, const float *lse, int B, int T, int C, int NH) {
 #ifndef ENABLE_FP32
     if (C / NH <= ATT3_MAX_HS) {
-        attention_backward3(dqkv, delta, dout, qkv, out, lse, B, T, C, NH);
+        attention_backward4(dqkv, delta, dout, qkv, out, lse, B, T, C, NH);
         return;
     }
 #endif

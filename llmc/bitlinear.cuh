@@ -135,12 +135,14 @@ static inline void bitlinear_matmul_int8(floatX *out, int32_t *acc, const int8_t
 }
 
 // out (N,OC) = BitLinear(inp (N,IC)); use_int8: the integer path (int8 activations, and
-// weights that are trits: then w is not read, trits and scales[scale_index] are)
+// weights that are trits: then w is not read, trits and scales[scale_index] are). The bias twice:
+// bias (fp32) for the integer path's epilogue, bias_x (its floatX copy) for the float path's
+// cuBLASLt epilogue, which takes the bias in the output's type only
 static inline void bitlinear_forward(floatX *out, const floatX *inp, const floatX *w, const int8_t *trits,
-                                     const float *scales, int scale_index, const float *bias, BitLinearScratch *s,
-                                     const QuantConfig *q, int use_int8, int N, int IC, int OC) {
+                                     const float *scales, int scale_index, const float *bias, const floatX *bias_x,
+                                     BitLinearScratch *s, const QuantConfig *q, int use_int8, int N, int IC, int OC) {
     if (q->act_quant == AQ_NONE && !q->inner_norm) { // the input is used as it is (fp, and weights-only without norm)
-        matmul_forward(out, inp, w, bias, N, IC, OC);
+        matmul_forward(out, inp, w, bias_x, N, IC, OC);
         return;
     }
     // the integer path reads only the codes (and 1/s); the float path only x_q
@@ -150,7 +152,7 @@ static inline void bitlinear_forward(floatX *out, const floatX *inp, const float
         // y = (gamma / s) * (codes . trits^T) + b: exact int32 products, scaled once
         bitlinear_matmul_int8(out, s->acc, s->codes, s->inv_s, trits, scales, scale_index, bias, N, IC, OC);
     } else {
-        matmul_forward(out, s->xq, w, bias, N, IC, OC);
+        matmul_forward(out, s->xq, w, bias_x, N, IC, OC);
     }
 }
 

@@ -12,9 +12,11 @@
  call below is written as the transposed product (the comment at each call says which).
 
  What runs where:
-   matmul_forward with a bias:   cublasLtMatmul with the BIAS epilogue: the fp32 bias is added to
-                                 the fp32 accumulator inside the GEMM, then D is rounded once to
-                                 floatX (no separate bias pass over the output)
+   matmul_forward with a bias:   cublasLtMatmul with the BIAS epilogue: the bias, in floatX (the
+                                 trainer's floatX copy of the parameters), is added to the fp32
+                                 accumulator inside the GEMM, then D is rounded once to floatX (no
+                                 separate bias pass over the output). cuBLASLt takes the bias in
+                                 D's type only: an fp32 bias with bf16 D was refused on an H200.
    matmul_forward without bias:  cublasGemmEx (the logits); also, with add_bias_kernel after it,
                                  where cuBLASLt offers no algorithm for the epilogue (said once)
    matmul_backward, matmul_i8:   cublasGemmEx; the bias gradient by colsum_backward (colsum.cuh)
@@ -89,9 +91,9 @@ static inline void matmul_lt_free(void) {
 // Column-major, as in cublasGemmEx below: D = out^T (N,M) = op(A) op(B) with A = weight stored
 // (K,N) ld K, op T; B = inp stored (K,M) ld K, op N; C = D = out stored (N,M) ld N (beta = 0).
 // The BIAS epilogue adds bias[i] to row i of D (= column n of out) for every column (token),
-// in fp32 before D is rounded to floatX; the bias is fp32 (BIAS_DATA_TYPE; by default it would
-// have D's type, bf16).
-static MatmulLtPlan *matmul_lt_plan(const floatX *out, const floatX *inp, const floatX *weight, const float *bias,
+// in fp32 before D is rounded to floatX; the bias has D's type (cuBLASLt's default, and the only
+// type it took on an H200 for bf16 D).
+static MatmulLtPlan *matmul_lt_plan(const floatX *out, const floatX *inp, const floatX *weight, const floatX *bias,
                                     int M, int K, int N) {
     const uint32_t align[4] = {matmul_lt_alignment(weight), matmul_lt_alignment(inp), matmul_lt_alignment(out),
                                matmul_lt_alignment(bias)};
@@ -116,12 +118,9 @@ static MatmulLtPlan *matmul_lt_plan(const floatX *out, const floatX *inp, const 
     cublasCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE, CUDA_R_32F));
     const int32_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
     const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-    const int32_t bias_type = CUDA_R_32F;
     cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT)));
     cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(opN)));
     cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
-    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
-                                               sizeof(bias_type)));
     // the heuristic reads the bias pointer's alignment (it does not dereference it)
     cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
     cublasCheck(cublasLtMatrixLayoutCreate(&p->la, CUBLAS_FLOATX, K, N, K));
@@ -151,7 +150,7 @@ static MatmulLtPlan *matmul_lt_plan(const floatX *out, const floatX *inp, const 
     if (p->fallback) {
         static int said = 0;
         if (!said) {
-            printf("note: cuBLASLt has no bias epilogue for out (%d,%d) = inp (%d,%d) @ weight (%d,%d)^T + fp32 bias "
+            printf("note: cuBLASLt has no bias epilogue for out (%d,%d) = inp (%d,%d) @ weight (%d,%d)^T + bias "
                    "(%s; alignments weight %u inp %u out %u bias %u bytes; status %d): the bias is a separate pass\n",
                    M, N, M, K, N, K, CUBLAS_FLOATX == CUDA_R_32F ? "fp32" : "bf16", align[0], align[1], align[2],
                    align[3], (int)status);
@@ -167,16 +166,17 @@ static MatmulLtPlan *matmul_lt_plan(const floatX *out, const floatX *inp, const 
 // the matmuls
 
 // out (N,OC) += bias (OC): only where cuBLASLt offers no bias epilogue (matmul_lt_plan says so)
-__global__ void add_bias_kernel(floatX *out, const float *bias, int N, int OC) {
+__global__ void add_bias_kernel(floatX *out, const floatX *bias, int N, int OC) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)N * OC) { return; }
-    out[idx] = from_float<floatX>(to_float(out[idx]) + bias[idx % OC]);
+    out[idx] = from_float<floatX>(to_float(out[idx]) + to_float(bias[idx % OC]));
 }
 
 // out (M,N) = inp (M,K) @ weight (N,K)^T (+ bias (N)), floatX in and out, fp32 accumulation;
-// the fp32 bias is added to the fp32 sum before the one rounding to floatX (cuBLASLt's epilogue).
+// the bias (floatX: the trainer passes its floatX copy) is added to the fp32 sum before the one
+// rounding to floatX (cuBLASLt's epilogue).
 // cuBLAS is column-major: the row-major out (M,N) is the column-major out^T (N,M) = weight . inp^T
-static inline void matmul_forward(floatX *out, const floatX *inp, const floatX *weight, const float *bias, int M,
+static inline void matmul_forward(floatX *out, const floatX *inp, const floatX *weight, const floatX *bias, int M,
                                   int K, int N) {
     const float one = 1.0f, zero = 0.0f;
     MatmulLtPlan *p = bias != NULL ? matmul_lt_plan(out, inp, weight, bias, M, K, N) : NULL;

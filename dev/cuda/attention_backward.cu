@@ -19,9 +19,9 @@
         then dk, dv by a kernel over key tiles walking the query tiles in order, and dq by one over
         query tiles walking the key tiles in order; P recomputed, no atomics
      3  the same scheme on the tensor cores (attention_backward3, bf16 build): mma.sync m16n8k16,
-        fp32 accumulation, P and dS rounded to bf16 for their matmuls (ships)
-     4  variant 3 with attention_forward.cu variant 4's loads (attention_backward4, bf16 build; not
-        what the trainer runs yet): ldmatrix.x4 fragments, K / Q / dO kept once by rows and read
+        fp32 accumulation, P and dS rounded to bf16 for their matmuls (the trainer's until variant 4)
+     4  variant 3 with attention_forward.cu variant 4's loads (attention_backward4, bf16 build;
+        what the trainer runs): ldmatrix.x4 fragments, K / Q / dO kept once by rows and read
         transposed by ldmatrix.trans where a matmul needs them so (variant 3 kept a second,
         transposed copy, stored one bf16 at a time), cp.async double-buffered tiles; fed by
         forward variant 4 (8 warps)
@@ -194,8 +194,8 @@ static const char *variant_name(int k) {
     switch (k) {
     case 1: return "1 cuBLAS + softmax (baseline)";
     case 2: return "2 fused, SIMT fp32";
-    case 3: return "3 fused, mma.sync bf16 (ships)";
-    default: return "4 fused, ldmatrix + cp.async";
+    case 3: return "3 fused, mma.sync bf16";
+    default: return "4 fused, ldmatrix + cp.async (ships)";
     }
 }
 
