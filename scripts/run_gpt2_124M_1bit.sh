@@ -13,10 +13,10 @@
 # 2,000 steps, a sample at the end.
 #
 # Needs:
-#   GPU memory  49.5 GiB (the trainer allocates 49.45 GiB at d12 -b 64 -t 1024 in b1.58: an H200,
-#               2026-11-28): an 80 GB H100 or A100 is enough
-#   time        12.1 h of training on an H200 at the 229,951 tok/s measured there (2026-11-28, CUDA
-#               trainer, d12 B=64 T=1024, b1.58; fp 253,819, llm.c 384,669), plus the evals (val:
+#   GPU memory  24.8 GiB (the trainer allocates 24.84 GiB at d12 -b 64 -t 1024 in b1.58: an H200,
+#               2026-11-28): a 40 GB A100 or any 80 GB GPU is enough
+#   time        6.9 h of training on an H200 at the 405,294 tok/s measured there (2026-11-28, CUDA
+#               trainer, d12 B=64 T=1024, b1.58; fp 451,350, llm.c 380,868), plus the evals (val:
 #               100M tokens forward in all, a few minutes; HellaSwag: not measured). H100: not measured
 #               (the same compute, less memory bandwidth: expect somewhat longer)
 #   disk        20 GB of shards, 1.5 GB a checkpoint (the newest KEEP_CHECKPOINTS = 3 are kept)
@@ -37,7 +37,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NAME=gpt2_124M_1bit
-STEPS=19073; TOTAL_BATCH=524288; TOK_PER_S=229951; GPU_GIB=49.5   # tok/s and GiB: H200, measured 2026-11-28
+STEPS=19073; TOTAL_BATCH=524288; TOK_PER_S=405294; GPU_GIB=24.8   # tok/s and GiB: H200, measured 2026-11-28
 OUT=${OUT:-out/$NAME}
 DATA=${DATA:-data/fineweb10B}
 TRAINER=${TRAINER:-./train_gpt2_1bitcu}

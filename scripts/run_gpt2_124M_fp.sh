@@ -11,10 +11,10 @@
 # it (-h 1: see below), a checkpoint every 2,000 steps, a sample at the end.
 #
 # Needs:
-#   GPU memory  47.8 GiB (the trainer allocates 47.76 GiB at d12 -b 64 -t 1024 in fp: an H200,
-#               2026-11-28): an 80 GB H100 or A100 is enough
-#   time        10.9 h of training on an H200 at the 253,819 tok/s measured there (2026-11-28, CUDA
-#               trainer, d12 B=64 T=1024, fp; b1.58 229,951, llm.c 384,669: llm.c would take 7.2 h),
+#   GPU memory  23.5 GiB (the trainer allocates 23.53 GiB at d12 -b 64 -t 1024 in fp: an H200,
+#               2026-11-28): a 40 GB A100 or any 80 GB GPU is enough
+#   time        6.2 h of training on an H200 at the 451,350 tok/s measured there (2026-11-28, CUDA
+#               trainer, d12 B=64 T=1024, fp; b1.58 405,294, llm.c 380,868: llm.c would take 7.3 h),
 #               plus the evals (val: 100M tokens forward in all, a few minutes; HellaSwag: not
 #               measured). H100: not measured (the same compute, less memory bandwidth: expect
 #               somewhat longer)
@@ -36,7 +36,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NAME=gpt2_124M_fp
-STEPS=19073; TOTAL_BATCH=524288; TOK_PER_S=253819; GPU_GIB=47.8   # tok/s and GiB: H200, measured 2026-11-28
+STEPS=19073; TOTAL_BATCH=524288; TOK_PER_S=451350; GPU_GIB=23.5   # tok/s and GiB: H200, measured 2026-11-28
 OUT=${OUT:-out/$NAME}
 DATA=${DATA:-data/fineweb10B}
 TRAINER=${TRAINER:-./train_gpt2_1bitcu}

@@ -13,12 +13,12 @@
 # it (-h 1: see below), a checkpoint every 2,000 steps, a sample at the end.
 #
 # Needs:
-#   GPU memory  61.2 GiB at -b 32 (computed from the trainer's allocations, which give the measured
-#               49.45 GiB at d12; not measured at d24): an 80 GB H100 or A100 is enough. On an H200,
-#               -b 64 fits (115.6 GiB): pass it as an extra flag
-#   time        about 108 h (4.5 days) on an H200: an estimate, not a measurement: the 229,951 tok/s
+#   GPU memory  about 30 GiB at -b 32, about 53 GiB at -b 64 (an estimate, not measured at d24:
+#               the measured 24.84 GiB at d12 -b 64, its activations scaled by L x C x B and its
+#               parameter state by the parameter count): an 80 GB GPU takes -b 64 (an extra flag)
+#   time        about 61 h (2.5 days) on an H200: an estimate, not a measurement: the 405,294 tok/s
 #               measured at d12 in b1.58 (H200, 2026-11-28) over d24's 2.83x the FLOPs per token
-#               = ~81,100 tok/s. Plus the evals. H100: not measured
+#               = ~143,200 tok/s. Plus the evals. H100: not measured
 #   disk        64 GB of shards (the first 321 of the 100B sample's: 32.1B tokens), 4.2 GB a
 #               checkpoint (the newest KEEP_CHECKPOINTS = 3 are kept)
 #   data        python3 dev/data/fineweb.py -v 100B --max-shards 321   (-> data/fineweb100B/)
@@ -38,7 +38,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NAME=gpt2_350M_1bit
-STEPS=60000; TOTAL_BATCH=524288; TOK_PER_S=81100; GPU_GIB=61.2   # tok/s: estimated (d12 measured / 2.83); GiB: computed
+STEPS=60000; TOTAL_BATCH=524288; TOK_PER_S=143200; GPU_GIB=30   # tok/s: estimated (d12 measured / 2.83); GiB: estimated
 OUT=${OUT:-out/$NAME}
 DATA=${DATA:-data/fineweb100B}
 TRAINER=${TRAINER:-./train_gpt2_1bitcu}

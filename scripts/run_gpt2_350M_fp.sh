@@ -11,12 +11,12 @@
 # (llm.c runs -b 64 on 8 GPUs; one GPU's -b 32 x 16 micro-steps is the same 524,288 tokens a step.)
 #
 # Needs:
-#   GPU memory  60.1 GiB at -b 32 (computed from the trainer's allocations, which give the measured
-#               47.76 GiB at d12; not measured at d24): an 80 GB H100 or A100 is enough. On an H200,
-#               -b 64 fits (113.4 GiB): pass it as an extra flag
-#   time        about 98 h (4 days) on an H200: an estimate, not a measurement: the 253,819 tok/s
+#   GPU memory  about 29 GiB at -b 32, about 52 GiB at -b 64 (an estimate, not measured at d24:
+#               the measured 23.53 GiB at d12 -b 64, its activations scaled by L x C x B and its
+#               parameter state by the parameter count): an 80 GB GPU takes -b 64 (an extra flag)
+#   time        about 55 h (2.3 days) on an H200: an estimate, not a measurement: the 451,350 tok/s
 #               measured at d12 in fp (H200, 2026-11-28) over d24's 2.83x the FLOPs per token
-#               = ~89,600 tok/s. Plus the evals. H100: not measured
+#               = ~159,500 tok/s. Plus the evals. H100: not measured
 #   disk        64 GB of shards (the first 321 of the 100B sample's: 32.1B tokens), 4.2 GB a
 #               checkpoint (the newest KEEP_CHECKPOINTS = 3 are kept)
 #   data        python3 dev/data/fineweb.py -v 100B --max-shards 321   (-> data/fineweb100B/)
@@ -36,7 +36,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NAME=gpt2_350M_fp
-STEPS=60000; TOTAL_BATCH=524288; TOK_PER_S=89600; GPU_GIB=60.1   # tok/s: estimated (d12 measured / 2.83); GiB: computed
+STEPS=60000; TOTAL_BATCH=524288; TOK_PER_S=159500; GPU_GIB=29   # tok/s: estimated (d12 measured / 2.83); GiB: estimated
 OUT=${OUT:-out/$NAME}
 DATA=${DATA:-data/fineweb100B}
 TRAINER=${TRAINER:-./train_gpt2_1bitcu}
