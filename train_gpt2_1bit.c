@@ -1189,28 +1189,11 @@ float gpt2_validate(GPT2 *model, DataLoader *val_loader, int max_batches) {
     return (float)(sum / n);
 }
 
-// generate n tokens after an EOT, B=1, the whole prefix recomputed each token
-void gpt2_sample(GPT2 *model, const Tokenizer *tokenizer, int n, int max_T, float temperature, int top_k,
-                 uint64_t *rng) {
-    int eot = tokenizer->init_ok ? tokenizer->eot_token : 50256;
-    if (eot >= model->config.vocab_size) { eot = 0; }
-    int *tokens = (int *)mallocCheck((size_t)(n + 1) * sizeof(int));
-    int *scratch = (int *)mallocCheck((size_t)model->config.vocab_size * sizeof(int));
-    tokens[0] = eot;
-    printf("generating:\n---\n");
-    for (int t = 1; t <= n; t++) {
-        // a window of at most max_T tokens ending at t
-        int start = t > max_T ? t - max_T : 0, len = t - start;
-        gpt2_forward(model, tokens + start, NULL, 1, len);
-        const float *logits = model->acts.logits + (size_t)(len - 1) * model->config.padded_vocab_size;
-        int next = sample_logits(logits, model->config.vocab_size, temperature, top_k, random_f32(rng), scratch);
-        tokens[t] = next;
-        tokenizer_print(tokenizer, next, stdout);
-        fflush(stdout);
-    }
-    printf("\n---\n");
-    free(tokens);
-    free(scratch);
+// the logits (Vp floats) of the last of len tokens, after a forward pass of them alone (B=1):
+// what train_loop.h's sampler draws the next token from
+const float *gpt2_last_logits(GPT2 *model, const int *tokens, int len) {
+    gpt2_forward(model, tokens, NULL, 1, len);
+    return model->acts.logits + (size_t)(len - 1) * model->config.padded_vocab_size;
 }
 
 // ----------------------------------------------------------------------------
@@ -1218,7 +1201,7 @@ void gpt2_sample(GPT2 *model, const Tokenizer *tokenizer, int n, int max_T, floa
 #ifndef TESTING
 
 // llmc/train_loop.h runs the bookkeeping of a training run over the functions above (gpt2_build_*,
-// gpt2_check_memory, gpt2_validate, gpt2_sample, print_trit_stats, save_checkpoint, load_state,
+// gpt2_check_memory, gpt2_validate, gpt2_last_logits, print_trit_stats, save_checkpoint, load_state,
 // gpt2_free) and these two; train_gpt2_1bit.cu defines the same, with the same signatures, for the GPU.
 
 // the forward pass HellaSwag's scoring borrows: the (B,T) per-position losses

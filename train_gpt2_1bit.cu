@@ -723,38 +723,17 @@ float gpt2_validate(GPT2 *model, DataLoader *val_loader, int max_batches) {
     return gpt2_loss_mean(model);
 }
 
-// the logits (Vp floats, into model->logits_row_host) of position t of row 0 of the last forward pass
-static const float *gpt2_logits_row(GPT2 *model, int t) {
+// the logits (Vp floats, copied into model->logits_row_host) of the last of len tokens, after a
+// forward pass of them alone (B=1): what train_loop.h's sampler draws the next token from
+const float *gpt2_last_logits(GPT2 *model, const int *tokens, int len) {
+    gpt2_forward(model, tokens, NULL, 1, len, 0, 1.0f);
     int Vp = model->config.padded_vocab_size;
     floatX *tmp = (floatX *)mallocCheck((size_t)Vp * sizeof(floatX));
-    cudaCheck(cudaMemcpy(tmp, model->acts.logits + (size_t)t * Vp, (size_t)Vp * sizeof(floatX),
+    cudaCheck(cudaMemcpy(tmp, model->acts.logits + (size_t)(len - 1) * Vp, (size_t)Vp * sizeof(floatX),
                          cudaMemcpyDeviceToHost));
     for (int i = 0; i < Vp; i++) { model->logits_row_host[i] = to_float(tmp[i]); }
     free(tmp);
     return model->logits_row_host;
-}
-
-// generate n tokens after an EOT, B=1, the whole prefix recomputed each token (as the CPU trainer)
-void gpt2_sample(GPT2 *model, const Tokenizer *tokenizer, int n, int max_T, float temperature, int top_k,
-                 uint64_t *rng) {
-    int eot = tokenizer->init_ok ? tokenizer->eot_token : 50256;
-    if (eot >= model->config.vocab_size) { eot = 0; }
-    int *tokens = (int *)mallocCheck((size_t)(n + 1) * sizeof(int));
-    int *scratch = (int *)mallocCheck((size_t)model->config.vocab_size * sizeof(int));
-    tokens[0] = eot;
-    printf("generating:\n---\n");
-    for (int t = 1; t <= n; t++) {
-        int start = t > max_T ? t - max_T : 0, len = t - start;
-        gpt2_forward(model, tokens + start, NULL, 1, len, 0, 1.0f);
-        const float *logits = gpt2_logits_row(model, len - 1);
-        int next = sample_logits(logits, model->config.vocab_size, temperature, top_k, random_f32(rng), scratch);
-        tokens[t] = next;
-        tokenizer_print(tokenizer, next, stdout);
-        fflush(stdout);
-    }
-    printf("\n---\n");
-    free(tokens);
-    free(scratch);
 }
 
 // ----------------------------------------------------------------------------
@@ -762,7 +741,7 @@ void gpt2_sample(GPT2 *model, const Tokenizer *tokenizer, int n, int max_T, floa
 #ifndef TESTING
 
 // llmc/train_loop.h runs the bookkeeping of a training run over the functions above (gpt2_build_*,
-// gpt2_allocate_activations, gpt2_validate, gpt2_sample, print_trit_stats, save_checkpoint, load_state,
+// gpt2_allocate_activations, gpt2_validate, gpt2_last_logits, print_trit_stats, save_checkpoint, load_state,
 // gpt2_free) and these three, with the signatures train_gpt2_1bit.c gives them for the CPU.
 
 // the forward pass HellaSwag's scoring borrows: the (B,T) per-position losses, on the host

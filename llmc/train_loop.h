@@ -34,7 +34,8 @@
    gpt2_validate(GPT2 *, DataLoader *, int max_batches) -> the mean val loss
    gpt2_eval_losses(void *model, inputs, targets, B, T) -> the (B,T) losses (llmc/hellaswag.h)
    print_trit_stats(GPT2 *, Logger *, int step)
-   gpt2_sample(GPT2 *, const Tokenizer *, int n, int max_T, float temperature, int top_k, uint64_t *rng)
+   gpt2_last_logits(GPT2 *, const int *tokens, int len) -> the logits (Vp floats) at position len - 1
+                                                   after a forward pass of tokens (1,len), on the host
    save_checkpoint(GPT2 *, const DataLoader *, uint64_t rng, int step, int total_batch, const char *out_dir)
    load_state(GPT2 *, DataLoader *, uint64_t *rng, int total_batch, const char *path) -> its step
    gpt2_free(GPT2 *)
@@ -57,6 +58,7 @@
 #include "tokenizer.h"   // defines: Tokenizer, tokenizer_init
 #include "logger.h"      // defines: Logger, logger_init, logger_log_train, logger_log_val, logger_log_eval
 #include "schedulers.h"  // defines: Schedule, schedule_stage2_step
+#include "sampler.h"     // defines: random_f32, sample_logits
 
 // what the loop keeps from one step to the next
 typedef struct {
@@ -190,6 +192,29 @@ static inline void train_open_data(TrainRun *run, GPT2 *model) {
 // ----------------------------------------------------------------------------
 // at each step, before it trains: evaluations, a sample, a checkpoint
 
+// generate n tokens after an EOT (B=1, the whole prefix recomputed each token, a window of at
+// most max_T tokens ending at the newest) and print them as they come
+static inline void train_sample(GPT2 *model, const Tokenizer *tokenizer, int n, int max_T, float temperature,
+                                int top_k, uint64_t *rng) {
+    int eot = tokenizer->init_ok ? tokenizer->eot_token : 50256;
+    if (eot >= model->config.vocab_size) { eot = 0; }
+    int *tokens = (int *)mallocCheck((size_t)(n + 1) * sizeof(int));
+    int *scratch = (int *)mallocCheck((size_t)model->config.vocab_size * sizeof(int));
+    tokens[0] = eot;
+    printf("generating:\n---\n");
+    for (int t = 1; t <= n; t++) {
+        int start = t > max_T ? t - max_T : 0;
+        const float *logits = gpt2_last_logits(model, tokens + start, t - start);
+        int next = sample_logits(logits, model->config.vocab_size, temperature, top_k, random_f32(rng), scratch);
+        tokens[t] = next;
+        tokenizer_print(tokenizer, next, stdout);
+        fflush(stdout);
+    }
+    printf("\n---\n");
+    free(tokens);
+    free(scratch);
+}
+
 static inline void train_eval_sample_save(TrainRun *run, GPT2 *model, int step) {
     const TrainArgs *args = run->args;
     int last = step == args->max_steps;
@@ -208,7 +233,7 @@ static inline void train_eval_sample_save(TrainRun *run, GPT2 *model, int step) 
     // that sample again would move the RNG away from the uninterrupted run's
     int resumed_here = run->resume_step >= 0 && step == run->start_step;
     if (args->sample_every > 0 && !resumed_here && ((step > 0 && step % args->sample_every == 0) || last)) {
-        gpt2_sample(model, &run->tokenizer, args->gen_tokens, args->T, args->temperature, args->top_k, &run->rng);
+        train_sample(model, &run->tokenizer, args->gen_tokens, args->T, args->temperature, args->top_k, &run->rng);
     }
     if (run->out_dir != NULL && step > run->start_step &&
         (last || (args->ckpt_every > 0 && step % args->ckpt_every == 0))) {
