@@ -785,6 +785,9 @@ int main(int argc, char **argv) {
     GPT2 model;
     train_open_model(&run, &model, &args); // resumed (-y 1), loaded (-e FILE) or fresh (-e dN)
     train_open_data(&run, &model);         // loaders, tokenizer, a resumed run's state, main.log, schedule
+    // GPT2_1BIT_PROFILE_STEP=k: only step k is profiled (ncu --profile-from-start off; dev/gpu_check.sh)
+    const char *profile_env = getenv("GPT2_1BIT_PROFILE_STEP");
+    int profile_step = profile_env != NULL ? atoi(profile_env) : -1;
 
     for (int step = run.start_step; step <= args.max_steps; step++) {
         train_eval_sample_save(&run, &model, step); // val loss, trit statistics, sample, checkpoint: as -v -s -n say
@@ -794,8 +797,7 @@ int main(int argc, char **argv) {
         // the gradient of its micro-batch's mean loss times 1/accum, so the backward passes sum to the
         // gradient of the mean loss over the whole step. The syncs bracket the step's GPU work for its time.
         cudaCheck(cudaDeviceSynchronize());
-        // GPT2_1BIT_PROFILE_STEP=k: only step k is profiled (ncu --profile-from-start off; dev/gpu_check.sh)
-        int profiled = getenv("GPT2_1BIT_PROFILE_STEP") && atoi(getenv("GPT2_1BIT_PROFILE_STEP")) == step;
+        int profiled = step == profile_step;
         if (profiled) { cudaCheck(cudaProfilerStart()); }
         double t0 = now_seconds();
         gpt2_zero_grad(&model);
