@@ -819,6 +819,9 @@ static inline void tk_matmul_x86(int32_t *out, const int8_t *x, const uint8_t *w
         int NB = (int)(65536 / ldw) & ~3; // a multiple of 4: the 4 x 4 tiles of the 512-bit panel
         NB = NB < 4 ? 4 : NB;
         const int nblocks = (N + NB - 1) / NB;
+        // then the blocks evened out (at most 3 rows apart): with the largest NB first, N = 768 at
+        // K = 768 was blocks of 340, 340 and 88 rows, and the threads' static shares 2 : 1
+        NB = ((N + nblocks - 1) / nblocks + 3) & ~3;
         #pragma omp parallel for collapse(2) schedule(static)
         for (int nb = 0; nb < nblocks; nb++) {
             for (int g = 0; g < groups; g++) {
