@@ -260,29 +260,30 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
 // ----------------------------------------------------------------------------
 // BitLinear (BitNet b1.58): y = Quant_int8(RMSNorm(x)) @ Ternary(W)^T + b
 
+// W_q as floats from its codes: wq = trit * scale (n values)
+void weights_dequantize(float *wq, const int8_t *trits, float scale, size_t n) {
+    #pragma omp simd
+    for (size_t i = 0; i < n; i++) { wq[i] = trits[i] * scale; }
+}
+
 // Rebuild the quantized form of one latent weight matrix of n values:
-// wq = W_q as floats (what the matmul uses), trits = the {-1,0,+1} codes (for
-// diagnostics and export). Returns the scale (gamma for ternary, beta for binary).
+// trits = the {-1,0,+1} codes (what the integer matmuls use, packed), and wq =
+// W_q as floats (what the float matmuls use; may be NULL when none will).
+// Returns the scale (gamma for ternary, beta for binary).
 float weights_quantize(float *wq, int8_t *trits, const float *w, size_t n, int mode) {
     if (mode == WQ_TERNARY) {
         // BitNet b1.58 eq. 1-3: gamma = mean|W|, W_q = clamp(round(W / gamma), -1, 1) * gamma
         float gamma = absmean_scale(w, n);
         #pragma omp simd
-        for (size_t i = 0; i < n; i++) {
-            int8_t t = ternarize(w[i], gamma);
-            trits[i] = t;
-            wq[i] = t * gamma;
-        }
+        for (size_t i = 0; i < n; i++) { trits[i] = ternarize(w[i], gamma); }
+        if (wq != NULL) { weights_dequantize(wq, trits, gamma, n); }
         return gamma;
     }
     // BitNet (b1) eq. 2-4: W_b = sign(W - mean(W)) * mean|W|
     float alpha = mean_value(w, n), beta = absmean_scale(w, n);
     #pragma omp simd
-    for (size_t i = 0; i < n; i++) {
-        int8_t t = binarize(w[i], alpha);
-        trits[i] = t;
-        wq[i] = t * beta;
-    }
+    for (size_t i = 0; i < n; i++) { trits[i] = binarize(w[i], alpha); }
+    if (wq != NULL) { weights_dequantize(wq, trits, beta, n); }
     return beta;
 }
 
@@ -671,6 +672,7 @@ typedef struct {
     size_t w2t_offset[NUM_BITLINEAR];
     int w2t_stale;      // 1 when the trits changed since w2t_memory was packed
     int wq_stale;       // 1 when the latent weights changed since the last quantization
+    int wqf_stale;      // 1 when wq_memory (W_q as floats) is behind the trits: made when first needed
     int have_trits_prev;
     // activations and their gradients, for the B,T of the first forward pass
     ActivationTensors acts;
@@ -724,6 +726,7 @@ static void gpt2_allocate(GPT2 *model) {
     model->trits = (int8_t *)callocCheck(model->num_bitlinear_weights, 1);
     model->trits_prev = (int8_t *)callocCheck(model->num_bitlinear_weights, 1);
     model->wq_stale = 1;
+    model->wqf_stale = 0;
     model->have_trits_prev = 0;
     model->grads_memory = NULL;
     model->m_memory = NULL;
@@ -763,6 +766,11 @@ void gpt2_quantize_weights(GPT2 *model) {
     model->wq_stale = 0;
     if (model->quant.weight_quant == WQ_FP) { return; } // fp mode uses the latent weights directly
     int L = model->config.num_layers;
+    // W_q as floats only for a float matmul: the float forward, or dX in float. With the integer
+    // forward and -bq int8 every matmul on W_q is an integer one (dW does not read W), and a pass
+    // writing 4 bytes a weight is skipped (gpt2_forward_weight still makes it if asked)
+    int want_wq = !(model->int8_forward && model->quant.act_quant == AQ_INT8 && model->quant.backward_quant == BQ_INT8);
+    model->wqf_stale = !want_wq;
     // one task per (matrix, layer): each tensor's scale is a serial sum, so the
     // result does not depend on the number of threads
     #pragma omp parallel for collapse(2) schedule(dynamic)
@@ -774,7 +782,8 @@ void gpt2_quantize_weights(GPT2 *model) {
             const float *w = model->params_memory + bitlinear_tensor_offset(model->param_sizes, k) + l * n;
             size_t off = model->wq_offset[k] + l * n; // the latent tensor k of layer l, and its quantized copy
             model->scales[bitlinear_scale_index(l, k)] =
-                weights_quantize(model->wq_memory + off, model->trits + off, w, n, model->quant.weight_quant);
+                weights_quantize(want_wq ? model->wq_memory + off : NULL, model->trits + off, w, n,
+                                 model->quant.weight_quant);
             pack2_rows(model->w2_memory + model->w2_offset[k] + (size_t)l * OC * pack2_row_bytes(IC),
                        model->trits + off, OC, IC);
         }
@@ -811,12 +820,25 @@ static void gpt2_pack_trits_transposed(GPT2 *model) {
 }
 
 // the weight matrix BitLinear k of layer l uses in the forward pass
-static const float *gpt2_forward_weight(const GPT2 *model, int k, int l) {
+static const float *gpt2_forward_weight(GPT2 *model, int k, int l) {
     int OC, IC;
     bitlinear_shape(&model->config, k, &OC, &IC);
     size_t n = (size_t)OC * IC;
     if (model->quant.weight_quant == WQ_FP) {
         return model->params_memory + bitlinear_tensor_offset(model->param_sizes, k) + l * n;
+    }
+    if (model->wqf_stale) { // skipped by gpt2_quantize_weights: W_q = trit * scale, every matrix
+        model->wqf_stale = 0;
+        int L = model->config.num_layers;
+        #pragma omp parallel for collapse(2) schedule(dynamic)
+        for (int kk = 0; kk < NUM_BITLINEAR; kk++) {
+            for (int ll = 0; ll < L; ll++) {
+                int OCk, ICk;
+                bitlinear_shape(&model->config, kk, &OCk, &ICk);
+                size_t nk = (size_t)OCk * ICk, off = model->wq_offset[kk] + ll * nk;
+                weights_dequantize(model->wq_memory + off, model->trits + off, model->scales[bitlinear_scale_index(ll, kk)], nk);
+            }
+        }
     }
     return model->wq_memory + model->wq_offset[k] + l * n;
 }
