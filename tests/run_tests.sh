@@ -124,7 +124,7 @@ run_slow "CUDA kernels' registers and shared memory vs their launches (tests/tes
 run_slow "dev/cuda quantize_weights on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh quantize_weights 1 2 3 4
 run_slow "dev/cuda rmsnorm_quant on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh rmsnorm_quant 1 2 3 4
 run_slow "dev/cuda bitlinear_forward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_forward 0 1 2 3 4 5
-run_slow "dev/cuda bitlinear_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_backward 1 2 3
+run_slow "dev/cuda bitlinear_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_backward 1 2 3 4
 run_slow "dev/cuda ternary_gemv on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh ternary_gemv 0 1 2 3
 # attention: 1 the cuBLAS form (make ATTENTION=cublas), 2 fused SIMT (the FP32 build's), 3 fused mma.sync bf16
 # (the bf16 build's), 4 ldmatrix + cp.async (dev only); the forward program first checks the bf16 mma.sync,
