@@ -113,6 +113,8 @@ run_slow "Hugging Face GPT-2 weights to our model file (tests/test_convert_hf.py
 # the CUDA trainer's code, run on the CPU by tests/cuda_emu (no GPU needed; slow but exact in logic)
 run_slow "CUDA trainer on the CPU emulator vs PyTorch reference, fp32 (tests/test_gpt2_1bitcu_emu_fp32)" ./tests/test_gpt2_1bitcu_emu_fp32
 run_slow "CUDA trainer on the CPU emulator vs PyTorch reference, bf16 (tests/test_gpt2_1bitcu_emu)" ./tests/test_gpt2_1bitcu_emu
+# the same with the int8 GEMMs (integer forward, -bq int8) by the fused mma.sync kernel instead of cuBLAS
+run_slow "the same with GPT2_1BIT_INT8_GEMM=mma (llmc/bitlinear.cuh's bitlinear_matmul_int8_mma)" env GPT2_1BIT_INT8_GEMM=mma ./tests/test_gpt2_1bitcu_emu
 run_slow "CUDA trainer on the CPU emulator vs the CPU trainer, resume (tests/test_cuda_vs_cpu.sh)" env QUICK=1 CUDA_BIN=./train_gpt2_1bitcu_emu bash tests/test_cuda_vs_cpu.sh
 run_slow "CUDA start-up errors: old driver, no GPU, no code for the GPU (tests/test_cuda_startup.sh)" bash tests/test_cuda_startup.sh
 run_slow "the Makefile's CUDA builds: no data needed, architectures, rebuilt on PRECISION= (tests/test_build.sh)" bash tests/test_build.sh
