@@ -63,7 +63,7 @@
 #include "llmc/layernorm.cuh" // defines: layernorm_forward, fused_residual_layernorm_forward, layernorm_backward
 #include "llmc/matmul.cuh"    // defines: cublas_handle, matmul_forward, matmul_backward, matmul_i8, COLSUM_ROWS
 #include "llmc/quantize.cuh"  // defines: weights_quantize, trits_transpose, QUANT_BLOCKS (ternary.h: the spec)
-#include "llmc/bitlinear.cuh" // defines: BitLinearScratch, bitlinear_forward, bitlinear_backward
+#include "llmc/bitlinear.cuh" // defines: BitLinearScratch, bitlinear_forward, bitlinear_backward, bitlinear_int8_gemm_name
 #include "llmc/attention.cuh" // defines: attention_forward, attention_backward (fused); *_cublas (ATTENTION=cublas)
 #include "llmc/gelu.cuh"      // defines: gelu_forward, gelu_backward
 #include "llmc/fused_classifier.cuh" // defines: fused_classifier (softmax + cross-entropy + dlogits), loss_mean
@@ -762,12 +762,15 @@ static void gpt2_check_memory(const GPT2 *model, int B, int T) {
 }
 
 // what the model runs on, printed after the model, its mode and the batch: the GPU, the precision
-// of the activations, the BitLinear forward's arithmetic, and how close the allocations came to
-// filling the device (everything is allocated up front, so a run that starts does not run out later)
+// of the activations, the BitLinear forward's arithmetic (and which int8 GEMM runs), and how close the
+// allocations came to filling the device (everything is allocated up front, so a run that starts does not run out later)
 static void gpt2_print_device(const GPT2 *model) {
     print_device_line();
     printf("precision: activations %s; BitLinear forward %s\n", PRECISION_NAME,
            gpt2_uses_int8_matmul(model) ? "int8 x trits (int32 sums)" : "float");
+    if (gpt2_uses_int8_matmul(model) || gpt2_uses_int8_backward(model)) { // llmc/bitlinear.cuh: GPT2_1BIT_INT8_GEMM
+        printf("int8 GEMM: %s\n", bitlinear_int8_gemm_name());
+    }
     size_t free_b = 0, total_b = 0;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));
     printf("device memory: %.2f GiB allocated, %.2f of %.2f GiB free\n", cuda_allocated_bytes / 1073741824.0,

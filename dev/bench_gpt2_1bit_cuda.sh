@@ -10,7 +10,10 @@
 #   BIN=./train_gpt2_1bitcu (build it with make train_gpt2_1bitcu); needs a GPU.
 #   KEEP_LOGS=DIR keeps each run's output as DIR/bench_<mode>.out.
 #   MODES="fp ternary": the modes, from fp, ternary (the default flags), ternary_bq8 (-bq int8),
-#   ternary_rn1 (-rn 1, b1.58 as published).
+#   ternary_rn1 (-rn 1, b1.58 as published), and ternary_mma, ternary_bq8_mma: ternary and
+#   ternary_bq8 with GPT2_1BIT_INT8_GEMM=mma (the int8 GEMMs by llmc/bitlinear.cuh's fused
+#   mma.sync kernel instead of cuBLAS + the epilogue kernel; every other mode runs with
+#   GPT2_1BIT_INT8_GEMM=cublas, whatever the caller's environment says).
 #   BENCH_MODEL=d12 and BENCH_T=1024: another model or sequence length (a check of this
 #   script on the CPU emulator uses d1 and 32; MFU assumes d12's shape)
 # MFU counts 6 N + 12 L C T FLOPs per token (PaLM's formula: the matmuls of the
@@ -38,19 +41,24 @@ esac
 echo "GPU: ${gpu:-unknown} (bf16 peak ${peak} TFLOPS), $MODEL, B=$B, T=$T, $STEPS steps, $(date -u +%Y-%m-%d)"
 W=$(mktemp -d "${TMPDIR:-/tmp}/bench_cuda.XXXXXX") || exit 1
 trap 'rm -rf "$W"' EXIT
-printf "%-8s %10s %12s %8s %12s\n" mode "ms/step" "tok/s" "MFU" "memory GiB"
+printf "%-15s %10s %12s %8s %12s\n" mode "ms/step" "tok/s" "MFU" "memory GiB"
 for mode in $MODES; do
     # the mode's flags as one string, split on purpose: an empty array under set -u
     # is an error on bash < 4.4
+    gemm=cublas # the int8 GEMM (llmc/bitlinear.cuh, GPT2_1BIT_INT8_GEMM)
     case $mode in
         fp) flags="-wq fp -aq none -rn 0" ;;
         ternary) flags="" ;;                  # the default: b1.58 weights and activations, -rn 0, -bq float
         ternary_bq8) flags="-bq int8" ;;      # with the int8 backward for dX
         ternary_rn1) flags="-rn 1" ;;         # b1.58 as published: the RMSNorm before every BitLinear
-        *) echo "error: unknown mode $mode in MODES ---> HINT: fp ternary ternary_bq8 ternary_rn1"; exit 1 ;;
+        ternary_mma) flags=""; gemm=mma ;;    # ternary, the int8 GEMMs by the fused mma.sync kernel
+        ternary_bq8_mma) flags="-bq int8"; gemm=mma ;;
+        *) echo "error: unknown mode $mode in MODES ---> HINT: fp ternary ternary_bq8 ternary_rn1 ternary_mma" \
+                "ternary_bq8_mma"; exit 1 ;;
     esac
     # shellcheck disable=SC2086
-    if ! "$BIN" -e "$MODEL" -b "$B" -t "$T" -x "$STEPS" -v 0 -s 0 -o "" $flags >"$W/$mode.out" 2>&1; then
+    if ! GPT2_1BIT_INT8_GEMM=$gemm "$BIN" -e "$MODEL" -b "$B" -t "$T" -x "$STEPS" -v 0 -s 0 -o "" $flags \
+        >"$W/$mode.out" 2>&1; then
         echo "$mode: the run failed: $(grep -m1 'error' "$W/$mode.out")"
         [ -n "${KEEP_LOGS:-}" ] && cp "$W/$mode.out" "$KEEP_LOGS/bench_$mode.out"
         continue
@@ -64,7 +72,7 @@ for mode in $MODES; do
     awk -v m="$mode" -v ms="$ms" -v B="$B" -v T="$T" -v N="$params" -v peak="$peak" -v mem="${mem:--}" 'BEGIN {
         tok = B * T / (ms / 1000); flops = 6 * (N - 1024 * 768) + 12 * 12 * 768 * T;
         mfu = peak > 0 ? sprintf("%.1f%%", 100 * tok * flops / (peak * 1e12)) : "-";
-        printf "%-8s %10.1f %12.0f %8s %12s\n", m, ms, tok, mfu, mem }'
+        printf "%-15s %10.1f %12.0f %8s %12s\n", m, ms, tok, mfu, mem }'
     echo "$ms" >"$W/$mode.ms"
 done
 for mode in $MODES; do

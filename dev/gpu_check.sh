@@ -12,12 +12,15 @@
 # Parts, in order:
 #   1. correctness, in parallel (timings would mean nothing here):
 #      the CUDA model tests against the PyTorch reference (fp32 and bf16 builds, with their
-#      determinism and gradient-accumulation checks); the CUDA trainer against the CPU
+#      determinism and gradient-accumulation checks; bf16 again with GPT2_1BIT_INT8_GEMM=mma, the
+#      int8 GEMMs by the fused mma.sync kernel); the CUDA trainer against the CPU
 #      trainer's runs kept in gpukit/cpu_ref, and resume bit for bit (tests/test_cuda_vs_cpu.sh);
-#      compute-sanitizer memcheck and racecheck on a small training run in both modes, and on
+#      compute-sanitizer memcheck and racecheck on a small training run in both modes (and in b1.58
+#      with -bq int8 and GPT2_1BIT_INT8_GEMM=mma), and on
 #      each dev/cuda program in small mode (DEV_CUDA_SMALL=1)
 #   2. speed, one at a time: the training benchmark (dev/bench_gpt2_1bit_cuda.sh: d12, B=64,
-#      T=1024, fp and b1.58), llm.c's train_gpt2cu on the same configuration when its binary
+#      T=1024, fp and b1.58, the latter also with -bq int8, -rn 1, and with the int8 GEMMs by the
+#      fused mma.sync kernel, GPT2_1BIT_INT8_GEMM=mma: modes ternary_mma, ternary_bq8_mma), llm.c's train_gpt2cu on the same configuration when its binary
 #      is at peers/llm.c/train_gpt2cu (an ignored folder; build it by hand), the PyTorch bf16
 #      torch.compile peer (dev/bench_pytorch_gpt2.py), the same benchmark with the trainer built
 #      with the cuBLAS attention (make ATTENTION=cublas: the fused attention's price or gain),
@@ -163,6 +166,8 @@ command -v compute-sanitizer >/dev/null && [ "$EMU" != 1 ] && SAN=compute-saniti
 
 part test_fp32 "$TEST_LIMIT" "$TEST_FP32" &
 part test_bf16 "$TEST_LIMIT" "$TEST_BF16" &
+# the same with the int8 GEMMs by llmc/bitlinear.cuh's fused mma.sync kernel (not the default: its first GPU runs)
+part test_bf16_mma "$TEST_LIMIT" env GPT2_1BIT_INT8_GEMM=mma "$TEST_BF16" &
 if [ "$EMU" = 1 ]; then
     part cuda_vs_cpu "$TEST_LIMIT" env QUICK=1 CUDA_BIN="$T_BIN" CPU_BIN="$CPU_BIN" bash tests/test_cuda_vs_cpu.sh &
 else
@@ -171,6 +176,9 @@ fi
 if [ -n "$SAN" ]; then
     for tool in memcheck racecheck; do
         part "sanitize_${tool}_b158" 150 $SAN --tool "$tool" --error-exitcode 1 "$T_BIN" "${SMALL[@]}" &
+        # the fused int8 GEMM, forward and -bq int8 backward (cp.async into a ring of shared buffers)
+        part "sanitize_${tool}_b158_mma" 150 env GPT2_1BIT_INT8_GEMM=mma $SAN --tool "$tool" --error-exitcode 1 \
+            "$T_BIN" "${SMALL[@]}" -bq int8 &
         part "sanitize_${tool}_fp" 150 $SAN --tool "$tool" --error-exitcode 1 "$T_BIN" "${SMALL[@]}" -wq fp -aq none -rn 0 &
         if [ -n "$T_BIN32" ]; then
             part "sanitize_${tool}_b158_fp32" 150 $SAN --tool "$tool" --error-exitcode 1 "$T_BIN32" "${SMALL[@]}" &
@@ -199,8 +207,10 @@ echo "[$(elapsed) s] correctness done"
 # ----------------------------------------------------------------------------
 # 2. speed, one at a time
 
-timed_part bench 200 env "${BENCH_ENV[@]+"${BENCH_ENV[@]}"}" KEEP_LOGS="$OUT" BIN="$T_BIN" \
-    MODES="${MODES:-fp ternary ternary_bq8 ternary_rn1}" bash dev/bench_gpt2_1bit_cuda.sh "$B" "$STEPS"
+# (six runs of STEPS steps; the mma modes next to the ones they compare with, before a limit cuts the last)
+timed_part bench 260 env "${BENCH_ENV[@]+"${BENCH_ENV[@]}"}" KEEP_LOGS="$OUT" BIN="$T_BIN" \
+    MODES="${MODES:-fp ternary ternary_mma ternary_bq8 ternary_bq8_mma ternary_rn1}" \
+    bash dev/bench_gpt2_1bit_cuda.sh "$B" "$STEPS"
 
 # llm.c's train_gpt2cu, the same model, batch and data (bf16, its defaults otherwise)
 LLMC=${LLMC_BIN:-peers/llm.c/train_gpt2cu}

@@ -113,17 +113,20 @@ run_slow "Hugging Face GPT-2 weights to our model file (tests/test_convert_hf.py
 # the CUDA trainer's code, run on the CPU by tests/cuda_emu (no GPU needed; slow but exact in logic)
 run_slow "CUDA trainer on the CPU emulator vs PyTorch reference, fp32 (tests/test_gpt2_1bitcu_emu_fp32)" ./tests/test_gpt2_1bitcu_emu_fp32
 run_slow "CUDA trainer on the CPU emulator vs PyTorch reference, bf16 (tests/test_gpt2_1bitcu_emu)" ./tests/test_gpt2_1bitcu_emu
+# the same with the int8 GEMMs (integer forward, -bq int8) by the fused mma.sync kernel instead of cuBLAS
+run_slow "the same with GPT2_1BIT_INT8_GEMM=mma (llmc/bitlinear.cuh's bitlinear_matmul_int8_mma)" env GPT2_1BIT_INT8_GEMM=mma ./tests/test_gpt2_1bitcu_emu
 run_slow "CUDA trainer on the CPU emulator vs the CPU trainer, resume (tests/test_cuda_vs_cpu.sh)" env QUICK=1 CUDA_BIN=./train_gpt2_1bitcu_emu bash tests/test_cuda_vs_cpu.sh
 run_slow "CUDA start-up errors: old driver, no GPU, no code for the GPU (tests/test_cuda_startup.sh)" bash tests/test_cuda_startup.sh
 run_slow "the Makefile's CUDA builds: no data needed, architectures, rebuilt on PRECISION= (tests/test_build.sh)" bash tests/test_build.sh
 run_slow "dev/gpu_check.sh's flow on the CPU emulator (tests/test_gpu_check_emu.sh)" bash tests/test_gpu_check_emu.sh
 run_slow "CUDA kernels' registers and shared memory vs their launches (tests/test_cuda_resources.sh)" bash tests/test_cuda_resources.sh
 # the dev/cuda kernel variants, validated on the emulator in small mode (DEV_CUDA_SMALL=1); variant 4 of
-# quantize_weights, rmsnorm_quant and bitlinear_forward is the kernel the trainer ships (llmc/*.cuh)
+# quantize_weights, rmsnorm_quant and bitlinear_forward is the kernel the trainer ships (llmc/*.cuh), and
+# bitlinear_forward 5 (bitlinear_backward 4) the one it runs with GPT2_1BIT_INT8_GEMM=mma
 run_slow "dev/cuda quantize_weights on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh quantize_weights 1 2 3 4
 run_slow "dev/cuda rmsnorm_quant on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh rmsnorm_quant 1 2 3 4
-run_slow "dev/cuda bitlinear_forward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_forward 0 1 2 3 4
-run_slow "dev/cuda bitlinear_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_backward 1 2 3
+run_slow "dev/cuda bitlinear_forward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_forward 0 1 2 3 4 5
+run_slow "dev/cuda bitlinear_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_backward 1 2 3 4
 run_slow "dev/cuda ternary_gemv on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh ternary_gemv 0 1 2 3
 # attention: 1 the cuBLAS form (make ATTENTION=cublas), 2 fused SIMT (the FP32 build's), 3 fused mma.sync bf16
 # (the bf16 build's), 4 ldmatrix + cp.async (dev only); the forward program first checks the bf16 mma.sync,

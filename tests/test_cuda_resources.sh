@@ -14,8 +14,9 @@
 # kernel, with B its largest launch:
 #   - registers: ceil(B/32) warps x regs x 32 rounded up to 256 (registers are allocated a warp
 #     at a time, in units of 256) <= 65536, the registers of a block (sm_80, sm_90);
-#   - shared memory: static + dynamic <= 48 KiB (above that a kernel must opt in with
-#     cudaFuncSetAttribute; none here does);
+#   - shared memory: static + dynamic <= 48 KiB, or for a kernel listed in OPTIN below (it opts
+#     in with cudaFuncSetAttribute before its first launch) <= the GPU's opt-in maximum, 163 KiB
+#     on sm_80 and 227 KiB on sm_90;
 #   - B <= 1024, and B <= its __launch_bounds__ if it has one (a larger launch fails);
 #   - no stack frame and no spills (a local array or a spill puts the kernel's data in local
 #     memory, i.e. DRAM), unless ALLOW below lists the kernel with a reason.
@@ -81,6 +82,13 @@ dev/cuda/ternary_gemv.cu       ternary_gemv_kernel3        block_sizes 11264 ter
 *                              attention_forward_kernel4<*>        launch_bounds 0  llmc/attention.cuh: kernel<HSP, WARPS><<<grid, 32 * WARPS>>> in a template launcher
 *                              attention_backward_dkdv_kernel4<*>  launch_bounds 0  llmc/attention.cuh: kernel<HSP><<<grid, ATT_THREADS>>> in a template launcher
 *                              attention_backward_dq_kernel4<*>    launch_bounds 0  llmc/attention.cuh: as above
+*                              bitlinear_matmul_int8_mma_kernel<*> launch_bounds 147456  llmc/bitlinear.cuh: kernel<TM, TN, TK, STAGES><<<grid, threads, smem>>> in a template launcher, threads = its bound; smem = STAGES x (TM + TN) x TK, at most 3 x 384 x 128 (the largest of dev/cuda/bitlinear_forward.cu)
+'
+
+# Kernels that opt in to more than 48 KiB of dynamic shared memory (cudaFuncSetAttribute(kernel,
+# cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) before they are launched): file (or *), kernel, where
+OPTIN='
+*                              bitlinear_matmul_int8_mma_kernel<*> llmc/bitlinear.cuh: bitlinear_matmul_int8_mma_launch, once per instance
 '
 
 # Kernels allowed a stack frame or spills: file (or *), kernel, reason. None so far.
@@ -113,7 +121,7 @@ for src in $SOURCES; do
 done
 wait
 
-W="$W" LAUNCHES="$LAUNCHES" ALLOW="$ALLOW" "$PYTHON" - <<'EOF'
+W="$W" LAUNCHES="$LAUNCHES" ALLOW="$ALLOW" OPTIN="$OPTIN" "$PYTHON" - <<'EOF'
 import os
 import re
 import sys
@@ -122,6 +130,7 @@ REGS_PER_BLOCK = 65536  # sm_80 and sm_90: 64K 32-bit registers a block (and an 
 REG_UNIT = 256          # registers are allocated a warp at a time, in units of 256
 MAX_THREADS = 1024      # threads a block
 SMEM_DEFAULT = 48 << 10 # static + dynamic shared memory a block without cudaFuncSetAttribute opt-in
+SMEM_OPTIN = {"80": 163 << 10, "90": 227 << 10}  # with it: the most a block may have (CUDA C Guide, per arch)
 W = os.environ["W"]
 failures = []
 
@@ -142,6 +151,7 @@ def table(text, ncols):
 
 LAUNCHES = table(os.environ["LAUNCHES"], 5)  # file kernel block smem why
 ALLOW = table(os.environ["ALLOW"], 3)        # file kernel why
+OPTIN = table(os.environ["OPTIN"], 3)        # file kernel where
 
 
 def demangle(m):
@@ -335,9 +345,10 @@ def check_unit(src, mine):
     matches = lambda pattern, k: pattern == k or (pattern.endswith("<*>") and "<" in k and base(k) == pattern[:-3])
     rows = [r for r in LAUNCHES if r[0] in ("*", src)]
     allow = [r for r in ALLOW if r[0] in ("*", src)]
+    optin = [r for r in OPTIN if r[0] in ("*", src)]
     problems = []  # (kernel, why), printed after the table
 
-    for r in rows + allow:
+    for r in rows + allow + optin:
         if r[0] == src and not any(matches(r[1], k) for k in names):
             problems.append((r[1], "tests/test_cuda_resources.sh has a row for it (LAUNCHES or ALLOW), but no "
                              "such kernel is compiled: remove or rename the row"))
@@ -409,10 +420,12 @@ def check_unit(src, mine):
                                  f"fails with cudaErrorLaunchOutOfResources; {fits} threads would fit. Fix: fewer "
                                  f"registers, smaller blocks, or __launch_bounds__({B}) (ptxas then keeps it to "
                                  f"{REGS_PER_BLOCK // (warps * 32) // 8 * 8}, spilling if it must)"))
-            if d["smem"] + smem_dyn > SMEM_DEFAULT:
+            opted = any(matches(r[1], k) for r in optin)
+            limit = SMEM_OPTIN[lab.split("sm_")[1]] if opted else SMEM_DEFAULT
+            if d["smem"] + smem_dyn > limit:
                 problems.append((k, f"{d['smem']} bytes static + {smem_dyn} dynamic shared memory ({lab}) > "
-                                 f"{SMEM_DEFAULT} a block without cudaFuncSetAttribute(..., "
-                                 "cudaFuncAttributeMaxDynamicSharedMemorySize, ...)"))
+                                 f"{limit} a block " + ("(the opt-in maximum)" if opted else "without "
+                                 "cudaFuncSetAttribute(..., cudaFuncAttributeMaxDynamicSharedMemorySize, ...)")))
             if (d["stack"] or d["spill"]) and not any(matches(r[1], k) for r in allow):
                 problems.append((k, f"{d['stack']} bytes stack frame, {d['spill']} bytes spilled ({lab}): local "
                                  "memory; keep it in registers, or list it in ALLOW in tests/test_cuda_resources.sh "

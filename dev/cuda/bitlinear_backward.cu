@@ -28,6 +28,10 @@
         int8 GEMM on the trits transposed (IC,OC) (trits_transpose, once per update in the trainer,
         outside the timing here), exact int32 sums, the scales applied once; dW as variant 1.
         Another dX than variants 1-2 compute (dY is rounded): it is checked against its own spec
+     4  variant 3 with its int8 GEMM and epilogue in one kernel: llmc/bitlinear.cuh's
+        bitlinear_matmul_int8_mma (variant 5 of bitlinear_forward.cu; what -bq int8 runs with
+        GPT2_1BIT_INT8_GEMM=mma), exact against the same spec; for the shapes it takes (OC a
+        multiple of 16, IC of 8; the trainer runs variant 3 on the others); dW as variant 1
 
  Validation (at M = 4096, sampled rows and columns; timing at M = 65536): against a CPU
  reference in double from the exact operands, with |gpu - cpu| <= BWD_ATOL_OF_RMS * rms(cpu)
@@ -39,7 +43,8 @@
 */
 #include "common.h" // defines: harness (random inputs, validation, timing, results); includes llmc/ headers
 #include "llmc/matmul.cuh" // defines: cublas_handle, matmul_backward (what the trainer runs: variant 1)
-#include "llmc/bitlinear.cuh" // defines: BitLinearScratch, bitlinear_dx_int8 (variant 3, what -bq int8 runs)
+#include "llmc/bitlinear.cuh" // defines: BitLinearScratch, bitlinear_dx_int8 (variant 3, what -bq int8 runs),
+                              // bitlinear_matmul_int8_mma (variant 4), bitlinear_int8_gemm
 #include "llmc/quantize.cuh"  // defines: trits_transpose, grad_quantize_rows (variant 3)
 
 // Each product enters the GEMM with one bf16 rounding (2^-9 relative: X_q in variant 1, dY * inv_s
@@ -177,43 +182,60 @@ static void bitlinear_backward3(BwdArgs &a, int M, int K, int N) {
     bitlinear_dx_int8(a.dx, a.dy, a.trits_t, a.scales, 0, &a.bl, M, K, N);
 }
 
-// dispatcher
-static void bitlinear_backward(int kernel_num, BwdArgs &a, int M, int K, int N, int block) {
+// variant 4: variant 3's two steps (bitlinear_dx_int8) with the fused kernel for the second;
+// acc_out: the int32 sums too (validation only)
+static int variant4_fits(const BwdArgs &a, int M, int K, int N) {
+    return bitlinear_mma_fits(a.dx, a.bl.codes, a.trits_t, M, N, K);
+}
+static void bitlinear_backward4(BwdArgs &a, int M, int K, int N, int32_t *acc_out) {
+    matmul_dw(a.dw, a.dy, a.xdeq, a.wdeq, M, K, N);
+    grad_quantize_rows(a.bl.codes, a.bl.inv_s, a.dy, M, N);
+    bitlinear_matmul_int8_mma(a.dx, acc_out, a.bl.codes, a.bl.inv_s, a.trits_t, a.scales, 0, NULL, M, N, K);
+}
+
+// dispatcher; validate: variant 4 also writes its int32 sums
+static void bitlinear_backward(int kernel_num, BwdArgs &a, int M, int K, int N, int block, int validate) {
     switch (kernel_num) {
     case 1: bitlinear_backward1(a, M, K, N); break;
     case 2: bitlinear_backward2(a, M, K, N, block); break;
     case 3: bitlinear_backward3(a, M, K, N); break;
+    case 4: bitlinear_backward4(a, M, K, N, validate ? a.bl.acc : NULL); break;
     default: fprintf(stderr, "no variant %d\n", kernel_num); exit(EXIT_FAILURE);
     }
 }
 
 static const char *variant_name(int k) {
     return k == 1 ? "1 cuBLAS " PRECISION_NAME ", X_q " PRECISION_NAME " (baseline)"
-         : k == 2 ? "2 cuBLAS, X_q int8, scale in dY" : "3 dX int8 x trits (-bq int8), dW as 1";
+         : k == 2 ? "2 cuBLAS, X_q int8, scale in dY"
+         : k == 3 ? "3 dX int8 x trits (-bq int8), dW as 1" : "4 dX int8 by mma.sync, fused, dW as 1";
 }
 
 // ----------------------------------------------------------------------------
 // main
 
 int main(int argc, char **argv) {
-    const int num_kernels = 4; // variants 1 to 3 (no 0: variant 1 is the library baseline)
+    const int num_kernels = 5; // variants 1 to 4 (no 0: variant 1 is the library baseline)
     int only = parse_kernel_num(argc, argv, num_kernels);
     common_start("bitlinear_backward: dX = dY W_q and dW += dY^T X_q");
     cublasCheck(cublasCreate(&cublas_handle));
     rng_seed(1337);
+    bitlinear_int8_gemm = INT8_GEMM_CUBLAS; // variant 3 is the cuBLAS scheme whatever GPT2_1BIT_INT8_GEMM says
 
     const int small = small_mode();
     // B*T of a GPT-2 124M step; small mode (the CPU emulator): 300 tokens, all of them validated
+    // (for variant 4's 128-row tiles: two whole and a partial one)
     const int M = small ? 300 : 65536, M_validate = small ? M : M_VALIDATE;
     // (N, K) of qkv, attproj, fc, fcproj for C = 768 and 2048 (N = out features, K = in features);
     // small mode: sizes that are no multiples of 32 or of the block, so the staging kernel's
-    // grid-stride loop (8 blocks of 256 on the emulated 1-SM device) ends mid-block
+    // grid-stride loop (8 blocks of 256 on the emulated 1-SM device) ends mid-block; for variant 4
+    // (its GEMM's K is N here, its columns K): N = 200 is no multiple of 16 (variant 4 skips it),
+    // N = 64 one K tile, N = 448 seven (its ring of 4 buffers wraps), K = 136 a partial column tile
     const int shapes_gpu[][2] = {{2304, 768}, {768, 768}, {3072, 768}, {768, 3072},
                                  {6144, 2048}, {2048, 2048}, {8192, 2048}, {2048, 8192}};
-    const int shapes_small[][2] = {{200, 96}, {64, 136}};
+    const int shapes_small[][2] = {{200, 96}, {64, 136}, {448, 136}};
     const int (*shapes)[2] = small ? shapes_small : shapes_gpu;
     const int nshapes = small ? sizeof(shapes_small) / sizeof(shapes_small[0]) : sizeof(shapes_gpu) / sizeof(shapes_gpu[0]);
-    const int Kmax = small ? 256 : 8192, Nmax = small ? 256 : 8192;
+    const int Kmax = small ? 256 : 8192, Nmax = small ? 512 : 8192;
 
     // inputs; the (M,N) dY of a shape is the first M*N values read as rows of N, and so on
     floatX *dy = (floatX *)mallocCheck((size_t)M * Nmax * sizeof(floatX));
@@ -288,9 +310,15 @@ int main(int argc, char **argv) {
         dw_rms = sqrt(dw_rms / ((double)NUM_SAMPLE_DW_ROWS * K));
         for (int k = 1; k < num_kernels; k++) {
             if (only > 0 && k != only && k != 1) { continue; }
+            if (k == 4 && !variant4_fits(a, Mv, K, N)) {
+                printf("  variant 4 dX, N %d K %d: not taken (N %% 16 = %d): -bq int8 runs variant 3 there\n", N, K,
+                       N % 16);
+                continue;
+            }
             cudaCheck(cudaMemset(a.dx, 0x7f, (size_t)Mv * K * sizeof(floatX))); // stale output must not pass
             cudaCheck(cudaMemset(a.dw, 0, (size_t)N * K * sizeof(float)));       // dW accumulates: start at 0
-            bitlinear_backward(k, a, Mv, K, N, 256);
+            cudaCheck(cudaMemset(a.bl.acc, 0x7f, (size_t)Mv * K * sizeof(int32_t)));
+            bitlinear_backward(k, a, Mv, K, N, 256, 1);
             cudaCheck(cudaDeviceSynchronize());
             for (int i = 0; i < NUM_SAMPLE_DX_ROWS; i++) {
                 cudaCheck(cudaMemcpy(dx_gpu + (size_t)i * K, a.dx + (size_t)dx_rows[i] * K, K * sizeof(floatX),
@@ -301,7 +329,7 @@ int main(int argc, char **argv) {
                                      cudaMemcpyDeviceToHost));
             }
             char name[64];
-            if (k == 3) { // the int8 dX: its codes, scales, int32 sums and dX bit for bit
+            if (k == 3 || k == 4) { // the int8 dX: its codes, scales, int32 sums and dX bit for bit
                 for (int i = 0; i < NUM_SAMPLE_DX_ROWS; i++) {
                     size_t r = (size_t)dx_rows[i];
                     cudaCheck(cudaMemcpy(codes_gpu + (size_t)i * N, a.bl.codes + r * N, N, cudaMemcpyDeviceToHost));
@@ -313,7 +341,7 @@ int main(int argc, char **argv) {
                 validate_exact("1/s_g", inv_s_gpu, inv_s_ref, NUM_SAMPLE_DX_ROWS);
                 validate_exact("int32 sums", acc_gpu, acc_ref, (size_t)NUM_SAMPLE_DX_ROWS * K);
                 validate_exact("dX", dx_gpu, dx8_ref, (size_t)NUM_SAMPLE_DX_ROWS * K);
-                printf("  variant 3 dX, N %d K %d: dY codes, 1/s_g, int32 sums and dX exact\n", N, K);
+                printf("  variant %d dX, N %d K %d: dY codes, 1/s_g, int32 sums and dX exact\n", k, N, K);
             } else {
                 snprintf(name, sizeof(name), "variant %d dX, N %d K %d", k, N, K);
                 validate_close(name, dx_gpu, dx_ref, (size_t)NUM_SAMPLE_DX_ROWS * K, BWD_ATOL_OF_RMS * dx_rms,
@@ -341,10 +369,11 @@ int main(int argc, char **argv) {
         double ms1 = 0.0;
         for (int k = 1; k < num_kernels; k++) {
             if (only > 0 && k != only && k != 1) { continue; }
+            if (k == 4 && !variant4_fits(a, M, K, N)) { continue; }
             int nb = k == 2 ? 3 : 1;
             for (int b = 0; b < nb; b++) {
                 int block = block_sizes[b];
-                double ms = benchmark_ms([&]() { bitlinear_backward(k, a, M, K, N, block); });
+                double ms = benchmark_ms([&]() { bitlinear_backward(k, a, M, K, N, block, 0); });
                 if (k == 1) { ms1 = ms; }
                 char ratio[24];
                 snprintf(ratio, sizeof(ratio), "%.2fx v1", ms1 / ms);

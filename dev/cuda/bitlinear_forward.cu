@@ -30,6 +30,15 @@
         allows, else one output a thread (dequant_epilogue_kernel); the two are checked equal to
         the bit, with and without bias, and timed alone ("4 epilogue" rows: GB/s of its int32
         read and floatX write against the copy bandwidth)
+     5  int8 tensor cores, pipelined (llmc/bitlinear.cuh's bitlinear_matmul_int8_mma, what the trainer runs
+        with GPT2_1BIT_INT8_GEMM=mma): mma.sync m16n8k32 from ldmatrix.x4 fragments, 64 x 64 warp tiles,
+        a ring of 3-4 shared-memory K tiles filled by cp.async (16 bytes a copy) while the warps multiply,
+        rows XOR-swizzled in 16-byte chunks (no bank conflicts, no padding), the shipped epilogue fused
+        (dequant_value: outputs bit-equal to variant 4's scheme, checked exactly against the CPU's
+        dequant_epilogue). Timed in four configurations of block tile, K tile and stages; rows and
+        columns past the matrix and a K tail are zero-filled, so it takes any M, N a multiple of 8
+        and K of 16. Also checked: bitlinear_matmul_int8 with the switch at mma, on every shape
+        (the shapes the kernel does not take go to cuBLAS)
 
  Shapes: M = 65536 (B*T of a 124M step), the four BitLinear matrices of C = 768 and C = 2048.
  Validation is on 320 sampled rows (two whole 128-row tiles at the ends and 64 random rows),
@@ -37,7 +46,8 @@
 */
 #include "common.h" // defines: harness (random inputs, validation, timing, results); includes llmc/ headers
 #include <cublasLt.h>
-#include "llmc/bitlinear.cuh" // defines: bitlinear_matmul_int8 (variant 4, what the trainer runs), cublas_handle
+#include "llmc/bitlinear.cuh" // defines: bitlinear_matmul_int8 (variant 4, what the trainer runs), cublas_handle,
+                              // bitlinear_matmul_int8_mma_launch (variant 5), bitlinear_int8_gemm (the switch)
 
 // variant 0 against its CPU reference (double sums of the same bf16 operands): the output
 // is rounded to floatX (2^-9 relative for bf16; 1e-2 leaves a 5x margin) and cuBLAS sums K
@@ -78,6 +88,19 @@ static void bitlinear_forward_cpu(int32_t *acc_ref, floatX *out_ref, const int8_
 }
 
 // variant 0's reference: the dequantized operands as the GPU has them (rounded to floatX), in double
+// the shipped epilogue's outputs from the exact int32 products: the CPU trainer's dequant_epilogue
+// (llmc/ternary_kernels.h: the product rounded, then the bias added; no FMA in this host build, as in
+// the GPU's dequant_value), rounded to floatX. nr rows of acc_ref, row i being row rows[i]
+static void bitlinear_shipped_cpu(floatX *out_ref, const int32_t *acc_ref, const float *inv_s, float gamma,
+                                  const float *bias, const int *rows, int nr, int N) {
+    float *row = (float *)mallocCheck((size_t)N * sizeof(float));
+    for (int i = 0; i < nr; i++) {
+        dequant_epilogue(row, acc_ref + (size_t)i * N, &inv_s[rows[i]], gamma, bias, 1, N);
+        for (int n = 0; n < N; n++) { out_ref[(size_t)i * N + n] = from_float<floatX>(row[n]); }
+    }
+    free(row);
+}
+
 static void bitlinear_forward_deq_cpu(double *out_ref, const floatX *xdeq, const floatX *wdeq, const floatX *bias_x,
                                       const int *rows, int nr, int K, int N) {
     #pragma omp parallel for collapse(2)
@@ -347,6 +370,24 @@ static void bitlinear_forward4(floatX *out, int32_t *acc, const int8_t *x, const
     bitlinear_matmul_int8(out, acc, x, inv_s, trits, d_scales, 0, bias, M, K, N);
 }
 
+// variant 5: llmc/bitlinear.cuh's kernel in four configurations (block tile TM x TN, K tile TK bytes,
+// STAGES shared buffers: 96, 96, 64 and 144 KiB of shared memory); the first is bitlinear_matmul_int8_mma's
+typedef void (*Mma5Launch)(floatX *, int32_t *, const int8_t *, const float *, const int8_t *, const float *, int,
+                           const float *, int, int, int);
+static const struct {
+    Mma5Launch launch;
+    const char *name;
+    int threads, smem_kib; // smem_kib: STAGES * (TM + TN) * TK / 1024
+} mma5_configs[] = {
+    {bitlinear_matmul_int8_mma_launch<128, 256, 64, 4>, "5 mma.sync 128x256, K 64, 4 stages (llmc)", 256, 96},
+    {bitlinear_matmul_int8_mma_launch<256, 128, 64, 4>, "5 mma.sync 256x128, K 64, 4 stages", 256, 96},
+    {bitlinear_matmul_int8_mma_launch<128, 128, 64, 4>, "5 mma.sync 128x128, K 64, 4 stages", 128, 64},
+    {bitlinear_matmul_int8_mma_launch<128, 256, 128, 3>, "5 mma.sync 128x256, K 128, 3 stages", 256, 144},
+};
+static int mma5_smem_optin = 0; // the device's most shared memory a block (main reads it): 227 KiB on an
+                                // H100, 163 on an A100, 99 on Ada, where the 144 KiB configuration is skipped
+#define NUM_MMA5_CONFIGS ((int)(sizeof(mma5_configs) / sizeof(mma5_configs[0])))
+
 // the operands of every variant
 typedef struct {
     const int8_t *x, *trits;
@@ -354,10 +395,11 @@ typedef struct {
     float gamma;
     const floatX *xdeq, *wdeq, *bias_x; // variant 0
     floatX *out;
-    int32_t *acc; // variant 1's buffer; for 2 and 3 the accumulators are written here only when validating
+    int32_t *acc; // variant 1's buffer; for 2, 3 and 5 the accumulators are written here only when validating
 } FwdArgs;
 
-// dispatcher; validate: also write the int32 accumulators of variants 2 and 3
+// dispatcher; validate: also write the int32 accumulators of variants 2, 3 and 5; block: the block
+// size of variants 1 and 2, the configuration (mma5_configs) of variant 5
 static void bitlinear_forward(int kernel_num, const FwdArgs &a, int M, int K, int N, int block, int validate) {
     int32_t *acc_out = validate ? a.acc : NULL;
     switch (kernel_num) {
@@ -366,17 +408,20 @@ static void bitlinear_forward(int kernel_num, const FwdArgs &a, int M, int K, in
     case 2: bitlinear_forward2(a.out, acc_out, a.x, a.trits, a.inv_s, a.gamma, a.bias, M, K, N, block); break;
     case 3: bitlinear_forward3(a.out, acc_out, a.x, a.trits, a.inv_s, a.gamma, a.bias, M, K, N); break;
     case 4: bitlinear_forward4(a.out, a.acc, a.x, a.trits, a.inv_s, a.bias, M, K, N); break;
+    case 5: mma5_configs[block].launch(a.out, acc_out, a.x, a.inv_s, a.trits, d_scales, 0, a.bias, M, K, N); break;
     default: fprintf(stderr, "no variant %d\n", kernel_num); exit(EXIT_FAILURE);
     }
 }
 
-static const char *variant_name(int k) {
+// b: variant 5's configuration
+static const char *variant_name(int k, int b) {
     switch (k) {
     case 0: return "0 cuBLASLt " PRECISION_NAME " (baseline)";
     case 1: return "1 cuBLAS int8 + epilogue";
     case 2: return "2 naive dp4a";
     case 3: return "3 mma.sync int8";
-    default: return "4 shipped: cuBLAS int8 + epilogue";
+    case 4: return "4 shipped: cuBLAS int8 + epilogue";
+    default: return mma5_configs[b].name;
     }
 }
 
@@ -384,33 +429,44 @@ static const char *variant_name(int k) {
 // main
 
 int main(int argc, char **argv) {
-    const int num_kernels = 5;
+    const int num_kernels = 6;
     int only = parse_kernel_num(argc, argv, num_kernels);
     common_start("bitlinear_forward: int8 x (M,K) @ ternary (N,K)^T -> (M,N) with scales and bias");
     cublasCheck(cublasCreate(&cublas_handle));
     cublasCheck(cublasLtCreate(&cublaslt_handle));
     cublaslt_workspace = cudaMallocCheck(CUBLASLT_WORKSPACE_BYTES, "cuBLASLt workspace");
     rng_seed(1337);
+    bitlinear_int8_gemm = INT8_GEMM_CUBLAS; // variant 4 is the cuBLAS scheme whatever GPT2_1BIT_INT8_GEMM says
+    int dev = 0;
+    cudaCheck(cudaGetDevice(&dev));
+    cudaCheck(cudaDeviceGetAttribute(&mma5_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
 
     const int small = small_mode();
-    const int M = small ? 256 : 65536; // B*T of a GPT-2 124M step; small mode (the CPU emulator): two row tiles
-    // (N, K) of qkv (3C, C), attproj (C, C), fc (4C, C), fcproj (C, 4C), for C = 768 and 2048.
-    // Small mode: 2x2 tiles of variant 3 over two K tiles, 1x2 tiles over three K tiles, and a shape
-    // that is no multiple of the tiles (N = 200: a partial block of columns for variant 2, the
-    // epilogue's tail; K = 100: not a multiple of 64), which variant 3 skips
-    const int shapes_gpu[][2] = {{2304, 768}, {768, 768}, {3072, 768}, {768, 3072},
-                                 {6144, 2048}, {2048, 2048}, {8192, 2048}, {2048, 8192}};
-    const int shapes_small[][2] = {{256, 128}, {128, 192}, {200, 100}};
-    const int (*shapes)[2] = small ? shapes_small : shapes_gpu;
+    // (N, K, M) of qkv (3C, C), attproj (C, C), fc (4C, C), fcproj (C, 4C), for C = 768 and 2048, at
+    // M = 65536 (B*T of a GPT-2 124M step). Small mode (the CPU emulator): 2x2 tiles of variant 3 over
+    // two K tiles, 1x2 tiles over three K tiles, and a shape that is no multiple of the tiles (N = 200:
+    // a partial block of columns for variant 2, the epilogue's tail; K = 100: not a multiple of 64, nor
+    // of 16, so variant 5 does not take it and bitlinear_matmul_int8 falls back to cuBLAS), which
+    // variant 3 skips; for variant 5 (and skipped by 3): partial row and column tiles with five to
+    // seven K tiles of 64 bytes (past its 4 stages: the ring of buffers wraps) and a K tail (400 is
+    // 6 1/4 tiles of 64 and 3 1/8 of 128, 320 is 2 1/2 of 128), and a shape under one tile in every
+    // dimension (M 40, N 72: whole warps past the matrix; K 48: one partial K tile)
+    const int shapes_gpu[][3] = {{2304, 768, 65536}, {768, 768, 65536}, {3072, 768, 65536}, {768, 3072, 65536},
+                                 {6144, 2048, 65536}, {2048, 2048, 65536}, {8192, 2048, 65536},
+                                 {2048, 8192, 65536}};
+    const int shapes_small[][3] = {{256, 128, 256}, {128, 192, 256}, {200, 100, 256},
+                                   {200, 400, 200}, {512, 320, 256}, {72, 48, 40}};
+    const int (*shapes)[3] = small ? shapes_small : shapes_gpu;
     const int nshapes = small ? sizeof(shapes_small) / sizeof(shapes_small[0]) : sizeof(shapes_gpu) / sizeof(shapes_gpu[0]);
     const int block_sizes[] = {128, 256, 512};
-    const int Kmax = small ? 256 : 8192, Nmax = small ? 256 : 8192;
-    const size_t MN_max = (size_t)M * Nmax;
+    const int Mmax = small ? 256 : 65536, Kmax = small ? 512 : 8192, Nmax = small ? 512 : 8192;
+    const size_t MN_max = (size_t)Mmax * Nmax;
     for (int s = 0; s < nshapes; s++) {
         // int8 tensor-core GEMMs (cuBLAS and variant 3) want K and N multiples of 16, and every
         // shape of the GPU run fits variant 3's whole 128 x 128 x 64 tiles; dp4a (variant 2) and
         // cuBLAS int8 (variant 1) need K a multiple of 4 (whole 32-bit words, aligned rows)
-        if ((!small && !variant3_fits(M, shapes[s][1], shapes[s][0])) || shapes[s][1] % 4) {
+        if ((!small && !variant3_fits(shapes[s][2], shapes[s][1], shapes[s][0])) || shapes[s][1] % 4 ||
+            shapes[s][2] > Mmax) {
             fprintf(stderr, "shape not tile-aligned\n");
             exit(1);
         }
@@ -419,19 +475,19 @@ int main(int argc, char **argv) {
     // inputs: codes over the full int8 range, row scales 1/s of normalised rows (max|x_n| ~ 0.6..6),
     // trits, a gamma near that of GPT-2's init, small biases. The (M,K) input of a shape is the
     // first M*K bytes of x read as M rows of K.
-    int8_t *x = make_random_int8((size_t)M * Kmax);
+    int8_t *x = make_random_int8((size_t)Mmax * Kmax);
     int8_t *trits = make_random_trits((size_t)Nmax * Kmax);
-    float *inv_s = make_random_float(M, 0.005f, 0.05f);
+    float *inv_s = make_random_float(Mmax, 0.005f, 0.05f);
     float *bias = make_random_float(Nmax, -0.1f, 0.1f);
     const float gamma = 0.0173f;
     floatX *bias_x = (floatX *)mallocCheck(Nmax * sizeof(floatX));
     for (int n = 0; n < Nmax; n++) { bias_x[n] = from_float<floatX>(bias[n]); }
 
     FwdArgs a;
-    int8_t *d_x = to_device(x, (size_t)M * Kmax), *d_trits = to_device(trits, (size_t)Nmax * Kmax);
-    float *d_inv_s = to_device(inv_s, M), *d_bias = to_device(bias, Nmax);
+    int8_t *d_x = to_device(x, (size_t)Mmax * Kmax), *d_trits = to_device(trits, (size_t)Nmax * Kmax);
+    float *d_inv_s = to_device(inv_s, Mmax), *d_bias = to_device(bias, Nmax);
     floatX *d_bias_x = to_device(bias_x, Nmax);
-    floatX *d_xdeq = (floatX *)cudaMallocCheck((size_t)M * Kmax * sizeof(floatX), "xdeq");
+    floatX *d_xdeq = (floatX *)cudaMallocCheck((size_t)Mmax * Kmax * sizeof(floatX), "xdeq");
     floatX *d_wdeq = (floatX *)cudaMallocCheck((size_t)Nmax * Kmax * sizeof(floatX), "wdeq");
     a.x = d_x; a.trits = d_trits; a.inv_s = d_inv_s; a.bias = d_bias; a.gamma = gamma;
     a.xdeq = d_xdeq; a.wdeq = d_wdeq; a.bias_x = d_bias_x;
@@ -439,25 +495,26 @@ int main(int argc, char **argv) {
     a.acc = (int32_t *)cudaMallocCheck(MN_max * sizeof(int32_t), "acc");
     d_scales = to_device(&gamma, 1);
 
-    // sampled rows: the first and the last 128-row tile whole, and 64 random rows; small mode: every row
-    int rows[NUM_SAMPLE_ROWS];
-    const int nr = small ? M : NUM_SAMPLE_ROWS;
-    if (small) {
-        for (int i = 0; i < nr; i++) { rows[i] = i; }
-    } else {
-        for (int i = 0; i < 128; i++) { rows[i] = i; rows[128 + i] = M - 128 + i; }
-        for (int i = 256; i < NUM_SAMPLE_ROWS; i++) { rows[i] = 128 + (int)(rng_u32() % (uint32_t)(M - 256)); }
-    }
+    int rows[NUM_SAMPLE_ROWS]; // the sampled rows of a shape (below)
     int32_t *acc_ref = (int32_t *)mallocCheck((size_t)NUM_SAMPLE_ROWS * Nmax * sizeof(int32_t));
     int32_t *acc_gpu = (int32_t *)mallocCheck((size_t)NUM_SAMPLE_ROWS * Nmax * sizeof(int32_t));
     floatX *out_ref = (floatX *)mallocCheck((size_t)NUM_SAMPLE_ROWS * Nmax * sizeof(floatX));
     floatX *out_gpu = (floatX *)mallocCheck((size_t)NUM_SAMPLE_ROWS * Nmax * sizeof(floatX));
     double *out0_ref = (double *)mallocCheck((size_t)NUM_SAMPLE_ROWS * Nmax * sizeof(double));
+    floatX *out5_ref = (floatX *)mallocCheck((size_t)NUM_SAMPLE_ROWS * Nmax * sizeof(floatX));
 
     for (int s = 0; s < nshapes; s++) {
-        const int N = shapes[s][0], K = shapes[s][1];
+        const int N = shapes[s][0], K = shapes[s][1], M = shapes[s][2];
         char shape[40];
         snprintf(shape, sizeof(shape), "%d x %d -> %d", M, K, N);
+        // sampled rows: the first and the last 128-row tile whole, and 64 random rows; small mode: every row
+        const int nr = small ? M : NUM_SAMPLE_ROWS;
+        if (small) {
+            for (int i = 0; i < nr; i++) { rows[i] = i; }
+        } else {
+            for (int i = 0; i < 128; i++) { rows[i] = i; rows[128 + i] = M - 128 + i; }
+            for (int i = 256; i < NUM_SAMPLE_ROWS; i++) { rows[i] = 128 + (int)(rng_u32() % (uint32_t)(M - 256)); }
+        }
         // variant 0's operands for this shape, and their copies for its CPU reference
         dequantize_operands(d_xdeq, d_wdeq, d_x, d_inv_s, d_trits, gamma, M, K, N);
         floatX *xdeq = from_device(d_xdeq, (size_t)M * K), *wdeq = from_device(d_wdeq, (size_t)N * K);
@@ -470,15 +527,23 @@ int main(int argc, char **argv) {
         }
         bitlinear_forward_cpu(acc_ref, out_ref, x, trits, inv_s, gamma, bias, rows, nr, K, N);
         bitlinear_forward_deq_cpu(out0_ref, xdeq, wdeq, bias_x, rows, nr, K, N);
+        bitlinear_shipped_cpu(out5_ref, acc_ref, inv_s, gamma, bias, rows, nr, N);
 
         // validate
         for (int k = 0; k < num_kernels; k++) {
             if ((only > 0 && k != only && k != 0) || (k == 3 && !variant3_fits(M, K, N))) { continue; }
-            int nb = (k == 1 || k == 2) ? 3 : 1; // block sizes matter for the elementwise/naive kernels only
+            if (k == 5 && !bitlinear_mma_fits(a.out, a.x, a.trits, M, K, N)) {
+                printf("  variant 5, %s: not taken (K %% 16 = %d, N %% 8 = %d): bitlinear_matmul_int8 runs cuBLAS "
+                       "(checked below)\n", shape, K % 16, N % 8);
+                continue;
+            }
+            // block sizes matter for the elementwise/naive kernels only; variant 5: its configurations
+            int nb = (k == 1 || k == 2) ? 3 : k == 5 ? NUM_MMA5_CONFIGS : 1;
             for (int b = 0; b < nb; b++) {
+                if (k == 5 && mma5_configs[b].smem_kib * 1024 > mma5_smem_optin) { continue; }
                 cudaCheck(cudaMemset(a.out, 0x7f, (size_t)M * N * sizeof(floatX))); // stale output must not pass
                 cudaCheck(cudaMemset(a.acc, 0x7f, (size_t)M * N * sizeof(int32_t)));
-                bitlinear_forward(k, a, M, K, N, block_sizes[b], 1);
+                bitlinear_forward(k, a, M, K, N, k == 5 ? b : block_sizes[b], 1);
                 cudaCheck(cudaDeviceSynchronize());
                 for (int i = 0; i < nr; i++) {
                     cudaCheck(cudaMemcpy(out_gpu + (size_t)i * N, a.out + (size_t)rows[i] * N, N * sizeof(floatX),
@@ -502,6 +567,9 @@ int main(int argc, char **argv) {
                             exit(EXIT_FAILURE);
                         }
                     }
+                } else if (k == 5) { // the shipped epilogue: exact against the CPU's
+                    validate_exact("acc (int32)", acc_gpu, acc_ref, n_el);
+                    validate_exact("out", out_gpu, out5_ref, n_el);
                 } else {
                     validate_exact("acc (int32)", acc_gpu, acc_ref, n_el);
                     validate_exact("out", out_gpu, out_ref, n_el);
@@ -527,7 +595,33 @@ int main(int argc, char **argv) {
                 printf("  variant 4, %s: int32 accumulators exact, outputs within one rounding; epilogue (%s) equal "
                        "to the scalar kernel's to the bit\n", shape, N % x128::size == 0 ? "128-bit" : "scalar");
             }
+            else if (k == 5) {
+                int nc = 0;
+                for (int b = 0; b < NUM_MMA5_CONFIGS; b++) { nc += mma5_configs[b].smem_kib * 1024 <= mma5_smem_optin; }
+                printf("  variant 5, %s: int32 accumulators and outputs (the shipped epilogue's) exact in %d of %d "
+                       "configurations%s\n", shape, nc, NUM_MMA5_CONFIGS,
+                       nc < NUM_MMA5_CONFIGS ? " (the others need more shared memory a block than this GPU has)" : "");
+            }
             else if (k > 0) { printf("  variant %d, %s: int32 accumulators and outputs exact\n", k, shape); }
+        }
+        if (only <= 0 || only == 5) { // the trainer's dispatcher with the switch at mma: the kernel, or cuBLAS
+            int taken = bitlinear_mma_fits(a.out, a.x, a.trits, M, K, N);
+            cudaCheck(cudaMemset(a.out, 0x7f, (size_t)M * N * sizeof(floatX)));
+            cudaCheck(cudaMemset(a.acc, 0x7f, (size_t)M * N * sizeof(int32_t)));
+            bitlinear_int8_gemm = INT8_GEMM_MMA;
+            bitlinear_matmul_int8(a.out, a.acc, a.x, a.inv_s, a.trits, d_scales, 0, a.bias, M, K, N);
+            bitlinear_int8_gemm = INT8_GEMM_CUBLAS;
+            cudaCheck(cudaDeviceSynchronize());
+            for (int i = 0; i < nr; i++) {
+                cudaCheck(cudaMemcpy(out_gpu + (size_t)i * N, a.out + (size_t)rows[i] * N, N * sizeof(floatX),
+                                     cudaMemcpyDeviceToHost));
+                cudaCheck(cudaMemcpy(acc_gpu + (size_t)i * N, a.acc + (size_t)rows[i] * N, N * sizeof(int32_t),
+                                     cudaMemcpyDeviceToHost));
+            }
+            validate_exact("out (GPT2_1BIT_INT8_GEMM=mma)", out_gpu, out5_ref, (size_t)nr * N);
+            if (!taken) { validate_exact("acc (int32, the fallback)", acc_gpu, acc_ref, (size_t)nr * N); }
+            printf("  variant 5 via bitlinear_matmul_int8 (GPT2_1BIT_INT8_GEMM=mma), %s: %s exact\n", shape,
+                   taken ? "the mma kernel, outputs" : "cuBLAS (the fallback), int32 accumulators and outputs");
         }
         free(xdeq); free(wdeq);
     }
@@ -536,7 +630,7 @@ int main(int argc, char **argv) {
     const double copy_gbs = small ? 0.0 : measure_copy_bandwidth(256u << 20); // the epilogue's roofline
 
     for (int s = 0; s < ntimed; s++) {
-        const int N = shapes[s][0], K = shapes[s][1];
+        const int N = shapes[s][0], K = shapes[s][1], M = shapes[s][2];
         char shape[40];
         snprintf(shape, sizeof(shape), "%d x %d -> %d", M, K, N);
         dequantize_operands(d_xdeq, d_wdeq, d_x, d_inv_s, d_trits, gamma, M, K, N);
@@ -544,19 +638,22 @@ int main(int argc, char **argv) {
         double ms0 = 0.0;
         for (int k = 0; k < num_kernels; k++) {
             if (only > 0 && k != only && k != 0) { continue; }
-            int nb = (k == 1 || k == 2) ? 3 : 1;
+            if (k == 5 && !bitlinear_mma_fits(a.out, a.x, a.trits, M, K, N)) { continue; }
+            int nb = (k == 1 || k == 2) ? 3 : k == 5 ? NUM_MMA5_CONFIGS : 1;
             // variant 2 (naive dp4a) is ~2 TOPS, 117 ms a product on an H200: in a full run it is
             // timed on the first shape at one block size only (./bitlinear_forward 2 times it all)
             int naive_short = k == 2 && only != 2;
             if (naive_short && s > 0) { continue; }
             for (int b = naive_short ? 1 : 0; b < (naive_short ? 2 : nb); b++) {
-                int block = block_sizes[b];
+                if (k == 5 && mma5_configs[b].smem_kib * 1024 > mma5_smem_optin) { continue; }
+                int block = k == 5 ? b : block_sizes[b]; // variant 5: the configuration
                 double ms = benchmark_ms([&]() { bitlinear_forward(k, a, M, K, N, block, 0); });
                 if (k == 0) { ms0 = ms; }
                 char ratio[24];
                 snprintf(ratio, sizeof(ratio), "%.2fx v0", ms0 / ms);
-                int shown = nb > 1 ? block : (k == 3 ? THREADS3 : k == 4 ? 256 : 0); // 4: the epilogue's block
-                result_line("bitlinear_forward", shape, variant_name(k), shown, ms, ops / (ms * 1e-3) / 1e12,
+                // 4: the epilogue's block; 5: the GEMM's
+                int shown = k == 5 ? mma5_configs[b].threads : nb > 1 ? block : k == 3 ? THREADS3 : k == 4 ? 256 : 0;
+                result_line("bitlinear_forward", shape, variant_name(k, b), shown, ms, ops / (ms * 1e-3) / 1e12,
                             k == 0 ? "TFLOPS" : "TOPS", ratio);
             }
             if (k == 4) { // the epilogue alone, the shipped launcher and its scalar fallback: bandwidth-bound
@@ -582,7 +679,7 @@ int main(int argc, char **argv) {
     if (!small) { print_results_table(); }
 
     free(x); free(trits); free(inv_s); free(bias); free(bias_x);
-    free(acc_ref); free(acc_gpu); free(out_ref); free(out_gpu); free(out0_ref);
+    free(acc_ref); free(acc_gpu); free(out_ref); free(out_gpu); free(out0_ref); free(out5_ref);
     cudaCheck(cudaFree(d_x)); cudaCheck(cudaFree(d_trits)); cudaCheck(cudaFree(d_inv_s)); cudaCheck(cudaFree(d_bias));
     cudaCheck(cudaFree(d_bias_x)); cudaCheck(cudaFree(d_xdeq)); cudaCheck(cudaFree(d_wdeq));
     cudaCheck(cudaFree(a.out)); cudaCheck(cudaFree(a.acc)); cudaCheck(cudaFree(cublaslt_workspace));

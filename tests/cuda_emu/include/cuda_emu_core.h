@@ -10,7 +10,9 @@
      memory accesses between barriers is one legal order (races between barriers go unseen)
    - __shared__ memory, static and dynamic (extern __shared__), one copy per block
      (cu2cpp.py rewrites the declarations into emu_shared / emu_dynamic_shared calls);
-     it starts filled with 0xA5 bytes, as real shared memory starts with garbage
+     it starts filled with 0xA5 bytes, as real shared memory starts with garbage. Dynamic
+     shared memory above 48 KiB needs cudaFuncSetAttribute(MaxDynamicSharedMemorySize) first,
+     up to sm_90's 227 KiB (checked against the largest opt-in of any kernel, not per kernel)
    - a normal launch runs its blocks one after another; a cooperative launch
      (cudaLaunchCooperativeKernel, cuda_runtime.h) makes every block resident at once,
      so that cooperative_groups' grid.sync() (cooperative_groups.h) is a real barrier
@@ -86,7 +88,8 @@ typedef enum {
 #define EMU_STACK_BYTES (32 * 1024) // per CUDA thread
 #define EMU_MAX_SHARED_VARS 16      // __shared__ declarations reached by one block
 #define EMU_STATIC_SHARED_LIMIT (48 * 1024)  // static __shared__ per block (CUDA's limit)
-#define EMU_DYNAMIC_SHARED_LIMIT (48 * 1024) // dynamic, without cudaFuncSetAttribute (not emulated)
+#define EMU_DYNAMIC_SHARED_LIMIT (48 * 1024) // dynamic, without cudaFuncSetAttribute (cuda_runtime.h)
+#define EMU_DYNAMIC_SHARED_OPTIN (227 * 1024) // dynamic, the most a kernel may opt in to (sm_90)
 
 // Switching between fibers: on x86-64 a few instructions that save the
 // callee-saved registers and swap stacks (swapcontext also saves the signal
@@ -158,6 +161,7 @@ struct EmuState {
     size_t stacks_cap; // in threads
     int nthreads;      // per block
     size_t dyn_shared_bytes;
+    size_t dyn_shared_optin; // the largest cudaFuncSetAttribute(..MaxDynamicSharedMemorySize..) so far
     // the grid barrier of a cooperative launch
     int cooperative, grid_live, grid_exited, grid_bar_count, grid_bar_gen;
     void (*body)(void *);
@@ -434,7 +438,9 @@ template <typename F> static void emu_launch_impl(dim3 grid, dim3 block, size_t 
         emu.last_error = cudaErrorInvalidConfiguration;
         return;
     }
-    if (smem > EMU_DYNAMIC_SHARED_LIMIT) {
+    // above 48 KiB a kernel must have opted in (cudaFuncSetAttribute). The emulator does not know
+    // which kernel a launch runs, so it checks against the largest opt-in of any kernel so far
+    if (smem > EMU_DYNAMIC_SHARED_LIMIT && smem > emu.dyn_shared_optin) {
         fprintf(stderr, "cuda_emu: %zu bytes of dynamic shared memory: above 48 KiB needs cudaFuncSetAttribute\n", smem);
         emu.last_error = cudaErrorInvalidValue;
         return;
@@ -712,7 +718,7 @@ static inline void emu_mma_m16n8k16_bf16(TD *d0, TD *d1, TD *d2, TD *d3, uint32_
 // shared addresses: what __cvta_generic_to_shared gives and ldmatrix / cp.async take. On a GPU
 // a 32-bit offset into the block's shared window; here the emulator's shared variables are
 // separate host allocations, so an address is (variable + 1) << 20 | offset (a block has at most
-// 48 KiB, so the offset fits 20 bits): arithmetic within a variable works, and every use is
+// 227 KiB, so the offset fits 20 bits): arithmetic within a variable works, and every use is
 // checked to fall inside the variable it started in.
 
 #define EMU_SHARED_OFFSET_BITS 20

@@ -126,6 +126,19 @@ template <typename F> static inline cudaError_t cudaFuncGetAttributes(cudaFuncAt
     int e = emu_device_error();
     return (e != 0 && e != 35 && e != 100) ? (cudaError_t)e : cudaSuccess;
 }
+// a kernel's opt-in to more than 48 KiB of dynamic shared memory a block, up to sm_90's 227 KiB
+// (the only attribute emulated); the launch then checks against the largest opt-in (cuda_emu_core.h)
+typedef enum {
+    cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
+} cudaFuncAttribute;
+template <typename F> static inline cudaError_t cudaFuncSetAttribute(F f, cudaFuncAttribute attr, int value) {
+    (void)f;
+    if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || value > EMU_DYNAMIC_SHARED_OPTIN) {
+        return cudaErrorInvalidValue;
+    }
+    if ((size_t)value > emu.dyn_shared_optin) { emu.dyn_shared_optin = (size_t)value; }
+    return cudaSuccess;
+}
 static inline cudaError_t cudaDriverGetVersion(int *v) { *v = emu_device_error() == 35 ? 12040 : 13000; return cudaSuccess; }
 static inline cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidValue; }
 static inline cudaError_t cudaGetDevice(int *d) { *d = 0; return cudaSuccess; }
@@ -162,6 +175,7 @@ typedef enum {
     cudaDevAttrComputeCapabilityMajor = 75,
     cudaDevAttrComputeCapabilityMinor = 76,
     cudaDevAttrCooperativeLaunch = 95,
+    cudaDevAttrMaxSharedMemoryPerBlockOptin = 97,
 } cudaDeviceAttr;
 
 static inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr attr, int dev) {
@@ -172,6 +186,7 @@ static inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr attr, in
     case cudaDevAttrComputeCapabilityMajor: *v = 9; return cudaSuccess;
     case cudaDevAttrComputeCapabilityMinor: *v = 0; return cudaSuccess;
     case cudaDevAttrCooperativeLaunch: *v = 1; return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = EMU_DYNAMIC_SHARED_OPTIN; return cudaSuccess;
     }
     return cudaErrorInvalidValue;
 }
