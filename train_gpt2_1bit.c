@@ -51,6 +51,7 @@
 #include "llmc/hellaswag.h"   // defines: EvalLoader, evalloader_init, evalloader_accuracy, HELLASWAG_PATH
 #include "llmc/ternary_kernels.h" // defines: pack2_rows, pack2_row_bytes, matmul_i8_t2, dequant_epilogue
 #include "llmc/matmul_cpu.h"      // defines: matmul_cpu_forward, matmul_cpu_backward (this CPU's fast matmul)
+#include "llmc/gelu_cpu.h"        // defines: gelu_expf (e^z that vectorizes, for the GELU)
 
 // ----------------------------------------------------------------------------
 // embeddings
