@@ -417,12 +417,9 @@ static RunnerThread *this_thread(Runner *r) {
 #endif
 }
 
-// GELU (tanh form, as gelu_forward) without tanhf, in a loop the compiler vectorizes:
-//   0.5 x (1 + tanh(u)) = x / (1 + e^(-2u)),   u = sqrt(2/pi) (x + 0.044715 x^3)
-// (1 + tanh(u) = 2 e^u / (e^u + e^-u)), e^(-2u) by llmc/gelu_cpu.h's gelu_expf. Against gelu_forward's
-// tanhf a few float ulps apart (tests/test_run.c bounds it); the BitLinear input quantization that
-// follows rounds to int8 codes, so a code can differ only where a value sits within those ulps of a
-// rounding boundary.
+// GELU on one thread's slice, inside the decoding region (gelu_forward would open a region of its own):
+// the same expression as the trainer's gelu_forward, so the same values bit for bit (tests/test_run.c),
+// x / (1 + e^(-2u)) with llmc/gelu_cpu.h's gelu_expf, in a loop the compiler vectorizes
 static void gelu_forward_fast(float *out, const float *inp, int N) {
     #pragma omp simd
     for (int i = 0; i < N; i++) {
