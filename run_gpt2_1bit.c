@@ -417,27 +417,15 @@ static RunnerThread *this_thread(Runner *r) {
 #endif
 }
 
-// GELU (tanh form, as gelu_forward) without tanhf, in a loop the compiler vectorizes:
-//   0.5 x (1 + tanh(u)) = x / (1 + e^(-2u)),   u = sqrt(2/pi) (x + 0.044715 x^3)
-// (1 + tanh(u) = 2 e^u / (e^u + e^-u)). e^z by z = n ln2 + r, |r| <= ln2/2: 2^n from the exponent
-// bits, e^r by its degree-6 Taylor polynomial (relative error < 2^-24 on that range); z clamped to
-// +-87 keeps 2^n a normal float. Against gelu_forward's tanhf a few float ulps apart (tests/test_run.c
-// bounds it); the BitLinear input quantization that follows rounds to int8 codes, so a code can
-// differ only where a value sits within those ulps of a rounding boundary.
+// GELU on one thread's slice, inside the decoding region (gelu_forward would open a region of its own):
+// the same expression as the trainer's gelu_forward, so the same values bit for bit (tests/test_run.c),
+// x / (1 + e^(-2u)) with llmc/gelu_cpu.h's gelu_expf, in a loop the compiler vectorizes
 static void gelu_forward_fast(float *out, const float *inp, int N) {
     #pragma omp simd
     for (int i = 0; i < N; i++) {
         float x = inp[i];
         float u = GELU_SCALING_FACTOR * (x + 0.044715f * x * x * x);
-        float z = -2.0f * u;
-        z = z < -87.0f ? -87.0f : (z > 87.0f ? 87.0f : z); // (fminf/fmaxf, with their NaN rules, do not vectorize)
-        float n = rintf(z * 1.44269504f);                       // z / ln2, to the nearest integer
-        float t = fmaf(n, -0.693145752f, z);                    // z - n ln2 in two parts (Cody-Waite):
-        t = fmaf(n, -1.42860677e-6f, t);                        // ln2 = 0.693145752 + 1.42860677e-6
-        float p = fmaf(fmaf(fmaf(fmaf(fmaf(fmaf(1.0f / 720, t, 1.0f / 120), t, 1.0f / 24), t, 1.0f / 6), t, 0.5f), t, 1.0f), t, 1.0f);
-        union { int32_t i; float f; } two_n;
-        two_n.i = ((int32_t)n + 127) << 23;                     // 2^n: the exponent field
-        out[i] = x / (1.0f + p * two_n.f);
+        out[i] = x / (1.0f + gelu_expf(-2.0f * u));
     }
 }
 
