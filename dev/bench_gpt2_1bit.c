@@ -36,6 +36,48 @@ static double train_step(GPT2 *model, const int *x, const int *y, int B, int T, 
     return 1000.0 * (now_seconds() - t0);
 }
 
+// The float matmuls of one training step at (B*T = M) tokens, timed alone on random operands, in
+// two sets: all of them (what the fp mode runs: the four BitLinear matrices' forward, dX and dW in
+// every layer, the head's forward and backward), and the ones a ternary step with the int8 forward
+// and -bq int8 still runs in float (dW of the BitLinear matrices, the head). The second over the
+// fp step's time bounds what the integer kernels can buy: the ternary step is at least that long.
+// Returns ms of the two sets (median of reps) in all_ms and kept_ms.
+static void time_float_matmuls(const GPT2Config *cfg, int M, int reps, double *all_ms, double *kept_ms) {
+    int C = cfg->channels, Vp = cfg->padded_vocab_size, L = cfg->num_layers;
+    size_t big = (size_t)M * (Vp > 4 * C ? Vp : 4 * C), wmax = (size_t)Vp * C > (size_t)12 * C * C ? (size_t)Vp * C : (size_t)12 * C * C;
+    float *a = (float *)mallocCheck(big * sizeof(float)), *da = (float *)mallocCheck(big * sizeof(float));
+    float *out = (float *)mallocCheck(big * sizeof(float)), *w = (float *)mallocCheck(wmax * sizeof(float));
+    float *dw = (float *)mallocCheck(wmax * sizeof(float));
+    float *scratch = (float *)mallocCheck(gpt2_matmul_scratch_size(cfg, M) * sizeof(float));
+    uint64_t rng = 11;
+    for (size_t i = 0; i < big; i++) { a[i] = random_f32(&rng) - 0.5f; out[i] = random_f32(&rng) - 0.5f; }
+    for (size_t i = 0; i < wmax; i++) { w[i] = (random_f32(&rng) - 0.5f) * 0.04f; dw[i] = 0.0f; }
+    double *t_all = (double *)mallocCheck((size_t)reps * sizeof(double)), *t_kept = (double *)mallocCheck((size_t)reps * sizeof(double));
+    for (int r = -1; r < reps; r++) { // r = -1: warm-up
+        double fwd = 0.0, bwd = 0.0, dwt = 0.0, head = 0.0, t0; // bwd: dX and dW; dwt: dW alone
+        for (int k = 0; k < NUM_BITLINEAR; k++) {
+            int OC, IC;
+            bitlinear_shape(cfg, k, &OC, &IC);
+            for (int l = 0; l < L; l++) {
+                t0 = now_seconds(); matmul_forward(out, a, w, NULL, M, IC, OC); fwd += now_seconds() - t0;
+                t0 = now_seconds(); matmul_backward(da, dw, NULL, out, a, w, M, IC, OC, scratch); bwd += now_seconds() - t0;
+                t0 = now_seconds(); matmul_backward(NULL, dw, NULL, out, a, w, M, IC, OC, scratch); dwt += now_seconds() - t0;
+            }
+        }
+        t0 = now_seconds();
+        matmul_forward(out, a, w, NULL, M, C, Vp);
+        matmul_backward(da, dw, NULL, out, a, w, M, C, Vp, scratch);
+        head = now_seconds() - t0;
+        if (r >= 0) {
+            t_all[r] = 1000.0 * (fwd + bwd + head);
+            t_kept[r] = 1000.0 * (dwt + head);
+        }
+    }
+    *all_ms = median(t_all, reps);
+    *kept_ms = median(t_kept, reps);
+    free(a); free(da); free(out); free(w); free(dw); free(scratch); free(t_all); free(t_kept);
+}
+
 typedef struct {
     const char *key, *name;
     QuantConfig quant;
@@ -127,6 +169,18 @@ int main(int argc, char **argv) {
         printf("\n");
     }
     printf("(medians of %d steps; time vs fp below 1 = faster than fp)\n", reps);
+    if (fp_index >= 0) {
+        // what bounds the ternary modes: the float matmuls they keep, against the fp step
+        double all_ms, kept_ms;
+        time_float_matmuls(&cfg, B * T, reps, &all_ms, &kept_ms);
+        double fp = med[fp_index];
+        printf("\nfloat matmuls alone (random operands, median of %d): all of a step's %.1f ms (%.0f%% of the fp step);\n"
+               "  the ones a ternary step with -bq int8 keeps (BitLinear dW, the head) %.1f ms: that step takes at\n"
+               "  least %.1f ms + its integer matmuls + the rest of the fp step (%.1f ms), so at best %.3fx fp's time\n"
+               "  with free integer matmuls (%.2fx the speed)\n",
+               reps, all_ms, 100.0 * all_ms / fp, kept_ms, kept_ms, fp - all_ms, (kept_ms + fp - all_ms) / fp,
+               fp / (kept_ms + fp - all_ms));
+    }
     for (int m = 0; m < nmodes; m++) { gpt2_free(&models[m]); free(ms[m]); }
     free(models);
     free(x); free(y);
