@@ -276,7 +276,7 @@ static void rmsnorm_quant3(int8_t *codes, float *inv_s, float *rstd, const float
 // variant 4: the trainer's launcher (inner norm on, int8 on, no x_q), its own block size (128,
 // or 256 in the fallback)
 static void rmsnorm_quant4(int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C) {
-    bitlinear_input_forward(NULL, codes, inv_s, rstd, inp, N, C, 1, 1);
+    bitlinear_input_forward(NULL, codes, inv_s, rstd, inp, BL_PRE_NONE, N, C, 1, 1);
 }
 
 // dispatcher
@@ -386,7 +386,7 @@ int main(int argc, char **argv) {
                 if (k == 4) { // the backward's call: x_q alone, from the same kernel: the same rstd, x_q = code / s
                     cudaCheck(cudaMemset(d_xq, 0x55, n_el * sizeof(floatX)));
                     cudaCheck(cudaMemset(d_rstd, 0, N * sizeof(float)));
-                    bitlinear_input_forward(d_xq, NULL, NULL, d_rstd, d_inp, N, C, 1, 1);
+                    bitlinear_input_forward(d_xq, NULL, NULL, d_rstd, d_inp, BL_PRE_NONE, N, C, 1, 1);
                     cudaCheck(cudaDeviceSynchronize());
                     float *rstd_xq = from_device(d_rstd, N);
                     floatX *xq_gpu = from_device(d_xq, n_el), *xq_ref = (floatX *)mallocCheck(n_el * sizeof(floatX));
