@@ -304,6 +304,25 @@ static int gpt2_uses_int8_matmul(const GPT2 *model) {
     return model->int8_forward && model->quant.act_quant == AQ_INT8 && model->quant.weight_quant != WQ_FP;
 }
 
+// whether every int8 GEMM of a (B*T = BT)-token pass runs the mma kernel, which writes no int32
+// products (then acc is not allocated: 0.75 GiB at d12, B=64): GPT2_1BIT_INT8_GEMM=mma (read
+// here, once, before the first GEMM: llmc/bitlinear.cuh keeps the choice) and every BitLinear
+// shape fits it, the forward's (N, IC, OC) and, with -bq int8, the backward's dX (N, OC, IC).
+// A later pass has at most BT tokens (gpt2_forward refuses more). The operands are aligned as
+// the kernel needs by construction: codes and outputs are cudaMalloc'd buffers or whole rows
+// into them, and the trits of a matrix start at a multiple of OC*IC bytes, 16 | OC*IC when the
+// shapes fit; bitlinear_matmul_int8 stops with an error were one not to be
+static int gpt2_int8_gemm_all_mma(const GPT2 *model, int BT) {
+    if (bitlinear_int8_gemm_choice() != INT8_GEMM_MMA) { return 0; }
+    for (int k = 0; k < NUM_BITLINEAR; k++) {
+        int OC, IC;
+        bitlinear_shape(&model->config, k, &OC, &IC);
+        if (!bitlinear_mma_fits_shape(BT, IC, OC)) { return 0; }
+        if (gpt2_uses_int8_backward(model) && !bitlinear_mma_fits_shape(BT, OC, IC)) { return 0; }
+    }
+    return 1;
+}
+
 static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     GPT2Config *cfg = &model->config;
     size_t C = cfg->channels, NH = cfg->num_heads, L = cfg->num_layers, Vp = cfg->padded_vocab_size;
@@ -338,9 +357,9 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     ALLOC(a->losses, float, BT, "losses");
     // the BitLinear scratch each mode uses, and only that (cudaFree(NULL) is a no-op):
     // fp and weights-only without the inner norm use the input as it is (fcproj: gelu(fch),
-    // written into x_q's buffer), the float path x_q, the integer path also the int8 codes and
-    // their int32 products (0.94 GiB at d12, B=64); the int8 backward (-bq int8) the same
-    // codes, 1/s and products, for dY (shared with the forward)
+    // written into x_q's buffer), the float path x_q, the integer path also the int8 codes and,
+    // for cuBLAS's int8 GEMM, their int32 products (0.19 + 0.75 GiB at d12, B=64); the int8
+    // backward (-bq int8) the same codes, 1/s and products, for dY (shared with the forward)
     const QuantConfig *q = &model->quant;
     int plain = q->act_quant == AQ_NONE && !q->inner_norm, int8 = gpt2_uses_int8_matmul(model);
     int int8_bwd = gpt2_uses_int8_backward(model);
@@ -349,8 +368,8 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     ALLOC(bl->xq, floatX, BT * 4 * C, plain ? "scratch (gelu(fch) for fcproj)" : "scratch (x_q)");
     if (!plain) { ALLOC(bl->rstd, float, BT, "scratch"); }
     if (!plain || int8_bwd) { ALLOC(bl->inv_s, float, BT, "scratch"); }
-    if (int8 || int8_bwd) {
-        ALLOC(bl->codes, int8_t, BT * 4 * C, "scratch (int8 codes)");
+    if (int8 || int8_bwd) { ALLOC(bl->codes, int8_t, BT * 4 * C, "scratch (int8 codes)"); }
+    if ((int8 || int8_bwd) && !gpt2_int8_gemm_all_mma(model, (int)BT)) {
         ALLOC(bl->acc, int32_t, BT * 4 * C, "int32 products");
     }
     if (q->inner_norm) { ALLOC(bl->dxn, floatX, BT * 4 * C, "backward scratch (dx_n)"); }

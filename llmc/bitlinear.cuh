@@ -46,7 +46,8 @@ typedef struct {
     int8_t *codes; // (N,IC) int8 codes of the integer path; (N,OC) dY's in the int8 backward
     float *inv_s;  // (N) 1/s of each row (of x, or of dY in the int8 backward)
     float *rstd;   // (N) 1/rms of the inner norm (1 without it)
-    int32_t *acc;  // (N,OC) the integer path's int32 products; (N,IC) the int8 backward's
+    int32_t *acc;  // (N,OC) the integer path's int32 products; (N,IC) the int8 backward's (cuBLAS only:
+                   // NULL where every int8 GEMM runs the mma kernel, bitlinear_mma_fits_shape)
     floatX *dxn;   // (N,IC) dx_n, the gradient before the inner norm's backward
 } BitLinearScratch;
 
@@ -344,12 +345,16 @@ bitlinear_matmul_int8_mma_kernel(floatX *out, int32_t *acc_out, const int8_t *co
 }
 
 // whether the kernel takes these operands (else bitlinear_matmul_int8 runs cuBLAS): IC whole
-// 16-byte chunks, OC whole n8 tiles, rows 16-byte aligned for cp.async, pairs of out aligned, and
-// at most 65535 row tiles of 128 (the grid's y)
+// 16-byte chunks, OC whole n8 tiles, at most 65535 row tiles of 128 (the grid's y) (the shape:
+// what a caller can know before it has the operands), and rows 16-byte aligned for cp.async,
+// pairs of out aligned
+static inline int bitlinear_mma_fits_shape(int N, int IC, int OC) {
+    return N > 0 && IC > 0 && OC > 0 && IC % 16 == 0 && OC % 8 == 0 && N <= 65535 * 128;
+}
 static inline int bitlinear_mma_fits(const floatX *out, const int8_t *codes, const int8_t *trits, int N, int IC,
                                      int OC) {
-    return N > 0 && IC > 0 && OC > 0 && IC % 16 == 0 && OC % 8 == 0 && N <= 65535 * 128 && is_aligned128(codes) &&
-           is_aligned128(trits) && (uintptr_t)out % (2 * sizeof(floatX)) == 0;
+    return bitlinear_mma_fits_shape(N, IC, OC) && is_aligned128(codes) && is_aligned128(trits) &&
+           (uintptr_t)out % (2 * sizeof(floatX)) == 0;
 }
 
 // out (N,OC) = dequant_value(codes (N,IC) . trits (OC,IC)^T, scales[scale_index] * inv_s[n], bias)
@@ -422,13 +427,19 @@ static inline const char *bitlinear_int8_gemm_name(void) {
 
 // the integer path's matmul: acc (N,OC) = codes (N,IC) . trits (OC,IC)^T, exact in int32, then
 // out (N,OC) = acc * (gamma * inv_s[n]) + bias[j] with gamma = scales[scale_index] (bias may be NULL).
-// acc is scratch for the cuBLAS path; the mma path does not write it
+// acc is scratch for the cuBLAS path; the mma path does not write it, and acc may be NULL where
+// the caller knows the mma path takes every call (GPT2_1BIT_INT8_GEMM=mma, bitlinear_mma_fits_shape)
 static inline void bitlinear_matmul_int8(floatX *out, int32_t *acc, const int8_t *codes, const float *inv_s,
                                          const int8_t *trits, const float *scales, int scale_index,
                                          const float *bias, int N, int IC, int OC) {
     if (bitlinear_int8_gemm_choice() == INT8_GEMM_MMA && bitlinear_mma_fits(out, codes, trits, N, IC, OC)) {
         bitlinear_matmul_int8_mma(out, NULL, codes, inv_s, trits, scales, scale_index, bias, N, IC, OC);
         return;
+    }
+    if (acc == NULL) { // a caller's bug: it left out the scratch of a call that the mma kernel does not take
+        fprintf(stderr, "error: bitlinear_matmul_int8: N %d IC %d OC %d falls back to cuBLAS, but no int32 scratch "
+                "was allocated (the operands are not aligned as bitlinear_mma_fits needs)\n", N, IC, OC);
+        exit(EXIT_FAILURE);
     }
     matmul_i8(acc, codes, trits, N, IC, OC);
     dequant_epilogue(out, acc, inv_s, scales, scale_index, bias, N, OC);
