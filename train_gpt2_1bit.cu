@@ -65,7 +65,7 @@
 #include "llmc/quantize.cuh"  // defines: weights_quantize, trits_transpose, QUANT_BLOCKS (ternary.h: the spec)
 #include "llmc/bitlinear.cuh" // defines: BitLinearScratch, bitlinear_forward, bitlinear_backward, bitlinear_int8_gemm_name
 #include "llmc/attention.cuh" // defines: attention_forward, attention_backward (fused); *_cublas (ATTENTION=cublas)
-#include "llmc/gelu.cuh"      // defines: gelu_forward, gelu_backward
+#include "llmc/gelu.cuh"      // defines: gelu_backward (gelu_forward: fcproj's input pre-op, llmc/bitlinear.cuh)
 #include "llmc/fused_classifier.cuh" // defines: fused_classifier (softmax + cross-entropy + dlogits), loss_mean
 #include "llmc/global_norm.cuh"      // defines: global_norm, NORM_BLOCKS
 #include "llmc/adamw.cuh"            // defines: adamw_update, copy_to_floatx
@@ -87,8 +87,7 @@ typedef struct {
     floatX *ln2;       // (L,B,T,C)
     float *ln2_mean;   // (L,B,T)
     float *ln2_rstd;   // (L,B,T)
-    floatX *fch;       // (L,B,T,4C)
-    floatX *fch_gelu;  // (B,T,4C): one layer's gelu(fch), recomputed from fch in the backward (as llm.c)
+    floatX *fch;       // (L,B,T,4C); gelu(fch), fcproj's input, is never kept (see below)
     floatX *residual3; // (L,B,T,C)
     floatX *lnf;       // (B,T,C)
     float *lnf_mean;   // (B,T)
@@ -97,9 +96,12 @@ typedef struct {
     float *losses;     // (B,T)
 } ActivationTensors;
 // The inputs of the BitLinear matmuls (normed, quantized) are not kept: the
-// backward pass recomputes them from the saved inputs (ln1, atty, ln2,
-// fch_gelu) with the same kernel, which gives the same bits; fch_gelu itself is
-// recomputed from fch, layer by layer, with gelu_forward (the same bits again).
+// backward pass recomputes them from the saved inputs (ln1, atty, ln2, fch)
+// with the same kernel, which gives the same bits. fcproj reads fch with the
+// GELU as its input pre-op (llmc/bitlinear.cuh, BL_PRE_GELU): where its input is
+// quantized or normed, one kernel goes from fch to the codes or x_q, gelu(fch)
+// applied in registers with gelu_forward's bits; with neither (fp mode),
+// gelu_forward writes gelu(fch) into the BitLinear scratch for the matmul.
 
 typedef struct {
     GPT2Config config;
@@ -302,6 +304,25 @@ static int gpt2_uses_int8_matmul(const GPT2 *model) {
     return model->int8_forward && model->quant.act_quant == AQ_INT8 && model->quant.weight_quant != WQ_FP;
 }
 
+// whether every int8 GEMM of a (B*T = BT)-token pass runs the mma kernel, which writes no int32
+// products (then acc is not allocated: 0.75 GiB at d12, B=64): GPT2_1BIT_INT8_GEMM=mma (read
+// here, once, before the first GEMM: llmc/bitlinear.cuh keeps the choice) and every BitLinear
+// shape fits it, the forward's (N, IC, OC) and, with -bq int8, the backward's dX (N, OC, IC).
+// A later pass has at most BT tokens (gpt2_forward refuses more). The operands are aligned as
+// the kernel needs by construction: codes and outputs are cudaMalloc'd buffers or whole rows
+// into them, and the trits of a matrix start at a multiple of OC*IC bytes, 16 | OC*IC when the
+// shapes fit; bitlinear_matmul_int8 stops with an error were one not to be
+static int gpt2_int8_gemm_all_mma(const GPT2 *model, int BT) {
+    if (bitlinear_int8_gemm_choice() != INT8_GEMM_MMA) { return 0; }
+    for (int k = 0; k < NUM_BITLINEAR; k++) {
+        int OC, IC;
+        bitlinear_shape(&model->config, k, &OC, &IC);
+        if (!bitlinear_mma_fits_shape(BT, IC, OC)) { return 0; }
+        if (gpt2_uses_int8_backward(model) && !bitlinear_mma_fits_shape(BT, OC, IC)) { return 0; }
+    }
+    return 1;
+}
+
 static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     GPT2Config *cfg = &model->config;
     size_t C = cfg->channels, NH = cfg->num_heads, L = cfg->num_layers, Vp = cfg->padded_vocab_size;
@@ -328,9 +349,6 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     ALLOC(a->ln2_mean, float, L * BT, "activations");
     ALLOC(a->ln2_rstd, float, L * BT, "activations");
     ALLOC(a->fch, floatX, L * BT * 4 * C, "activations (fch)");
-    // one layer's GELU output, not L: the backward recomputes each layer's from fch. Saves
-    // (L-1) * B*T*4C floatX: 4.125 GiB in bf16 at d12, B=64, T=1024 (11 x 384 MiB)
-    ALLOC(a->fch_gelu, floatX, BT * 4 * C, "activations (fch_gelu, one layer)");
     ALLOC(a->residual3, floatX, L * BT * C, "activations (residual3)");
     ALLOC(a->lnf, floatX, BT * C, "activations (lnf)");
     ALLOC(a->lnf_mean, float, BT, "activations");
@@ -338,21 +356,20 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     ALLOC(a->logits, floatX, BT * Vp, "logits (B,T,Vp)");
     ALLOC(a->losses, float, BT, "losses");
     // the BitLinear scratch each mode uses, and only that (cudaFree(NULL) is a no-op):
-    // fp and weights-only without the inner norm use the input as it is, the float path x_q,
-    // the integer path also the int8 codes and their int32 products (0.94 GiB at d12, B=64);
-    // the int8 backward (-bq int8) the same codes, 1/s and products, for dY (shared with the forward)
+    // fp and weights-only without the inner norm use the input as it is (fcproj: gelu(fch),
+    // written into x_q's buffer), the float path x_q, the integer path also the int8 codes and,
+    // for cuBLAS's int8 GEMM, their int32 products (0.19 + 0.75 GiB at d12, B=64); the int8
+    // backward (-bq int8) the same codes, 1/s and products, for dY (shared with the forward)
     const QuantConfig *q = &model->quant;
     int plain = q->act_quant == AQ_NONE && !q->inner_norm, int8 = gpt2_uses_int8_matmul(model);
     int int8_bwd = gpt2_uses_int8_backward(model);
     BitLinearScratch *bl = &model->bl;
     memset(bl, 0, sizeof(*bl));
-    if (!plain) {
-        ALLOC(bl->xq, floatX, BT * 4 * C, "scratch (x_q)");
-        ALLOC(bl->rstd, float, BT, "scratch");
-    }
+    ALLOC(bl->xq, floatX, BT * 4 * C, plain ? "scratch (gelu(fch) for fcproj)" : "scratch (x_q)");
+    if (!plain) { ALLOC(bl->rstd, float, BT, "scratch"); }
     if (!plain || int8_bwd) { ALLOC(bl->inv_s, float, BT, "scratch"); }
-    if (int8 || int8_bwd) {
-        ALLOC(bl->codes, int8_t, BT * 4 * C, "scratch (int8 codes)");
+    if (int8 || int8_bwd) { ALLOC(bl->codes, int8_t, BT * 4 * C, "scratch (int8 codes)"); }
+    if ((int8 || int8_bwd) && !gpt2_int8_gemm_all_mma(model, (int)BT)) {
         ALLOC(bl->acc, int32_t, BT * 4 * C, "int32 products");
     }
     if (q->inner_norm) { ALLOC(bl->dxn, floatX, BT * 4 * C, "backward scratch (dx_n)"); }
@@ -391,27 +408,28 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
 // ----------------------------------------------------------------------------
 // BitLinear k of layer l (llmc/bitlinear.cuh), with the model's weights and scratch
 
-// out (N,OC) = BitLinear k of layer l applied to inp (N,IC)
-static void gpt2_bitlinear_forward(GPT2 *model, int k, int l, floatX *out, const floatX *inp, const float *bias,
-                                   int N) {
+// out (N,OC) = BitLinear k of layer l applied to inp (N,IC) read through pre (BL_PRE_GELU: gelu(inp))
+static void gpt2_bitlinear_forward(GPT2 *model, int k, int l, floatX *out, const floatX *inp, BitLinearPreOp pre,
+                                   const float *bias, int N) {
     int OC, IC;
     bitlinear_shape(&model->config, k, &OC, &IC);
     const int8_t *trits = model->trits + model->wq_offset[k] + (size_t)l * OC * IC;
     const QuantConfig qk = quant_config_at(&model->quant, k); // -rn 2: the norm before k = 1, 3 only
-    bitlinear_forward(out, inp, gpt2_forward_weight(model, k, l), trits, model->scales, bitlinear_scale_index(l, k), bias,
-                      floatx_view(model, bias), &model->bl, &qk, gpt2_uses_int8_matmul(model), N, IC, OC);
+    bitlinear_forward(out, inp, pre, gpt2_forward_weight(model, k, l), trits, model->scales,
+                      bitlinear_scale_index(l, k), bias, floatx_view(model, bias), &model->bl, &qk,
+                      gpt2_uses_int8_matmul(model), N, IC, OC);
 }
 
-// dinp (N,IC) overwritten; dweight, dbias accumulated; dX in integers with -bq int8
+// dinp (N,IC) overwritten (the gradient after the pre-op); dweight, dbias accumulated; dX in integers with -bq int8
 static void gpt2_bitlinear_backward(GPT2 *model, int k, int l, floatX *dinp, float *dweight, float *dbias,
-                                    const floatX *dout, const floatX *inp, int N) {
+                                    const floatX *dout, const floatX *inp, BitLinearPreOp pre, int N) {
     int OC, IC;
     bitlinear_shape(&model->config, k, &OC, &IC);
     const int8_t *trits_t = model->trits_t != NULL ? model->trits_t + model->wq_offset[k] + (size_t)l * OC * IC : NULL;
     QuantConfig qk = quant_config_at(&model->quant, k);
     qk.backward_quant = trits_t != NULL ? BQ_INT8 : BQ_FLOAT; // (fp weights have no trits: float)
-    bitlinear_backward(dinp, dweight, dbias, dout, inp, gpt2_forward_weight(model, k, l), trits_t, model->scales,
-                       bitlinear_scale_index(l, k), &model->bl, model->partial, &qk, N, IC, OC);
+    bitlinear_backward(dinp, dweight, dbias, dout, inp, pre, gpt2_forward_weight(model, k, l), trits_t,
+                       model->scales, bitlinear_scale_index(l, k), &model->bl, model->partial, &qk, N, IC, OC);
 }
 
 // ----------------------------------------------------------------------------
@@ -472,24 +490,23 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
         floatX *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
         floatX *l_ln1 = a.ln1 + l * BTC, *l_qkv = a.qkv + l * BTC * 3, *l_atty = a.atty + l * BTC;
         floatX *l_residual2 = a.residual2 + l * BTC;
-        floatX *l_ln2 = a.ln2 + l * BTC, *l_fch = a.fch + l * BTC * 4, *l_fch_gelu = a.fch_gelu; // one layer's
+        floatX *l_ln2 = a.ln2 + l * BTC, *l_fch = a.fch + l * BTC * 4;
         floatX *l_residual3 = a.residual3 + l * BTC;
         float *l_ln2_mean = a.ln2_mean + l * BT, *l_ln2_rstd = a.ln2_rstd + l * BT;
         // attention half: x + attproj(attention(qkv(ln1(x)))); ln1(x) is there already
-        gpt2_bitlinear_forward(model, 0, l, l_qkv, l_ln1, p.qkvb + l * 3 * C, BT);
+        gpt2_bitlinear_forward(model, 0, l, l_qkv, l_ln1, BL_PRE_NONE, p.qkvb + l * 3 * C, BT);
 #ifdef ATTENTION_CUBLAS
         attention_forward_cublas(l_atty, a.att + (size_t)l * B * NH * T * T, model->qkvr, model->preatt,
                                  model->vaccum, l_qkv, B, T, C, NH);
 #else
         attention_forward(l_atty, a.lse + (size_t)l * B * NH * T, l_qkv, B, T, C, NH);
 #endif
-        gpt2_bitlinear_forward(model, 1, l, model->proj_out, l_atty, p.attprojb + l * C, BT);
+        gpt2_bitlinear_forward(model, 1, l, model->proj_out, l_atty, BL_PRE_NONE, p.attprojb + l * C, BT);
         // MLP half: x + fcproj(gelu(fc(ln2(x)))), x = residual2 and ln2(x) made by one kernel
         fused_residual_layernorm_forward(l_residual2, l_ln2, l_ln2_mean, l_ln2_rstd, residual, model->proj_out,
                                          p.ln2w + l * C, p.ln2b + l * C, BT, C);
-        gpt2_bitlinear_forward(model, 2, l, l_fch, l_ln2, p.fcb + l * 4 * C, BT);
-        gelu_forward(l_fch_gelu, l_fch, BTC * 4);
-        gpt2_bitlinear_forward(model, 3, l, model->proj_out, l_fch_gelu, p.fcprojb + l * C, BT);
+        gpt2_bitlinear_forward(model, 2, l, l_fch, l_ln2, BL_PRE_NONE, p.fcb + l * 4 * C, BT);
+        gpt2_bitlinear_forward(model, 3, l, model->proj_out, l_fch, BL_PRE_GELU, p.fcprojb + l * C, BT); // gelu(fch)
         // residual3 and the LayerNorm that reads it: the next layer's ln1, or lnf after the last layer
         if (l + 1 < L) {
             fused_residual_layernorm_forward(l_residual3, a.ln1 + (l + 1) * BTC, a.ln1_mean + (l + 1) * BT,
@@ -547,19 +564,19 @@ void gpt2_backward(GPT2 *model) {
         residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
         floatX *l_ln1 = a.ln1 + l * BTC, *l_qkv = a.qkv + l * BTC * 3, *l_atty = a.atty + l * BTC;
         floatX *l_residual2 = a.residual2 + l * BTC;
-        floatX *l_ln2 = a.ln2 + l * BTC, *l_fch = a.fch + l * BTC * 4, *l_fch_gelu = a.fch_gelu; // one layer's
-        // MLP half, in reverse: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
-        gelu_forward(l_fch_gelu, l_fch, BTC * 4); // this layer's fcproj input again, the forward's bits
+        floatX *l_ln2 = a.ln2 + l * BTC, *l_fch = a.fch + l * BTC * 4;
+        // MLP half, in reverse: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))); fcproj's
+        // input gelu(fch) recomputed from fch inside, with the forward's bits
         gpt2_bitlinear_backward(model, 3, l, model->dbuf_4c, g.fcprojw + (size_t)l * 4 * C * C, g.fcprojb + l * C,
-                                dresidual, l_fch_gelu, BT);
+                                dresidual, l_fch, BL_PRE_GELU, BT);
         gelu_backward(model->dbuf_4c, l_fch, model->dbuf_4c, BTC * 4);
         gpt2_bitlinear_backward(model, 2, l, model->dbuf_c, g.fcw + (size_t)l * 4 * C * C, g.fcb + l * 4 * C,
-                                model->dbuf_4c, l_ln2, BT);
+                                model->dbuf_4c, l_ln2, BL_PRE_NONE, BT);
         layernorm_backward(dresidual, g.ln2w + l * C, g.ln2b + l * C, model->partial, model->dbuf_c, l_residual2,
                            p.ln2w + l * C, a.ln2_mean + l * BT, a.ln2_rstd + l * BT, BT, C);
         // attention half, in reverse: residual2 = residual + attproj(attention(qkv(ln1(residual))))
         gpt2_bitlinear_backward(model, 1, l, model->dbuf_c, g.attprojw + (size_t)l * C * C, g.attprojb + l * C,
-                                dresidual, l_atty, BT);
+                                dresidual, l_atty, BL_PRE_NONE, BT);
 #ifdef ATTENTION_CUBLAS
         attention_backward_cublas(model->dbuf_3c, model->dqkvr, model->qkvr, model->preatt, model->vaccum,
                                   model->dbuf_c, l_qkv, a.att + (size_t)l * B * NH * T * T, B, T, C, NH);
@@ -568,7 +585,7 @@ void gpt2_backward(GPT2 *model) {
                            a.lse + (size_t)l * B * NH * T, B, T, C, NH);
 #endif
         gpt2_bitlinear_backward(model, 0, l, model->dbuf_c, g.qkvw + (size_t)l * 3 * C * C, g.qkvb + l * 3 * C,
-                                model->dbuf_3c, l_ln1, BT);
+                                model->dbuf_3c, l_ln1, BL_PRE_NONE, BT);
         layernorm_backward(dresidual, g.ln1w + l * C, g.ln1b + l * C, model->partial, model->dbuf_c, residual,
                            p.ln1w + l * C, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, BT, C);
     }
@@ -640,7 +657,7 @@ void gpt2_free(GPT2 *model) {
         ActivationTensors *a = &model->acts;
         BitLinearScratch *bl = &model->bl;
         void *ptrs[] = {a->encoded, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->att, a->lse, a->atty, a->residual2,
-                        a->ln2, a->ln2_mean, a->ln2_rstd, a->fch, a->fch_gelu, a->residual3, a->lnf, a->lnf_mean,
+                        a->ln2, a->ln2_mean, a->ln2_rstd, a->fch, a->residual3, a->lnf, a->lnf_mean,
                         a->lnf_rstd, a->logits, a->losses, bl->xq, bl->codes, bl->inv_s, bl->rstd, bl->acc, bl->dxn,
                         model->proj_out, model->qkvr, model->preatt, model->vaccum, model->dresidual, model->dbuf_c,
                         model->dbuf_3c, model->dbuf_4c, model->dqkvr, model->att_delta, model->partial, model->inputs,

@@ -23,6 +23,10 @@
  and gamma = scales[scale_index] (llmc/quantize.cuh has the format). With neither int8
  activations nor the inner norm, inp goes to the matmul as it is. x_q is not kept: the
  backward recomputes it from inp with the forward's kernel, which gives the same bits.
+ The input pre-op pre (llmc/quantize.cuh's BitLinearPreOp): BL_PRE_GELU makes the layer's input
+ x = gelu(inp) as gelu_forward stores it (fcproj, with inp = fch): applied in registers by the
+ input kernel, and by the inner norm's backward, which reads x; with neither int8 activations
+ nor the norm, gelu_forward writes x into s->xq for the matmul (the two kernels as before).
 */
 #ifndef LLMC_BITLINEAR_CUH
 #define LLMC_BITLINEAR_CUH
@@ -30,16 +34,20 @@
 #include <string.h>      // strcmp (GPT2_1BIT_INT8_GEMM)
 #include "cuda_common.h" // defines: floatX, to_float, from_float, warp_reduce_sum, ceil_div, cudaCheck
 #include "gpt2_config.h" // defines: QuantConfig, AQ_NONE, AQ_INT8
-#include "quantize.cuh"  // defines: bitlinear_input_forward (rmsnorm_quant_kernel), grad_quantize_rows
+#include "quantize.cuh"  // defines: bitlinear_input_forward (rmsnorm_quant_kernel), grad_quantize_rows,
+                         //          BitLinearPreOp, bitlinear_input_value
+#include "gelu.cuh"      // defines: gelu_forward (the pre-op BL_PRE_GELU without quantizer or norm)
 #include "matmul.cuh"    // defines: matmul_forward, matmul_backward, matmul_i8
 
 // the scratch of a BitLinear call, shared by all layers, each sized for the largest (N, IC or OC)
 typedef struct {
-    floatX *xq;    // (N,IC) x_q: the float matmul's input, and the backward's
+    floatX *xq;    // (N,IC) x_q: the float matmul's input, and the backward's; without quantizer or
+                   // norm, the pre-op's output (gelu(inp)) for the matmul
     int8_t *codes; // (N,IC) int8 codes of the integer path; (N,OC) dY's in the int8 backward
     float *inv_s;  // (N) 1/s of each row (of x, or of dY in the int8 backward)
     float *rstd;   // (N) 1/rms of the inner norm (1 without it)
-    int32_t *acc;  // (N,OC) the integer path's int32 products; (N,IC) the int8 backward's
+    int32_t *acc;  // (N,OC) the integer path's int32 products; (N,IC) the int8 backward's (cuBLAS only:
+                   // NULL where every int8 GEMM runs the mma kernel, bitlinear_mma_fits_shape)
     floatX *dxn;   // (N,IC) dx_n, the gradient before the inner norm's backward
 } BitLinearScratch;
 
@@ -47,17 +55,20 @@ typedef struct {
 // kernels
 
 // The backward of the inner norm, with x_n = x * r:
-//   dx = r * (dx_n - x_n * mean(dx_n * x_n)); one warp per row, dinp overwritten
-__global__ void rmsnorm_backward_kernel(floatX *dinp, const floatX *dxn, const floatX *inp, const float *rstd,
-                                        int N, int IC) {
+//   dx = r * (dx_n - x_n * mean(dx_n * x_n)); one warp per row, dinp overwritten. x is inp read
+//   through the pre-op (bitlinear_input_value: the forward's x, to the bit)
+__global__ void rmsnorm_backward_kernel(floatX *dinp, const floatX *dxn, const floatX *inp, int pre,
+                                        const float *rstd, int N, int IC) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) { return; }
     const floatX *x = inp + (size_t)row * IC, *d = dxn + (size_t)row * IC;
     float r = rstd[row], dot = 0.0f;
-    for (int i = lane; i < IC; i += 32) { dot += to_float(d[i]) * to_float(x[i]) * r; }
+    for (int i = lane; i < IC; i += 32) { dot += to_float(d[i]) * bitlinear_input_value(x, i, pre) * r; }
     dot = warp_reduce_sum(dot) / IC;
     floatX *o = dinp + (size_t)row * IC;
-    for (int i = lane; i < IC; i += 32) { o[i] = from_float<floatX>(r * (to_float(d[i]) - to_float(x[i]) * r * dot)); }
+    for (int i = lane; i < IC; i += 32) {
+        o[i] = from_float<floatX>(r * (to_float(d[i]) - bitlinear_input_value(x, i, pre) * r * dot));
+    }
 }
 
 // The integer matmul's epilogue, the two scales applied once per output:
@@ -334,12 +345,16 @@ bitlinear_matmul_int8_mma_kernel(floatX *out, int32_t *acc_out, const int8_t *co
 }
 
 // whether the kernel takes these operands (else bitlinear_matmul_int8 runs cuBLAS): IC whole
-// 16-byte chunks, OC whole n8 tiles, rows 16-byte aligned for cp.async, pairs of out aligned, and
-// at most 65535 row tiles of 128 (the grid's y)
+// 16-byte chunks, OC whole n8 tiles, at most 65535 row tiles of 128 (the grid's y) (the shape:
+// what a caller can know before it has the operands), and rows 16-byte aligned for cp.async,
+// pairs of out aligned
+static inline int bitlinear_mma_fits_shape(int N, int IC, int OC) {
+    return N > 0 && IC > 0 && OC > 0 && IC % 16 == 0 && OC % 8 == 0 && N <= 65535 * 128;
+}
 static inline int bitlinear_mma_fits(const floatX *out, const int8_t *codes, const int8_t *trits, int N, int IC,
                                      int OC) {
-    return N > 0 && IC > 0 && OC > 0 && IC % 16 == 0 && OC % 8 == 0 && N <= 65535 * 128 && is_aligned128(codes) &&
-           is_aligned128(trits) && (uintptr_t)out % (2 * sizeof(floatX)) == 0;
+    return bitlinear_mma_fits_shape(N, IC, OC) && is_aligned128(codes) && is_aligned128(trits) &&
+           (uintptr_t)out % (2 * sizeof(floatX)) == 0;
 }
 
 // out (N,OC) = dequant_value(codes (N,IC) . trits (OC,IC)^T, scales[scale_index] * inv_s[n], bias)
@@ -412,7 +427,8 @@ static inline const char *bitlinear_int8_gemm_name(void) {
 
 // the integer path's matmul: acc (N,OC) = codes (N,IC) . trits (OC,IC)^T, exact in int32, then
 // out (N,OC) = acc * (gamma * inv_s[n]) + bias[j] with gamma = scales[scale_index] (bias may be NULL).
-// acc is scratch for the cuBLAS path; the mma path does not write it
+// acc is scratch for the cuBLAS path; the mma path does not write it, and acc may be NULL where
+// the caller knows the mma path takes every call (GPT2_1BIT_INT8_GEMM=mma, bitlinear_mma_fits_shape)
 static inline void bitlinear_matmul_int8(floatX *out, int32_t *acc, const int8_t *codes, const float *inv_s,
                                          const int8_t *trits, const float *scales, int scale_index,
                                          const float *bias, int N, int IC, int OC) {
@@ -420,23 +436,33 @@ static inline void bitlinear_matmul_int8(floatX *out, int32_t *acc, const int8_t
         bitlinear_matmul_int8_mma(out, NULL, codes, inv_s, trits, scales, scale_index, bias, N, IC, OC);
         return;
     }
+    if (acc == NULL) { // a caller's bug: it left out the scratch of a call that the mma kernel does not take
+        fprintf(stderr, "error: bitlinear_matmul_int8: N %d IC %d OC %d falls back to cuBLAS, but no int32 scratch "
+                "was allocated (the operands are not aligned as bitlinear_mma_fits needs)\n", N, IC, OC);
+        exit(EXIT_FAILURE);
+    }
     matmul_i8(acc, codes, trits, N, IC, OC);
     dequant_epilogue(out, acc, inv_s, scales, scale_index, bias, N, OC);
 }
 
-// out (N,OC) = BitLinear(inp (N,IC)); use_int8: the integer path (int8 activations, and
-// weights that are trits: then w is not read, trits and scales[scale_index] are). The bias twice:
-// bias (fp32) for the integer path's epilogue, bias_x (its floatX copy) for the float path's
-// cuBLASLt epilogue, which takes the bias in the output's type only
-static inline void bitlinear_forward(floatX *out, const floatX *inp, const floatX *w, const int8_t *trits,
-                                     const float *scales, int scale_index, const float *bias, const floatX *bias_x,
-                                     BitLinearScratch *s, const QuantConfig *q, int use_int8, int N, int IC, int OC) {
-    if (q->act_quant == AQ_NONE && !q->inner_norm) { // the input is used as it is (fp, and weights-only without norm)
+// out (N,OC) = BitLinear(x (N,IC)), x = inp read through pre (BL_PRE_GELU: gelu(inp)); use_int8:
+// the integer path (int8 activations, and weights that are trits: then w is not read, trits and
+// scales[scale_index] are). The bias twice: bias (fp32) for the integer path's epilogue, bias_x
+// (its floatX copy) for the float path's cuBLASLt epilogue, which takes the bias in the output's type only
+static inline void bitlinear_forward(floatX *out, const floatX *inp, BitLinearPreOp pre, const floatX *w,
+                                     const int8_t *trits, const float *scales, int scale_index, const float *bias,
+                                     const floatX *bias_x, BitLinearScratch *s, const QuantConfig *q, int use_int8,
+                                     int N, int IC, int OC) {
+    if (q->act_quant == AQ_NONE && !q->inner_norm) { // x is used as it is (fp, and weights-only without norm)
+        if (pre == BL_PRE_GELU) { // x = gelu(inp) written out for the matmul: gelu_forward
+            gelu_forward(s->xq, inp, (size_t)N * IC);
+            inp = s->xq;
+        }
         matmul_forward(out, inp, w, bias_x, N, IC, OC);
         return;
     }
     // the integer path reads only the codes (and 1/s); the float path only x_q
-    bitlinear_input_forward(use_int8 ? NULL : s->xq, use_int8 ? s->codes : NULL, s->inv_s, s->rstd, inp, N, IC,
+    bitlinear_input_forward(use_int8 ? NULL : s->xq, use_int8 ? s->codes : NULL, s->inv_s, s->rstd, inp, pre, N, IC,
                             q->inner_norm, q->act_quant == AQ_INT8);
     if (use_int8) {
         // y = (gamma / s) * (codes . trits^T) + b: exact int32 products, scaled once
@@ -456,25 +482,30 @@ static inline void bitlinear_dx_int8(floatX *dxq, const floatX *dout, const int8
     bitlinear_matmul_int8(dxq, s->acc, s->codes, s->inv_s, trits_t, scales, scale_index, NULL, N, OC, IC);
 }
 
-// dinp (N,IC) overwritten; dweight (OC,IC), dbias (OC) accumulated; w as the forward's
-// (W_q); partial: matmul_backward's column-sum scratch. With q->backward_quant == BQ_INT8, dX
-// takes the integer path (bitlinear_dx_int8) from trits_t, the matrix's trits transposed (IC,OC),
-// and gamma = scales[scale_index]; w is then not read (dW stays float either way)
+// dinp (N,IC) overwritten: the gradient w.r.t. x, the layer's input after the pre-op (for
+// BL_PRE_GELU, d gelu(inp): the caller applies gelu's backward); dweight (OC,IC), dbias (OC)
+// accumulated; inp, pre and w as the forward's (w: W_q); partial: matmul_backward's column-sum
+// scratch. With q->backward_quant == BQ_INT8, dX takes the integer path (bitlinear_dx_int8) from
+// trits_t, the matrix's trits transposed (IC,OC), and gamma = scales[scale_index]; w is then not
+// read (dW stays float either way)
 static inline void bitlinear_backward(floatX *dinp, float *dweight, float *dbias, const floatX *dout, const floatX *inp,
-                                      const floatX *w, const int8_t *trits_t, const float *scales, int scale_index,
-                                      BitLinearScratch *s, float *partial, const QuantConfig *q, int N, int IC,
-                                      int OC) {
+                                      BitLinearPreOp pre, const floatX *w, const int8_t *trits_t, const float *scales,
+                                      int scale_index, BitLinearScratch *s, float *partial, const QuantConfig *q, int N,
+                                      int IC, int OC) {
     int int8_dx = q->backward_quant == BQ_INT8;
-    const floatX *xq = inp; // the matmul's input: inp as it is, or x_q recomputed by the forward's kernel
+    const floatX *xq = inp; // the matmul's input: x as it is, or x_q recomputed by the forward's kernel
     if (q->act_quant != AQ_NONE || q->inner_norm) {
-        bitlinear_input_forward(s->xq, NULL, NULL, s->rstd, inp, N, IC, q->inner_norm, q->act_quant == AQ_INT8);
+        bitlinear_input_forward(s->xq, NULL, NULL, s->rstd, inp, pre, N, IC, q->inner_norm, q->act_quant == AQ_INT8);
+        xq = s->xq;
+    } else if (pre == BL_PRE_GELU) { // x = gelu(inp) again, as the forward wrote it
+        gelu_forward(s->xq, inp, (size_t)N * IC);
         xq = s->xq;
     }
     floatX *dxq = q->inner_norm ? s->dxn : dinp; // without the norm x_n = x: dx = dx_q
     matmul_backward(int8_dx ? NULL : dxq, dweight, dbias, dout, xq, w, N, IC, OC, partial);
     if (int8_dx) { bitlinear_dx_int8(dxq, dout, trits_t, scales, scale_index, s, N, IC, OC); }
     if (q->inner_norm) {
-        rmsnorm_backward_kernel<<<ceil_div(N, 8), 256>>>(dinp, s->dxn, inp, s->rstd, N, IC);
+        rmsnorm_backward_kernel<<<ceil_div(N, 8), 256>>>(dinp, s->dxn, inp, pre, s->rstd, N, IC);
         cudaCheck(cudaGetLastError());
     }
 }

@@ -5,6 +5,9 @@
    backward: dinp (N) = gelu'(inp) * dout (dinp may be dout: in place)
  One thread per x128 vector (8 bf16, 4 fp32) when every pointer is 16-byte aligned, the last
  N % x128::size values one by one; otherwise the same threads take their values one by one.
+ gelu_stored is what gelu_forward writes for one value: llmc/quantize.cuh applies it in registers
+ where a BitLinear reads gelu(fch) (fcproj), so that its input is these bits without the tensor
+ being written (bitlinear_input_forward with BL_PRE_GELU).
 */
 #ifndef LLMC_GELU_CUH
 #define LLMC_GELU_CUH
@@ -19,6 +22,10 @@ __device__ static inline float gelu_value(float x) {
     return 0.5f * x * (1.0f + tanhf(GELU_SCALING_FACTOR * (x + cube)));
 }
 
+// the value gelu_forward stores for an input x: GELU rounded to floatX. Every kernel that
+// computes gelu(x) for the forward calls this, so that they all give gelu_forward's bits
+__device__ static inline floatX gelu_stored(float x) { return from_float<floatX>(gelu_value(x)); }
+
 __device__ static inline float gelu_grad(float x) {
     float cube = 0.044715f * x * x * x;
     float tanh_out = tanhf(GELU_SCALING_FACTOR * (x + cube));
@@ -32,10 +39,10 @@ __global__ void gelu_forward_kernel(floatX *out, const floatX *inp, size_t N, in
     if (i >= N) { return; }
     if (vec && i + x128::size <= N) {
         x128 x = load128(inp + i), o;
-        for (int k = 0; k < x128::size; k++) { o[k] = from_float<floatX>(gelu_value(to_float(x[k]))); }
+        for (int k = 0; k < x128::size; k++) { o[k] = gelu_stored(to_float(x[k])); }
         store128(out + i, o);
     } else { // the array's tail, or unaligned pointers
-        for (size_t j = i; j < i + x128::size && j < N; j++) { out[j] = from_float<floatX>(gelu_value(to_float(inp[j]))); }
+        for (size_t j = i; j < i + x128::size && j < N; j++) { out[j] = gelu_stored(to_float(inp[j])); }
     }
 }
 

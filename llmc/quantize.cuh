@@ -25,6 +25,10 @@
    s = absmax_from_max(max|x_n|), code = quantize_int8(x_n, s), x_q = code / s
  Outputs: xq (N,IC) floatX (the float path and the backward), codes (N,IC) int8 and
  inv_s (N) = 1/s (the integer path), rstd (N) = r; xq, or codes and inv_s, may be NULL.
+ Input pre-op (BitLinearPreOp): BL_PRE_GELU reads inp = fch and takes x = gelu_stored(fch)
+ (llmc/gelu.cuh: gelu_forward's stored floatX value) for each value as it is loaded, so that
+ fcproj's input path is one kernel from fch, with the bits of gelu_forward then this kernel
+ (dev/cuda/rmsnorm_quant.cu variant 5); BL_PRE_NONE reads x = inp.
 
  The int8 backward of dX (-bq int8, issue 14), as the CPU's bitlinear_backward_int8 has it:
    grad_quantize_rows: dY (N,OC) to int8 per row, one warp per row (CPU twin: grad_quantize_rows):
@@ -40,6 +44,7 @@
 #include "ternary.h"     // defines: ternarize, binarize, quantize_int8, absmean_from_sum, mean_from_sum,
                          //          absmax_from_max, grad_absmax_from_max, RMSNORM_EPS
                          //          (HOSTDEV: the spec, called on the device)
+#include "gelu.cuh"      // defines: gelu_stored (the input pre-op BL_PRE_GELU)
 
 // ----------------------------------------------------------------------------
 // weights: ternary (b1.58 eq. 1-3): gamma = max(mean|W|, eps); W_q = clamp(round(W / gamma), -1, 1) * gamma
@@ -104,31 +109,42 @@ static inline void weights_quantize(int8_t *trits, floatX *wq, float *scales, fl
 // ----------------------------------------------------------------------------
 // activations: parameter-free RMSNorm, then int8 per token (BitNet eq. 4)
 
+// what a BitLinear's input path applies to each value of inp before anything else: nothing, or
+// the MLP's GELU (fcproj reads fch and quantizes gelu(fch), which is then never stored). An int
+// as a template argument below: tests/test_cuda_resources.sh reads integer arguments of kernel names
+typedef enum { BL_PRE_NONE = 0, BL_PRE_GELU = 1 } BitLinearPreOp;
+
+// value i of a row x of inp as the BitLinear sees it: x[i], or gelu_forward's stored value of it
+__device__ static inline float bitlinear_input_value(const floatX *x, int i, int pre) {
+    return pre == BL_PRE_GELU ? to_float(gelu_stored(to_float(x[i]))) : to_float(x[i]);
+}
+
 // the fallback (and the scheme of dev/cuda/rmsnorm_quant.cu variant 2): one warp per row,
-// lane-strided scalar loads, the row read from memory once per pass (two or three passes)
+// lane-strided scalar loads, the row read from memory once per pass (two or three passes; the
+// pre-op, a run-time argument here, recomputed at each: the same bits every time)
 __global__ void rmsnorm_quant_kernel(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp,
-                                     int N, int IC, int inner_norm, int act_int8) {
+                                     int pre, int N, int IC, int inner_norm, int act_int8) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) { return; }
     const floatX *x = inp + (size_t)row * IC;
     float r = 1.0f;
     if (inner_norm) {
         float ss = 0.0f;
-        for (int i = lane; i < IC; i += 32) { float v = to_float(x[i]); ss += v * v; }
+        for (int i = lane; i < IC; i += 32) { float v = bitlinear_input_value(x, i, pre); ss += v * v; }
         r = 1.0f / sqrtf(warp_reduce_sum(ss) / IC + RMSNORM_EPS);
     }
     if (lane == 0) { rstd[row] = r; }
     floatX *o = xq != NULL ? xq + (size_t)row * IC : NULL; // NULL only with act_int8
     if (!act_int8) {
-        for (int i = lane; i < IC; i += 32) { o[i] = from_float<floatX>(to_float(x[i]) * r); }
+        for (int i = lane; i < IC; i += 32) { o[i] = from_float<floatX>(bitlinear_input_value(x, i, pre) * r); }
         return;
     }
     float m = 0.0f;
-    for (int i = lane; i < IC; i += 32) { m = fmaxf(m, fabsf(to_float(x[i]) * r)); }
+    for (int i = lane; i < IC; i += 32) { m = fmaxf(m, fabsf(bitlinear_input_value(x, i, pre) * r)); }
     m = warp_reduce_max(m);
     float s = absmax_from_max(m);
     for (int i = lane; i < IC; i += 32) {
-        int8_t q = quantize_int8(to_float(x[i]) * r, s);
+        int8_t q = quantize_int8(bitlinear_input_value(x, i, pre) * r, s);
         if (xq != NULL) { o[i] = from_float<floatX>(q / s); }
         if (codes != NULL) { codes[(size_t)row * IC + i] = q; }
     }
@@ -172,6 +188,19 @@ __device__ static inline void unpack128(float f[RQ_X128], int4 v) {
     }
 }
 
+// the vector gelu_forward stores for a vector v of inp: each value through gelu_stored, the
+// floatX results packed back into the four words unpack128 reads (bf16: the first in the low half)
+__device__ static inline int4 gelu128(int4 v) {
+    float f[RQ_X128];
+    unpack128(f, v);
+    x128 o;
+    #pragma unroll
+    for (int j = 0; j < RQ_X128; j++) { o[j] = gelu_stored(f[j]); }
+    int4 r;
+    memcpy(&r, &o, sizeof(r)); // x128 and int4: 16 bytes each, in the same order
+    return r;
+}
+
 // x_q's vector e of the row (values e * RQ_X128 ...) from its floats, and the codes likewise:
 // one 128-bit store of x_q and one 64-bit (bf16) or 32-bit (fp32) store of codes where the
 // output is aligned for it (out_vec), else value by value
@@ -205,9 +234,10 @@ __device__ static inline void store_codes(int8_t *c, int e, const int q[RQ_X128]
 
 // V: the capacity, vectors a lane; a row of IC values has IC / RQ_X128 vectors, lane l the ones
 // l + 32 v, at most V of them (the last v partly filled: lanes past the row's end skip it).
-// xq_vec, codes_vec: whether those outputs are aligned for vector stores. A device function, and
-// one kernel of its own name per V below: a plain name per launch, which tests/test_cuda_resources.sh reads
-template <int V>
+// PRE: the input pre-op (BitLinearPreOp), a template argument so that the plain instance is
+// the code it was before there was one. xq_vec, codes_vec: whether those outputs are aligned
+// for vector stores. A device function, and one kernel template of its own name per V below
+template <int V, int PRE>
 __device__ static inline void rmsnorm_quant_row_reg(floatX *xq, int8_t *codes, float *inv_s, float *rstd,
                                                     const floatX *inp, int N, int IC, int inner_norm, int act_int8,
                                                     int xq_vec, int codes_vec) {
@@ -220,6 +250,12 @@ __device__ static inline void rmsnorm_quant_row_reg(floatX *xq, int8_t *codes, f
     #pragma unroll
     for (int v = 0; v < V; v++) { // all loads first (fully unrolled, constant indices: vals[] stays in registers)
         if (v < mine) { vals[v] = x4[32 * v + lane]; }
+    }
+    if constexpr (PRE == BL_PRE_GELU) { // inp is fch: the row becomes gelu_forward's bits, in place
+        #pragma unroll
+        for (int v = 0; v < V; v++) {
+            if (v < mine) { vals[v] = gelu128(vals[v]); }
+        }
     }
     float r = 1.0f;
     if (inner_norm) {
@@ -283,25 +319,25 @@ __device__ static inline void rmsnorm_quant_row_reg(floatX *xq, int8_t *codes, f
     if (lane == 0 && inv_s != NULL) { inv_s[row] = 1.0f / s; }
 }
 
-__global__ void __launch_bounds__(RQ_MAX_BLOCK(4))
+template <int PRE> __global__ void __launch_bounds__(RQ_MAX_BLOCK(4))
 rmsnorm_quant_kernel_reg4(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int IC,
                           int inner_norm, int act_int8, int xq_vec, int codes_vec) {
-    rmsnorm_quant_row_reg<4>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec, codes_vec);
+    rmsnorm_quant_row_reg<4, PRE>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec, codes_vec);
 }
-__global__ void __launch_bounds__(RQ_MAX_BLOCK(8))
+template <int PRE> __global__ void __launch_bounds__(RQ_MAX_BLOCK(8))
 rmsnorm_quant_kernel_reg8(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int IC,
                           int inner_norm, int act_int8, int xq_vec, int codes_vec) {
-    rmsnorm_quant_row_reg<8>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec, codes_vec);
+    rmsnorm_quant_row_reg<8, PRE>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec, codes_vec);
 }
-__global__ void __launch_bounds__(RQ_MAX_BLOCK(16))
+template <int PRE> __global__ void __launch_bounds__(RQ_MAX_BLOCK(16))
 rmsnorm_quant_kernel_reg16(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int IC,
                           int inner_norm, int act_int8, int xq_vec, int codes_vec) {
-    rmsnorm_quant_row_reg<16>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec, codes_vec);
+    rmsnorm_quant_row_reg<16, PRE>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec, codes_vec);
 }
-__global__ void __launch_bounds__(RQ_MAX_BLOCK(32))
+template <int PRE> __global__ void __launch_bounds__(RQ_MAX_BLOCK(32))
 rmsnorm_quant_kernel_reg32(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int IC,
                           int inner_norm, int act_int8, int xq_vec, int codes_vec) {
-    rmsnorm_quant_row_reg<32>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec, codes_vec);
+    rmsnorm_quant_row_reg<32, PRE>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec, codes_vec);
 }
 
 // the capacity (vectors a lane) of the register kernel for rows of IC values from inp, or 0 for
@@ -315,32 +351,48 @@ static inline int rmsnorm_quant_capacity(const floatX *inp, int IC) {
     return vpl <= 4 ? 4 : vpl <= 8 ? 8 : vpl <= 16 ? 16 : vpl <= RQ_MAX_VECS ? RQ_MAX_VECS : 0;
 }
 
-// inner_norm: apply the RMSNorm (else r = 1); act_int8: quantize (else xq = x * r)
+// the register kernel of capacity cap (4, 8, 16 or 32) with pre-op PRE, RQ_BLOCK threads a block
+// (tests/test_cuda_resources.sh checks each instance at its __launch_bounds__, which RQ_BLOCK is within)
+template <int PRE>
+static inline void rmsnorm_quant_reg_launch(int cap, floatX *xq, int8_t *codes, float *inv_s, float *rstd,
+                                            const floatX *inp, int N, int IC, int inner_norm, int act_int8, int xq_vec,
+                                            int codes_vec) {
+    static_assert(RQ_BLOCK <= RQ_MAX_BLOCK(RQ_MAX_VECS), "every instance takes RQ_BLOCK threads");
+    int grid = ceil_div(N, RQ_BLOCK / 32);
+    switch (cap) {
+    case 4:
+        rmsnorm_quant_kernel_reg4<PRE><<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
+                                                             xq_vec, codes_vec);
+        break;
+    case 8:
+        rmsnorm_quant_kernel_reg8<PRE><<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
+                                                             xq_vec, codes_vec);
+        break;
+    case 16:
+        rmsnorm_quant_kernel_reg16<PRE><<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
+                                                              xq_vec, codes_vec);
+        break;
+    default:
+        rmsnorm_quant_kernel_reg32<PRE><<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
+                                                              xq_vec, codes_vec);
+    }
+}
+
+// inp read through pre (BL_PRE_GELU: x = gelu_stored(inp), see the top); inner_norm: apply the
+// RMSNorm (else r = 1); act_int8: quantize (else xq = x * r)
 static inline void bitlinear_input_forward(floatX *xq, int8_t *codes, float *inv_s, float *rstd, const floatX *inp,
-                                           int N, int IC, int inner_norm, int act_int8) {
+                                           BitLinearPreOp pre, int N, int IC, int inner_norm, int act_int8) {
     int cap = rmsnorm_quant_capacity(inp, IC);
     // vector stores: x_q 16-byte aligned; codes aligned to their RQ_X128 bytes (the rows are, then: IC % RQ_X128 == 0)
     int xq_vec = xq != NULL && is_aligned128(xq), codes_vec = codes != NULL && (uintptr_t)codes % RQ_X128 == 0;
-    int grid = ceil_div(N, RQ_BLOCK / 32);
-    switch (cap) { // each instance launched by name, which tests/test_cuda_resources.sh and cu2cpp.py read
-    case 4:
-        rmsnorm_quant_kernel_reg4<<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
-                                                        xq_vec, codes_vec);
-        break;
-    case 8:
-        rmsnorm_quant_kernel_reg8<<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
-                                                        xq_vec, codes_vec);
-        break;
-    case 16:
-        rmsnorm_quant_kernel_reg16<<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
-                                                         xq_vec, codes_vec);
-        break;
-    case 32:
-        rmsnorm_quant_kernel_reg32<<<grid, RQ_BLOCK>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8,
-                                                         xq_vec, codes_vec);
-        break;
-    default: // rows too long for a warp's registers, or not whole aligned vectors
-        rmsnorm_quant_kernel<<<ceil_div(N, 8), 256>>>(xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8);
+    if (cap == 0) { // rows too long for a warp's registers, or not whole aligned vectors
+        rmsnorm_quant_kernel<<<ceil_div(N, 8), 256>>>(xq, codes, inv_s, rstd, inp, pre, N, IC, inner_norm, act_int8);
+    } else if (pre == BL_PRE_GELU) {
+        rmsnorm_quant_reg_launch<BL_PRE_GELU>(cap, xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec,
+                                              codes_vec);
+    } else {
+        rmsnorm_quant_reg_launch<BL_PRE_NONE>(cap, xq, codes, inv_s, rstd, inp, N, IC, inner_norm, act_int8, xq_vec,
+                                              codes_vec);
     }
     cudaCheck(cudaGetLastError());
 }

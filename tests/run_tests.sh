@@ -122,9 +122,10 @@ run_slow "dev/gpu_check.sh's flow on the CPU emulator (tests/test_gpu_check_emu.
 run_slow "CUDA kernels' registers and shared memory vs their launches (tests/test_cuda_resources.sh)" bash tests/test_cuda_resources.sh
 # the dev/cuda kernel variants, validated on the emulator in small mode (DEV_CUDA_SMALL=1); variant 4 of
 # quantize_weights, rmsnorm_quant and bitlinear_forward is the kernel the trainer ships (llmc/*.cuh), and
-# bitlinear_forward 5 (bitlinear_backward 4) the one it runs with GPT2_1BIT_INT8_GEMM=mma
+# bitlinear_forward 5 (bitlinear_backward 4) the one it runs with GPT2_1BIT_INT8_GEMM=mma; rmsnorm_quant 5
+# the one it runs for fcproj (the GELU fused)
 run_slow "dev/cuda quantize_weights on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh quantize_weights 1 2 3 4
-run_slow "dev/cuda rmsnorm_quant on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh rmsnorm_quant 1 2 3 4
+run_slow "dev/cuda rmsnorm_quant on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh rmsnorm_quant 1 2 3 4 5
 run_slow "dev/cuda bitlinear_forward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_forward 0 1 2 3 4 5
 run_slow "dev/cuda bitlinear_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_backward 1 2 3 4
 run_slow "dev/cuda ternary_gemv on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh ternary_gemv 0 1 2 3

@@ -82,6 +82,10 @@ dev/cuda/ternary_gemv.cu       ternary_gemv_kernel3        block_sizes 11264 ter
 *                              attention_forward_kernel4<*>        launch_bounds 0  llmc/attention.cuh: kernel<HSP, WARPS><<<grid, 32 * WARPS>>> in a template launcher
 *                              attention_backward_dkdv_kernel4<*>  launch_bounds 0  llmc/attention.cuh: kernel<HSP><<<grid, ATT_THREADS>>> in a template launcher
 *                              attention_backward_dq_kernel4<*>    launch_bounds 0  llmc/attention.cuh: as above
+*                              rmsnorm_quant_kernel_reg4<*>       launch_bounds 0  llmc/quantize.cuh: kernel<PRE><<<grid, RQ_BLOCK>>> in a template launcher (rmsnorm_quant_reg_launch); RQ_BLOCK <= its bound (static_assert)
+*                              rmsnorm_quant_kernel_reg8<*>       launch_bounds 0  llmc/quantize.cuh: kernel<PRE><<<grid, RQ_BLOCK>>> in a template launcher (rmsnorm_quant_reg_launch); RQ_BLOCK <= its bound (static_assert)
+*                              rmsnorm_quant_kernel_reg16<*>      launch_bounds 0  llmc/quantize.cuh: kernel<PRE><<<grid, RQ_BLOCK>>> in a template launcher (rmsnorm_quant_reg_launch); RQ_BLOCK <= its bound (static_assert)
+*                              rmsnorm_quant_kernel_reg32<*>      launch_bounds 0  llmc/quantize.cuh: kernel<PRE><<<grid, RQ_BLOCK>>> in a template launcher (rmsnorm_quant_reg_launch); RQ_BLOCK <= its bound (static_assert)
 *                              bitlinear_matmul_int8_mma_kernel<*> launch_bounds 147456  llmc/bitlinear.cuh: kernel<TM, TN, TK, STAGES><<<grid, threads, smem>>> in a template launcher, threads = its bound; smem = STAGES x (TM + TN) x TK, at most 3 x 384 x 128 (the largest of dev/cuda/bitlinear_forward.cu)
 '
 

@@ -13,9 +13,15 @@
  Bandwidth-bound (reads 2 bytes and writes 1 per bf16 value): the measure is GB/s
  against the device's copy bandwidth.
 
+ fcproj's input is gelu(fch): variant 5 reads fch and applies the GELU to each value as it is
+ loaded, rounded to floatX as gelu_forward stores it (llmc/gelu.cuh's gelu_stored), so that its
+ outputs are those of gelu_forward then variant 4, the two kernels it replaces, to the bit,
+ without gelu(fch) being written and read back (a (N, C) floatX tensor each way).
+
  Build and run:
      make -C dev/cuda rmsnorm_quant && ./dev/cuda/rmsnorm_quant          all variants
      ./dev/cuda/rmsnorm_quant 3                                          variant 3 only
+     DEV_CUDA_SMALL=1 ./dev/cuda/rmsnorm_quant                           small mode (the emulator)
      (fp32 activations: nvcc ... -DENABLE_FP32 rmsnorm_quant.cu)
 
  Variants:
@@ -32,15 +38,26 @@
         output; other rows (C = 203 here) take the fallback, variant 2's scheme (warp per row,
         two passes, 256 threads). Validated twice: codes and 1/s (the integer forward), then
         x_q = code / s (the backward's recomputation), with rstd the same to the bit in both
+     5  what the trainer runs for fcproj (ships): variant 4 with the input pre-op BL_PRE_GELU,
+        from fch: the row in registers goes through the GELU once, after the loads and before
+        both reductions (the fallback applies it at each of its passes). Timed at the fcproj
+        shapes (C = 3072, 8192) against the two kernels it replaces (gelu_forward, then variant 4)
 
  Validation:
      rstd against the trainer's CPU formula to RSTD_RTOL (the sums of squares are added in
      different orders); then codes and inv_s against the CPU spec evaluated with the GPU's
      rstd: exact. Finally the codes against the fully independent CPU reference: a code may
      differ by one, and only where the exact 127 x / max|x| lies within TIE_RTOL of a .5 tie.
+     Variant 5: the same checks with x = gelu(fch) rounded to floatX, the CPU's GELU (float, as
+     train_gpt2_1bit.c's gelu_forward) where the GPU's gelu_forward gives the same floatX value,
+     the GPU's where its tanhf rounds to another (each within GELU_RTOL of the CPU's; counted,
+     none on the emulator); then codes, inv_s, rstd and x_q equal to the two kernels' outputs.
+ Timing: bytes moved (the input read, the codes, 1/s and rstd written) per second, against a
+ device-to-device copy; the two kernels move the (N, C) floatX gelu(fch) twice more.
 */
 #include "common.h" // defines: harness (random inputs, validation, timing, results); includes llmc/ headers
-#include "llmc/quantize.cuh" // defines: bitlinear_input_forward (variant 4, what the trainer runs)
+#include "llmc/quantize.cuh" // defines: bitlinear_input_forward (variants 4, 5: what the trainer runs), BL_PRE_*
+#include "llmc/gelu.cuh"     // defines: gelu_forward (the two-kernel path variant 5 replaces), GELU_SCALING_FACTOR
 
 // the sum of C nonnegative squares, added in any order, is within (C-1) * 2^-24 of exact
 // (every partial sum is at most the total); the CPU's and the GPU's may differ by twice
@@ -54,6 +71,14 @@
 // of 8-bit mantissas: about 0.3% of the codes), so the number of such codes is not small
 // and is not bounded; each one must be a tie.
 #define TIE_RTOL (8 * 5.9604645e-8)
+// the GPU's GELU against the CPU's, both rounded to floatX: tanhf on the GPU (CUDA: within 2 ulp)
+// and in the C library can differ in the last bits, which floatX rounding mostly hides; where it
+// does not, the values are one floatX rounding apart (2^-8 relative in bf16), as dev/cuda/gelu.cu's
+#ifdef ENABLE_FP32
+#define GELU_RTOL 1e-5
+#else
+#define GELU_RTOL 8e-3
+#endif
 
 // ----------------------------------------------------------------------------
 // CPU reference
@@ -64,6 +89,13 @@ static void rmsnorm_quant_row_cpu(int8_t *codes, float *inv_s, float *xn, const 
     float s = absmax_scale(xn, C);
     for (int i = 0; i < C; i++) { codes[i] = quantize_int8(xn[i], s); }
     *inv_s = 1.0f / s;
+}
+
+// gelu(x) as train_gpt2_1bit.c's gelu_forward computes it (float), rounded to floatX as the
+// GPU's gelu_forward stores it: fcproj's input
+static floatX gelu_stored_cpu(floatX xv) {
+    float x = to_float(xv), cube = 0.044715f * x * x * x;
+    return from_float<floatX>(0.5f * x * (1.0f + tanhf(GELU_SCALING_FACTOR * (x + cube))));
 }
 
 // the trainer's formula for r (a float sum in order), then the row
@@ -276,7 +308,19 @@ static void rmsnorm_quant3(int8_t *codes, float *inv_s, float *rstd, const float
 // variant 4: the trainer's launcher (inner norm on, int8 on, no x_q), its own block size (128,
 // or 256 in the fallback)
 static void rmsnorm_quant4(int8_t *codes, float *inv_s, float *rstd, const floatX *inp, int N, int C) {
-    bitlinear_input_forward(NULL, codes, inv_s, rstd, inp, N, C, 1, 1);
+    bitlinear_input_forward(NULL, codes, inv_s, rstd, inp, BL_PRE_NONE, N, C, 1, 1);
+}
+
+// variant 5: the same launcher from fch, the GELU applied in the kernel (fcproj's input)
+static void rmsnorm_quant5(int8_t *codes, float *inv_s, float *rstd, const floatX *fch, int N, int C) {
+    bitlinear_input_forward(NULL, codes, inv_s, rstd, fch, BL_PRE_GELU, N, C, 1, 1);
+}
+
+// what variant 5 replaces: gelu_forward writes g = gelu(fch) (N, C), variant 4 reads it
+static void gelu_then_rmsnorm_quant(floatX *g, int8_t *codes, float *inv_s, float *rstd, const floatX *fch, int N,
+                                    int C) {
+    gelu_forward(g, fch, (size_t)N * C);
+    rmsnorm_quant4(codes, inv_s, rstd, g, N, C);
 }
 
 // dispatcher
@@ -287,6 +331,7 @@ static void rmsnorm_quant(int kernel_num, int8_t *codes, float *inv_s, float *rs
     case 2: rmsnorm_quant2(codes, inv_s, rstd, inp, N, C, block); break;
     case 3: rmsnorm_quant3(codes, inv_s, rstd, inp, N, C, block); break;
     case 4: rmsnorm_quant4(codes, inv_s, rstd, inp, N, C); break;
+    case 5: rmsnorm_quant5(codes, inv_s, rstd, inp, N, C); break;
     default: fprintf(stderr, "no variant %d\n", kernel_num); exit(EXIT_FAILURE);
     }
 }
@@ -296,15 +341,19 @@ static const char *variant_name(int k) {
     case 1: return "1 thread per row";
     case 2: return "2 warp per row, 2 passes";
     case 3: return "3 warp per row, in registers";
-    default: return "4 shipped: in registers";
+    case 4: return "4 shipped: in registers";
+    default: return "5 shipped: gelu fused, from fch";
     }
 }
+
+// the rows fcproj reads: 4C of the two model widths timed (C = 768, 2048)
+static int fcproj_shape(int C) { return C == 3072 || C == 8192; }
 
 // ----------------------------------------------------------------------------
 // main
 
 int main(int argc, char **argv) {
-    const int num_kernels = 5; // 0 is the copy bandwidth (the baseline), 1..4 the variants
+    const int num_kernels = 6; // 0 is the copy bandwidth (the baseline), 1..5 the variants
     int only = parse_kernel_num(argc, argv, num_kernels);
     common_start("rmsnorm_quant: (N, C) " PRECISION_NAME " rows -> RMSNorm -> int8 codes + 1/s + rstd");
     rng_seed(1337);
@@ -319,7 +368,7 @@ int main(int argc, char **argv) {
     // 128-bit vectors: variant 4's fallback),
     // 256 (one 128-bit vector per lane), 2048 and 3072 (in bf16 8 and 12 vectors per lane: variant
     // 3's capacities 8 and 16, the second partly filled), 8192 (MAX_VECS vectors per lane in bf16:
-    // the most variant 3 takes)
+    // the most variant 3 takes; in fp32 twice that: the fallback)
     const int Cs_gpu[] = {768, 3072, 2048, 8192}, Cs_small[] = {200, 203, 256, 2048, 3072, 8192};
     const int *Cs = small ? Cs_small : Cs_gpu;
     const int nC = small ? 6 : 4;
@@ -329,7 +378,8 @@ int main(int argc, char **argv) {
 
     double copy_gbs = small ? 0.0 : measure_copy_bandwidth(256u << 20);
 
-    // random rows with a spread of scales (so that r and s vary from row to row), never zero
+    // random rows with a spread of scales (so that r and s vary from row to row), never zero;
+    // as fch (variant 5's input) a spread of GELU's regions: its negative tail near 0, the bend, the line
     floatX *inp = (floatX *)mallocCheck(nmax * sizeof(floatX));
     for (size_t n = 0; n < (size_t)N; n++) {
         float scale = rng_uniform(0.1f, 10.0f);
@@ -337,12 +387,17 @@ int main(int argc, char **argv) {
     }
     floatX *d_inp = to_device(inp, nmax);
     int8_t *d_codes = (int8_t *)cudaMallocCheck(nmax, "codes");
-    floatX *d_xq = (floatX *)cudaMallocCheck(nmax * sizeof(floatX), "xq"); // variant 4's x_q output
+    floatX *d_xq = (floatX *)cudaMallocCheck(nmax * sizeof(floatX), "xq"); // variants 4 and 5's x_q output
+    floatX *d_g = (floatX *)cudaMallocCheck(nmax * sizeof(floatX), "gelu(fch)"); // the two kernels' intermediate
+    int8_t *d_codes2 = (int8_t *)cudaMallocCheck(nmax, "codes (two kernels)");
     float *d_inv_s = (float *)cudaMallocCheck(N * sizeof(float), "inv_s");
     float *d_rstd = (float *)cudaMallocCheck(N * sizeof(float), "rstd");
+    float *d_inv_s2 = (float *)cudaMallocCheck(N * sizeof(float), "inv_s (two kernels)");
+    float *d_rstd2 = (float *)cudaMallocCheck(N * sizeof(float), "rstd (two kernels)");
     int8_t *codes_ref = (int8_t *)mallocCheck(nmax), *codes_g = (int8_t *)mallocCheck(nmax);
     float *inv_s_ref = (float *)mallocCheck(N * sizeof(float)), *rstd_ref = (float *)mallocCheck(N * sizeof(float));
     float *inv_s_g = (float *)mallocCheck(N * sizeof(float));
+    floatX *gelu_ref = (floatX *)mallocCheck(nmax * sizeof(floatX)); // variant 5's x = gelu(fch), the reference's
 
     // validate: the input of shape (N, C) is the first N*C values of inp, read as N rows of C
     for (int ci = 0; ci < nC; ci++) {
@@ -351,7 +406,41 @@ int main(int argc, char **argv) {
         rmsnorm_quant_cpu(codes_ref, inv_s_ref, rstd_ref, inp, N, C);
         for (int k = 1; k < num_kernels; k++) {
             if ((only > 0 && k != only) || (k == 3 && !variant3_fits(C))) { continue; }
-            for (int b = 0; b < (k == 4 ? 1 : 4); b++) { // variant 4: the trainer's launch configuration only
+            const floatX *x_ref = inp; // the rows x the CPU spec reads: inp, or for variant 5 gelu(inp)
+            int8_t *codes2 = NULL;     // variant 5: the two kernels' outputs, which it must equal
+            float *inv_s2 = NULL, *rstd2 = NULL;
+            floatX *xq2 = NULL;
+            if (k == 5) {
+                // the two kernels on the GPU, codes then x_q (the backward's call), and their gelu(fch)
+                gelu_then_rmsnorm_quant(d_g, d_codes2, d_inv_s2, d_rstd2, d_inp, N, C);
+                bitlinear_input_forward(d_xq, NULL, NULL, d_rstd2, d_g, BL_PRE_NONE, N, C, 1, 1);
+                cudaCheck(cudaDeviceSynchronize());
+                codes2 = from_device(d_codes2, n_el); inv_s2 = from_device(d_inv_s2, N);
+                rstd2 = from_device(d_rstd2, N); xq2 = from_device(d_xq, n_el);
+                floatX *g_gpu = from_device(d_g, n_el);
+                // the reference's x: the CPU's GELU, or the GPU's where tanhf rounds to another floatX
+                #pragma omp parallel for
+                for (size_t j = 0; j < n_el; j++) { gelu_ref[j] = gelu_stored_cpu(inp[j]); }
+                size_t differ = 0;
+                for (size_t j = 0; j < n_el; j++) {
+                    float a = to_float(gelu_ref[j]), b = to_float(g_gpu[j]);
+                    if (a != b) {
+                        if (!(fabsf(a - b) <= 1e-6f + GELU_RTOL * fabsf(a))) {
+                            printf("MISMATCH gelu(fch) at %zu (C %d): gpu %.9g, cpu %.9g (rtol %g)\n", j, C, b, a,
+                                   GELU_RTOL);
+                            exit(EXIT_FAILURE);
+                        }
+                        differ++;
+                    }
+                    gelu_ref[j] = g_gpu[j];
+                }
+                free(g_gpu);
+                printf("  variant 5, C %d: gelu(fch): %zu of %zu values one rounding from the CPU's (within rtol %g)\n",
+                       C, differ, n_el, GELU_RTOL);
+                x_ref = gelu_ref;
+                rmsnorm_quant_cpu(codes_ref, inv_s_ref, rstd_ref, x_ref, N, C);
+            }
+            for (int b = 0; b < (k >= 4 ? 1 : 4); b++) { // variants 4, 5: the trainer's launch configuration only
                 if (k == 3 && block_sizes[b] > variant3_max_block(C)) { // more threads than its registers allow
                     printf("  variant 3, C %d: block %d skipped: %s\n", C, block_sizes[b], variant3_limit(C));
                     continue;
@@ -376,17 +465,18 @@ int main(int argc, char **argv) {
                     float *xn = (float *)mallocCheck(C * sizeof(float));
                     #pragma omp for
                     for (int n = 0; n < N; n++) {
-                        rmsnorm_quant_row_cpu(codes_g + (size_t)n * C, inv_s_g + n, xn, inp + (size_t)n * C,
+                        rmsnorm_quant_row_cpu(codes_g + (size_t)n * C, inv_s_g + n, xn, x_ref + (size_t)n * C,
                                               rstd_gpu[n], C);
                     }
                     free(xn);
                 }
                 validate_exact("codes", codes_gpu, codes_g, n_el);
                 validate_exact("inv_s", inv_s_gpu, inv_s_g, N);
-                if (k == 4) { // the backward's call: x_q alone, from the same kernel: the same rstd, x_q = code / s
+                if (k >= 4) { // the backward's call: x_q alone, from the same kernel: the same rstd, x_q = code / s
                     cudaCheck(cudaMemset(d_xq, 0x55, n_el * sizeof(floatX)));
                     cudaCheck(cudaMemset(d_rstd, 0, N * sizeof(float)));
-                    bitlinear_input_forward(d_xq, NULL, NULL, d_rstd, d_inp, N, C, 1, 1);
+                    bitlinear_input_forward(d_xq, NULL, NULL, d_rstd, d_inp, k == 5 ? BL_PRE_GELU : BL_PRE_NONE, N, C,
+                                            1, 1);
                     cudaCheck(cudaDeviceSynchronize());
                     float *rstd_xq = from_device(d_rstd, N);
                     floatX *xq_gpu = from_device(d_xq, n_el), *xq_ref = (floatX *)mallocCheck(n_el * sizeof(floatX));
@@ -394,19 +484,25 @@ int main(int argc, char **argv) {
                     #pragma omp parallel for
                     for (int n = 0; n < N; n++) { // s = 127 / max|x_n| with the GPU's r, as the spec has it
                         float m = 0.0f;
-                        for (int i = 0; i < C; i++) { m = fmaxf(m, fabsf(to_float(inp[(size_t)n * C + i]) * rstd_gpu[n])); }
+                        for (int i = 0; i < C; i++) { m = fmaxf(m, fabsf(to_float(x_ref[(size_t)n * C + i]) * rstd_gpu[n])); }
                         float sc = absmax_from_max(m);
                         for (int i = 0; i < C; i++) {
                             xq_ref[(size_t)n * C + i] = from_float<floatX>(codes_g[(size_t)n * C + i] / sc);
                         }
                     }
                     validate_exact("xq", xq_gpu, xq_ref, n_el);
+                    if (k == 5) { // the trainer's claim: one kernel from fch gives the two kernels' bits
+                        validate_exact("codes (vs gelu_forward + variant 4)", codes_gpu, codes2, n_el);
+                        validate_exact("inv_s (vs gelu_forward + variant 4)", inv_s_gpu, inv_s2, N);
+                        validate_exact("rstd (vs gelu_forward + variant 4)", rstd_gpu, rstd2, N);
+                        validate_exact("xq (vs gelu_forward + variant 4)", xq_gpu, xq2, n_el);
+                    }
                     free(rstd_xq); free(xq_gpu); free(xq_ref);
                 }
                 // against the independent reference: off by one, at ties only
                 size_t off = 0;
                 for (int n = 0; n < N; n++) {
-                    const floatX *x = inp + (size_t)n * C;
+                    const floatX *x = x_ref + (size_t)n * C;
                     double m = 0.0;
                     for (int i = 0; i < C; i++) { m = fmax(m, fabs((double)to_float(x[i]))); }
                     for (int i = 0; i < C; i++) {
@@ -425,10 +521,12 @@ int main(int argc, char **argv) {
                 if (b == 0) {
                     printf("  variant %d, C %d: rstd within rtol %.2g, codes and inv_s exact given rstd%s; "
                            "%zu of %zu codes off by one at ties vs the independent reference\n",
-                           k, C, RSTD_RTOL(C), k == 4 ? " (x_q too)" : "", off, n_el);
+                           k, C, RSTD_RTOL(C), k == 5 ? " (x_q too), all four equal to gelu_forward + variant 4's"
+                           : k == 4 ? " (x_q too)" : "", off, n_el);
                 }
                 free(rstd_gpu); free(inv_s_gpu); free(codes_gpu);
             }
+            if (k == 5) { free(codes2); free(inv_s2); free(rstd2); free(xq2); }
         }
     }
     printf("All results match\n\n");
@@ -446,7 +544,8 @@ int main(int argc, char **argv) {
                 printf("variant 3 skipped at C = %d: a row does not fit in one warp's registers\n", C);
                 continue;
             }
-            for (int b = 0; b < (k == 4 ? 1 : 4); b++) { // variant 4: its own block (128 at these C), shown as 128
+            if (k == 5 && !fcproj_shape(C)) { continue; } // fcproj's rows only: 4C
+            for (int b = 0; b < (k >= 4 ? 1 : 4); b++) { // variants 4, 5: their own block (128 at these C), shown as 128
                 int block = block_sizes[b];
                 if (k == 3 && block > variant3_max_block(C)) {
                     printf("variant 3 skipped at C = %d, block %d: %s\n", C, block, variant3_limit(C));
@@ -457,6 +556,15 @@ int main(int argc, char **argv) {
                 char ratio[24];
                 snprintf(ratio, sizeof(ratio), "%.0f%% of copy", 100.0 * gbs / copy_gbs);
                 result_line("rmsnorm_quant", shape, variant_name(k), block, ms, gbs, "GB/s", ratio);
+                if (k == 5) { // the two kernels it replaces: gelu(fch) written and read back besides
+                    double ms2 = benchmark_ms([&]() { gelu_then_rmsnorm_quant(d_g, d_codes2, d_inv_s2, d_rstd2, d_inp,
+                                                                              N, C); });
+                    double bytes2 = bytes + 2.0 * N * C * sizeof(floatX), gbs2 = bytes2 / (ms2 * 1e-3) / 1e9;
+                    snprintf(ratio, sizeof(ratio), "%.0f%% of copy", 100.0 * gbs2 / copy_gbs);
+                    result_line("rmsnorm_quant", shape, "gelu_forward + 4 (two kernels)", block, ms2, gbs2, "GB/s",
+                                ratio);
+                    printf("C %d: variant 5 %.3f ms, gelu_forward + variant 4 %.3f ms (%.2fx)\n", C, ms, ms2, ms2 / ms);
+                }
             }
         }
     }
@@ -466,7 +574,9 @@ int main(int argc, char **argv) {
         print_results_table();
     }
 
-    free(inp); free(codes_ref); free(codes_g); free(inv_s_ref); free(rstd_ref); free(inv_s_g);
-    cudaCheck(cudaFree(d_inp)); cudaCheck(cudaFree(d_codes)); cudaCheck(cudaFree(d_xq)); cudaCheck(cudaFree(d_inv_s)); cudaCheck(cudaFree(d_rstd));
+    free(inp); free(codes_ref); free(codes_g); free(inv_s_ref); free(rstd_ref); free(inv_s_g); free(gelu_ref);
+    cudaCheck(cudaFree(d_inp)); cudaCheck(cudaFree(d_codes)); cudaCheck(cudaFree(d_xq)); cudaCheck(cudaFree(d_inv_s));
+    cudaCheck(cudaFree(d_rstd)); cudaCheck(cudaFree(d_g)); cudaCheck(cudaFree(d_codes2)); cudaCheck(cudaFree(d_inv_s2));
+    cudaCheck(cudaFree(d_rstd2));
     return 0;
 }
