@@ -87,6 +87,14 @@ typedef struct {
 int main(int argc, char **argv) {
     const char *desc = "d12", *mode_list = "fp,ternary,ternary_bq8,b158,b158_bq8";
     int B = 4, T = 64, reps = 5;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf("usage: %s [-e d12] [-b 4] [-t 64] [-r 5] [-m %s]\n"
+                   "  -e model descriptor, -b batch, -t sequence length, -r timed steps per mode,\n"
+                   "  -m modes: fp ternary ternary_bq8 b158 b158_bq8 ternary_ffwd (comma-separated)\n", argv[0], mode_list);
+            return 0;
+        }
+    }
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "-e") == 0) { desc = argv[i + 1]; }
         else if (strcmp(argv[i], "-b") == 0) { B = atoi(argv[i + 1]); }
