@@ -428,6 +428,16 @@ static const char *variant_name(int k, int b) {
 // ----------------------------------------------------------------------------
 // main
 
+// the validated rows' outputs and accumulators, device -> host (rows[i] of the M, N to row i)
+static void copy_sampled_rows(floatX *out_host, int32_t *acc_host, const FwdArgs &a, const int *rows, int nr, int N) {
+    for (int i = 0; i < nr; i++) {
+        cudaCheck(cudaMemcpy(out_host + (size_t)i * N, a.out + (size_t)rows[i] * N, N * sizeof(floatX),
+                             cudaMemcpyDeviceToHost));
+        cudaCheck(cudaMemcpy(acc_host + (size_t)i * N, a.acc + (size_t)rows[i] * N, N * sizeof(int32_t),
+                             cudaMemcpyDeviceToHost));
+    }
+}
+
 int main(int argc, char **argv) {
     const int num_kernels = 6;
     int only = parse_kernel_num(argc, argv, num_kernels);
@@ -545,12 +555,7 @@ int main(int argc, char **argv) {
                 cudaCheck(cudaMemset(a.acc, 0x7f, (size_t)M * N * sizeof(int32_t)));
                 bitlinear_forward(k, a, M, K, N, k == 5 ? b : block_sizes[b], 1);
                 cudaCheck(cudaDeviceSynchronize());
-                for (int i = 0; i < nr; i++) {
-                    cudaCheck(cudaMemcpy(out_gpu + (size_t)i * N, a.out + (size_t)rows[i] * N, N * sizeof(floatX),
-                                         cudaMemcpyDeviceToHost));
-                    cudaCheck(cudaMemcpy(acc_gpu + (size_t)i * N, a.acc + (size_t)rows[i] * N, N * sizeof(int32_t),
-                                         cudaMemcpyDeviceToHost));
-                }
+                copy_sampled_rows(out_gpu, acc_gpu, a, rows, nr, N);
                 size_t n_el = (size_t)nr * N;
                 if (k == 0) {
                     validate_close("variant 0 out", out_gpu, out0_ref, n_el, FWD_BF16_ATOL, FWD_BF16_RTOL);
@@ -612,12 +617,7 @@ int main(int argc, char **argv) {
             bitlinear_matmul_int8(a.out, a.acc, a.x, a.inv_s, a.trits, d_scales, 0, a.bias, M, K, N);
             bitlinear_int8_gemm = INT8_GEMM_CUBLAS;
             cudaCheck(cudaDeviceSynchronize());
-            for (int i = 0; i < nr; i++) {
-                cudaCheck(cudaMemcpy(out_gpu + (size_t)i * N, a.out + (size_t)rows[i] * N, N * sizeof(floatX),
-                                     cudaMemcpyDeviceToHost));
-                cudaCheck(cudaMemcpy(acc_gpu + (size_t)i * N, a.acc + (size_t)rows[i] * N, N * sizeof(int32_t),
-                                     cudaMemcpyDeviceToHost));
-            }
+            copy_sampled_rows(out_gpu, acc_gpu, a, rows, nr, N);
             validate_exact("out (GPT2_1BIT_INT8_GEMM=mma)", out_gpu, out5_ref, (size_t)nr * N);
             if (!taken) { validate_exact("acc (int32, the fallback)", acc_gpu, acc_ref, (size_t)nr * N); }
             printf("  variant 5 via bitlinear_matmul_int8 (GPT2_1BIT_INT8_GEMM=mma), %s: %s exact\n", shape,
