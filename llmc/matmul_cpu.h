@@ -158,20 +158,49 @@ CPU_TARGET_END
 // ----------------------------------------------------------------------------
 // packing and the blocked loops
 
-// Ap (panel p of kc x MR) <- A[m0 + p*MR ..) x [k0 .. k0+kc), zero rows past mc
-static void mm_pack_a(float *Ap, const float *A, size_t rsa, size_t csa, int m0, int mc, int k0, int kc, int MR, int p) {
+// Ap (panel p of kc x MR) <- A[m0 + p*MR ..) x [k0 .. k0+kc), zero rows past mc, when the rows of A
+// are contiguous (csa = 1: the forward's input, the backward's dout): on AVX-512 (MR = 8), 8 x 8 blocks
+// transposed in registers (mm_transpose8x8, below; element by element they took 5% of an fp step). On
+// AVX2 (MR = 6) element by element: through an 8 x 8 tile it was slower (bench_kernels)
+static void mm_transpose8x8(float *dst, size_t ldd, const float *src, size_t lds);
+static void mm_pack_a_rows(float *Ap, const float *A, size_t rsa, int m0, int mc, int k0, int kc, int MR, int p) {
     float *dst = Ap + (size_t)p * kc * MR;
     const int ni = mc - p * MR < MR ? mc - p * MR : MR;
-    const float *src = A + (size_t)(m0 + p * MR) * rsa + (size_t)k0 * csa;
-    if (rsa == 1) { // columns of A are contiguous (A = dout^T): MR consecutive floats per k
+    const float *src = A + (size_t)(m0 + p * MR) * rsa + k0;
+    int k = 0;
+    if (MR == 8 && ni == 8) {
+        for (; k + 8 <= kc; k += 8) { mm_transpose8x8(dst + (size_t)k * MR, (size_t)MR, src + k, rsa); }
+    }
+    for (; k < kc; k++) { // the rest (and a panel at the bottom edge) element by element
+        for (int r = 0; r < MR; r++) { dst[(size_t)k * MR + r] = r < ni ? src[(size_t)r * rsa + k] : 0.0f; }
+    }
+}
+
+// the packed A block (every panel of A[m0 .. m0+mc) x [k0 .. k0+kc)), its work split between the
+// threads of the enclosing parallel region (the barrier of its omp for: packed before anyone reads it)
+static void mm_pack_a_block(float *Ap, const float *A, size_t rsa, size_t csa, int m0, int mc, int k0, int kc, int MR) {
+    const int mpanels = (mc + MR - 1) / MR;
+    if (rsa == 1) { // columns of A are contiguous (A = dout^T in dW): each thread sweeps whole rows of dout
+        #pragma omp for schedule(static)
         for (int k = 0; k < kc; k++) {
-            for (int r = 0; r < MR; r++) { dst[k * MR + r] = r < ni ? src[(size_t)k * csa + r] : 0.0f; }
+            const float *src = A + (size_t)(k0 + k) * csa + m0;
+            for (int p = 0; p < mpanels; p++) {
+                float *dst = Ap + ((size_t)p * kc + k) * MR;
+                const int ni = mc - p * MR < MR ? mc - p * MR : MR;
+                for (int r = 0; r < MR; r++) { dst[r] = r < ni ? src[p * MR + r] : 0.0f; }
+            }
         }
         return;
     }
-    for (int r = 0; r < MR; r++) { // rows of A are contiguous: each row along k
-        if (r >= ni) { for (int k = 0; k < kc; k++) { dst[k * MR + r] = 0.0f; } continue; }
-        for (int k = 0; k < kc; k++) { dst[k * MR + r] = src[(size_t)r * rsa + (size_t)k * csa]; }
+    #pragma omp for schedule(static)
+    for (int p = 0; p < mpanels; p++) {
+        if (csa == 1) { mm_pack_a_rows(Ap, A, rsa, m0, mc, k0, kc, MR, p); continue; }
+        float *dst = Ap + (size_t)p * kc * MR; // (any strides: not used by the trainer)
+        const int ni = mc - p * MR < MR ? mc - p * MR : MR;
+        const float *src = A + (size_t)(m0 + p * MR) * rsa + (size_t)k0 * csa;
+        for (int k = 0; k < kc; k++) {
+            for (int r = 0; r < MR; r++) { dst[(size_t)k * MR + r] = r < ni ? src[(size_t)r * rsa + (size_t)k * csa] : 0.0f; }
+        }
     }
 }
 
@@ -198,26 +227,37 @@ static void mm_transpose8x8(float *dst, size_t ldd, const float *src, size_t lds
 }
 CPU_TARGET_END
 
-// Bp (panel q of kc x NR) <- B[k0 .. k0+kc) x [n0 + q*NR ..), zero columns past nc
-static void mm_pack_b(float *Bp, const float *B, size_t rsb, size_t csb, int n0, int nc, int k0, int kc, int NR, int q) {
-    float *dst = Bp + (size_t)q * kc * NR;
-    const int nj = nc - q * NR < NR ? nc - q * NR : NR;
-    const float *src = B + (size_t)k0 * rsb + (size_t)(n0 + q * NR) * csb;
-    if (csb == 1) { // rows of B are contiguous: NR consecutive floats per k
+// the packed B block (every panel of B[k0 .. k0+kc) x [n0 .. n0+nc), zero columns past nc), its work
+// split between the threads of the enclosing parallel region (the barrier of its omp for)
+static void mm_pack_b_block(float *Bp, const float *B, size_t rsb, size_t csb, int n0, int nc, int k0, int kc, int NR) {
+    const int npanels = (nc + NR - 1) / NR;
+    if (csb == 1) { // rows of B are contiguous (dX's weight, dW's input): each thread sweeps whole rows
+        #pragma omp for schedule(static)
         for (int k = 0; k < kc; k++) {
-            for (int j = 0; j < NR; j++) { dst[k * NR + j] = j < nj ? src[(size_t)k * rsb + j] : 0.0f; }
+            const float *src = B + (size_t)(k0 + k) * rsb + n0;
+            for (int q = 0; q < npanels; q++) {
+                float *dst = Bp + ((size_t)q * kc + k) * NR;
+                const int nj = nc - q * NR < NR ? nc - q * NR : NR;
+                for (int j = 0; j < NR; j++) { dst[j] = j < nj ? src[q * NR + j] : 0.0f; }
+            }
         }
         return;
     }
     // columns of B are contiguous (B = weight^T in the forward): 8 x 8 blocks transposed in
     // registers (element by element, the reads jump from row to row of the weight: 5x slower)
-    for (int j0 = 0; j0 < NR; j0 += 8) {
-        int k = 0;
-        if (rsb == 1 && j0 + 8 <= nj) {
-            for (; k + 8 <= kc; k += 8) { mm_transpose8x8(dst + (size_t)k * NR + j0, (size_t)NR, src + (size_t)j0 * csb + k, csb); }
-        }
-        for (; k < kc; k++) {
-            for (int j = j0; j < j0 + 8; j++) { dst[k * NR + j] = j < nj ? src[(size_t)k * rsb + (size_t)j * csb] : 0.0f; }
+    #pragma omp for schedule(static)
+    for (int q = 0; q < npanels; q++) {
+        float *dst = Bp + (size_t)q * kc * NR;
+        const int nj = nc - q * NR < NR ? nc - q * NR : NR;
+        const float *src = B + (size_t)k0 * rsb + (size_t)(n0 + q * NR) * csb;
+        for (int j0 = 0; j0 < NR; j0 += 8) {
+            int k = 0;
+            if (rsb == 1 && j0 + 8 <= nj) {
+                for (; k + 8 <= kc; k += 8) { mm_transpose8x8(dst + (size_t)k * NR + j0, (size_t)NR, src + (size_t)j0 * csb + k, csb); }
+            }
+            for (; k < kc; k++) {
+                for (int j = j0; j < j0 + 8; j++) { dst[k * NR + j] = j < nj ? src[(size_t)k * rsb + (size_t)j * csb] : 0.0f; }
+            }
         }
     }
 }
@@ -248,12 +288,10 @@ static void mm_gemm(float *C, size_t ldc, const float *A, size_t rsa, size_t csa
         for (int k0 = 0; k0 < K; k0 += MM_KC) {
             const int kc = K - k0 < MM_KC ? K - k0 : MM_KC;
             const int load_c = accumulate || k0 > 0, last = k0 + kc == K;
-            #pragma omp for schedule(static) // (its barrier: B is packed before anyone reads it)
-            for (int q = 0; q < npanels; q++) { mm_pack_b(Bp, B, rsb, csb, n0, nc, k0, kc, NR, q); }
+            mm_pack_b_block(Bp, B, rsb, csb, n0, nc, k0, kc, NR);
             for (int m0 = 0; m0 < M; m0 += mc_max) {
                 const int mc = M - m0 < mc_max ? M - m0 : mc_max, mpanels = (mc + MR - 1) / MR;
-                #pragma omp for schedule(static) // (and A)
-                for (int p = 0; p < mpanels; p++) { mm_pack_a(Ap, A, rsa, csa, m0, mc, k0, kc, MR, p); }
+                mm_pack_a_block(Ap, A, rsa, csa, m0, mc, k0, kc, MR);
                 // the B panels split between the threads; each runs down all the A panels of the block
                 #pragma omp for schedule(static) // (its barrier: nobody repacks A or B while they are read)
                 for (int q = 0; q < npanels; q++) {

@@ -502,13 +502,14 @@ static int matmul_threads_identical(int M, int K, int N) {
 static void test_matmul_f32(void) {
     char name[256], details[256] = "";
     // M at and around the tiles (6, 8) and the minimum the fast path takes (16); K around the
-    // 192-float K block; N around the 16 / 32-column tiles; and GPT-2's shapes at B*T = 64
+    // 8 x 8 blocks the packing transposes and past the 768-float K block; N around the 16 / 32-column
+    // tiles; GPT-2's shapes at B*T = 64; M past the 256-row M block, N past the 3072-column N block
     int shapes[][3] = {{16, 1, 1}, {17, 7, 5}, {23, 191, 31}, {24, 192, 32}, {25, 193, 33}, {33, 385, 100},
-                       {48, 768, 96}, {64, 768, 2304}, {64, 3072, 768}, {20, 1000, 47}};
+                       {48, 768, 96}, {64, 768, 2304}, {64, 3072, 768}, {20, 1000, 47}, {300, 41, 70}, {18, 40, 3100}};
     int ok = 1;
-    for (int i = 0; i < 10 && ok; i++) { ok &= compare_matmul(shapes[i][0], shapes[i][1], shapes[i][2], details, sizeof(details)); }
-    snprintf(name, sizeof(name), "fp32 matmul (%s): forward, dinp, dweight within 2 gamma_K sum|terms| of the spec, 10 shapes "
-             "(M 16..64, K 1..3072, N 1..2304)", matmul_cpu_backend());
+    for (int i = 0; i < 12 && ok; i++) { ok &= compare_matmul(shapes[i][0], shapes[i][1], shapes[i][2], details, sizeof(details)); }
+    snprintf(name, sizeof(name), "fp32 matmul (%s): forward, dinp, dweight within 2 gamma_K sum|terms| of the spec, 12 shapes "
+             "(M 16..300, K 1..3072, N 1..3100)", matmul_cpu_backend());
     check(ok, name, details);
     snprintf(name, sizeof(name), "fp32 matmul (%s): forward and dweight bit-identical with 1 thread and with all", matmul_cpu_backend());
     check(matmul_threads_identical(64, 768, 200) && matmul_threads_identical(40, 400, 1000), name, "results differ");
