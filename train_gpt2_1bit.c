@@ -1123,7 +1123,7 @@ void gpt2_update(GPT2 *model, float learning_rate, float beta1, float beta2, flo
     for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
         float wd = PARAMETER_IS_MATRIX[k] ? weight_decay : 0.0f;
         size_t end = start + model->param_sizes[k];
-        #pragma omp parallel for
+        #pragma omp parallel for schedule(dynamic, 65536) // (element by element: any split is the same)
         for (size_t i = start; i < end; i++) {
             float param = model->params_memory[i], grad = model->grads_memory[i] * grad_scale;
             float m = beta1 * model->m_memory[i] + (1.0f - beta1) * grad;

@@ -822,7 +822,7 @@ static inline void tk_matmul_x86(int32_t *out, const int8_t *x, const uint8_t *w
         // then the blocks evened out (at most 3 rows apart): with the largest NB first, N = 768 at
         // K = 768 was blocks of 340, 340 and 88 rows, and the threads' static shares 2 : 1
         NB = ((N + nblocks - 1) / nblocks + 3) & ~3;
-        #pragma omp parallel for collapse(2) schedule(static)
+        #pragma omp parallel for collapse(2) schedule(dynamic, 4) // (integer sums: exact in any order)
         for (int nb = 0; nb < nblocks; nb++) {
             for (int g = 0; g < groups; g++) {
                 int n1 = (nb + 1) * NB < N ? (nb + 1) * NB : N;
