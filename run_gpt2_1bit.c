@@ -114,6 +114,7 @@ static int runner_load_model(GPT2 *gpt, const char *path) {
     }
     if (magic == MODEL_MAGIC) {
         gpt2_build_from_checkpoint(gpt, path, quant_config_b158(), NULL);
+        gpt2_set_weight_format(gpt, TW_T2); // the decoder's GEMV kernels read 2-bit rows
         gpt2_quantize_weights(gpt);
         return 0;
     }
@@ -122,6 +123,7 @@ static int runner_load_model(GPT2 *gpt, const char *path) {
     gpt->config = pm.config;
     gpt->quant = pm.quant;
     gpt2_allocate(gpt);
+    gpt2_set_weight_format(gpt, TW_T2); // the decoder's GEMV kernels read 2-bit rows
     memcpy(gpt->params_memory, pm.params_memory, gpt->num_parameters * sizeof(float));
     // the quantized weights are the stored ones: fill wq, trits and scales
     // directly and mark them fresh, so nothing recomputes a scale from W_q

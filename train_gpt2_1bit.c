@@ -49,7 +49,7 @@
 #include "llmc/trit_stats.h"  // defines: TritStats, trit_stats_compute, trit_stats_print
 #include "llmc/args.h"        // defines: TrainArgs, train_args_parse, train_args_usage
 #include "llmc/hellaswag.h"   // defines: EvalLoader, evalloader_init, evalloader_accuracy, HELLASWAG_PATH
-#include "llmc/ternary_kernels.h" // defines: pack2_rows, pack2_row_bytes, matmul_i8_t2, dequant_epilogue
+#include "llmc/ternary_kernels.h" // defines: tw_pack, tw_bytes, matmul_i8_tw, dequant_epilogue
 #include "llmc/matmul_cpu.h"      // defines: matmul_cpu_forward, matmul_cpu_backward (this CPU's fast matmul)
 #include "llmc/gelu_cpu.h"        // defines: gelu_expf (e^z that vectorizes, for the GELU)
 
@@ -333,12 +333,12 @@ void bitlinear_forward(float *out, float *xq, float *rstd, const float *inp, con
 //   y = x_q W_q^T + b = (gamma / s) * (q t^T) + b
 // where q t^T is an exact int32 product of int8 codes and 2-bit packed trits
 // (llmc/ternary_kernels.h), and the two scales are applied once per output.
-// w2 is (OC, IC) packed by pack2_rows; xi8 (N,IC), inv_s (N), acc (N,OC) are scratch.
+// w2 is (OC, IC) packed by tw_pack in the form w_format; xi8 (N,IC), inv_s (N), acc (N,OC) are scratch.
 void bitlinear_forward_int8(float *out, float *xq, float *rstd, int8_t *xi8, float *inv_s, int32_t *acc,
-                            const float *inp, const uint8_t *w2, float w_scale, const float *bias,
+                            const float *inp, const uint8_t *w2, int w_format, float w_scale, const float *bias,
                             int N, int IC, int OC, const QuantConfig *q) {
     bitlinear_input_forward(xq, xi8, inv_s, rstd, inp, N, IC, q); // xq is still needed by the backward
-    matmul_i8_t2(acc, xi8, w2, N, IC, OC);
+    matmul_i8_tw(w_format, acc, xi8, w2, N, IC, OC);
     dequant_epilogue(out, acc, inv_s, w_scale, bias, N, OC);
 }
 
@@ -391,18 +391,18 @@ void grad_quantize_rows(int8_t *qi8, float *inv_s, const float *dout, int N, int
 // The backward with dX in the integer form (-bq int8, issue 14). With dY quantized per token,
 // dy = q / s_g (q int8), and W_q = t * gamma (t a trit, or a sign in binary mode):
 //   dx_q (N,IC) = dy (N,OC) @ W_q (OC,IC) = (gamma / s_g) * (q @ t)      q @ t exact in int32 (|sum| <= 128 * OC)
-// q @ t = q @ (t^T)^T is matmul_i8_t2 on the trits packed transposed (w2t: IC rows of OC trits,
-// pack2_rows_transposed), and the two scales are applied once per output. The one new rounding is
+// q @ t = q @ (t^T)^T is matmul_i8_tw on the trits packed transposed (w2t: IC rows of OC trits,
+// tw_pack_transposed, in the form w_format), and the two scales are applied once per output. The one new rounding is
 // dY's to int8; dW and db stay float (dW_latent += dout^T @ x_q), and after dx_q the chain is the
 // float path's: dx_n = dx_q, then the inner norm's backward.
 // qi8 (N,OC), inv_s (N), acc (N,IC) are scratch; dxn_buf holds N*IC floats.
 void bitlinear_backward_int8(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                             const float *xq, const float *rstd, const uint8_t *w2t, float w_scale, int8_t *qi8,
+                             const float *xq, const float *rstd, const uint8_t *w2t, int w_format, float w_scale, int8_t *qi8,
                              float *inv_s, int32_t *acc, int N, int IC, int OC, const QuantConfig *q,
                              float *dxn_buf, float *scratch) {
     matmul_backward(NULL, dweight, dbias, dout, xq, NULL, N, IC, OC, scratch); // dW and db only
     grad_quantize_rows(qi8, inv_s, dout, N, OC);
-    matmul_i8_t2(acc, qi8, w2t, N, OC, IC);                      // q @ t: (N,OC) x (OC,IC) -> (N,IC) int32
+    matmul_i8_tw(w_format, acc, qi8, w2t, N, OC, IC);            // q @ t: (N,OC) x (OC,IC) -> (N,IC) int32
     dequant_epilogue(dxn_buf, acc, inv_s, w_scale, NULL, N, IC); // dx_q = acc * gamma / s_g
     if (!q->inner_norm) { // x_n = x: dx = dx_q
         size_t n = (size_t)N * IC;
@@ -675,13 +675,14 @@ typedef struct {
     float scales[4 * 64];
     size_t wq_offset[NUM_BITLINEAR]; // where each matrix kind starts in wq_memory / trits
     size_t num_bitlinear_weights;
-    uint8_t *w2_memory; // the trits packed 2 bits each, for the integer forward (llmc/ternary_kernels.h)
-    size_t w2_offset[NUM_BITLINEAR];
+    uint8_t *w2_memory; // the trits in their compute form, for the integer forward (llmc/ternary_kernels.h:
+    size_t w2_offset[NUM_BITLINEAR]; // 2-bit rows, or int8 panels on AVX-512)
+    int tw_format;      // that form, TW_T2 or TW_P8 (chosen by the CPU path at allocation)
     int int8_forward;   // 1: BitLinear forward as int8 x packed trits (int8 activations, ternary/binary weights)
     int8_t *xi8;        // scratch of the integer forward: int8 codes (B*T, 4C),
     float *inv_s;       // their 1/s per row (B*T),
     int32_t *acc;       // and the int32 products (B*T, 4C); the int8 backward (-bq int8) reuses all three
-    uint8_t *w2t_memory; // -bq int8: the trits transposed (each matrix (IC,OC)) and packed, for dX = dY W_q
+    uint8_t *w2t_memory; // -bq int8: the trits transposed (each matrix (IC,OC)), in the compute form, for dX = dY W_q
     size_t w2t_offset[NUM_BITLINEAR];
     int w2t_stale;      // 1 when the trits changed since w2t_memory was packed
     int wq_stale;       // 1 when the latent weights changed since the last quantization
@@ -703,6 +704,27 @@ typedef struct {
     float mean_loss;    // -1 when the last forward pass had no targets
 } GPT2;
 
+// the compute form of the trits (llmc/ternary_kernels.h's tw_*): (re)allocates w2 for it, and the
+// quantized weights are rebuilt before their next use. The decoder (run_gpt2_1bit) keeps TW_T2.
+static void gpt2_set_weight_format(GPT2 *model, int format) {
+    if (model->w2_memory != NULL && model->tw_format == format) { return; }
+    model->tw_format = format;
+    size_t w2_bytes = 0;
+    for (int k = 0; k < NUM_BITLINEAR; k++) {
+        int OC, IC;
+        bitlinear_shape(&model->config, k, &OC, &IC);
+        model->w2_offset[k] = w2_bytes;
+        w2_bytes += (size_t)model->config.num_layers * tw_bytes(format, OC, IC);
+    }
+    free(model->w2_memory);
+    model->w2_memory = (uint8_t *)mallocCheck(w2_bytes);
+    for (int k = 0; k < NUM_BITLINEAR; k++) { model->w2t_offset[k] = 0; }
+    free(model->w2t_memory);
+    model->w2t_memory = NULL; // allocated by the first backward that needs it (-bq int8)
+    model->w2t_stale = 1;
+    model->wq_stale = 1;
+}
+
 // allocate the parameter-shaped buffers for model->config (params are left uninitialised)
 static void gpt2_allocate(GPT2 *model) {
     GPT2Config *cfg = &model->config;
@@ -721,17 +743,9 @@ static void gpt2_allocate(GPT2 *model) {
         model->num_bitlinear_weights += model->param_sizes[BITLINEAR_TENSOR[k]];
     }
     model->wq_memory = (float *)mallocCheck(model->num_bitlinear_weights * sizeof(float));
-    size_t w2_bytes = 0;
-    for (int k = 0; k < NUM_BITLINEAR; k++) {
-        int OC, IC;
-        bitlinear_shape(cfg, k, &OC, &IC);
-        model->w2_offset[k] = w2_bytes;
-        w2_bytes += (size_t)cfg->num_layers * OC * pack2_row_bytes(IC);
-    }
-    model->w2_memory = (uint8_t *)mallocCheck(w2_bytes);
-    for (int k = 0; k < NUM_BITLINEAR; k++) { model->w2t_offset[k] = 0; }
-    model->w2t_memory = NULL; // allocated by the first backward that needs it (-bq int8)
-    model->w2t_stale = 1;
+    model->w2_memory = NULL;
+    model->w2t_memory = NULL;
+    gpt2_set_weight_format(model, tw_format_of_path());
     model->int8_forward = 1;
     model->xi8 = NULL;
     model->inv_s = NULL;
@@ -797,8 +811,8 @@ void gpt2_quantize_weights(GPT2 *model) {
             model->scales[bitlinear_scale_index(l, k)] =
                 weights_quantize(want_wq ? model->wq_memory + off : NULL, model->trits + off, w, n,
                                  model->quant.weight_quant);
-            pack2_rows(model->w2_memory + model->w2_offset[k] + (size_t)l * OC * pack2_row_bytes(IC),
-                       model->trits + off, OC, IC);
+            tw_pack(model->tw_format, model->w2_memory + model->w2_offset[k] + (size_t)l * tw_bytes(model->tw_format, OC, IC),
+                    model->trits + off, OC, IC);
         }
     }
     model->w2t_stale = 1;
@@ -816,7 +830,7 @@ static void gpt2_pack_trits_transposed(GPT2 *model) {
             int OC, IC;
             bitlinear_shape(&model->config, k, &OC, &IC);
             model->w2t_offset[k] = bytes;
-            bytes += (size_t)L * IC * pack2_row_bytes(OC);
+            bytes += (size_t)L * tw_bytes(model->tw_format, IC, OC);
         }
         model->w2t_memory = (uint8_t *)mallocCheck(bytes);
     }
@@ -826,8 +840,9 @@ static void gpt2_pack_trits_transposed(GPT2 *model) {
             int OC, IC;
             bitlinear_shape(&model->config, k, &OC, &IC);
             size_t off = model->wq_offset[k] + (size_t)l * OC * IC;
-            pack2_rows_transposed(model->w2t_memory + model->w2t_offset[k] + (size_t)l * IC * pack2_row_bytes(OC),
-                                  model->trits + off, OC, IC);
+            tw_pack_transposed(model->tw_format,
+                               model->w2t_memory + model->w2t_offset[k] + (size_t)l * tw_bytes(model->tw_format, IC, OC),
+                               model->trits + off, OC, IC);
         }
     }
 }
@@ -919,8 +934,8 @@ static void gpt2_bitlinear_forward(GPT2 *model, int k, int l, float *out, float 
     bitlinear_shape(&model->config, k, &OC, &IC);
     const QuantConfig qk = quant_config_at(&model->quant, k), *q = &qk; // -rn 2: the norm before k = 1, 3 only
     if (model->int8_forward && q->act_quant == AQ_INT8 && q->weight_quant != WQ_FP) {
-        const uint8_t *w2 = model->w2_memory + model->w2_offset[k] + (size_t)l * OC * pack2_row_bytes(IC);
-        bitlinear_forward_int8(out, xq, rstd, model->xi8, model->inv_s, model->acc, inp, w2,
+        const uint8_t *w2 = model->w2_memory + model->w2_offset[k] + (size_t)l * tw_bytes(model->tw_format, OC, IC);
+        bitlinear_forward_int8(out, xq, rstd, model->xi8, model->inv_s, model->acc, inp, w2, model->tw_format,
                                model->scales[bitlinear_scale_index(l, k)], bias, N, IC, OC, q);
     } else {
         bitlinear_forward(out, xq, rstd, inp, gpt2_forward_weight(model, k, l), bias, N, IC, OC, q);
@@ -934,9 +949,9 @@ static void gpt2_bitlinear_backward(GPT2 *model, int k, int l, float *dinp, floa
     bitlinear_shape(&model->config, k, &OC, &IC);
     const QuantConfig qk = quant_config_at(&model->quant, k), *q = &qk;
     if (q->backward_quant == BQ_INT8 && q->weight_quant != WQ_FP) {
-        const uint8_t *w2t = model->w2t_memory + model->w2t_offset[k] + (size_t)l * IC * pack2_row_bytes(OC);
+        const uint8_t *w2t = model->w2t_memory + model->w2t_offset[k] + (size_t)l * tw_bytes(model->tw_format, IC, OC);
         float scale = model->scales[bitlinear_scale_index(l, k)];
-        bitlinear_backward_int8(dinp, dweight, dbias, dout, inp, xq, rstd, w2t, scale, model->xi8, model->inv_s,
+        bitlinear_backward_int8(dinp, dweight, dbias, dout, inp, xq, rstd, w2t, model->tw_format, scale, model->xi8, model->inv_s,
                                 model->acc, N, IC, OC, q, model->dxn_buf, model->scratch);
     } else {
         bitlinear_backward(dinp, dweight, dbias, dout, inp, xq, rstd, gpt2_forward_weight(model, k, l), N, IC, OC, q,

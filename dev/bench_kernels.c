@@ -74,7 +74,7 @@ static void flush_caches(void) {
 
 typedef struct {
     float *out_f; const float *x_f, *w_f; // fp32
-    int32_t *out_i; const int8_t *x_i; const uint8_t *w2, *w3; // int8 x ternary
+    int32_t *out_i; const int8_t *x_i; const uint8_t *w2, *w3, *w8; // int8 x ternary (w8: the trainer's int8 panels)
     int M, K, N;
 } Problem;
 
@@ -83,6 +83,7 @@ static void run_fp32(const Problem *p) { matmul_f32(p->out_f, p->x_f, p->w_f, p-
 static void run_ref(const Problem *p) { matmul_i8_t2_ref(p->out_i, p->x_i, p->w2, p->M, p->K, p->N); }
 static void run_t2(const Problem *p) { matmul_i8_t2(p->out_i, p->x_i, p->w2, p->M, p->K, p->N); }
 static void run_t3(const Problem *p) { matmul_i8_t3(p->out_i, p->x_i, p->w3, p->M, p->K, p->N); }
+static void run_p8(const Problem *p) { matmul_i8_tw(TW_P8, p->out_i, p->x_i, p->w8, p->M, p->K, p->N); }
 
 // median ms of one call; repeats until about 0.3 s have passed (5 to 200 repeats; 3 to 30 for -cold)
 static double time_variant(variant_fn fn, const Problem *p) {
@@ -106,8 +107,9 @@ static double time_variant(variant_fn fn, const Problem *p) {
 static int bench_ternary(void) {
     const int shapes[4][2] = {{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}};
     const int Ms[2] = {1, 256};
-    const char *names[4] = {"fp32", "ref", "t2", "t3"};
-    variant_fn fns[4] = {run_fp32, run_ref, run_t2, run_t3};
+    // p8: the trainer's compute form on the AVX-512 path (tw_format_of_path); elsewhere its reference
+    const char *names[5] = {"fp32", "ref", "t2", "t3", "p8"};
+    variant_fn fns[5] = {run_fp32, run_ref, run_t2, run_t3, run_p8};
     uint64_t rng = 42;
     int all_match = 1;
     printf("-- int8 x ternary (path %s; fp32: %s) --\n", ternary_kernels_backend(), matmul_cpu_backend());
@@ -121,6 +123,7 @@ static int bench_ternary(void) {
             int8_t *x_i = (int8_t *)mallocCheck((size_t)M * K), *trits = (int8_t *)mallocCheck((size_t)N * K);
             uint8_t *w2 = (uint8_t *)mallocCheck(N * pack2_row_bytes(K));
             uint8_t *w3 = (uint8_t *)mallocCheck(N * pack3_row_bytes(K));
+            uint8_t *w8 = (uint8_t *)mallocCheck(tw_bytes(TW_P8, N, K));
             float *out_f = (float *)mallocCheck((size_t)M * N * sizeof(float));
             int32_t *out_i = (int32_t *)mallocCheck((size_t)M * N * sizeof(int32_t));
             int32_t *out_ref = (int32_t *)mallocCheck((size_t)M * N * sizeof(int32_t));
@@ -134,7 +137,8 @@ static int bench_ternary(void) {
             }
             pack2_rows(w2, trits, N, K);
             pack3_rows(w3, trits, N, K);
-            Problem p = {out_f, x_f, w_f, out_i, x_i, w2, w3, M, K, N};
+            tw_pack(TW_P8, w8, trits, N, K);
+            Problem p = {out_f, x_f, w_f, out_i, x_i, w2, w3, w8, M, K, N};
 
             // validate: exact equality with the reference
             matmul_i8_t2_ref(out_ref, x_i, w2, M, K, N);
@@ -142,21 +146,26 @@ static int bench_ternary(void) {
             int ok2 = memcmp(out_i, out_ref, (size_t)M * N * sizeof(int32_t)) == 0;
             matmul_i8_t3(out_i, x_i, w3, M, K, N);
             int ok3 = memcmp(out_i, out_ref, (size_t)M * N * sizeof(int32_t)) == 0;
-            if (!ok2 || !ok3) {
-                printf("MISMATCH at M=%d K=%d N=%d: t2 %s, t3 %s\n", M, K, N, ok2 ? "ok" : "WRONG", ok3 ? "ok" : "WRONG");
+            run_p8(&p);
+            int ok8 = memcmp(out_i, out_ref, (size_t)M * N * sizeof(int32_t)) == 0;
+            if (!ok2 || !ok3 || !ok8) {
+                printf("MISMATCH at M=%d K=%d N=%d: t2 %s, t3 %s, p8 %s\n", M, K, N, ok2 ? "ok" : "WRONG",
+                       ok3 ? "ok" : "WRONG", ok8 ? "ok" : "WRONG");
                 all_match = 0;
             }
 
-            double weight_bytes[4] = {(double)N * K * sizeof(float), (double)N * pack2_row_bytes(K),
-                                      (double)N * pack2_row_bytes(K), (double)N * pack3_row_bytes(K)};
+            double weight_bytes[5] = {(double)N * K * sizeof(float), (double)N * pack2_row_bytes(K),
+                                      (double)N * pack2_row_bytes(K), (double)N * pack3_row_bytes(K),
+                                      (double)tw_bytes(TW_P8, N, K)};
             double ms_fp32 = 0.0;
-            for (int v = 0; v < 4; v++) {
+            for (int v = 0; v < 5; v++) {
+                if (v == 4 && M == 1) { continue; } // (a training form: the decoder's GEMV reads t2, t3)
                 double ms = time_variant(fns[v], &p);
                 if (v == 0) { ms_fp32 = ms; }
                 printf("%5d %5d %5d  %-5s %9.4f %8.1f %8.2f %7.2fx\n", M, K, N, names[v], ms,
                        2.0 * M * N * K / (ms * 1e6), weight_bytes[v] / (ms * 1e6), ms_fp32 / ms);
             }
-            free(x_f); free(w_f); free(x_i); free(trits); free(w2); free(w3);
+            free(x_f); free(w_f); free(x_i); free(trits); free(w2); free(w3); free(w8);
             free(out_f); free(out_i); free(out_ref);
         }
     }

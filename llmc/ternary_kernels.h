@@ -1075,6 +1075,179 @@ static inline void gemv_n4x4_i16(int32_t *dot, const uint8_t *p, const int16_t *
     }
 }
 
+// ----------------------------------------------------------------------------
+// the trainer's compute form of a trit matrix: 2-bit rows (t2, above), or on the AVX-512 path
+// int8 code panels (p8), which its GEMM tile multiplies 1.4-1.7x as fast (dev/bench_kernels; at
+// B*T = 256 and GPT-2's shapes, 600-730 GOPS against the t2 tiles' 400-460 on 2 Zen 4 cores)
+//
+// p8: the codes (trit + 1) one byte each, in panels of 16 rows, an even number of panels: panel
+// p, group g of 4 columns is 64 bytes, byte 4r + j = the code of row 16p + r, column 4g + j (1,
+// trit 0, past N or K). One vpdpbusd multiplies 4 codes of 16 rows by 4 int8 of a row of x
+// broadcast: its 16 lanes are 16 outputs, so there is no decoding and no horizontal sum (the t2
+// tiles spend about 30 ops a block on both). 4x the bytes of t2 (85 MB at d12, repacked once per
+// update); the decoder keeps t2 and t3, its file formats.
+//   tw_bytes(format, N, K)                       bytes of an (N,K) matrix
+//   tw_pack(format, dst, trits, N, K)            trits (N,K) -> dst
+//   tw_pack_transposed(format, dst, trits, rows, n)   trits (rows,n)^T, an (n,rows) matrix -> dst
+//   matmul_i8_tw(format, out, x, w, M, K, N)     out (M,N) int32 = x (M,K) int8 @ trits(w)^T
+// The trainer fixes the format when it allocates (tw_format_of_path()), so a path switched later
+// (tests) still reads what was packed: p8 off the AVX-512 path runs its reference.
+enum { TW_T2 = 0, TW_P8 = 1 };
+static inline int tw_format_of_path(void) {
+#ifdef TG1_CPU_X86
+    if (cpu_path() == CPU_PATH_AVX512) { return TW_P8; }
+#endif
+    return TW_T2;
+}
+static inline size_t p8_groups(int K) { return ((size_t)K + 3) / 4; }
+static inline size_t p8_panels(int N) { return ((size_t)N + 31) / 32 * 2; }
+static inline size_t tw_bytes(int format, int N, int K) {
+    return format == TW_P8 ? p8_panels(N) * p8_groups(K) * 64 : (size_t)N * pack2_row_bytes(K);
+}
+
+// the p8 panels of the (N,K) matrix whose element (n,k) is trits[n*rs + k*cs]
+static inline void p8_pack(uint8_t *dst, const int8_t *trits, size_t rs, size_t cs, int N, int K) {
+    const size_t G = p8_groups(K), P = p8_panels(N);
+    for (size_t p = 0; p < P; p++) {
+        for (size_t g = 0; g < G; g++) {
+            uint8_t *d = dst + (p * G + g) * 64;
+            const int whole = (int)(16 * p + 16) <= N && (int)(4 * g + 4) <= K;
+            if (whole && cs == 1) { // rows contiguous (the matrix): 4 bytes of each of 16 rows
+                for (int r = 0; r < 16; r++) { memcpy(d + 4 * r, trits + (16 * p + r) * rs + 4 * g, 4); }
+            } else if (whole && rs == 1) { // columns contiguous (the transpose): 16 bytes of each of 4 columns
+                for (int r = 0; r < 16; r++) {
+                    for (int j = 0; j < 4; j++) { d[4 * r + j] = (uint8_t)trits[(16 * p + r) + (4 * g + j) * cs]; }
+                }
+            } else {
+                for (int r = 0; r < 16; r++) {
+                    for (int j = 0; j < 4; j++) {
+                        size_t n = 16 * p + (size_t)r, k = 4 * g + (size_t)j;
+                        d[4 * r + j] = n < (size_t)N && k < (size_t)K ? (uint8_t)trits[n * rs + k * cs] : (uint8_t)0;
+                    }
+                }
+            }
+            for (int i = 0; i < 64; i++) { d[i] = (uint8_t)(d[i] + 1); } // trit -> code (0 -> 1 past the end)
+        }
+    }
+}
+
+// the spec of the p8 product: codes - 1 times x, plain loops
+static inline void matmul_i8_p8_ref(int32_t *out, const int8_t *x, const uint8_t *w, int M, int K, int N) {
+    const size_t G = p8_groups(K);
+    #pragma omp parallel for
+    for (int m = 0; m < M; m++) {
+        for (int n = 0; n < N; n++) {
+            const uint8_t *panel = w + (size_t)(n / 16) * G * 64 + 4 * (n % 16);
+            int32_t acc = 0;
+            for (int k = 0; k < K; k++) { acc += ((int32_t)panel[(size_t)(k / 4) * 64 + k % 4] - 1) * x[(size_t)m * K + k]; }
+            out[(size_t)m * N + n] = acc;
+        }
+    }
+}
+
+#ifdef TG1_CPU_X86
+CPU_TARGET_BEGIN_AVX512
+// acc_iv += codes of panel v (4 columns, 16 rows) . 4 int8 of row i of x, broadcast
+#define P8_ROW(i) {                                                                                      \
+        int32_t t_;                                                                                      \
+        memcpy(&t_, xg + (i) * ldx, 4);                                                                  \
+        const __m512i b_ = _mm512_set1_epi32(t_);                                                        \
+        a##i##0 = _mm512_dpbusd_epi32(a##i##0, w0, b_);                                                  \
+        a##i##1 = _mm512_dpbusd_epi32(a##i##1, w1, b_); }
+#define P8_ZERO(i) __m512i a##i##0 = _mm512_setzero_si512(), a##i##1 = a##i##0
+// row i of the tile: sum(x_i) off (codes = trits + 1), 32 outputs stored under the masks
+#define P8_STORE(i) {                                                                                    \
+        const __m512i c_ = _mm512_set1_epi32(xsum[i]);                                                   \
+        _mm512_mask_storeu_epi32(out + (i) * ldo, m0, _mm512_sub_epi32(a##i##0, c_));                    \
+        _mm512_mask_storeu_epi32(out + (i) * ldo + 16, m1, _mm512_sub_epi32(a##i##1, c_)); }
+// GEMM tile: 8 rows of x (stride ldx, 4G bytes each) times 2 panels (32 weight rows; ldp bytes
+// apart): 16 accumulators. 8 x 3 panels left gcc short of registers (24 accumulators spilled to
+// the stack on every group: 0.7x the t2 tile). `valid`: how many of the 32 outputs are in N.
+static __attribute__((noinline)) void p8_tile_8x2(int32_t *out, size_t ldo, const int8_t *x, size_t ldx,
+                                                  const int32_t *xsum, const uint8_t *w, size_t ldp, size_t G,
+                                                  int valid) {
+    P8_ZERO(0); P8_ZERO(1); P8_ZERO(2); P8_ZERO(3); P8_ZERO(4); P8_ZERO(5); P8_ZERO(6); P8_ZERO(7);
+    for (size_t g = 0; g < G; g++) {
+        const __m512i w0 = _mm512_loadu_si512((const void *)(w + g * 64));
+        const __m512i w1 = _mm512_loadu_si512((const void *)(w + ldp + g * 64));
+        const int8_t *xg = x + g * 4;
+        P8_ROW(0); P8_ROW(1); P8_ROW(2); P8_ROW(3); P8_ROW(4); P8_ROW(5); P8_ROW(6); P8_ROW(7);
+    }
+    const __mmask16 m0 = valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1);
+    const __mmask16 m1 = valid >= 32 ? (__mmask16)0xFFFF : valid <= 16 ? (__mmask16)0 : (__mmask16)((1u << (valid - 16)) - 1);
+    P8_STORE(0); P8_STORE(1); P8_STORE(2); P8_STORE(3); P8_STORE(4); P8_STORE(5); P8_STORE(6); P8_STORE(7);
+}
+// one row of x (the rows left over by the 8-row tiles)
+static __attribute__((noinline)) void p8_tile_1x2(int32_t *out, size_t ldo, const int8_t *x, size_t ldx,
+                                                  const int32_t *xsum, const uint8_t *w, size_t ldp, size_t G,
+                                                  int valid) {
+    P8_ZERO(0);
+    for (size_t g = 0; g < G; g++) {
+        const __m512i w0 = _mm512_loadu_si512((const void *)(w + g * 64));
+        const __m512i w1 = _mm512_loadu_si512((const void *)(w + ldp + g * 64));
+        const int8_t *xg = x + g * 4;
+        P8_ROW(0);
+    }
+    const __mmask16 m0 = valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1);
+    const __mmask16 m1 = valid >= 32 ? (__mmask16)0xFFFF : valid <= 16 ? (__mmask16)0 : (__mmask16)((1u << (valid - 16)) - 1);
+    P8_STORE(0);
+}
+#undef P8_ROW
+#undef P8_ZERO
+#undef P8_STORE
+CPU_TARGET_END
+
+static inline void matmul_i8_p8_avx512(int32_t *out, const int8_t *x, const uint8_t *w, int M, int K, int N) {
+    const size_t G = p8_groups(K), ldp = G * 64, ldx = G * 4;
+    // x with its rows padded to 4G bytes (zeros: the codes past K then add nothing), and sum(x)
+    int8_t *xp = (int8_t *)tk_scratch((size_t)M * ldx + (size_t)M * sizeof(int32_t));
+    int32_t *xsum = (int32_t *)(xp + (size_t)M * ldx);
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        const int8_t *xr = x + (size_t)m * K;
+        int8_t *d = xp + (size_t)m * ldx;
+        int32_t s = 0;
+        for (int k = 0; k < K; k++) { d[k] = xr[k]; s += xr[k]; }
+        for (size_t k = (size_t)K; k < ldx; k++) { d[k] = 0; }
+        xsum[m] = s;
+    }
+    // tiles of 8 rows x 2 panels; a pair of panels (12-48 KiB at GPT-2's K) stays in L1/L2 while
+    // the thread runs down the row groups of x (dynamic: integer sums, exact in any order)
+    const int pairs = (int)(p8_panels(N) / 2), groups = (M + 7) / 8;
+    #pragma omp parallel for collapse(2) schedule(dynamic, 4)
+    for (int pp = 0; pp < pairs; pp++) {
+        for (int gm = 0; gm < groups; gm++) {
+            const int m0 = 8 * gm, n0 = 32 * pp, valid = N - n0 < 32 ? N - n0 : 32;
+            int32_t *o = out + (size_t)m0 * N + n0;
+            const uint8_t *wp = w + (size_t)(2 * pp) * ldp;
+            if (M - m0 >= 8) {
+                p8_tile_8x2(o, (size_t)N, xp + (size_t)m0 * ldx, ldx, xsum + m0, wp, ldp, G, valid);
+            } else {
+                for (int i = m0; i < M; i++) {
+                    p8_tile_1x2(o + (size_t)(i - m0) * N, (size_t)N, xp + (size_t)i * ldx, ldx, xsum + i, wp, ldp, G, valid);
+                }
+            }
+        }
+    }
+}
+#endif // TG1_CPU_X86
+
+static inline void tw_pack(int format, uint8_t *dst, const int8_t *trits, int N, int K) {
+    if (format == TW_P8) { p8_pack(dst, trits, (size_t)K, 1, N, K); }
+    else { pack2_rows(dst, trits, N, K); }
+}
+static inline void tw_pack_transposed(int format, uint8_t *dst, const int8_t *trits, int rows, int n) {
+    if (format == TW_P8) { p8_pack(dst, trits, 1, (size_t)n, n, rows); }
+    else { pack2_rows_transposed(dst, trits, rows, n); }
+}
+static inline void matmul_i8_tw(int format, int32_t *out, const int8_t *x, const uint8_t *w, int M, int K, int N) {
+    if (format == TW_T2) { matmul_i8_t2(out, x, w, M, K, N); return; }
+#ifdef TG1_CPU_X86
+    if (cpu_path() == CPU_PATH_AVX512) { matmul_i8_p8_avx512(out, x, w, M, K, N); return; }
+#endif
+    matmul_i8_p8_ref(out, x, w, M, K, N);
+}
+
 // the path the int8 x trit kernels take now (cpu_path()'s name)
 static inline const char *ternary_kernels_backend(void) { return cpu_path_name(cpu_path()); }
 

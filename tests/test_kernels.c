@@ -267,6 +267,63 @@ static void test_kernels(void) {
 }
 
 // ----------------------------------------------------------------------------
+// the trainer's int8 panels (TW_P8): matmul_i8_tw against the 2-bit reference on the same trits
+
+// 1 if matmul_i8_tw(TW_P8) == matmul_i8_t2_ref for x (M,K) (x_fill: 0 random, else that value) and
+// trits (N,K) (t_fill: 0 random, else that trit); the panels packed from the transpose as well
+static int compare_p8(int M, int K, int N, int x_fill, int t_fill, char *details, size_t dlen) {
+    int8_t *x = (int8_t *)mallocCheck((size_t)M * K), *t = (int8_t *)mallocCheck((size_t)N * K);
+    int8_t *tt = (int8_t *)mallocCheck((size_t)N * K);
+    uint8_t *w2 = (uint8_t *)mallocCheck(tw_bytes(TW_T2, N, K)), *w8 = (uint8_t *)mallocCheck(tw_bytes(TW_P8, N, K));
+    uint8_t *w8b = (uint8_t *)mallocCheck(tw_bytes(TW_P8, N, K));
+    int32_t *ref = (int32_t *)mallocCheck((size_t)M * N * 4), *fast = (int32_t *)mallocCheck((size_t)M * N * 4);
+    if (x_fill) { memset(x, x_fill, (size_t)M * K); } else { random_x(x, (size_t)M * K); }
+    if (t_fill) { memset(t, t_fill, (size_t)N * K); } else { random_trits(t, (size_t)N * K); }
+    for (int n = 0; n < N; n++) {
+        for (int k = 0; k < K; k++) { tt[(size_t)k * N + n] = t[(size_t)n * K + k]; }
+    }
+    tw_pack(TW_T2, w2, t, N, K);
+    tw_pack(TW_P8, w8, t, N, K);
+    tw_pack_transposed(TW_P8, w8b, tt, K, N); // (K,N)^T = the same (N,K) matrix
+    matmul_i8_t2_ref(ref, x, w2, M, K, N);
+    memset(fast, 0x55, (size_t)M * N * 4);
+    matmul_i8_tw(TW_P8, fast, x, w8, M, K, N);
+    int ok = memcmp(w8, w8b, tw_bytes(TW_P8, N, K)) == 0;
+    if (!ok) { snprintf(details, dlen, "M=%d K=%d N=%d: panels from the transpose differ", M, K, N); }
+    for (size_t i = 0; i < (size_t)M * N && ok; i++) {
+        if (fast[i] != ref[i]) {
+            ok = 0;
+            snprintf(details, dlen, "M=%d K=%d N=%d: out[%zu] p8 %d != ref %d", M, K, N, i, fast[i], ref[i]);
+        }
+    }
+    free(x); free(t); free(tt); free(w2); free(w8); free(w8b); free(ref); free(fast);
+    return ok;
+}
+
+static void test_p8(void) {
+    char name[256], details[256] = "";
+    // M around the 8-row tile; K around the 4-column groups; N around the 16-row panels and their pairs
+    int Ms[] = {1, 7, 8, 9, 17}, Ks[] = {1, 3, 4, 5, 63, 64, 65, 768, 771}, Ns[] = {1, 15, 16, 17, 31, 32, 33, 50};
+    int ok = 1;
+    for (int m = 0; m < 5 && ok; m++) {
+        for (int k = 0; k < 9 && ok; k++) {
+            for (int n = 0; n < 8 && ok; n++) { ok &= compare_p8(Ms[m], Ks[k], Ns[n], 0, 0, details, sizeof(details)); }
+        }
+    }
+    check(ok, "int8 panels (TW_P8): matmul_i8_tw == the 2-bit reference, 360 shapes (M 1..17, K 1..771, N 1..50); "
+          "panels packed from the transpose equal", details);
+    int big[][3] = {{256, 768, 2304}, {37, 3072, 65}, {64, 768, 96}};
+    ok = 1;
+    for (int i = 0; i < 3 && ok; i++) { ok &= compare_p8(big[i][0], big[i][1], big[i][2], 0, 0, details, sizeof(details)); }
+    check(ok, "int8 panels (TW_P8): matmul_i8_tw == the 2-bit reference at M=256 K=768 N=2304, M=37 K=3072 N=65, "
+          "M=64 K=768 N=96", details);
+    ok = compare_p8(9, 4099, 33, -128, -1, details, sizeof(details)) && compare_p8(9, 4099, 33, -128, 1, details, sizeof(details)) &&
+         compare_p8(9, 4099, 33, 127, 1, details, sizeof(details));
+    snprintf(name, sizeof(name), "int8 panels (TW_P8): extreme inputs, K=4099: x=-128 with trits -1 and +1, x=127 with +1");
+    check(ok, name, details);
+}
+
+// ----------------------------------------------------------------------------
 // the decoder's split GEMV: gemv_i8_t2_prepare once, then gemv_i8_t2_rows on ranges of rows
 
 // out = x @ trits^T by gemv_i8_t2_rows over the ranges [cut[i], cut[i+1]), against the
@@ -578,6 +635,7 @@ int main(void) {
         path_tag = tag;
         printf("== path %s\n", cpu_path_name(p));
         test_kernels();
+        test_p8();
         test_gemv_split();
         test_n4x4();
         test_matmul_f32();

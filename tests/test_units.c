@@ -222,6 +222,7 @@ static void test_int8_backward(void) {
     int8_t *trits_t = (int8_t *)mallocCheck(nw);
     uint8_t *w2t = (uint8_t *)mallocCheck((size_t)IC * pack2_row_bytes(OC));
     uint8_t *w2t_ref = (uint8_t *)mallocCheck((size_t)IC * pack2_row_bytes(OC));
+    uint8_t *w8t = (uint8_t *)mallocCheck(tw_bytes(TW_P8, IC, OC)), *w8t_ref = (uint8_t *)mallocCheck(tw_bytes(TW_P8, IC, OC));
     float inv_s[9];
     int32_t *acc = (int32_t *)mallocCheck(nin * sizeof(int32_t));
     float *scratch = (float *)mallocCheck(matmul_scratch_size(N, IC, OC) * sizeof(float));
@@ -244,6 +245,10 @@ static void test_int8_backward(void) {
         unpack2_rows(t_back, w2t, IC, OC);
         snprintf(name, sizeof(name), "int8 backward (%s): pack2_rows_transposed = pack2_rows of the transpose", mname);
         check(memcmp(w2t, w2t_ref, (size_t)IC * pack2_row_bytes(OC)) == 0 && memcmp(t_back, trits_t, nw) == 0, name);
+        tw_pack(TW_P8, w8t_ref, trits_t, IC, OC);
+        tw_pack_transposed(TW_P8, w8t, trits, OC, IC);
+        snprintf(name, sizeof(name), "int8 backward (%s): the int8 panels (TW_P8) packed transposed = packed from the transpose", mname);
+        check(memcmp(w8t, w8t_ref, tw_bytes(TW_P8, IC, OC)) == 0, name);
         for (int norm = 0; norm <= 1; norm++) {
             QuantConfig q = {mode, AQ_INT8, norm, BQ_INT8};
             bitlinear_forward(out, xq, rstd, inp, wq, bias, N, IC, OC, &q);
@@ -257,16 +262,20 @@ static void test_int8_backward(void) {
                 if (!cpu_path_supported(p)) { continue; }
                 cpu_path_set(p);
                 memset(d_i, 0, nin * 4); memset(dw_i, 0, nw * 4); memset(db_i, 0, sizeof(db_i));
-                bitlinear_backward_int8(d_i, dw_i, db_i, dout, inp, xq, rstd, w2t, gamma, qi8, inv_s, acc, N, IC, OC,
-                                        &q, dxn, scratch);
-                snprintf(name, sizeof(name), "int8 backward (%s, inner norm %d, path %s): dX bit-identical to its "
-                         "equation, (gamma/s_g) (q t) by plain loops", mname, norm, cpu_path_name(p));
-                check(memcmp(d_i, d_ref, nin * 4) == 0, name);
+                for (int f = TW_T2; f <= TW_P8; f++) { // both compute forms of the trits
+                    memset(d_i, 0, nin * 4); memset(dw_i, 0, nw * 4); memset(db_i, 0, sizeof(db_i));
+                    bitlinear_backward_int8(d_i, dw_i, db_i, dout, inp, xq, rstd, f == TW_T2 ? w2t : w8t, f, gamma, qi8,
+                                            inv_s, acc, N, IC, OC, &q, dxn, scratch);
+                    snprintf(name, sizeof(name), "int8 backward (%s, inner norm %d, path %s, %s): dX bit-identical to "
+                             "its equation, (gamma/s_g) (q t) by plain loops", mname, norm, cpu_path_name(p),
+                             f == TW_T2 ? "2-bit rows" : "int8 panels");
+                    check(memcmp(d_i, d_ref, nin * 4) == 0, name);
+                }
                 cpu_path_set(path0);
             }
             // dW and db stay float: the float backward's, bit for bit (the same matmul, on the same path)
             memset(d_i, 0, nin * 4); memset(dw_i, 0, nw * 4); memset(db_i, 0, sizeof(db_i));
-            bitlinear_backward_int8(d_i, dw_i, db_i, dout, inp, xq, rstd, w2t, gamma, qi8, inv_s, acc, N, IC, OC,
+            bitlinear_backward_int8(d_i, dw_i, db_i, dout, inp, xq, rstd, w2t, TW_T2, gamma, qi8, inv_s, acc, N, IC, OC,
                                     &q, dxn, scratch);
             snprintf(name, sizeof(name), "int8 backward (%s, inner norm %d): dW and db equal the float backward's",
                      mname, norm);
@@ -292,18 +301,18 @@ static void test_int8_backward(void) {
         pack2_rows_transposed(w2t, trits, OC, IC);
         bitlinear_forward(out, xq, rstd, inp, wq, bias, N, IC, OC, &q);
         memset(d_ref, 0, nin * 4); memset(dw_i, 0, nw * 4); memset(db_i, 0, sizeof(db_i));
-        bitlinear_backward_int8(d_ref, dw_i, db_i, dout, inp, xq, rstd, w2t, gamma, qi8, inv_s, acc, N, IC, OC, &q,
+        bitlinear_backward_int8(d_ref, dw_i, db_i, dout, inp, xq, rstd, w2t, TW_T2, gamma, qi8, inv_s, acc, N, IC, OC, &q,
                                 dxn, scratch);
         for (size_t i = 0; i < nout; i++) { dout[i] = ldexpf(dout[i], -60); }
         memset(d_i, 0, nin * 4);
-        bitlinear_backward_int8(d_i, dw_i, db_i, dout, inp, xq, rstd, w2t, gamma, qi8, inv_s, acc, N, IC, OC, &q,
+        bitlinear_backward_int8(d_i, dw_i, db_i, dout, inp, xq, rstd, w2t, TW_T2, gamma, qi8, inv_s, acc, N, IC, OC, &q,
                                 dxn, scratch);
         int ok = 1;
         for (size_t i = 0; i < nin; i++) { ok &= d_i[i] == ldexpf(d_ref[i], -60); }
         check(ok, "int8 backward: dY scaled by 2^-60 gives dX scaled by 2^-60 exactly (no 1e-5 floor on gradients)");
     }
     free(inp); free(xq); free(w); free(wq); free(out); free(dout); free(spec); free(dxn); free(d_f); free(d_i);
-    free(d_ref); free(dw_f); free(dw_i); free(trits); free(t_back); free(qi8); free(trits_t); free(w2t); free(w2t_ref);
+    free(d_ref); free(dw_f); free(dw_i); free(trits); free(t_back); free(qi8); free(trits_t); free(w2t); free(w2t_ref); free(w8t); free(w8t_ref);
     free(acc); free(scratch);
 }
 
