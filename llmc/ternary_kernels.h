@@ -29,6 +29,8 @@
    gemv_n4x4_i16(dot, p, x, pat, C, v0, v1)   4-bit rows (4-row groups, n4_index) . int16 x, exact:
                                           the decoder's head screen (pat: n4_prepare(x))
    ternary_kernels_backend()              the path in use: "avx512", "avx2", "scalar" (as cpu_path())
+   tw_bytes / tw_pack / tw_pack_transposed / matmul_i8_tw   the trainer's compute form of the trits:
+                                          2-bit rows, or int8 code panels (TW_P8) on the avx512 path (below)
 
  Paths: chosen at run time by llmc/cpu_features.h (cpu_path(); TG1_CPU_PATH=... forces one), all
  compiled into one binary:
