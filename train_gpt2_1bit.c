@@ -331,8 +331,8 @@ void bitlinear_forward(float *out, float *xq, float *rstd, const float *inp, con
 // The same in BitNet b1.58's inference form, for int8 activations and ternary
 // (or binary) weights: with x_q = q / s (q int8) and W_q = t * gamma (t a trit),
 //   y = x_q W_q^T + b = (gamma / s) * (q t^T) + b
-// where q t^T is an exact int32 product of int8 codes and 2-bit packed trits
-// (llmc/ternary_kernels.h), and the two scales are applied once per output.
+// where q t^T is an exact int32 product of int8 codes and packed trits (llmc/ternary_kernels.h:
+// 2-bit rows, or int8 code panels on AVX-512), and the two scales are applied once per output.
 // w2 is (OC, IC) packed by tw_pack in the form w_format; xi8 (N,IC), inv_s (N), acc (N,OC) are scratch.
 void bitlinear_forward_int8(float *out, float *xq, float *rstd, int8_t *xi8, float *inv_s, int32_t *acc,
                             const float *inp, const uint8_t *w2, int w_format, float w_scale, const float *bias,
@@ -892,7 +892,12 @@ static size_t gpt2_training_bytes(const GPT2 *model, int B, int T) {
     size_t act_sizes[NUM_ACTS], num_acts = 0, BT = (size_t)B * T, C = cfg->channels;
     fill_in_activation_sizes(act_sizes, cfg, B, T);
     for (int i = 0; i < NUM_ACTS; i++) { num_acts += act_sizes[i]; }
-    size_t w2t = model->quant.backward_quant == BQ_INT8 ? model->num_bitlinear_weights / 4 : 0; // -bq int8's trits
+    size_t w2t = 0; // -bq int8's transposed trits, in the model's compute form
+    for (int k = 0; k < NUM_BITLINEAR && model->quant.backward_quant == BQ_INT8; k++) {
+        int OC, IC;
+        bitlinear_shape(cfg, k, &OC, &IC);
+        w2t += (size_t)cfg->num_layers * tw_bytes(model->tw_format, IC, OC);
+    }
     return 2 * num_acts * sizeof(float) + BT * 4 * C * (1 + sizeof(int32_t) + sizeof(float)) +
            3 * model->num_parameters * sizeof(float) + gpt2_matmul_scratch_size(cfg, (int)BT) * sizeof(float) + w2t;
 }
