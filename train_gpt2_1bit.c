@@ -704,18 +704,25 @@ typedef struct {
     float mean_loss;    // -1 when the last forward pass had no targets
 } GPT2;
 
+// the BitLinear matrices of every layer packed in the compute form `format`, each (OC,IC), or
+// (IC,OC) when transposed: where each kind k starts (offset, may be NULL), and the bytes of all
+static size_t gpt2_tw_layout(const GPT2Config *cfg, int format, int transposed, size_t *offset) {
+    size_t bytes = 0;
+    for (int k = 0; k < NUM_BITLINEAR; k++) {
+        int OC, IC;
+        bitlinear_shape(cfg, k, &OC, &IC);
+        if (offset != NULL) { offset[k] = bytes; }
+        bytes += (size_t)cfg->num_layers * (transposed ? tw_bytes(format, IC, OC) : tw_bytes(format, OC, IC));
+    }
+    return bytes;
+}
+
 // the compute form of the trits (llmc/ternary_kernels.h's tw_*): (re)allocates w2 for it, and the
 // quantized weights are rebuilt before their next use. The decoder (run_gpt2_1bit) keeps TW_T2.
 static void gpt2_set_weight_format(GPT2 *model, int format) {
     if (model->w2_memory != NULL && model->tw_format == format) { return; }
     model->tw_format = format;
-    size_t w2_bytes = 0;
-    for (int k = 0; k < NUM_BITLINEAR; k++) {
-        int OC, IC;
-        bitlinear_shape(&model->config, k, &OC, &IC);
-        model->w2_offset[k] = w2_bytes;
-        w2_bytes += (size_t)model->config.num_layers * tw_bytes(format, OC, IC);
-    }
+    size_t w2_bytes = gpt2_tw_layout(&model->config, format, 0, model->w2_offset);
     free(model->w2_memory);
     model->w2_memory = (uint8_t *)mallocCheck(w2_bytes);
     for (int k = 0; k < NUM_BITLINEAR; k++) { model->w2t_offset[k] = 0; }
@@ -825,14 +832,7 @@ static void gpt2_pack_trits_transposed(GPT2 *model) {
     model->w2t_stale = 0;
     int L = model->config.num_layers;
     if (model->w2t_memory == NULL) {
-        size_t bytes = 0;
-        for (int k = 0; k < NUM_BITLINEAR; k++) {
-            int OC, IC;
-            bitlinear_shape(&model->config, k, &OC, &IC);
-            model->w2t_offset[k] = bytes;
-            bytes += (size_t)L * tw_bytes(model->tw_format, IC, OC);
-        }
-        model->w2t_memory = (uint8_t *)mallocCheck(bytes);
+        model->w2t_memory = (uint8_t *)mallocCheck(gpt2_tw_layout(&model->config, model->tw_format, 1, model->w2t_offset));
     }
     #pragma omp parallel for collapse(2) schedule(dynamic)
     for (int k = 0; k < NUM_BITLINEAR; k++) {
@@ -892,12 +892,7 @@ static size_t gpt2_training_bytes(const GPT2 *model, int B, int T) {
     size_t act_sizes[NUM_ACTS], num_acts = 0, BT = (size_t)B * T, C = cfg->channels;
     fill_in_activation_sizes(act_sizes, cfg, B, T);
     for (int i = 0; i < NUM_ACTS; i++) { num_acts += act_sizes[i]; }
-    size_t w2t = 0; // -bq int8's transposed trits, in the model's compute form
-    for (int k = 0; k < NUM_BITLINEAR && model->quant.backward_quant == BQ_INT8; k++) {
-        int OC, IC;
-        bitlinear_shape(cfg, k, &OC, &IC);
-        w2t += (size_t)cfg->num_layers * tw_bytes(model->tw_format, IC, OC);
-    }
+    size_t w2t = model->quant.backward_quant == BQ_INT8 ? gpt2_tw_layout(cfg, model->tw_format, 1, NULL) : 0; // -bq int8's trits
     return 2 * num_acts * sizeof(float) + BT * 4 * C * (1 + sizeof(int32_t) + sizeof(float)) +
            3 * model->num_parameters * sizeof(float) + gpt2_matmul_scratch_size(cfg, (int)BT) * sizeof(float) + w2t;
 }

@@ -192,16 +192,9 @@ static void mm_pack_a_block(float *Ap, const float *A, size_t rsa, size_t csa, i
         }
         return;
     }
+    // otherwise csa = 1 (the hooks below pass no other layout of A)
     #pragma omp for schedule(static)
-    for (int p = 0; p < mpanels; p++) {
-        if (csa == 1) { mm_pack_a_rows(Ap, A, rsa, m0, mc, k0, kc, MR, p); continue; }
-        float *dst = Ap + (size_t)p * kc * MR; // (any strides: not used by the trainer)
-        const int ni = mc - p * MR < MR ? mc - p * MR : MR;
-        const float *src = A + (size_t)(m0 + p * MR) * rsa + (size_t)k0 * csa;
-        for (int k = 0; k < kc; k++) {
-            for (int r = 0; r < MR; r++) { dst[(size_t)k * MR + r] = r < ni ? src[(size_t)r * rsa + (size_t)k * csa] : 0.0f; }
-        }
-    }
+    for (int p = 0; p < mpanels; p++) { mm_pack_a_rows(Ap, A, rsa, m0, mc, k0, kc, MR, p); }
 }
 
 CPU_TARGET_BEGIN_AVX2

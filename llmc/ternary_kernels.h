@@ -1157,6 +1157,10 @@ CPU_TARGET_BEGIN_AVX512
         a##i##0 = _mm512_dpbusd_epi32(a##i##0, w0, b_);                                                  \
         a##i##1 = _mm512_dpbusd_epi32(a##i##1, w1, b_); }
 #define P8_ZERO(i) __m512i a##i##0 = _mm512_setzero_si512(), a##i##1 = a##i##0
+// the masks of a tile's two panels for the first `valid` of its 32 outputs
+#define P8_MASKS()                                                                                       \
+    const __mmask16 m0 = valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1);               \
+    const __mmask16 m1 = valid >= 32 ? (__mmask16)0xFFFF : valid <= 16 ? (__mmask16)0 : (__mmask16)((1u << (valid - 16)) - 1)
 // row i of the tile: sum(x_i) off (codes = trits + 1), 32 outputs stored under the masks
 #define P8_STORE(i) {                                                                                    \
         const __m512i c_ = _mm512_set1_epi32(xsum[i]);                                                   \
@@ -1175,8 +1179,7 @@ static __attribute__((noinline)) void p8_tile_8x2(int32_t *out, size_t ldo, cons
         const int8_t *xg = x + g * 4;
         P8_ROW(0); P8_ROW(1); P8_ROW(2); P8_ROW(3); P8_ROW(4); P8_ROW(5); P8_ROW(6); P8_ROW(7);
     }
-    const __mmask16 m0 = valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1);
-    const __mmask16 m1 = valid >= 32 ? (__mmask16)0xFFFF : valid <= 16 ? (__mmask16)0 : (__mmask16)((1u << (valid - 16)) - 1);
+    P8_MASKS();
     P8_STORE(0); P8_STORE(1); P8_STORE(2); P8_STORE(3); P8_STORE(4); P8_STORE(5); P8_STORE(6); P8_STORE(7);
 }
 // one row of x (the rows left over by the 8-row tiles)
@@ -1190,28 +1193,34 @@ static __attribute__((noinline)) void p8_tile_1x2(int32_t *out, size_t ldo, cons
         const int8_t *xg = x + g * 4;
         P8_ROW(0);
     }
-    const __mmask16 m0 = valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1);
-    const __mmask16 m1 = valid >= 32 ? (__mmask16)0xFFFF : valid <= 16 ? (__mmask16)0 : (__mmask16)((1u << (valid - 16)) - 1);
+    P8_MASKS();
     P8_STORE(0);
 }
 #undef P8_ROW
+#undef P8_MASKS
 #undef P8_ZERO
 #undef P8_STORE
 CPU_TARGET_END
 
 static inline void matmul_i8_p8_avx512(int32_t *out, const int8_t *x, const uint8_t *w, int M, int K, int N) {
     const size_t G = p8_groups(K), ldp = G * 64, ldx = G * 4;
-    // x with its rows padded to 4G bytes (zeros: the codes past K then add nothing), and sum(x)
-    int8_t *xp = (int8_t *)tk_scratch((size_t)M * ldx + (size_t)M * sizeof(int32_t));
-    int32_t *xsum = (int32_t *)(xp + (size_t)M * ldx);
+    // sum(x) per row, and x itself when K is a multiple of 4; otherwise x with its rows padded to
+    // 4G bytes (zeros: the codes past K then add nothing)
+    const int pad = (size_t)K != ldx;
+    uint8_t *scratch = (uint8_t *)tk_scratch((size_t)M * sizeof(int32_t) + (pad ? (size_t)M * ldx : 0));
+    int32_t *xsum = (int32_t *)scratch;
+    const int8_t *xp = pad ? (const int8_t *)(scratch + (size_t)M * sizeof(int32_t)) : x;
     #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
         const int8_t *xr = x + (size_t)m * K;
-        int8_t *d = xp + (size_t)m * ldx;
         int32_t s = 0;
-        for (int k = 0; k < K; k++) { d[k] = xr[k]; s += xr[k]; }
-        for (size_t k = (size_t)K; k < ldx; k++) { d[k] = 0; }
+        for (int k = 0; k < K; k++) { s += xr[k]; }
         xsum[m] = s;
+        if (pad) {
+            int8_t *d = (int8_t *)xp + (size_t)m * ldx;
+            memcpy(d, xr, (size_t)K);
+            memset(d + K, 0, ldx - (size_t)K);
+        }
     }
     // tiles of 8 rows x 2 panels; a pair of panels (12-48 KiB at GPT-2's K) stays in L1/L2 while
     // the thread runs down the row groups of x (dynamic: integer sums, exact in any order)
