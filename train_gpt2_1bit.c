@@ -136,6 +136,11 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
 // ----------------------------------------------------------------------------
 // matmul: the one kernel every product in the model goes through
 
+// -mp: the precision of the matmuls' float operands. 0: fp32, the spec. 1: bf16, the CUDA trainer's
+// default build's: both operands rounded to bf16 (llmc/matmul_cpu.h: bf16_round), their products
+// (exact in fp32) summed in fp32; on a CPU with AVX512-BF16 at twice the fp32 rate (vdpbf16ps)
+static int matmul_bf16 = 0;
+
 // out (M,N) = inp (M,K) @ weight (N,K)^T (+ bias (N)); both operands are
 // K-contiguous, so each output is a dot product along K. Blocking: a block of
 // weight rows that fits in L2 is reused by every 4-row tile of inp, and each
@@ -200,11 +205,20 @@ static void matmul_chunk(float *out, const float *inp, const float *weight, cons
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int M, int K, int N) {
     // this CPU's fast path, when it has one (llmc/matmul_cpu.h: the same sums, register-blocked for
     // AVX2 or AVX-512); the loops below are the spec it is tested against, and the scalar path
-    if (matmul_cpu_forward(out, inp, weight, bias, M, K, N)) { return; }
+    if (matmul_cpu_forward(out, inp, weight, bias, M, K, N, matmul_bf16)) { return; }
+    float *rounded = NULL; // bf16: the same loops on rounded copies of the operands
+    if (matmul_bf16) {
+        rounded = (float *)mallocCheck(((size_t)M * K + (size_t)N * K) * sizeof(float));
+        bf16_round_floats(rounded, inp, (size_t)M * K);
+        bf16_round_floats(rounded + (size_t)M * K, weight, (size_t)N * K);
+        inp = rounded;
+        weight = rounded + (size_t)M * K;
+    }
     for (int k0 = 0; k0 < K; k0 += MATMUL_K_CHUNK) {
         int k1 = k0 + MATMUL_K_CHUNK < K ? k0 + MATMUL_K_CHUNK : K;
         matmul_chunk(out, inp, weight, bias, M, K, N, k0, k1);
     }
+    free(rounded);
 }
 
 // dst (cols, rows) = src (rows, cols)^T
@@ -233,7 +247,7 @@ static size_t matmul_scratch_size(int M, int K, int N) {
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int M, int K, int N, float *scratch) {
     // the fast path accumulates both products in place, reading the operands as they lie
-    if (!matmul_cpu_backward(dinp, dweight, dout, inp, weight, M, K, N)) {
+    if (!matmul_cpu_backward(dinp, dweight, dout, inp, weight, M, K, N, matmul_bf16)) { // (else: its spec)
         float *t_a = scratch;                     // a transposed operand
         float *t_b = t_a + (size_t)N * K + (size_t)M * N;
         float *prod = t_b + (size_t)M * K + (size_t)M * N; // a product before it is accumulated
@@ -1274,6 +1288,7 @@ static void gpt2_print_device(const GPT2 *model) {
 int main(int argc, char **argv) {
     TrainArgs args; // every flag, with its default (llmc/args.h; ./train_gpt2_1bit -h lists them)
     train_args_read(&args, argc, argv);
+    matmul_bf16 = strcmp(args.matmul_precision, "bf16") == 0;
     TrainRun run;   // the loaders, the schedule, main.log, the step counters (llmc/train_loop.h)
     GPT2 model;
     train_open_model(&run, &model, &args); // resumed (-y 1), loaded (-e FILE) or fresh (-e dN)

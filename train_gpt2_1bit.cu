@@ -799,6 +799,14 @@ static void gpt2_print_device(const GPT2 *model) {
 int main(int argc, char **argv) {
     TrainArgs args; // every flag, with its default (llmc/args.h; ./train_gpt2_1bitcu -h lists them)
     train_args_read(&args, argc, argv);
+    // -mp: the matmuls' operands are this build's floatX; -mp, when given, must name it
+    const char *build_precision = sizeof(floatX) == 4 ? "fp32" : "bf16";
+    if (args.set_matmul_precision && strcmp(args.matmul_precision, build_precision) != 0) {
+        fprintf(stderr, "error: -mp %s, but this build's matmuls are %s\n---> HINT: make train_gpt2_1bitcu PRECISION=%s, "
+                "or drop -mp\n", args.matmul_precision, build_precision, sizeof(floatX) == 4 ? "BF16" : "FP32");
+        exit(EXIT_FAILURE);
+    }
+    args.matmul_precision = build_precision;
     cuda_device_init("run the CPU trainer instead: make train_gpt2_1bit && ./train_gpt2_1bit");
     cublasCheck(cublasCreate(&cublas_handle));
     TrainRun run;   // the loaders, the schedule, main.log, the step counters (llmc/train_loop.h)

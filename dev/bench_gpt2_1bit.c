@@ -1,6 +1,7 @@
 /*
  dev/bench_gpt2_1bit.c: CPU training speed, the fp mode against the ternary ones, measured in the
- same run on the same batch. Modes (-m, a comma-separated list; the default is all but b158_ffwd):
+ same run on the same batch. Modes (-m, a comma-separated list; the default: all but
+ b158, ternary_ffwd and b158_bq8_bf16):
    fp            plain GPT-2 (-wq fp -aq none): every matmul in fp32
    ternary       the trainer's default (-rn 0): BitLinear forward as int8 codes x packed trits,
                  backward in float
@@ -9,6 +10,9 @@
    b158_bq8      the same with -bq int8
    ternary_ffwd  the default's math with the float forward on W_q (the spec): what the integer
                  kernels buy
+   fp_bf16, ternary_bq8_bf16, b158_bq8_bf16
+                 those modes with -mp bf16: the float matmuls' operands rounded to bf16, products
+                 summed in fp32 (vdpbf16ps where the CPU has AVX512-BF16; the CUDA trainer's default)
  Each step is forward, backward, gradient norm and AdamW update (gpt2_update), as the trainer's.
 
  Build and run:  make bench            (= make bench_gpt2_1bit && ./bench_gpt2_1bit)
@@ -26,7 +30,8 @@
 
 
 
-static double train_step(GPT2 *model, const int *x, const int *y, int B, int T, int step) {
+static double train_step(GPT2 *model, int bf16, const int *x, const int *y, int B, int T, int step) {
+    matmul_bf16 = bf16; // -mp
     double t0 = now_seconds();
     gpt2_forward(model, x, y, B, T);
     gpt2_zero_grad(model);
@@ -41,8 +46,9 @@ static double train_step(GPT2 *model, const int *x, const int *y, int B, int T, 
 // every layer, the head's forward and backward), and the ones a ternary step with the int8 forward
 // and -bq int8 still runs in float (dW of the BitLinear matrices, the head). The second over the
 // fp step's time bounds what the integer kernels can buy: the ternary step is at least that long.
-// Returns ms of the two sets (median of reps) in all_ms and kept_ms.
-static void time_float_matmuls(const GPT2Config *cfg, int M, int reps, double *all_ms, double *kept_ms) {
+// Returns ms of the two sets (median of reps) in all_ms and kept_ms; bf16: with -mp bf16.
+static void time_float_matmuls(const GPT2Config *cfg, int M, int reps, int bf16, double *all_ms, double *kept_ms) {
+    matmul_bf16 = bf16;
     int C = cfg->channels, Vp = cfg->padded_vocab_size, L = cfg->num_layers;
     size_t big = (size_t)M * (Vp > 4 * C ? Vp : 4 * C), wmax = (size_t)Vp * C > (size_t)12 * C * C ? (size_t)Vp * C : (size_t)12 * C * C;
     float *a = (float *)mallocCheck(big * sizeof(float)), *da = (float *)mallocCheck(big * sizeof(float));
@@ -75,6 +81,7 @@ static void time_float_matmuls(const GPT2Config *cfg, int M, int reps, double *a
     }
     *all_ms = median(t_all, reps);
     *kept_ms = median(t_kept, reps);
+    matmul_bf16 = 0;
     free(a); free(da); free(out); free(w); free(dw); free(scratch); free(t_all); free(t_kept);
 }
 
@@ -82,16 +89,17 @@ typedef struct {
     const char *key, *name;
     QuantConfig quant;
     int int8_forward;
+    int bf16; // -mp bf16
 } BenchMode;
 
 int main(int argc, char **argv) {
-    const char *desc = "d12", *mode_list = "fp,ternary,ternary_bq8,b158,b158_bq8";
+    const char *desc = "d12", *mode_list = "fp,fp_bf16,ternary,ternary_bq8,ternary_bq8_bf16,b158_bq8";
     int B = 4, T = 64, reps = 5;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             printf("usage: %s [-e d12] [-b 4] [-t 64] [-r 5] [-m %s]\n"
                    "  -e model descriptor, -b batch, -t sequence length, -r timed steps per mode,\n"
-                   "  -m modes: fp ternary ternary_bq8 b158 b158_bq8 ternary_ffwd (comma-separated)\n", argv[0], mode_list);
+                   "  -m modes: fp ternary ternary_bq8 b158 b158_bq8 ternary_ffwd fp_bf16 ternary_bq8_bf16 b158_bq8_bf16 (comma-separated)\n", argv[0], mode_list);
             return 0;
         }
     }
@@ -116,12 +124,15 @@ int main(int argc, char **argv) {
     ternary_bq8.backward_quant = BQ_INT8;
     b158_bq8.backward_quant = BQ_INT8;
     const BenchMode all[] = {
-        {"fp", "fp (plain GPT-2)", quant_config_fp(), 1},
-        {"ternary", "ternary (default)", ternary, 1},
-        {"ternary_bq8", "ternary, -bq int8", ternary_bq8, 1},
-        {"b158", "b1.58 (-rn 1)", b158, 1},
-        {"b158_bq8", "b1.58, -bq int8", b158_bq8, 1},
-        {"ternary_ffwd", "ternary, float fwd", ternary, 0},
+        {"fp", "fp (plain GPT-2)", quant_config_fp(), 1, 0},
+        {"ternary", "ternary (default)", ternary, 1, 0},
+        {"ternary_bq8", "ternary, -bq int8", ternary_bq8, 1, 0},
+        {"b158", "b1.58 (-rn 1)", b158, 1, 0},
+        {"b158_bq8", "b1.58, -bq int8", b158_bq8, 1, 0},
+        {"ternary_ffwd", "ternary, float fwd", ternary, 0, 0},
+        {"fp_bf16", "fp, -mp bf16", quant_config_fp(), 1, 1},
+        {"ternary_bq8_bf16", "ternary, bq8, bf16", ternary_bq8, 1, 1},
+        {"b158_bq8_bf16", "b1.58, bq8, bf16", b158_bq8, 1, 1},
     };
     const int NALL = (int)(sizeof(all) / sizeof(all[0]));
     BenchMode modes[16];
@@ -132,7 +143,7 @@ int main(int argc, char **argv) {
         int found = -1;
         for (int a = 0; a < NALL; a++) { if (strcmp(tok, all[a].key) == 0) { found = a; } }
         if (found < 0 || nmodes == 16) {
-            fprintf(stderr, "error: -m: unknown mode '%s' (modes: fp ternary ternary_bq8 b158 b158_bq8 ternary_ffwd)\n", tok);
+            fprintf(stderr, "error: -m: unknown mode '%s' (modes: fp ternary ternary_bq8 b158 b158_bq8 ternary_ffwd fp_bf16 ternary_bq8_bf16 b158_bq8_bf16)\n", tok);
             return 1;
         }
         if (found == 0) { fp_index = nmodes; }
@@ -154,21 +165,21 @@ int main(int argc, char **argv) {
     char cpu[256];
     printf("benchmark: %s (%zu parameters), B=%d T=%d, %d timed steps per mode after 1 warm-up, %d threads\n",
            desc, models[0].num_parameters, B, T, reps, threads);
-    printf("cpu: %s\npaths: fp32 matmul %s, int8 x trit %s (TG1_CPU_PATH=scalar|avx2|avx512 picks another)\n",
-           cpu_features_describe(cpu, sizeof(cpu)), matmul_cpu_backend(), ternary_kernels_backend());
+    printf("cpu: %s\npaths: fp32 matmul %s, bf16 matmul %s, int8 x trit %s (TG1_CPU_PATH=scalar|avx2|avx512 picks another)\n",
+           cpu_features_describe(cpu, sizeof(cpu)), matmul_cpu_backend(0), matmul_cpu_backend(1), ternary_kernels_backend());
     double *ms[16];
     for (int m = 0; m < nmodes; m++) {
         ms[m] = (double *)mallocCheck((size_t)reps * sizeof(double));
-        train_step(&models[m], x, y, B, T, 0);
+        train_step(&models[m], modes[m].bf16, x, y, B, T, 0);
     }
     for (int r = 0; r < reps; r++) {
         for (int m = 0; m < nmodes; m++) {
-            ms[m][r] = train_step(&models[m], x, y, B, T, r + 1);
+            ms[m][r] = train_step(&models[m], modes[m].bf16, x, y, B, T, r + 1);
             printf("  step %d %-20s %9.1f ms  loss %.4f\n", r + 1, modes[m].name, ms[m][r], models[m].mean_loss);
             fflush(stdout);
         }
     }
-    double med[16];
+    double med[16], fp32_all = 0.0;
     for (int m = 0; m < nmodes; m++) { med[m] = median(ms[m], reps); }
     printf("\n%-20s %12s %10s %14s %12s\n", "mode", "ms/step", "tok/s", "time vs fp", "speed vs fp");
     for (int m = 0; m < nmodes; m++) {
@@ -179,15 +190,26 @@ int main(int argc, char **argv) {
     printf("(medians of %d steps; time vs fp below 1 = faster than fp)\n", reps);
     if (fp_index >= 0) {
         // what bounds the ternary modes: the float matmuls they keep, against the fp step
-        double all_ms, kept_ms;
-        time_float_matmuls(&cfg, B * T, reps, &all_ms, &kept_ms);
-        double fp = med[fp_index];
-        printf("\nfloat matmuls alone (random operands, median of %d): all of a step's %.1f ms (%.0f%% of the fp step);\n"
-               "  the ones a ternary step with -bq int8 keeps (BitLinear dW, the head) %.1f ms: that step takes at\n"
-               "  least %.1f ms + its integer matmuls + the rest of the fp step (%.1f ms), so at best %.3fx fp's time\n"
-               "  with free integer matmuls (%.2fx the speed)\n",
-               reps, all_ms, 100.0 * all_ms / fp, kept_ms, kept_ms, fp - all_ms, (kept_ms + fp - all_ms) / fp,
-               fp / (kept_ms + fp - all_ms));
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            double all_ms, kept_ms;
+            time_float_matmuls(&cfg, B * T, reps, bf16, &all_ms, &kept_ms);
+            double fp = med[fp_index];
+            if (bf16) { // against fp's step with the bf16 matmuls' time in place of fp32's
+                printf("with -mp bf16: all of them %.1f ms, the ones kept %.1f ms: a ternary -bq int8 -mp bf16 step takes at\n"
+                       "  least %.1f ms + its integer matmuls + the rest of the fp step, so at best %.3fx fp's time (%.2fx the\n"
+                       "  speed); fp with -mp bf16 at best %.3fx (%.2fx)\n", all_ms, kept_ms, kept_ms,
+                       (kept_ms + fp - fp32_all) / fp, fp / (kept_ms + fp - fp32_all), (all_ms + fp - fp32_all) / fp,
+                       fp / (all_ms + fp - fp32_all));
+                continue;
+            }
+            fp32_all = all_ms;
+            printf("\nfloat matmuls alone (random operands, median of %d): all of a step's %.1f ms (%.0f%% of the fp step);\n"
+                   "  the ones a ternary step with -bq int8 keeps (BitLinear dW, the head) %.1f ms: that step takes at\n"
+                   "  least %.1f ms + its integer matmuls + the rest of the fp step (%.1f ms), so at best %.3fx fp's time\n"
+                   "  with free integer matmuls (%.2fx the speed)\n",
+                   reps, all_ms, 100.0 * all_ms / fp, kept_ms, kept_ms, fp - all_ms, (kept_ms + fp - all_ms) / fp,
+                   fp / (kept_ms + fp - all_ms));
+        }
     }
     for (int m = 0; m < nmodes; m++) { gpt2_free(&models[m]); free(ms[m]); }
     free(models);

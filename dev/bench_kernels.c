@@ -112,7 +112,7 @@ static int bench_ternary(void) {
     variant_fn fns[5] = {run_fp32, run_ref, run_t2, run_t3, run_p8};
     uint64_t rng = 42;
     int all_match = 1;
-    printf("-- int8 x ternary (path %s; fp32: %s) --\n", ternary_kernels_backend(), matmul_cpu_backend());
+    printf("-- int8 x ternary (path %s; fp32: %s) --\n", ternary_kernels_backend(), matmul_cpu_backend(0));
     printf("%5s %5s %5s  %-5s %9s %8s %8s %8s\n", "M", "K", "N", "var", "ms", "GOPS", "GB/s", "x fp32");
     for (int s = 0; s < 4; s++) {
         for (int mi = 0; mi < 2; mi++) {
@@ -226,8 +226,9 @@ static void bench_matmul_f32(void) {
     const int M = 256;
     uint64_t rng = 9;
     const int path = cpu_path();
-    printf("-- fp32 matmul, M = B*T = %d (path %s against the spec's loops) --\n", M, matmul_cpu_backend());
-    printf("%5s %5s %5s  %-8s %10s %10s %10s %10s\n", "M", "K", "N", "kernel", "fwd ms", "GFLOP/s", "bwd ms", "GFLOP/s");
+    printf("-- fp32 and bf16 matmuls, M = B*T = %d (path %s, -mp bf16 %s, against the spec's fp32 loops) --\n", M,
+           matmul_cpu_backend(0), matmul_cpu_backend(1));
+    printf("%5s %5s %5s  %-11s %10s %10s %10s %10s\n", "M", "K", "N", "kernel", "fwd ms", "GFLOP/s", "bwd ms", "GFLOP/s");
     for (int s = 0; s < 5; s++) {
         int K = shapes[s][0], N = shapes[s][1];
         float *x = (float *)mallocCheck((size_t)M * K * sizeof(float)), *w = (float *)mallocCheck((size_t)N * K * sizeof(float));
@@ -239,12 +240,14 @@ static void bench_matmul_f32(void) {
         for (size_t i = 0; i < (size_t)N * K; i++) { w[i] = random_f32(&rng) * 0.04f - 0.02f; }
         Problem p = {0};
         p.out_f = out; p.x_f = x; p.w_f = w; p.M = M; p.K = K; p.N = N;
-        for (int spec = 0; spec < 2; spec++) {
-            if (spec && path == CPU_PATH_SCALAR) { break; } // the spec is what already ran
-            cpu_path_set(spec ? CPU_PATH_SCALAR : path);
+        for (int v = 0; v < 3; v++) { // this path in fp32, in bf16 (-mp bf16), the spec's loops in fp32
+            if (v == 2 && path == CPU_PATH_SCALAR) { break; } // the spec is what already ran
+            cpu_path_set(v == 2 ? CPU_PATH_SCALAR : path);
+            matmul_bf16 = v == 1;
             double f = time_variant(run_mm_fwd, &p), b = time_variant(run_mm_bwd, &p);
-            printf("%5d %5d %5d  %-8s %10.2f %10.1f %10.2f %10.1f\n", M, K, N, spec ? "spec" : matmul_cpu_backend(),
-                   f, 2.0 * M * N * K / (f * 1e6), b, 4.0 * M * N * K / (b * 1e6));
+            printf("%5d %5d %5d  %-11s %10.2f %10.1f %10.2f %10.1f\n", M, K, N,
+                   v == 2 ? "spec" : matmul_cpu_backend(v == 1), f, 2.0 * M * N * K / (f * 1e6), b, 4.0 * M * N * K / (b * 1e6));
+            matmul_bf16 = 0;
         }
         cpu_path_set(path);
         free(x); free(w); free(out); free(mm_dinp); free(mm_dw); free(mm_scratch);

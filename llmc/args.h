@@ -157,10 +157,12 @@ typedef struct {
     const char *act_quant;      // -aq
     int inner_norm;             // -rn
     const char *backward_quant; // -bq
+    const char *matmul_precision; // -mp
     int seed;                   // -sd
     int hellaswag;              // -h 1
     // which of the quantization flags the user gave (a checkpoint's own modes win otherwise)
     int set_weight_quant, set_act_quant, set_inner_norm, set_backward_quant;
+    int set_matmul_precision; // (the CUDA trainer's precision is its build's: -mp must agree when given)
 } TrainArgs;
 
 #define ARG(f, t, field, h) ARG_OF(TrainArgs, f, t, field, h)
@@ -194,6 +196,8 @@ static const ArgSpec ARG_SPECS[] = {
     ARG("-aq", ARG_STR, act_quant, "activation quantization of their inputs: int8 | none"),
     ARG("-rn", ARG_INT, inner_norm, "parameter-free RMSNorm of the BitLinear input: 1 = every one, 2 = attproj and fcproj only, 0 = off"),
     ARG("-bq", ARG_STR, backward_quant, "BitLinear backward of dX: float | int8 (dY to int8 per token, times the trits)"),
+    ARG("-mp", ARG_STR, matmul_precision, "the float matmuls' operands: fp32 | bf16 (rounded, exact products summed in fp32; "
+        "CUDA: its build's, bf16 unless make PRECISION=FP32)"),
     ARG("-sd", ARG_INT, seed, "random seed (init of fresh models, sampling)"),
     ARG("-h", ARG_INT, hellaswag, "1 = HellaSwag acc_norm with every val loss (dev/data/hellaswag.py writes the file; -h alone: this help)"),
 };
@@ -231,6 +235,7 @@ static inline void train_args_defaults(TrainArgs *a) {
     a->act_quant = "int8";
     a->inner_norm = 0; // our recipe: no inner norm (dev/recipe_study.md); -rn 1 is b1.58 as published
     a->backward_quant = "float";
+    a->matmul_precision = "fp32";
     a->seed = 1337;
     a->hellaswag = 0; // -h 1 turns it on
 }
@@ -253,6 +258,7 @@ static inline void train_args_parse(TrainArgs *a, int argc, char **argv) {
         if (strcmp(s->flag, "-aq") == 0) { a->set_act_quant = 1; }
         if (strcmp(s->flag, "-rn") == 0) { a->set_inner_norm = 1; }
         if (strcmp(s->flag, "-bq") == 0) { a->set_backward_quant = 1; }
+        if (strcmp(s->flag, "-mp") == 0) { a->set_matmul_precision = 1; }
     }
 }
 
@@ -286,6 +292,7 @@ static inline void train_args_validate(const TrainArgs *a, const char *prog) {
     // the int8 backward multiplies by the trits (or signs): fp weights have none
     CHECK(!(parse_backward_quant(a->backward_quant) == BQ_INT8 && parse_weight_quant(a->weight_quant) == WQ_FP),
           "-bq", "float with -wq fp (int8 multiplies dY by the trits: use -wq ternary or binary)");
+    CHECK(strcmp(a->matmul_precision, "fp32") == 0 || strcmp(a->matmul_precision, "bf16") == 0, "-mp", "fp32 or bf16");
     CHECK(!(a->resume && a->out_dir[0] == '\0'), "-y", "0 when there is no output directory (-o \"\")");
     CHECK(a->hellaswag == 0 || a->hellaswag == 1, "-h", "0 or 1 (-h alone prints the help)");
     CHECK(!(a->hellaswag && a->val_every == 0), "-h", "0 when -v is 0 (HellaSwag runs with the val loss)");

@@ -15,6 +15,8 @@
  Not here: a path for AVX-VNNI (vpdpbusd on 256-bit registers, VEX: Alder Lake and later Intel
  clients, without AVX-512): no machine this was written on has it, and an untested path is not
  worth having; such CPUs take the avx2 path. It is detected and reported (cpu_features_describe).
+ The avx512 path's bf16 matmul (llmc/matmul_cpu.h, -mp bf16) uses vdpbf16ps where the CPU has
+ AVX512-BF16 (Zen 4, Sapphire Rapids; functions between CPU_TARGET_BEGIN_AVX512BF16 and CPU_TARGET_END).
  A build with -DTG1_CPU_SCALAR_ONLY (or for another architecture, or by nvcc) has the scalar path
  only, and runs it whatever TG1_CPU_PATH names. AMX (Sapphire Rapids' tile unit) is detected and
  reported, not used.
@@ -51,11 +53,15 @@
 #define CPU_TARGET_BEGIN_AVX2 _Pragma("clang attribute push(__attribute__((target(\"avx2,fma\"))), apply_to = function)")
 #define CPU_TARGET_BEGIN_AVX512 \
     _Pragma("clang attribute push(__attribute__((target(\"avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni\"))), apply_to = function)")
+#define CPU_TARGET_BEGIN_AVX512BF16 \
+    _Pragma("clang attribute push(__attribute__((target(\"avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512bf16\"))), apply_to = function)")
 #define CPU_TARGET_END _Pragma("clang attribute pop")
 #else
 #define CPU_TARGET_BEGIN_AVX2 _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma\")")
 #define CPU_TARGET_BEGIN_AVX512 _Pragma("GCC push_options") \
     _Pragma("GCC target(\"avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni\")")
+#define CPU_TARGET_BEGIN_AVX512BF16 _Pragma("GCC push_options") \
+    _Pragma("GCC target(\"avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512bf16\")")
 #define CPU_TARGET_END _Pragma("GCC pop_options")
 #endif
 #define CPU_ALWAYS_INLINE inline __attribute__((always_inline))

@@ -149,6 +149,7 @@ static inline void train_open_model(TrainRun *run, GPT2 *model, const TrainArgs 
            cfg->num_layers, cfg->num_heads, cfg->channels, cfg->max_seq_len, cfg->vocab_size,
            cfg->padded_vocab_size, model->num_parameters, model->num_bitlinear_weights);
     printf("mode: %s\n", mode);
+    printf("matmuls: %s operands, fp32 sums (-mp)\n", args->matmul_precision);
     printf("batch: %d x %d tokens per micro-step, %d micro-steps, %lld tokens per step\n", args->B, args->T,
            run->accum, run->tokens_per_step);
     gpt2_print_device(model);

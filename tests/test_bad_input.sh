@@ -292,6 +292,10 @@ expect_error "out of range -aq int4" "-aq" "${BASE[@]}" -aq int4 -o ""
 expect_error "out of range -rn 3" "-rn" "${BASE[@]}" -rn 3 -o ""
 expect_error "out of range -bq int4" "-bq" "${BASE[@]}" -bq int4 -o ""
 expect_error "-bq int8 with -wq fp (no trits to multiply by)" "-bq" "${BASE[@]}" -wq fp -aq none -rn 0 -bq int8 -o ""
+expect_error "out of range -mp fp16" "-mp" "${BASE[@]}" -mp fp16 -o ""
+expect_ok "-mp bf16 trains" "${BASE[@]}" -mp bf16 -o ""
+if grep -q '^matmuls: bf16 operands' <<<"$OUT"; then pass "-mp bf16 says its precision"
+else fail "-mp bf16 says its precision" "$(grep -m1 '^matmuls:' <<<"$OUT")"; fi
 expect_error "out of range -y 2" "-y" "${BASE[@]}" -y 2 -o ""
 expect_error "out of range -q 1.5" "-q" "${BASE[@]}" -q 1.5 -o ""
 expect_error "out of range -ld 0" "-ld" "${BASE[@]}" -ld 0 -o ""
@@ -528,6 +532,10 @@ else
         "${BASE[@]}" -x 4 -y 1 -bq float -o "$W/bq8"
     expect_error "CUDA trainer (emulator): -bq int8 with -wq fp is refused" "-bq" \
         "${BASE[@]}" -wq fp -aq none -rn 0 -bq int8 -o ""
+    # -mp: the CUDA trainer's matmul precision is its build's (bf16 here); another one is refused
+    expect_error "CUDA trainer (emulator): -mp fp32 in a bf16 build is refused" \
+        "-mp fp32, but this build's matmuls are bf16" "${BASE[@]}" -mp fp32 -o ""
+    expect_ok "CUDA trainer (emulator): -mp bf16 in a bf16 build trains" "${BASE[@]}" -mp bf16 -o ""
     BIN=$BIN_CPU
 fi
 

@@ -472,8 +472,10 @@ static int within_bound(const float *out, const float *ref, const double *S, siz
     return 1;
 }
 
-// forward and backward at one shape, the current path against the scalar path's spec
-static int compare_matmul(int M, int K, int N, char *details, size_t dlen) {
+// forward and backward at one shape, the current path against the scalar path's spec, in fp32 or with
+// the operands rounded to bf16 (-mp bf16: the spec is the same loops on rounded copies, so the bound
+// is the same with S summed over the rounded operands' products)
+static int compare_matmul(int M, int K, int N, int bf16, char *details, size_t dlen) {
     const int path = cpu_path();
     float *inp = (float *)mallocCheck((size_t)M * K * sizeof(float)), *w = (float *)mallocCheck((size_t)N * K * sizeof(float));
     float *bias = (float *)mallocCheck((size_t)N * sizeof(float)), *dout = (float *)mallocCheck((size_t)M * N * sizeof(float));
@@ -489,6 +491,7 @@ static int compare_matmul(int M, int K, int N, char *details, size_t dlen) {
     memcpy(dinp_ref, dinp, (size_t)M * K * sizeof(float));
     memcpy(dw_ref, dw, (size_t)N * K * sizeof(float));
     int ok = 1;
+    matmul_bf16 = bf16;
     // the spec
     cpu_path_set(CPU_PATH_SCALAR);
     matmul_forward(ref, inp, w, bias, M, K, N);
@@ -496,12 +499,21 @@ static int compare_matmul(int M, int K, int N, char *details, size_t dlen) {
     cpu_path_set(path);
     // forward
     memset(out, 0x55, (size_t)M * N * sizeof(float)); // garbage: every output must be written
-    ok &= matmul_cpu_forward(out, inp, w, bias, M, K, N) == (path != CPU_PATH_SCALAR);
+    ok &= matmul_cpu_forward(out, inp, w, bias, M, K, N, bf16) == (path != CPU_PATH_SCALAR);
     if (path == CPU_PATH_SCALAR) { matmul_forward(out, inp, w, bias, M, K, N); }
+    const float *inp_s = inp, *w_s = w, *dout_s = dout; // the operands the products are of
+    float *rounded = NULL;
+    if (bf16) {
+        rounded = (float *)mallocCheck(((size_t)M * K + (size_t)N * K + (size_t)M * N) * sizeof(float));
+        bf16_round_floats(rounded, inp, (size_t)M * K);
+        bf16_round_floats(rounded + (size_t)M * K, w, (size_t)N * K);
+        bf16_round_floats(rounded + (size_t)M * K + (size_t)N * K, dout, (size_t)M * N);
+        inp_s = rounded; w_s = rounded + (size_t)M * K; dout_s = w_s + (size_t)N * K;
+    }
     for (int m = 0; m < M; m++) {
         for (int n = 0; n < N; n++) {
             double s = fabs(bias[n]);
-            for (int k = 0; k < K; k++) { s += fabs((double)inp[(size_t)m * K + k] * w[(size_t)n * K + k]); }
+            for (int k = 0; k < K; k++) { s += fabs((double)inp_s[(size_t)m * K + k] * w_s[(size_t)n * K + k]); }
             S[(size_t)m * N + n] = s;
         }
     }
@@ -510,12 +522,12 @@ static int compare_matmul(int M, int K, int N, char *details, size_t dlen) {
     float *dinp0 = (float *)mallocCheck((size_t)M * K * sizeof(float)), *dw0 = (float *)mallocCheck((size_t)N * K * sizeof(float));
     memcpy(dinp0, dinp, (size_t)M * K * sizeof(float));
     memcpy(dw0, dw, (size_t)N * K * sizeof(float));
-    if (path != CPU_PATH_SCALAR) { ok &= matmul_cpu_backward(dinp, dw, dout, inp, w, M, K, N); }
+    if (path != CPU_PATH_SCALAR) { ok &= matmul_cpu_backward(dinp, dw, dout, inp, w, M, K, N, bf16); }
     else { matmul_backward(dinp, dw, NULL, dout, inp, w, M, K, N, scratch); }
     for (int m = 0; m < M; m++) {
         for (int k = 0; k < K; k++) {
             double s = fabs(dinp0[(size_t)m * K + k]);
-            for (int n = 0; n < N; n++) { s += fabs((double)dout[(size_t)m * N + n] * w[(size_t)n * K + k]); }
+            for (int n = 0; n < N; n++) { s += fabs((double)dout_s[(size_t)m * N + n] * w_s[(size_t)n * K + k]); }
             S[(size_t)m * K + k] = s;
         }
     }
@@ -523,13 +535,14 @@ static int compare_matmul(int M, int K, int N, char *details, size_t dlen) {
     for (int n = 0; n < N; n++) {
         for (int k = 0; k < K; k++) {
             double s = fabs(dw0[(size_t)n * K + k]);
-            for (int m = 0; m < M; m++) { s += fabs((double)dout[(size_t)m * N + n] * inp[(size_t)m * K + k]); }
+            for (int m = 0; m < M; m++) { s += fabs((double)dout_s[(size_t)m * N + n] * inp_s[(size_t)m * K + k]); }
             S[(size_t)n * K + k] = s;
         }
     }
     ok = ok && within_bound(dw, dw_ref, S, (size_t)N * K, M + 1, "dweight", M, K, N, details, dlen);
     free(inp); free(w); free(bias); free(dout); free(out); free(ref); free(dinp); free(dinp_ref); free(dw); free(dw_ref);
-    free(scratch); free(S); free(dinp0); free(dw0);
+    free(scratch); free(S); free(dinp0); free(dw0); free(rounded);
+    matmul_bf16 = 0;
     return ok;
 }
 
@@ -564,12 +577,35 @@ static void test_matmul_f32(void) {
     int shapes[][3] = {{16, 1, 1}, {17, 7, 5}, {23, 191, 31}, {24, 192, 32}, {25, 193, 33}, {33, 385, 100},
                        {48, 768, 96}, {64, 768, 2304}, {64, 3072, 768}, {20, 1000, 47}, {300, 41, 70}, {18, 40, 3100}};
     int ok = 1;
-    for (int i = 0; i < 12 && ok; i++) { ok &= compare_matmul(shapes[i][0], shapes[i][1], shapes[i][2], details, sizeof(details)); }
+    for (int i = 0; i < 12 && ok; i++) { ok &= compare_matmul(shapes[i][0], shapes[i][1], shapes[i][2], 0, details, sizeof(details)); }
     snprintf(name, sizeof(name), "fp32 matmul (%s): forward, dinp, dweight within 2 gamma_K sum|terms| of the spec, 12 shapes "
-             "(M 16..300, K 1..3072, N 1..3100)", matmul_cpu_backend());
+             "(M 16..300, K 1..3072, N 1..3100)", matmul_cpu_backend(0));
     check(ok, name, details);
-    snprintf(name, sizeof(name), "fp32 matmul (%s): forward and dweight bit-identical with 1 thread and with all", matmul_cpu_backend());
+    snprintf(name, sizeof(name), "fp32 matmul (%s): forward and dweight bit-identical with 1 thread and with all", matmul_cpu_backend(0));
     check(matmul_threads_identical(64, 768, 200) && matmul_threads_identical(40, 400, 1000), name, "results differ");
+    // -mp bf16: the panels of bf16 pairs (AVX512-BF16), and the fp32 panels rounded (every other
+    // path, and the avx512 path of a CPU without AVX512-BF16, which mm_bf16_pairs_off stands in for)
+    for (int off = 0; off < 2; off++) {
+        if (off && strcmp(matmul_cpu_backend(1), "avx512-bf16") != 0) { break; } // (it already ran the fp32 panels)
+        mm_bf16_pairs_off = off;
+        ok = 1;
+        for (int i = 0; i < 12 && ok; i++) { ok &= compare_matmul(shapes[i][0], shapes[i][1], shapes[i][2], 1, details, sizeof(details)); }
+        snprintf(name, sizeof(name), "bf16 matmul (%s): forward, dinp, dweight within 2 gamma_K sum|terms| of the spec on "
+                 "rounded operands, 12 shapes", matmul_cpu_backend(1));
+        check(ok, name, details);
+        matmul_bf16 = 1;
+        snprintf(name, sizeof(name), "bf16 matmul (%s): forward and dweight bit-identical with 1 thread and with all", matmul_cpu_backend(1));
+        check(matmul_threads_identical(64, 768, 200) && matmul_threads_identical(40, 400, 1000), name, "results differ");
+        matmul_bf16 = 0;
+    }
+    mm_bf16_pairs_off = 0;
+    // the rounding itself: ties to even, NaN kept, Inf kept, overflow to Inf, exact values unchanged
+    float vals[][2] = {{1.0f, 1.0f}, {1.00390625f, 1.0f}, {1.01171875f, 1.015625f}, {1.00390637f, 1.0078125f},
+                       {-3.0f, -3.0f}, {3.4e38f, INFINITY}, {INFINITY, INFINITY}, {-INFINITY, -INFINITY}, {0.0f, 0.0f}};
+    ok = isnan(bf16_round(NAN));
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) { ok &= bf16_round(vals[i][0]) == vals[i][1]; }
+    check(ok, "bf16_round: ties to even (1 + 2^-8 -> 1, 1 + 3 * 2^-8 -> 1 + 2^-6), above a tie up, Inf and NaN kept, "
+          "3.4e38 -> Inf", "");
 }
 
 // ----------------------------------------------------------------------------
