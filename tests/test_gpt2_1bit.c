@@ -61,6 +61,13 @@ static const Tolerance TOL_INT8_KERNEL = {1e-2f, 1e-3f, 3e-2f, 3e-3f, 5e-2f};
 // checks the integer backward against its equation exactly.
 static const Tolerance TOL_INT8_BWD_FLOAT_ACTS = {1e-4f, 1e-5f, 2e-3f, 1e-4f, 1e-3f};
 static const Tolerance TOL_INT8_BWD = {1e-2f, 1e-3f, 1e-2f, 5e-3f, 5e-2f};
+// -mp bf16 (state_fp_bf16.bin: header slot 12): the reference rounds the same operands to bf16, so
+// only the fp32 sums' order differs, but a 1e-7 difference can move an input across a bf16
+// rounding boundary (2^-9 relative). Measured on the scalar, AVX2 and AVX-512 (vdpbf16ps) paths
+// (Zen 4, 2026-11-29): logits 1.5e-4, loss 4.8e-7, gradients 3.1e-4, early losses 5.0e-5, all 10
+// 1.6e-4. The bounds tell bf16 from fp32: the fp32 matmuls on this file are 1.8e-3 (logits),
+// 2.3e-5 (loss) and 2e-3..5e-3 (every gradient tensor) away, measured.
+static const Tolerance TOL_BF16 = {5e-4f, 5e-6f, 1e-3f, 2e-4f, 1e-3f};
 #define EARLY_STEPS 4
 
 static int num_passed = 0, num_failed = 0;
@@ -93,6 +100,7 @@ static int test_mode(const char *mode_name, int int8_forward) {
     }
     int B = header[2], T = header[3], nsteps = header[7], V = header[8];
     QuantConfig quant = {header[4], header[5], header[6], header[11]}; // [11]: 0 (float) in the older files
+    matmul_bf16 = header[12]; // -mp bf16 (0 in the older files)
     GPT2 model;
     gpt2_build_from_checkpoint(&model, "tests/ref/model.bin", quant, NULL);
     int Vp = model.config.padded_vocab_size;
@@ -100,6 +108,7 @@ static int test_mode(const char *mode_name, int int8_forward) {
     const Tolerance *tol = quant.act_quant == AQ_INT8 ? (int8_forward ? &TOL_INT8_KERNEL : &TOL_INT8_ACTS)
                                                       : &TOL_FLOAT_ACTS;
     if (quant.backward_quant == BQ_INT8) { tol = quant.act_quant == AQ_INT8 ? &TOL_INT8_BWD : &TOL_INT8_BWD_FLOAT_ACTS; }
+    if (matmul_bf16) { tol = &TOL_BF16; }
     if (V != model.config.vocab_size || (size_t)(unsigned)header[10] != model.num_parameters) {
         printf("FAIL: %s does not match tests/ref/model.bin (V %d vs %d)\n", path, V, model.config.vocab_size);
         num_failed++;
@@ -123,9 +132,10 @@ static int test_mode(const char *mode_name, int int8_forward) {
     char name[256], label[64];
     snprintf(label, sizeof(label), "%s%s", mode_name, int8_forward ? "/int8" : "");
     mode_name = label;
-    printf("-- mode %s (weights %s, activations %s, inner norm %d; BitLinear forward %s, backward of dX %s)\n",
-           mode_name, WEIGHT_QUANT_NAMES[quant.weight_quant], ACT_QUANT_NAMES[quant.act_quant], quant.inner_norm,
-           int8_forward ? "int8 x packed trits" : "float", BACKWARD_QUANT_NAMES[quant.backward_quant]);
+    printf("-- mode %s (weights %s, activations %s, inner norm %d; BitLinear forward %s, backward of dX %s; "
+           "matmul operands %s)\n", mode_name, WEIGHT_QUANT_NAMES[quant.weight_quant], ACT_QUANT_NAMES[quant.act_quant],
+           quant.inner_norm, int8_forward ? "int8 x packed trits" : "float", BACKWARD_QUANT_NAMES[quant.backward_quant],
+           matmul_bf16 ? "bf16" : "fp32");
     gpt2_forward(&model, x, y, B, T);
     float maxdiff = 0.0f;
     for (int bt = 0; bt < B * T; bt++) {
@@ -179,6 +189,7 @@ static int test_mode(const char *mode_name, int int8_forward) {
 
     free(x); free(y); free(ref_logits); free(ref_grads); free(ref_losses);
     gpt2_free(&model);
+    matmul_bf16 = 0;
     return 1;
 }
 
@@ -190,6 +201,8 @@ int main(void) {
     for (int i = 0; i < NUM_REF_MODES; i++) {
         if (REF_MODE_INT8_ACTS[i]) { test_mode(REF_MODES[i], 1); }
     }
+    // -mp bf16 (the CPU trainer's flag; the CUDA test's precision is its build's, so not in REF_MODES)
+    test_mode("fp_bf16", 0);
     printf("(test_gpt2_1bit: %d checks passed, %d checks failed)\n", num_passed, num_failed);
     return num_failed == 0 ? 0 : 1;
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # tests/test_resume.sh: checkpoints and resuming (-n, -y) of the CPU trainer.
 #
-# For each weight mode (fp, ternary, binary, ternary with -bq int8, and ternary with gradient
-# accumulation, -d): run A trains 8 steps in one go,
+# For each weight mode (fp, ternary, binary, ternary with -bq int8, ternary with gradient
+# accumulation, -d, and ternary -bq int8 with -mp bf16): run A trains 8 steps in one go,
 # writing checkpoints at steps 4 and 8. Run B trains the same 8 steps, then
 # loses everything of step 8 (as if killed between the two checkpoints, with
 # half-written leftovers) and resumes with -y 1. The resumed run must continue
@@ -173,6 +173,9 @@ resume_case binary "-wq binary -rn 1" "2 1 1" dangling_tmp
 resume_case ternary_bq8 "-bq int8 -rn 1" "1 1 1" no_done 1
 # gradient accumulation: 128 tokens a step in 2 micro-batches of 4 x 16 (state header slot 10)
 resume_case ternary_d128 "-d 128" "1 1 0" clean
+# the float matmuls with bf16 operands (-mp bf16: a run-time choice, not in the checkpoint; the
+# same -mp resumes bit for bit)
+resume_case ternary_bq8_mp_bf16 "-bq int8 -mp bf16" "1 1 0" no_done 1
 
 # resuming with another -d than the run was saved with is an error that names the one to pass
 D=$W/ternary_d128/B

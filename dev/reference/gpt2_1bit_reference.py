@@ -24,6 +24,12 @@ gradient). Modes (weight quant, activation quant, inner RMSNorm, backward of dX)
     ternary_bq8        ternary, int8, 1, int8    b1.58 with the int8 backward (-bq int8)
     ternary_wonly_bq8  ternary, none, 0, int8    weights-only ternary with the int8 backward
     ternary_rn2        ternary, int8, 2, float   b1.58 with the inner norm before attproj and fcproj only (-rn 2)
+    fp_bf16            fp,      none, 0, float   plain GPT-2 with bf16 matmul operands (-mp bf16)
+-mp bf16 (train_gpt2_1bit -mp bf16) rounds both operands of every float matmul to bf16 (ties to even)
+and sums the exact products in float32, in the forward and in both products of the backward:
+    y = bf(x) @ bf(W)^T,  dX = bf(dY) @ bf(W),  dW = bf(dY)^T @ bf(x)     (bias and its gradient in fp32)
+Written as a torch.autograd.Function (Bf16Matmul below): the BitLinear matmuls and the head, not the
+attention scores (the C trainer's attention is not a matmul).
 The int8 backward (train_gpt2_1bit -bq int8, issue 14) computes dX = dY W_q of each BitLinear
 with dY quantized per token to int8 (absmax, as SwitchBack does for its input gradient):
     s = 127 / max(max|dY_row|, 1e-30),  q = clamp(round(dY * s), -128, 127)
@@ -42,9 +48,10 @@ Writes (all little-endian):
                      also proves that llm.c files load.
   state_<mode>.bin   for each mode above:
                      int32 header[256] = {20261124, 1, B, T, weight_quant, act_quant,
-                       inner_norm, nsteps, V, Vp, num_parameters, backward_quant, 0...}
+                       inner_norm, nsteps, V, Vp, num_parameters, backward_quant, matmul_bf16, 0...}
                        (weight_quant 0 fp/1 ternary/2 binary, act_quant 0 none/1 int8,
-                       backward_quant 0 float/1 int8: slot 11 is 0 in the files from before it)
+                       backward_quant 0 float/1 int8: slot 11 is 0 in the files from before it;
+                       matmul_bf16 1 for -mp bf16: slot 12, 0 in the files from before it)
                      int32 x[B*T], int32 y[B*T]              the batch
                      float32 logits[B*T*V], float32 loss     (at the initial parameters)
                      float32 grads[num_parameters]           (same, before clipping, padded layout)
@@ -70,15 +77,16 @@ import torch.nn.functional as F
 MAXT, V, VP, L, NH, C = 32, 250, 256, 2, 4, 64
 B, T = 4, 16  # T < maxT on purpose: the unused position rows must get zero gradient
 NSTEPS = 10
-MODES = {  # name: (weight_quant, act_quant, inner_norm, backward_quant) with 0 fp/1 ternary/2 binary,
-    # 0 none/1 int8, and the backward of dX 0 float/1 int8 (-bq)
-    "fp": (0, 0, 0, 0),
-    "ternary": (1, 1, 1, 0),
-    "binary": (2, 1, 1, 0),
-    "ternary_wonly": (1, 0, 0, 0),
-    "ternary_bq8": (1, 1, 1, 1),
-    "ternary_wonly_bq8": (1, 0, 0, 1),
-    "ternary_rn2": (1, 1, 2, 0),
+MODES = {  # name: (weight_quant, act_quant, inner_norm, backward_quant, matmul_bf16) with 0 fp/1 ternary/
+    # 2 binary, 0 none/1 int8, the backward of dX 0 float/1 int8 (-bq), and -mp 0 fp32/1 bf16
+    "fp": (0, 0, 0, 0, 0),
+    "ternary": (1, 1, 1, 0, 0),
+    "binary": (2, 1, 1, 0, 0),
+    "ternary_wonly": (1, 0, 0, 0, 0),
+    "ternary_bq8": (1, 1, 1, 1, 0),
+    "ternary_wonly_bq8": (1, 0, 0, 1, 0),
+    "ternary_rn2": (1, 1, 2, 0, 0),
+    "fp_bf16": (0, 0, 0, 0, 1),
 }
 GRAD_EPS = 1e-30  # llmc/ternary.h: the floor of max|dY| only keeps the scale finite
 # Tolerances of the self-check against the second implementation. Both run the
@@ -91,8 +99,8 @@ ALT_ATOL_LOGITS = 2e-6
 ALT_ATOL_LOSS = 2e-6
 ALT_RTOL_GRAD = 1e-5  # max |g - g_alt| / max |g|, per tensor
 # modes where the alternative must agree; in the int8 modes a 1e-7 difference
-# can move an activation across an int8 rounding boundary, so there the
-# difference is printed, not asserted
+# can move an activation across an int8 rounding boundary (in fp_bf16 across a
+# bf16 one), so there the difference is printed, not asserted
 ALT_ASSERT_MODES = ("fp", "ternary_wonly")
 
 
@@ -146,6 +154,34 @@ class Int8BackwardMatmul(torch.autograd.Function):
         return dx, dw, None, None
 
 
+def bf(t):
+    """t rounded to bf16 (ties to even), as float32"""
+    return t.bfloat16().float()
+
+
+class Bf16Matmul(torch.autograd.Function):
+    """y = bf(x) @ bf(w)^T in float32 sums (-mp bf16); the backward rounds dY, W and x the same way:
+    dX = bf(dY) @ bf(w), dW = bf(dY)^T @ bf(x)"""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        xb, wb = bf(x), bf(w)
+        ctx.save_for_backward(xb, wb)
+        return xb @ wb.t()
+
+    @staticmethod
+    def backward(ctx, dy):
+        xb, wb = ctx.saved_tensors
+        dyb = bf(dy)
+        dw = dyb.reshape(-1, dyb.shape[-1]).t() @ xb.reshape(-1, xb.shape[-1])
+        return dyb @ wb, dw
+
+
+def matmul_wt(x, w, mp):
+    """x @ w^T, in float32 or (mp) with bf16 operands"""
+    return Bf16Matmul.apply(x, w) if mp else x @ w.t()
+
+
 def quant_act(x):
     """per-token absmax int8, STE"""
     s = 127.0 / x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-5)
@@ -160,7 +196,7 @@ class BitLinear(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(w)  # (OC, IC) latent fp32
         self.bias = nn.Parameter(b)    # (OC) full precision
-        self.wq, self.aq, self.norm, self.bq = mode
+        self.wq, self.aq, self.norm, self.bq, self.mp = mode
         self.keep_wq = False  # self-check: keep the quantized weight and its gradient
         self.last_wq = None
 
@@ -176,7 +212,7 @@ class BitLinear(nn.Module):
         if self.bq:  # the int8 backward of dX (-bq int8); needs codes, so not in fp mode
             codes, scale = weight_codes(self.weight.detach(), self.wq)
             return Int8BackwardMatmul.apply(x, w, codes, scale) + self.bias
-        return x @ w.t() + self.bias
+        return matmul_wt(x, w, self.mp) + self.bias
 
 
 # -----------------------------------------------------------------------------
@@ -201,8 +237,8 @@ def cross_entropy_by_hand(logits, targets):
 def mode_at(mode, k):
     """the mode of BitLinear k (0 qkv, 1 attproj, 2 fc, 3 fcproj): inner norm 2 (-rn 2) means the norm
     only before attproj and fcproj, whose input GPT-2 does not normalise"""
-    wq, aq, norm, bq = mode
-    return wq, aq, int(norm == 1 or (norm == 2 and k in (1, 3))), bq
+    wq, aq, norm, bq, mp = mode
+    return wq, aq, int(norm == 1 or (norm == 2 and k in (1, 3))), bq, mp
 
 
 class Block(nn.Module):
@@ -253,6 +289,7 @@ class GPT(nn.Module):
         self.wte = nn.Parameter(p["wte"].clone())  # (Vp, C): padded rows are zero and stay zero
         self.wpe = nn.Parameter(p["wpe"].clone())  # (maxT, C)
         self.blocks = nn.ModuleList(Block(p, l, mode) for l in range(L))
+        self.mp = mode[4]  # -mp bf16: the head's matmul too
         self.lnf = nn.LayerNorm(C, eps=1e-5)
         with torch.no_grad():
             self.lnf.weight.copy_(p["lnfw"]); self.lnf.bias.copy_(p["lnfb"])
@@ -262,7 +299,7 @@ class GPT(nn.Module):
         for blk in self.blocks:
             x = blk(x, alt)
         x = layernorm_by_hand(x, self.lnf) if alt else self.lnf(x)
-        logits = x @ self.wte[:V].t()  # tied head over the real vocab only: (B, T, V)
+        logits = matmul_wt(x, self.wte[:V], self.mp)  # tied head over the real vocab only: (B, T, V)
         if alt:
             loss = cross_entropy_by_hand(logits.view(-1, V), targets.view(-1))
         else:
@@ -341,7 +378,7 @@ def check_alternative(name, p, x, y, logits, loss, grads):
     ok = dlogits <= ALT_ATOL_LOGITS and dloss <= ALT_ATOL_LOSS and rel <= ALT_RTOL_GRAD
     print(f"  vs. second implementation: logits {dlogits:.1e}, loss {dloss:.1e}, "
           f"grads {rel:.1e} (max relative per tensor)" +
-          ("" if name in ALT_ASSERT_MODES else "  (int8 mode: not asserted)"))
+          ("" if name in ALT_ASSERT_MODES else "  (int8 or bf16 roundings: not asserted)"))
     if name in ALT_ASSERT_MODES:
         assert ok, f"{name}: the reference disagrees with its second implementation"
 
@@ -382,7 +419,7 @@ def zero_trit_fractions(model):
 
 def run_mode(name, p, x, y):
     mode = MODES[name]
-    print(f"{name} (weight_quant {mode[0]}, act_quant {mode[1]}, inner_norm {mode[2]}, backward_quant {mode[3]})")
+    print(f"{name} (weight_quant {mode[0]}, act_quant {mode[1]}, inner_norm {mode[2]}, backward_quant {mode[3]}, matmul_bf16 {mode[4]})")
     model = GPT(p, mode)
     for _, m in model.bitlinears():
         m.keep_wq = mode[0] != 0
@@ -433,9 +470,9 @@ def write_model(path, p):
 
 
 def write_state(path, name, x, y, logits, loss, grads, losses):
-    wq, aq, norm, bq = MODES[name]
+    wq, aq, norm, bq, mp = MODES[name]
     header = [0] * 256
-    header[:12] = [20261124, 1, B, T, wq, aq, norm, NSTEPS, V, VP, grads.numel(), bq]
+    header[:13] = [20261124, 1, B, T, wq, aq, norm, NSTEPS, V, VP, grads.numel(), bq, mp]
     with open(path + ".tmp", "wb") as f:
         f.write(struct.pack("<256i", *header))
         f.write(x.to(torch.int32).numpy().astype("<i4").tobytes())
