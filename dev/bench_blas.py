@@ -103,7 +103,8 @@ def ours_round():
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit("error: %s failed (%s) ---> HINT: make bench_kernels" % (" ".join(cmd), r.stderr.strip()[-200:]))
-    path = re.search(r"fp32 matmul, M = B\*T = \d+ \(path (\w+)", r.stdout)
+    path = re.search(r"matmuls?, M = B\*T = \d+ \(path (\w+)", r.stdout)
+    # (the first line of each shape is this path's fp32 kernel; then -mp bf16's, then the spec's)
     res = []
     for K, N in SHAPES:
         m = re.search(r"^\s*%d\s+%d\s+%d\s+(\w+)\s+([\d.]+)\s+[\d.]+\s+([\d.]+)" % (M, K, N), r.stdout, re.M)

@@ -22,8 +22,8 @@
  One warm-up step each is not timed. Prints the CPU's features and the SIMD paths
  the matmuls take (llmc/cpu_features.h; TG1_CPU_PATH=avx2 ./bench_gpt2_1bit runs
  another), the median ms per step, tok/s and each mode's time against fp's (when fp runs).
- Memory: each mode holds a model with its gradients and AdamW moments (about 2.5 GB at d12,
- 7 GB at d24): at d24, pick two or three modes with -m.
+ Memory: each mode holds a model with its gradients and AdamW moments (about 2.5-3 GB at d12,
+ 7 GB at d24; seven modes at d12 peaked at 20.7 GB): at d24, pick two or three modes with -m.
 */
 #define TESTING
 #include "../train_gpt2_1bit.c"

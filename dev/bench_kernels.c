@@ -1,6 +1,6 @@
 /*
  dev/bench_kernels.c: speed of the CPU kernels, each path against the others and against the
- trainer's fp32 matmul, measured in the same run.
+ trainer's float matmuls, measured in the same run.
 
  Build and run:  make bench_kernels && ./bench_kernels
  Flags:  ./bench_kernels [-cold] [-p all|PATH] [-s SECTIONS]
@@ -26,9 +26,10 @@
     The int kernels are first checked against the reference (exact equality).
  2. the decoder's head screen: gemv_n4x4_i16 over GPT-2's 50256 x 768 head in 4-bit codes
     (19.3 MB, read once per token): ms and GB/s.
- 3. the trainer's fp32 matmuls at B*T = 256 (forward, and backward: dinp and dweight), this path's
-    kernel against the spec's loops (the scalar path): ms and GFLOP/s. Compare with a BLAS sgemm
-    on the same machine, e.g. OpenBLAS through numpy (README, "Benchmark (CPU)").
+ 3. the trainer's float matmuls at B*T = 256 (forward, and backward: dinp and dweight): this path's
+    kernel in fp32, the same with -mp bf16 (bf16 operands: vdpbf16ps where the CPU has AVX512-BF16,
+    "avx512-bf16"), and the spec's fp32 loops (the scalar path): ms and GFLOP/s. Compare with a BLAS
+    sgemm on the same machine, e.g. OpenBLAS through numpy (README, "Benchmark (CPU)").
 
  Results: README.md, "Benchmark (CPU)", with the CPU named.
 */
@@ -213,7 +214,7 @@ static void bench_screen(void) {
 }
 
 // ----------------------------------------------------------------------------
-// section 3: the trainer's fp32 matmuls at a training batch
+// section 3: the trainer's float matmuls (fp32, and -mp bf16) at a training batch
 
 static float *mm_dinp, *mm_dw, *mm_scratch;
 static void run_mm_fwd(const Problem *p) { matmul_forward(p->out_f, p->x_f, p->w_f, NULL, p->M, p->K, p->N); }

@@ -26,7 +26,8 @@
      instruction instead of an FMA's 16: twice the rate on Zen 4 (bench_kernels: 300-410 GFLOP/s
      against 170-200 on 2 cores), and half the bytes of packed panels;
    - elsewhere (avx2, an avx512 CPU without it) the fp32 panels are rounded in place after packing
-     and the fp32 tile runs as before: the same numbers, at fp32's speed.
+     and the fp32 tile runs as before: the same numbers, 1-30% slower than fp32 (the extra pass over
+     the panels; avx2 on Zen 4): there -mp bf16 reproduces the GPU's rounding, it does not speed up.
    vdpbf16ps flushes denormal products and sums to zero; the spec keeps them (|x| < 1.2e-38: not met
    by a matmul that trains).
 
