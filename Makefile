@@ -137,17 +137,22 @@ test-cuda: train_gpt2_1bit train_gpt2_1bitcu $(CUDA_TEST_BINS)
 # runs it: the trainer in bf16 and fp32, the CUDA tests, the dev/cuda programs, the CPU
 # trainer, the tiny Shakespeare files and the CPU side of tests/test_cuda_vs_cpu.sh
 # (two d2 runs of 300 steps, about 10 minutes on 2 cores: done once, kept in gpukit/cpu_ref).
-# KIT_ARCH is the GPU it is for (90: H100/H200). It prints what to carry to the GPU machine.
+# KIT_ARCH is the GPU it is for (90: H100/H200). It prints what to carry to the GPU machine,
+# and fails if that is more than the device tool carries (64 MiB, the working tree included).
+# -Xfatbin -compress-all: the device code compressed too (by default only the PTX is; the
+# driver unpacks it at load), which makes the kit a third of its size: 72 MiB uncompressed.
 KIT = gpukit
 KIT_ARCH ?= 90
-KIT_FLAGS = $(call cuda_flags,$(KIT_ARCH))
+KIT_CARRY_MAX_MIB = 64
+KIT_FATBIN = -Xfatbin -compress-all
+KIT_FLAGS = $(call cuda_flags,$(KIT_ARCH)) $(KIT_FATBIN)
 KIT_DEV_CUDA = $(addprefix $(KIT)/dev_cuda/,$(DEV_CUDA_PROGS))
 KIT_BINS = $(KIT)/train_gpt2_1bitcu $(KIT)/train_gpt2_1bitcu_fp32 $(KIT)/test_gpt2_1bitcu \
            $(KIT)/test_gpt2_1bitcu_fp32 $(KIT)/train_gpt2_1bitcu_cublasattn $(KIT)/train_gpt2_1bit $(KIT_DEV_CUDA)
 KIT_DATA = $(addprefix $(KIT)/,$(DATA))
 $(KIT)/.flags: FORCE
 	@mkdir -p $(@D)
-	@echo '$(NVCC) $(KIT_ARCH)' | cmp -s - $@ || echo '$(NVCC) $(KIT_ARCH)' >$@
+	@echo '$(NVCC) $(KIT_ARCH) $(KIT_FATBIN)' | cmp -s - $@ || echo '$(NVCC) $(KIT_ARCH) $(KIT_FATBIN)' >$@
 $(KIT)/train_gpt2_1bitcu: $(CUDA_DEPS) $(KIT)/.flags
 	@mkdir -p $(@D)
 	$(NVCC) $(KIT_FLAGS) $< $(NVCC_LIBS) -o $@
@@ -164,10 +169,12 @@ $(KIT)/test_gpt2_1bitcu: tests/test_gpt2_1bit.cu tests/ref_modes.h $(CUDA_DEPS) 
 $(KIT)/test_gpt2_1bitcu_fp32: tests/test_gpt2_1bit.cu tests/ref_modes.h $(CUDA_DEPS) $(KIT)/.flags
 	@mkdir -p $(@D)
 	$(NVCC) $(KIT_FLAGS) -DENABLE_FP32 $< $(NVCC_LIBS) -o $@
-# dev/cuda's own rules, with the kit's architecture, output into the kit
+# dev/cuda's own rules, with the kit's architecture, output into the kit (-B: this rule runs when
+# the program is out of date here, the kit's flags included, which dev/cuda's rule does not see)
 $(KIT)/dev_cuda/%: dev/cuda/%.cu dev/cuda/common.h $(HEADERS) $(CUDA_HEADERS) $(KIT)/.flags
 	@mkdir -p $(@D)
-	$(MAKE) --no-print-directory -C dev/cuda GPU_COMPUTE_CAPABILITY=$(KIT_ARCH) OUT_DIR=../../$(@D) ../../$@
+	$(MAKE) --no-print-directory -B -C dev/cuda GPU_COMPUTE_CAPABILITY=$(KIT_ARCH) NVCC_EXTRA='$(KIT_FATBIN)' \
+	  OUT_DIR=../../$(@D) ../../$@
 # the CPU trainer for x86-64 with AVX2 (x86-64-v3), not -march=native: the GPU machine's CPU is another one
 $(KIT)/train_gpt2_1bit: train_gpt2_1bit.c $(HEADERS)
 	@mkdir -p $(@D)
@@ -182,8 +189,17 @@ $(KIT)/cpu_ref/DONE: train_gpt2_1bit tests/test_cuda_vs_cpu.sh | $(DATA)
 # the binaries alone (what dev/gpu_check.sh rebuilds on a GPU machine where the carried ones do not load)
 gpu-kit-bins: $(KIT_BINS)
 gpu-kit: $(KIT_BINS) $(KIT_DATA) $(KIT)/cpu_ref/DONE
-	@echo "gpu-kit: $$(du -sh $(KIT) | cut -f1) in $(KIT)/ (the device tool carries at most 64 MiB)"
-	@printf 'carry: ["$(KIT)"'; [ -x peers/llm.c/train_gpt2cu ] && printf ', "peers/llm.c/train_gpt2cu"'; echo ']'
+	@peer=; [ -x peers/llm.c/train_gpt2cu ] && peer=peers/llm.c/train_gpt2cu; \
+	  kit=$$(du -sb $(KIT) | cut -f1); peer_b=$$([ -n "$$peer" ] && du -sb $$peer | cut -f1 || echo 0); \
+	  tree=$$(git ls-files -z -co --exclude-standard 2>/dev/null | xargs -0 -r du -cb 2>/dev/null | tail -1 | cut -f1); \
+	  total=$$((kit + peer_b + $${tree:-0})); mib() { awk -v b=$$1 'BEGIN { printf "%.1f", b / 1048576 }'; }; \
+	  echo "gpu-kit: $(KIT)/ $$(mib $$kit) MiB, $${peer:-no llm.c peer} $$(mib $$peer_b) MiB, the working tree $$(mib $${tree:-0}) MiB:" \
+	    "$$(mib $$total) MiB to carry, of the device tool's $(KIT_CARRY_MAX_MIB)"; \
+	  if [ $$total -gt $$(($(KIT_CARRY_MAX_MIB) * 1048576)) ]; then \
+	    echo "error: gpu-kit: $$(mib $$total) MiB is more than the device tool carries ($(KIT_CARRY_MAX_MIB) MiB)" >&2 \
+	      "---> HINT: see what grew: du -sh $(KIT)/* $(KIT)/dev_cuda/*"; \
+	    exit 1; fi; \
+	  printf 'carry: ["$(KIT)"'; [ -n "$$peer" ] && printf ', "%s"' $$peer; echo ']'
 	@echo "then, on the GPU machine: bash dev/gpu_check.sh OUTDIR"
 endif
 

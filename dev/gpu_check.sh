@@ -141,11 +141,17 @@ if [ "$EMU" != 1 ]; then
         echo "error: $T_BIN not found ---> HINT: run make gpu-kit first (where nvcc is), and carry $KIT"
         exit 1
     fi
-    # binaries built on another machine may not load here (other system libraries): rebuild then
-    if ldd "$T_BIN" "$TEST_BF16" "$DEV/bitlinear_forward" 2>&1 | grep -q 'not found' || ! "$T_BIN" -h >/dev/null 2>&1; then
-        echo "the kit's binaries do not load here: rebuilding them (make -B gpu-kit-bins)"
+    # binaries built on another machine may not load here (other system libraries), or their
+    # device code may not (the kit's is compressed, -Xfatbin -compress-all): rebuild then. The
+    # trainer starts the GPU and loads a kernel before it opens its model, so with a missing
+    # model file that file is the error it stops at
+    load_msg=$("$T_BIN" -e /nonexistent/model.bin 2>&1)
+    if ldd "$T_BIN" "$TEST_BF16" "$DEV/bitlinear_forward" 2>&1 | grep -q 'not found' || ! "$T_BIN" -h >/dev/null 2>&1 ||
+        ! grep -q "no such model file" <<<"$load_msg"; then
+        echo "the kit's binaries do not load here: rebuilding them (make -B gpu-kit-bins, uncompressed: KIT_FATBIN=)"
         ldd "$T_BIN" | grep 'not found'
-        part rebuild 300 make -B -j "$(nproc)" gpu-kit-bins
+        echo "$load_msg" | head -3
+        part rebuild 300 make -B -j "$(nproc)" gpu-kit-bins KIT_FATBIN=
         cat "$OUT/rebuild.status"
     fi
     # the default data paths the tests read (the kit carries a copy)
