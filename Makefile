@@ -140,7 +140,7 @@ test-cuda: train_gpt2_1bit train_gpt2_1bitcu $(CUDA_TEST_BINS)
 # KIT_ARCH is the GPU it is for (90: H100/H200). It prints what to carry to the GPU machine,
 # and fails if that is more than the device tool carries (64 MiB, the working tree included).
 # -Xfatbin -compress-all: the device code compressed too (by default only the PTX is; the
-# driver unpacks it at load), which makes the kit a third of its size: 72 MiB uncompressed.
+# driver unpacks it at load): the kit is 32 MiB with it, 72 MiB without (CUDA 13, sm_90).
 KIT = gpukit
 KIT_ARCH ?= 90
 KIT_CARRY_MAX_MIB = 64
