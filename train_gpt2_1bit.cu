@@ -139,6 +139,7 @@ typedef struct {
     floatX *preatt;           // (B,NH,T,T) scores, and their gradient     the cuBLAS attention's,
     floatX *vaccum;           // (B,NH,T,HS)                               NULL in the fused build)
     float *att_delta;         // (B,NH,T) the fused attention backward's rowsum(dout * out) (else NULL)
+    floatX *att_ds;           // its dS tiles with GPT2_1BIT_ATTENTION_BWD=5 (llmc/attention.cuh form 5; else NULL)
     // backward scratch
     floatX *dresidual, *dbuf_c, *dbuf_3c, *dbuf_4c, *dqkvr;
     float *partial;           // column-sum partials
@@ -379,9 +380,13 @@ static void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     ALLOC(model->preatt, floatX, B * NH * T * T, "attention scores (B,NH,T,T)");
     ALLOC(model->vaccum, floatX, BT * C, "scratch");
     model->att_delta = NULL;
-#else // the fused attention reads q, k, v in place and needs no T x T scratch
+    model->att_ds = NULL;
+#else // the fused attention reads q, k, v in place and needs no T x T scratch (but form 5's dS tiles)
     model->qkvr = model->preatt = model->vaccum = model->dqkvr = NULL;
     ALLOC(model->att_delta, float, B * NH * T, "backward scratch (attention)");
+    const size_t n_ds = attention_backward_scratch(B, T, C, NH);
+    model->att_ds = NULL;
+    if (n_ds > 0) { ALLOC(model->att_ds, floatX, n_ds, "backward scratch (attention dS, GPT2_1BIT_ATTENTION_BWD=5)"); }
 #endif
     ALLOC(model->dresidual, floatX, BT * C, "backward scratch");
     ALLOC(model->dbuf_c, floatX, BT * C, "backward scratch");
@@ -581,7 +586,7 @@ void gpt2_backward(GPT2 *model) {
         attention_backward_cublas(model->dbuf_3c, model->dqkvr, model->qkvr, model->preatt, model->vaccum,
                                   model->dbuf_c, l_qkv, a.att + (size_t)l * B * NH * T * T, B, T, C, NH);
 #else
-        attention_backward(model->dbuf_3c, model->att_delta, model->dbuf_c, l_qkv, l_atty,
+        attention_backward(model->dbuf_3c, model->att_delta, model->att_ds, model->dbuf_c, l_qkv, l_atty,
                            a.lse + (size_t)l * B * NH * T, B, T, C, NH);
 #endif
         gpt2_bitlinear_backward(model, 0, l, model->dbuf_c, g.qkvw + (size_t)l * 3 * C * C, g.qkvb + l * 3 * C,
@@ -660,8 +665,8 @@ void gpt2_free(GPT2 *model) {
                         a->ln2, a->ln2_mean, a->ln2_rstd, a->fch, a->residual3, a->lnf, a->lnf_mean,
                         a->lnf_rstd, a->logits, a->losses, bl->xq, bl->codes, bl->inv_s, bl->rstd, bl->acc, bl->dxn,
                         model->proj_out, model->qkvr, model->preatt, model->vaccum, model->dresidual, model->dbuf_c,
-                        model->dbuf_3c, model->dbuf_4c, model->dqkvr, model->att_delta, model->partial, model->inputs,
-                        model->targets, model->plan_mem, model->encoder_partial};
+                        model->dbuf_3c, model->dbuf_4c, model->dqkvr, model->att_delta, model->att_ds, model->partial,
+                        model->inputs, model->targets, model->plan_mem, model->encoder_partial};
         for (size_t i = 0; i < sizeof(ptrs) / sizeof(ptrs[0]); i++) { cudaCheck(cudaFree(ptrs[i])); }
         cudaCheck(cudaFreeHost(model->stage_host));
         free(model->count_host);
@@ -787,6 +792,9 @@ static void gpt2_print_device(const GPT2 *model) {
            gpt2_uses_int8_matmul(model) ? "int8 x trits (int32 sums)" : "float");
     if (gpt2_uses_int8_matmul(model) || gpt2_uses_int8_backward(model)) { // llmc/bitlinear.cuh: GPT2_1BIT_INT8_GEMM
         printf("int8 GEMM: %s\n", bitlinear_int8_gemm_name());
+    }
+    if (model->att_ds != NULL) { // llmc/attention.cuh: GPT2_1BIT_ATTENTION_BWD
+        printf("attention backward: form 5, dS kept for dq (GPT2_1BIT_ATTENTION_BWD=5)\n");
     }
     size_t free_b = 0, total_b = 0;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));

@@ -13,7 +13,9 @@
 #   ternary_rn1 (-rn 1, b1.58 as published), and ternary_mma, ternary_bq8_mma: ternary and
 #   ternary_bq8 with GPT2_1BIT_INT8_GEMM=mma (the int8 GEMMs by llmc/bitlinear.cuh's fused
 #   mma.sync kernel instead of cuBLAS + the epilogue kernel; every other mode runs with
-#   GPT2_1BIT_INT8_GEMM=cublas, whatever the caller's environment says).
+#   GPT2_1BIT_INT8_GEMM=cublas, whatever the caller's environment says), and ternary_att5:
+#   ternary with GPT2_1BIT_ATTENTION_BWD=5 (llmc/attention.cuh's form 5 backward: dS kept for
+#   dq; every other mode runs form 4, the default).
 #   BENCH_MODEL=d12 and BENCH_T=1024: another model or sequence length (a check of this
 #   script on the CPU emulator uses d1 and 32; MFU assumes d12's shape)
 # MFU counts 6 N + 12 L C T FLOPs per token (PaLM's formula: the matmuls of the
@@ -46,6 +48,7 @@ for mode in $MODES; do
     # the mode's flags as one string, split on purpose: an empty array under set -u
     # is an error on bash < 4.4
     gemm=cublas # the int8 GEMM (llmc/bitlinear.cuh, GPT2_1BIT_INT8_GEMM)
+    attbwd=4    # the attention backward (llmc/attention.cuh, GPT2_1BIT_ATTENTION_BWD)
     case $mode in
         fp) flags="-wq fp -aq none -rn 0" ;;
         ternary) flags="" ;;                  # the default: b1.58 weights and activations, -rn 0, -bq float
@@ -53,12 +56,13 @@ for mode in $MODES; do
         ternary_rn1) flags="-rn 1" ;;         # b1.58 as published: the RMSNorm before every BitLinear
         ternary_mma) flags=""; gemm=mma ;;    # ternary, the int8 GEMMs by the fused mma.sync kernel
         ternary_bq8_mma) flags="-bq int8"; gemm=mma ;;
+        ternary_att5) flags=""; attbwd=5 ;;  # ternary, the attention backward's form 5
         *) echo "error: unknown mode $mode in MODES ---> HINT: fp ternary ternary_bq8 ternary_rn1 ternary_mma" \
-                "ternary_bq8_mma"; exit 1 ;;
+                "ternary_bq8_mma ternary_att5"; exit 1 ;;
     esac
     # shellcheck disable=SC2086
-    if ! GPT2_1BIT_INT8_GEMM=$gemm "$BIN" -e "$MODEL" -b "$B" -t "$T" -x "$STEPS" -v 0 -s 0 -o "" $flags \
-        >"$W/$mode.out" 2>&1; then
+    if ! GPT2_1BIT_INT8_GEMM=$gemm GPT2_1BIT_ATTENTION_BWD=$attbwd "$BIN" -e "$MODEL" -b "$B" -t "$T" -x "$STEPS" \
+        -v 0 -s 0 -o "" $flags >"$W/$mode.out" 2>&1; then
         echo "$mode: the run failed: $(grep -m1 'error' "$W/$mode.out")"
         [ -n "${KEEP_LOGS:-}" ] && cp "$W/$mode.out" "$KEEP_LOGS/bench_$mode.out"
         continue
@@ -78,5 +82,14 @@ done
 for mode in $MODES; do
     if [ "$mode" != fp ] && [ -s "$W/fp.ms" ] && [ -s "$W/$mode.ms" ]; then
         awk -v m="$mode" -v f="$(cat "$W/fp.ms")" -v t="$(cat "$W/$mode.ms")" 'BEGIN { printf "%s / fp speed: %.2fx\n", m, f / t }'
+    fi
+done
+# the kernels that are not the default yet, against the mode they would replace (above 1: faster)
+for mode in $MODES; do
+    base=${mode%_mma}
+    base=${base%_att5}
+    if [ "$base" != "$mode" ] && [ -s "$W/$base.ms" ] && [ -s "$W/$mode.ms" ]; then
+        awk -v m="$mode" -v b="$base" -v f="$(cat "$W/$base.ms")" -v t="$(cat "$W/$mode.ms")" \
+            'BEGIN { printf "%s / %s speed: %.3fx\n", m, b, f / t }'
     fi
 done

@@ -13,14 +13,16 @@
 #   1. correctness, in parallel (timings would mean nothing here):
 #      the CUDA model tests against the PyTorch reference (fp32 and bf16 builds, with their
 #      determinism and gradient-accumulation checks; bf16 again with GPT2_1BIT_INT8_GEMM=mma, the
-#      int8 GEMMs by the fused mma.sync kernel); the CUDA trainer against the CPU
+#      int8 GEMMs by the fused mma.sync kernel, and with GPT2_1BIT_ATTENTION_BWD=5, the attention
+#      backward's form 5); the CUDA trainer against the CPU
 #      trainer's runs kept in gpukit/cpu_ref, and resume bit for bit (tests/test_cuda_vs_cpu.sh);
 #      compute-sanitizer memcheck and racecheck on a small training run in both modes (and in b1.58
-#      with -bq int8 and GPT2_1BIT_INT8_GEMM=mma), and on
+#      with -bq int8 and GPT2_1BIT_INT8_GEMM=mma, and with GPT2_1BIT_ATTENTION_BWD=5), and on
 #      each dev/cuda program in small mode (DEV_CUDA_SMALL=1)
 #   2. speed, one at a time: the training benchmark (dev/bench_gpt2_1bit_cuda.sh: d12, B=64,
 #      T=1024, fp and b1.58, the latter also with -bq int8, -rn 1, and with the int8 GEMMs by the
-#      fused mma.sync kernel, GPT2_1BIT_INT8_GEMM=mma: modes ternary_mma, ternary_bq8_mma), llm.c's train_gpt2cu on the same configuration when its binary
+#      fused mma.sync kernel, GPT2_1BIT_INT8_GEMM=mma: modes ternary_mma, ternary_bq8_mma, and with
+#      the attention backward's form 5: ternary_att5), llm.c's train_gpt2cu on the same configuration when its binary
 #      is at peers/llm.c/train_gpt2cu (an ignored folder; build it by hand), the PyTorch bf16
 #      torch.compile peer (dev/bench_pytorch_gpt2.py), the same benchmark with the trainer built
 #      with the cuBLAS attention (make ATTENTION=cublas: the fused attention's price or gain),
@@ -174,6 +176,8 @@ part test_fp32 "$TEST_LIMIT" "$TEST_FP32" &
 part test_bf16 "$TEST_LIMIT" "$TEST_BF16" &
 # the same with the int8 GEMMs by llmc/bitlinear.cuh's fused mma.sync kernel (not the default: its first GPU runs)
 part test_bf16_mma "$TEST_LIMIT" env GPT2_1BIT_INT8_GEMM=mma "$TEST_BF16" &
+# and with the attention backward's form 5 (dS kept for dq; not the default: its first GPU runs)
+part test_bf16_att5 "$TEST_LIMIT" env GPT2_1BIT_ATTENTION_BWD=5 "$TEST_BF16" &
 if [ "$EMU" = 1 ]; then
     part cuda_vs_cpu "$TEST_LIMIT" env QUICK=1 CUDA_BIN="$T_BIN" CPU_BIN="$CPU_BIN" bash tests/test_cuda_vs_cpu.sh &
 else
@@ -185,6 +189,9 @@ if [ -n "$SAN" ]; then
         # the fused int8 GEMM, forward and -bq int8 backward (cp.async into a ring of shared buffers)
         part "sanitize_${tool}_b158_mma" 150 env GPT2_1BIT_INT8_GEMM=mma $SAN --tool "$tool" --error-exitcode 1 \
             "$T_BIN" "${SMALL[@]}" -bq int8 &
+        # the attention backward's form 5 (its dS scratch written by one kernel, read by the next)
+        part "sanitize_${tool}_b158_att5" 150 env GPT2_1BIT_ATTENTION_BWD=5 $SAN --tool "$tool" --error-exitcode 1 \
+            "$T_BIN" "${SMALL[@]}" &
         part "sanitize_${tool}_fp" 150 $SAN --tool "$tool" --error-exitcode 1 "$T_BIN" "${SMALL[@]}" -wq fp -aq none -rn 0 &
         if [ -n "$T_BIN32" ]; then
             part "sanitize_${tool}_b158_fp32" 150 $SAN --tool "$tool" --error-exitcode 1 "$T_BIN32" "${SMALL[@]}" &
@@ -213,9 +220,10 @@ echo "[$(elapsed) s] correctness done"
 # ----------------------------------------------------------------------------
 # 2. speed, one at a time
 
-# (six runs of STEPS steps; the mma modes next to the ones they compare with, before a limit cuts the last)
-timed_part bench 260 env "${BENCH_ENV[@]+"${BENCH_ENV[@]}"}" KEEP_LOGS="$OUT" BIN="$T_BIN" \
-    MODES="${MODES:-fp ternary ternary_mma ternary_bq8 ternary_bq8_mma ternary_rn1}" \
+# (seven runs of STEPS steps; the mma and att5 modes next to the ones they compare with, before a
+# limit cuts the last)
+timed_part bench 290 env "${BENCH_ENV[@]+"${BENCH_ENV[@]}"}" KEEP_LOGS="$OUT" BIN="$T_BIN" \
+    MODES="${MODES:-fp ternary ternary_att5 ternary_mma ternary_bq8 ternary_bq8_mma ternary_rn1}" \
     bash dev/bench_gpt2_1bit_cuda.sh "$B" "$STEPS"
 
 # llm.c's train_gpt2cu, the same model, batch and data (bf16, its defaults otherwise)

@@ -38,6 +38,10 @@
     copies in shared memory, cp.async double-buffered tiles; the forward at 4 or 8 warps): what
     the bf16 build runs for head sizes up to 64 (attention_forward4 at 4 warps, attention_backward4).
     1.5x form 3 forward and backward on an H200; form 3 stays as its dev/cuda baseline.
+ 5  (backward only) form 4 without the second recomputation: the dk/dv kernel also writes dS^T
+    into a scratch (the causal 64 x 64 tiles, bf16) and the dq kernel is one matmul, dQ = dS K,
+    reading it back: 5 matmuls where form 4 does 7. With GPT2_1BIT_ATTENTION_BWD=5 in the
+    environment (attention_backward_form); not yet run on a GPU, so form 4 stays the default.
  Memory at d12, B=64, T=1024 (bf16): form 1 keeps att, 12 x 64 x 12 x 1024^2 x 2 bytes = 18 GiB,
  plus 1.5 GiB of scores; the fused forms keep lse, 12 x 64 x 12 x 1024 x 4 bytes = 36 MiB.
 */
@@ -218,8 +222,44 @@ __global__ void attention_delta_kernel(float *delta, const floatX *dout, const f
     if (lane == 0) { delta[((size_t)b * NH + h) * T + t] = s; }
 }
 
+// the same with 128-bit loads: G = HS / x128::size lanes a row (a power of 2 up to 32), each
+// reading one x128 of dout and of out, the row's sum over its G lanes by shuffles. The warp-a-row
+// kernel above reads 2-byte values, 64 bytes a load instruction (1.1 TB/s on an H200 at B=64,
+// T=1024, HS=64: 2.1 ms of the step); here a warp's load is 512 contiguous bytes
+template <int G>
+__global__ void attention_delta_kernel_vec(float *delta, const floatX *dout, const floatX *out, int B, int T, int NH) {
+    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; // this thread's x128 of the (rows, HS) tensors
+    const size_t row = idx / G, rows = (size_t)B * T * NH;
+    float s = 0.0f;
+    if (row < rows) { // past the last row (the last block's tail): 0, but every lane takes part in the shuffles
+        const x128 d = load128(dout + idx * x128::size), o = load128(out + idx * x128::size);
+        #pragma unroll
+        for (int i = 0; i < x128::size; i++) { s += to_float(d[i]) * to_float(o[i]); }
+    }
+    #pragma unroll
+    for (int off = G / 2; off > 0; off /= 2) { s += __shfl_xor_sync(0xffffffffu, s, off); } // a row's G lanes
+    if (row < rows && idx % G == 0) {
+        const int h = (int)(row % NH), bt = (int)(row / NH), b = bt / T, t = bt % T;
+        delta[((size_t)b * NH + h) * T + t] = s;
+    }
+}
+
 static inline void attention_delta(float *delta, const floatX *dout, const floatX *out, int B, int T, int NH, int HS) {
-    attention_delta_kernel<<<ceil_div((long long)B * T * NH, 8), 256>>>(delta, dout, out, B, T, NH, HS);
+    const long long vecs = (long long)B * T * NH * HS / x128::size; // x128s in each tensor
+    const int G = HS % x128::size == 0 ? HS / x128::size : 0;
+    if (is_aligned128(dout) && is_aligned128(out) && (G == 1 || G == 2 || G == 4 || G == 8 || G == 16 || G == 32)) {
+        const int grid = (int)ceil_div(vecs, 256LL);
+        switch (G) {
+        case 1: attention_delta_kernel_vec<1><<<grid, 256>>>(delta, dout, out, B, T, NH); break;
+        case 2: attention_delta_kernel_vec<2><<<grid, 256>>>(delta, dout, out, B, T, NH); break;
+        case 4: attention_delta_kernel_vec<4><<<grid, 256>>>(delta, dout, out, B, T, NH); break;
+        case 8: attention_delta_kernel_vec<8><<<grid, 256>>>(delta, dout, out, B, T, NH); break;
+        case 16: attention_delta_kernel_vec<16><<<grid, 256>>>(delta, dout, out, B, T, NH); break;
+        default: attention_delta_kernel_vec<32><<<grid, 256>>>(delta, dout, out, B, T, NH); break;
+        }
+    } else {
+        attention_delta_kernel<<<ceil_div((long long)B * T * NH, 8), 256>>>(delta, dout, out, B, T, NH, HS);
+    }
     cudaCheck(cudaGetLastError());
 }
 
@@ -598,6 +638,28 @@ __device__ static inline void att3_load(floatX *dst, int ldd, floatX *dstT, int 
     }
 }
 
+// dQ / sqrt(HS) of this lane's rows (row0, row0 + 8; columns 2t, 2t + 1 of each n8 tile) into
+// dqkv's q slots of head h; rows past T and columns past HS are not written
+template <int ND>
+__device__ static inline void att3_store_dq(floatX *dqkv, const float (&dq)[ND][4], int b, int h, int row0, int t,
+                                            int T, int C, int HS) {
+    const float scale = 1.0f / sqrtf((float)HS);
+    #pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = row0 + 8 * r;
+        if (row >= T) { continue; }
+        floatX *dq_t = dqkv + ((size_t)b * T + row) * 3 * C + h * HS;
+        #pragma unroll
+        for (int nd = 0; nd < ND; nd++) {
+            #pragma unroll
+            for (int c = 0; c < 2; c++) {
+                const int col = nd * 8 + 2 * t + c;
+                if (col < HS) { dq_t[col] = from_float<floatX>(dq[nd][2 * r + c] * scale); }
+            }
+        }
+    }
+}
+
 // Tiles: 64 queries a block (4 warps x 16 rows, the m16 of the mma), 64 keys a tile (the
 // dk/dv kernel: 64 keys a block, 32 queries a tile, to hold its register count). Shared rows
 // are padded by 8 bf16 (16 bytes): with row strides of 24, 40, 72 or 80 bf16 (12, 20, 36, 40
@@ -900,21 +962,7 @@ attention_backward_dq_kernel3(floatX *dqkv, const floatX *dout, const floatX *qk
             }
         }
     }
-    const float scale = 1.0f / sqrtf((float)HS);
-    #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int row = row0 + 8 * r;
-        if (row >= T) { continue; }
-        floatX *dq_t = dqkv + ((size_t)b * T + row) * C3 + h * HS;
-        #pragma unroll
-        for (int nd = 0; nd < ND; nd++) {
-            #pragma unroll
-            for (int c = 0; c < 2; c++) {
-                const int col = nd * 8 + 2 * t + c;
-                if (col < HS) { dq_t[col] = from_float<floatX>(dq[nd][2 * r + c] * scale); }
-            }
-        }
-    }
+    att3_store_dq<ND>(dqkv, dq, b, h, row0, t, T, C, HS);
 }
 
 #define ATT3_MAX_HS 64 // form 3's head sizes, padded to 16, 32 or 64
@@ -1035,6 +1083,22 @@ __device__ static inline void att4_load_tile(floatX *dst, const floatX *src, siz
     }
 }
 
+// acc (16 rows x ND n8 tiles) += A R, A a 16 x 16 bf16 fragment (rows: the warp's, columns: the
+// chunk kc's 16 keys) and R the chunk's rows of a matrix kept by rows in shared memory
+// (Rs[key][LDH]: V in the forward's O += P V, K in dQ += dS K), read transposed by ldmatrix.trans
+// into B fragments (matrices: keys 0-7 | 8-15 of the chunk x columns 8nd.. | 8nd+8..)
+template <int ND, int LDH>
+__device__ static inline void att4_mma_by_rows(float (&acc)[ND][4], const uint32_t (&a)[4], const floatX *Rs, int kc,
+                                               int lane) {
+    #pragma unroll
+    for (int dp = 0; dp < ND / 2; dp++) {
+        uint32_t rb[4];
+        att4_ldsm_x4_trans(rb, &Rs[(kc * 16 + lane % 16) * LDH + (2 * dp + lane / 16) * 8]);
+        mma_bf16_16816(acc[2 * dp], a, rb[0], rb[1]);
+        mma_bf16_16816(acc[2 * dp + 1], a, rb[2], rb[3]);
+    }
+}
+
 // __launch_bounds__: 16 warps an SM (2 blocks of 8 warps, 4 of 4) at most 128 registers a thread
 // (ptxas: 128 at 8 warps without the bound, 142 at 4, i.e. 3 blocks of 4 warps an SM without it)
 template <int HSP, int WARPS>
@@ -1150,22 +1214,14 @@ attention_forward_kernel4(floatX *out, float *lse, const floatX *qkv, int T, int
                 l[i >> 1] += s[nt][i];
             }
         }
-        // O += P V: P's accumulators are the A fragments (see mma_bf16_16816); V by rows read
-        // transposed by ldmatrix.trans gives B (matrices: keys 0-7 | 8-15 of the chunk x
-        // columns 8nd.. | 8nd+8..)
+        // O += P V: P's accumulators are the A fragments (see mma_bf16_16816)
         #pragma unroll
         for (int kc = 0; kc < NC; kc++) {
             if (2 * kc < nt_lim) {
                 const uint32_t pa[4] = {att3_pack(s[2 * kc][0], s[2 * kc][1]), att3_pack(s[2 * kc][2], s[2 * kc][3]),
                                         att3_pack(s[2 * kc + 1][0], s[2 * kc + 1][1]),
                                         att3_pack(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-                #pragma unroll
-                for (int dp = 0; dp < ND / 2; dp++) {
-                    uint32_t vb[4];
-                    att4_ldsm_x4_trans(vb, &Vs[(kc * 16 + lane % 16) * LDH + (2 * dp + lane / 16) * 8]);
-                    mma_bf16_16816(o[2 * dp], pa, vb[0], vb[1]);
-                    mma_bf16_16816(o[2 * dp + 1], pa, vb[2], vb[3]);
-                }
+                att4_mma_by_rows<ND, LDH>(o, pa, Vs, kc, lane);
             }
         }
     }
@@ -1243,6 +1299,37 @@ __device__ static inline void att4_load_qtile(floatX *qd, float *ld_s, const flo
     }
 }
 
+// form 5's dS scratch (see form 5 below): per head (b, h), the 64 x 64 tiles (key tile kb, query
+// tile qb) with qb >= kb, in the order (0,0) (0,1) .. (0,nb-1) (1,1) .. (nb-1,nb-1); in a tile,
+// dS^T (keys x queries) as 8 x 8 blocks (key block kr, query block qc) in the order kr * 8 + qc,
+// each block's 64 values by rows (key, then query). A block is what one warp-wide 4-byte store
+// of an mma fragment register covers (lane 4g + t: row g, columns 2t, 2t + 1; 128 bytes in a
+// row) and what one matrix of an ldmatrix reads (8 rows of 16 bytes, conflict-free)
+#define ATT5_TILE 64
+#define ATT5_TILE_ELEMS (ATT5_TILE * ATT5_TILE)
+__host__ __device__ static inline size_t att5_tiles_per_head(int T) {
+    const size_t nb = (size_t)ceil_div(T, ATT5_TILE);
+    return nb * (nb + 1) / 2;
+}
+// the offset in elements of tile (kb, qb), qb >= kb, of head (b, h)
+__host__ __device__ static inline size_t att5_tile_offset(int b, int h, int NH, int T, int kb, int qb) {
+    const size_t nb = (size_t)ceil_div(T, ATT5_TILE);
+    const size_t in_head = (size_t)kb * nb - (size_t)kb * (kb - 1) / 2 + (size_t)(qb - kb);
+    return (((size_t)b * NH + h) * att5_tiles_per_head(T) + in_head) * ATT5_TILE_ELEMS;
+}
+
+// dS^T of a warp's 16 keys (key tile kb, rows 16 warp ..) x 16 queries from q (a multiple of 16)
+// into the scratch: sa is the A fragment (rows: keys, columns: queries, see mma_bf16_16816),
+// whose four registers are the four 8 x 8 blocks (keys 0-7 | 8-15) x (queries 0-7 | 8-15)
+__device__ static inline void att5_store_ds(floatX *ds, const uint32_t (&sa)[4], int b, int h, int NH, int T, int kb,
+                                            int q, int warp, int lane) {
+    floatX *tile = ds + att5_tile_offset(b, h, NH, T, kb, q / ATT5_TILE);
+    const int kr = 2 * warp, qc = q % ATT5_TILE / 8;
+    const int blk[4] = {kr * 8 + qc, (kr + 1) * 8 + qc, kr * 8 + qc + 1, (kr + 1) * 8 + qc + 1};
+    #pragma unroll
+    for (int i = 0; i < 4; i++) { memcpy(tile + blk[i] * 64 + 2 * lane, &sa[i], 4); } // (g, 2t): 8g + 2t = 2 lane
+}
+
 // form 4's dk, dv: form 3's scheme (64 keys a block, warp w: keys k0 + 16w .., query tiles of 32
 // from k0 to T in order; S^T = K Q^T, dP^T = V dO^T with the warp's K and V rows as A fragments,
 // then dV += P^T dO, dK += dS^T Q) with form 4's loads: Q and dO stay by rows (B of S^T and dP^T
@@ -1251,10 +1338,12 @@ __device__ static inline void att4_load_qtile(floatX *qd, float *ld_s, const flo
 // this one is multiplied
 // __launch_bounds__(.., 2): up to 255 registers a thread. Without it ptxas stops at 168 and spills
 // 20 bytes on sm_80 (dk/dv, and dq bounded to 3 blocks an SM); with it, HS 64 takes ~200 on sm_80
-// and sm_90, no spills: 2 blocks (8 warps) an SM, where variant 3's 158-165 leave room for 3
-template <int HSP>
+// and sm_90, no spills: 2 blocks (8 warps) an SM, where variant 3's 158-165 leave room for 3.
+// STORE_DS (form 5) also writes each dS^T chunk into ds (att5_store_ds); form 4's instance has no
+// store (false: the code is compiled out, ds is not read)
+template <int HSP, bool STORE_DS>
 __global__ void __launch_bounds__(ATT_THREADS, 2)
-attention_backward_dkdv_kernel4(floatX *dqkv, const floatX *dout, const floatX *qkv, const float *lse,
+attention_backward_dkdv_kernel4(floatX *dqkv, floatX *ds, const floatX *dout, const floatX *qkv, const float *lse,
                                 const float *delta, int T, int NH, int HS) {
     constexpr int BQ = ATT3_BQ_DKDV, BK = ATT4_BK, LDH = HSP + ATT4_PAD;
     constexpr int NK = HSP / 16, ND = HSP / 8, NT = BQ / 8, NC = BQ / 16;
@@ -1353,6 +1442,9 @@ attention_backward_dkdv_kernel4(floatX *dqkv, const floatX *dout, const floatX *
                                     att3_pack(dpt[2 * kc][2], dpt[2 * kc][3]),
                                     att3_pack(dpt[2 * kc + 1][0], dpt[2 * kc + 1][1]),
                                     att3_pack(dpt[2 * kc + 1][2], dpt[2 * kc + 1][3])};
+            if (STORE_DS) { // form 5: dS^T for the dq kernel, the warp's 16 keys x the chunk's 16 queries
+                att5_store_ds(ds, sa, b, h, NH, T, blockIdx.x, q0 + kc * 16, warp, lane);
+            }
             #pragma unroll
             for (int dp2 = 0; dp2 < ND / 2; dp2++) {
                 const int off = (kc * 16 + lane % 16) * LDH + (2 * dp2 + lane / 16) * 8;
@@ -1478,46 +1570,25 @@ attention_backward_dq_kernel4(floatX *dqkv, const floatX *dout, const floatX *qk
                 s[nt][i] = p * (dp[nt][i] - dl[i >> 1]);
             }
         }
-        // dQ += dS K: K by rows read transposed gives B (matrices: keys 0-7 | 8-15 of the chunk x
-        // columns 8nd.. | 8nd+8..)
+        // dQ += dS K
         #pragma unroll
         for (int kc = 0; kc < NC; kc++) {
             if (2 * kc < nt_lim) {
                 const uint32_t sa[4] = {att3_pack(s[2 * kc][0], s[2 * kc][1]), att3_pack(s[2 * kc][2], s[2 * kc][3]),
                                         att3_pack(s[2 * kc + 1][0], s[2 * kc + 1][1]),
                                         att3_pack(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-                #pragma unroll
-                for (int dp2 = 0; dp2 < ND / 2; dp2++) {
-                    uint32_t kb[4];
-                    att4_ldsm_x4_trans(kb, &Ks[(kc * 16 + lane % 16) * LDH + (2 * dp2 + lane / 16) * 8]);
-                    mma_bf16_16816(dq[2 * dp2], sa, kb[0], kb[1]);
-                    mma_bf16_16816(dq[2 * dp2 + 1], sa, kb[2], kb[3]);
-                }
+                att4_mma_by_rows<ND, LDH>(dq, sa, Ks, kc, lane);
             }
         }
     }
-    const float scale = 1.0f / sqrtf((float)HS);
-    #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int row = row0 + 8 * r;
-        if (row >= T) { continue; }
-        floatX *dq_t = dqkv + ((size_t)b * T + row) * C3 + h * HS;
-        #pragma unroll
-        for (int nd = 0; nd < ND; nd++) {
-            #pragma unroll
-            for (int c = 0; c < 2; c++) {
-                const int col = nd * 8 + 2 * t + c;
-                if (col < HS) { dq_t[col] = from_float<floatX>(dq[nd][2 * r + c] * scale); }
-            }
-        }
-    }
+    att3_store_dq<ND>(dqkv, dq, b, h, row0, t, T, C, HS);
 }
 
 template <int HSP>
 static void attention_backward4_launch(floatX *dqkv, const float *delta, const floatX *dout, const floatX *qkv,
                                        const float *lse, int B, int T, int NH, int HS) {
-    attention_backward_dkdv_kernel4<HSP><<<dim3(ceil_div(T, ATT4_BK), NH, B), ATT_THREADS>>>(dqkv, dout, qkv, lse,
-                                                                                              delta, T, NH, HS);
+    attention_backward_dkdv_kernel4<HSP, false><<<dim3(ceil_div(T, ATT4_BK), NH, B), ATT_THREADS>>>(
+        dqkv, NULL, dout, qkv, lse, delta, T, NH, HS);
     cudaCheck(cudaGetLastError());
     attention_backward_dq_kernel4<HSP><<<dim3(ceil_div(T, ATT3_BQ), NH, B), ATT_THREADS>>>(dqkv, dout, qkv, lse,
                                                                                             delta, T, NH, HS);
@@ -1533,6 +1604,111 @@ static inline void attention_backward4(floatX *dqkv, float *delta, const floatX 
     if (HS <= 16) { attention_backward4_launch<16>(dqkv, delta, dout, qkv, lse, B, T, NH, HS); }
     else if (HS <= 32) { attention_backward4_launch<32>(dqkv, delta, dout, qkv, lse, B, T, NH, HS); }
     else { attention_backward4_launch<64>(dqkv, delta, dout, qkv, lse, B, T, NH, HS); }
+}
+
+// ----------------------------------------------------------------------------
+// form 5: form 4's backward without the second recomputation. Form 4's dq kernel recomputes S,
+// P, dP and dS, which the dk/dv kernel has just computed (7 matmuls in all where the backward
+// needs 5). Here the dk/dv kernel (form 4's, given the scratch) also writes dS^T, rounded to
+// bf16 as it enters its dK matmul, into ds (att5_tile_offset: the causal tiles only,
+// 2 x 64 x 64 bytes a tile: at B=64, T=1024, NH=12 855 MB, reused by every layer), and the dq
+// kernel is one matmul, dQ = dS K, reading dS^T back by ldmatrix.trans. Deterministic as form
+// 4: every dS and dQ element written by one thread, the sums over key tiles in order. dS is
+// the same function of Q, K, V, dO, lse and D as in form 4's dq kernel, computed as its
+// transpose (S^T = K Q^T): sums in another order, last bits apart.
+// Not yet measured on a GPU (dev/cuda/attention_backward.cu variant 5; written for the
+// 2026-11-28 H200 profile, where form 4's dq kernel took 13.8 of the step's 154 ms)
+
+static_assert(ATT4_BK == ATT5_TILE, "the dk/dv kernel's key tiles are the scratch's tiles");
+
+// dQ of 64 queries (warp w: rows q0 + 16w ..), walking the key tiles from 0 to the diagonal in
+// order: the tile's dS^T (8 KiB, contiguous) and K (by rows) copied by cp.async while the last
+// tile is multiplied. In the diagonal tile, the key chunks wholly after the warp's rows are
+// skipped and the chunk on the diagonal masked (key > row: 0), so the values the dk/dv kernel
+// never wrote there (its warps skip the query tiles before their keys, and keys past T) are never used
+template <int HSP>
+__global__ void __launch_bounds__(ATT_THREADS)
+attention_backward_dq_kernel5(floatX *dqkv, const floatX *ds, const floatX *qkv, int T, int NH, int HS) {
+    constexpr int BQ = ATT5_TILE, BK = ATT5_TILE, LDH = HSP + ATT4_PAD;
+    constexpr int ND = HSP / 8, NC = BK / 16, CHUNKS = ATT5_TILE_ELEMS * (int)sizeof(floatX) / 16;
+    static_assert(BQ == 16 * ATT_WARPS, "a warp takes 16 of the tile's query rows");
+    __shared__ __align__(16) floatX ks[2][BK * LDH];            // K of a key tile, by rows
+    __shared__ __align__(16) floatX dss[2][ATT5_TILE_ELEMS];    // its dS^T tile, as stored
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
+    const int h = blockIdx.y, b = blockIdx.z, C = NH * HS;
+    const int qb = gridDim.x - 1 - blockIdx.x; // the longest rows first
+    const int q0 = qb * BQ, wq0 = q0 + warp * 16, row0 = wq0 + g;
+    const size_t C3 = 3 * (size_t)C;
+    const floatX *kbase = qkv + (size_t)b * T * C3 + C + h * HS;
+
+    // key tile kb: K rows and the dS^T tile (kb, qb) into buffer kb % 2, one group
+    auto load = [&](int kb) {
+        att4_load_tile<BK, HSP, ATT_THREADS>(ks[kb % 2], kbase, C3, kb * BK, T, HS);
+        const floatX *src = ds + att5_tile_offset(b, h, NH, T, kb, qb);
+        #pragma unroll
+        for (int c = threadIdx.x; c < CHUNKS; c += ATT_THREADS) {
+            att4_cp_async16(&dss[kb % 2][c * 8], src + c * 8, 16);
+        }
+        att4_cp_async_commit();
+    };
+    load(0);
+    float dq[ND][4];
+    #pragma unroll
+    for (int nd = 0; nd < ND; nd++) { dq[nd][0] = dq[nd][1] = dq[nd][2] = dq[nd][3] = 0.0f; }
+    for (int kb = 0; kb <= qb; kb++) {
+        att4_cp_async_wait<0>(); // this thread's copies of tile kb are done
+        __syncthreads();         // tile kb is in for every warp; every warp is done with tile kb - 1's buffer
+        if (kb < qb) { load(kb + 1); }
+        if (wq0 >= T) { continue; } // a warp wholly past T (warp-uniform)
+        const floatX *Ks = ks[kb % 2], *Ds = dss[kb % 2];
+        const bool diag = kb == qb;
+        #pragma unroll
+        for (int kc = 0; kc < NC; kc++) {
+            if (diag && kc > warp) { continue; } // keys 16 kc .. all after the warp's rows 16 warp ..
+            // A = dS (rows: the warp's queries, columns: the chunk's keys) = the stored dS^T blocks
+            // read transposed: a[0] (keys 0-7, queries 0-7), a[1] (keys 0-7, queries 8-15), a[2]
+            // (keys 8-15, queries 0-7), a[3] (keys 8-15, queries 8-15); lane 8i + j: row j of a[i]
+            const int kr = 2 * kc + lane / 16, qc = 2 * warp + lane / 8 % 2;
+            uint32_t sa[4];
+            att4_ldsm_x4_trans(sa, &Ds[(kr * 8 + qc) * 64 + lane % 8 * 8]);
+            if (diag && kc == warp) { // the diagonal chunk: keep key <= row (row g or g + 8, keys 2t.. or 8 + 2t..)
+                const uint32_t lo = 0x0000ffffu, hi = 0xffff0000u;
+                sa[0] &= (2 * t > g ? 0u : lo) | (2 * t + 1 > g ? 0u : hi); // row g, keys 2t, 2t + 1
+                sa[2] = 0u;                                                  // row g, keys 8 ..: all after
+                sa[3] &= (2 * t > g ? 0u : lo) | (2 * t + 1 > g ? 0u : hi); // row g + 8, keys 8 + 2t ..
+            }
+            att4_mma_by_rows<ND, LDH>(dq, sa, Ks, kc, lane);
+        }
+    }
+    att3_store_dq<ND>(dqkv, dq, b, h, row0, t, T, C, HS);
+}
+
+// the dS scratch of form 5, in floatX elements (attention_backward_scratch: the trainer's, 0 for form 4)
+static inline size_t attention_backward5_scratch(int B, int T, int NH) {
+    return (size_t)B * NH * att5_tiles_per_head(T) * ATT5_TILE_ELEMS;
+}
+
+template <int HSP>
+static void attention_backward5_launch(floatX *dqkv, floatX *ds, const float *delta, const floatX *dout,
+                                       const floatX *qkv, const float *lse, int B, int T, int NH, int HS) {
+    attention_backward_dkdv_kernel4<HSP, true><<<dim3(ceil_div(T, ATT4_BK), NH, B), ATT_THREADS>>>(
+        dqkv, ds, dout, qkv, lse, delta, T, NH, HS);
+    cudaCheck(cudaGetLastError());
+    attention_backward_dq_kernel5<HSP><<<dim3(ceil_div(T, ATT5_TILE), NH, B), ATT_THREADS>>>(dqkv, ds, qkv, T, NH,
+                                                                                              HS);
+    cudaCheck(cudaGetLastError());
+}
+
+// form 5: dqkv (B,T,3C) (overwritten) from dout and the forward's qkv, out, lse; delta (B,NH,T) and
+// ds (attention_backward5_scratch(B, T, NH) floatX) scratch
+static inline void attention_backward5(floatX *dqkv, float *delta, floatX *ds, const floatX *dout, const floatX *qkv,
+                                       const floatX *out, const float *lse, int B, int T, int C, int NH) {
+    int HS = C / NH;
+    attention_check_head_size3(HS);
+    attention_delta(delta, dout, out, B, T, NH, HS);
+    if (HS <= 16) { attention_backward5_launch<16>(dqkv, ds, delta, dout, qkv, lse, B, T, NH, HS); }
+    else if (HS <= 32) { attention_backward5_launch<32>(dqkv, ds, delta, dout, qkv, lse, B, T, NH, HS); }
+    else { attention_backward5_launch<64>(dqkv, ds, delta, dout, qkv, lse, B, T, NH, HS); }
 }
 
 #endif // !ENABLE_FP32
@@ -1553,15 +1729,50 @@ static inline void attention_forward(floatX *out, float *lse, const floatX *qkv,
     attention_forward2(out, lse, qkv, B, T, C, NH);
 }
 
-// dqkv (B,T,3C) (overwritten) from dout (B,T,C) and the forward's qkv, out, lse; delta (B,NH,T) scratch
-static inline void attention_backward(floatX *dqkv, float *delta, const floatX *dout, const floatX *qkv,
+// the backward's form in the bf16 build: 4 (the default, also when unset or empty) or, with
+// GPT2_1BIT_ATTENTION_BWD=5 in the environment, form 5 (dS kept for dq, its scratch from
+// attention_backward_scratch; so far run only on the CPU emulator: form 4 stays the default)
+static int attention_bwd_form = -1; // -1: not read yet
+static inline int attention_backward_form(void) {
+    if (attention_bwd_form < 0) {
+        const char *env = getenv("GPT2_1BIT_ATTENTION_BWD");
+        if (env == NULL || env[0] == '\0' || strcmp(env, "4") == 0) {
+            attention_bwd_form = 4;
+        } else if (strcmp(env, "5") == 0) {
+            attention_bwd_form = 5;
+        } else {
+            fprintf(stderr, "error: GPT2_1BIT_ATTENTION_BWD=%s: not an attention backward\n"
+                    "---> HINT: 4 (the default) or 5 (dS kept for dq: llmc/attention.cuh form 5), or unset it\n", env);
+            exit(EXIT_FAILURE);
+        }
+    }
+    return attention_bwd_form;
+}
+
+// the floatX scratch attention_backward needs beside delta: form 5's dS tiles, else 0
+static inline size_t attention_backward_scratch(int B, int T, int C, int NH) {
+#ifndef ENABLE_FP32
+    if (C / NH <= ATT3_MAX_HS && attention_backward_form() == 5) { return attention_backward5_scratch(B, T, NH); }
+#endif
+    (void)B; (void)T; (void)C; (void)NH;
+    return 0;
+}
+
+// dqkv (B,T,3C) (overwritten) from dout (B,T,C) and the forward's qkv, out, lse; delta (B,NH,T)
+// and ds (attention_backward_scratch elements; NULL where that is 0) scratch
+static inline void attention_backward(floatX *dqkv, float *delta, floatX *ds, const floatX *dout, const floatX *qkv,
                                       const floatX *out, const float *lse, int B, int T, int C, int NH) {
 #ifndef ENABLE_FP32
     if (C / NH <= ATT3_MAX_HS) {
-        attention_backward4(dqkv, delta, dout, qkv, out, lse, B, T, C, NH);
+        if (attention_backward_form() == 5) {
+            attention_backward5(dqkv, delta, ds, dout, qkv, out, lse, B, T, C, NH);
+        } else {
+            attention_backward4(dqkv, delta, dout, qkv, out, lse, B, T, C, NH);
+        }
         return;
     }
 #endif
+    (void)ds;
     attention_backward2(dqkv, delta, dout, qkv, out, lse, B, T, C, NH);
 }
 

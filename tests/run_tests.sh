@@ -115,6 +115,8 @@ run_slow "CUDA trainer on the CPU emulator vs PyTorch reference, fp32 (tests/tes
 run_slow "CUDA trainer on the CPU emulator vs PyTorch reference, bf16 (tests/test_gpt2_1bitcu_emu)" ./tests/test_gpt2_1bitcu_emu
 # the same with the int8 GEMMs (integer forward, -bq int8) by the fused mma.sync kernel instead of cuBLAS
 run_slow "the same with GPT2_1BIT_INT8_GEMM=mma (llmc/bitlinear.cuh's bitlinear_matmul_int8_mma)" env GPT2_1BIT_INT8_GEMM=mma ./tests/test_gpt2_1bitcu_emu
+# and with the attention backward's form 5 (dS kept for the dq kernel) instead of form 4
+run_slow "the same with GPT2_1BIT_ATTENTION_BWD=5 (llmc/attention.cuh's attention_backward5)" env GPT2_1BIT_ATTENTION_BWD=5 ./tests/test_gpt2_1bitcu_emu
 run_slow "CUDA trainer on the CPU emulator vs the CPU trainer, resume (tests/test_cuda_vs_cpu.sh)" env QUICK=1 CUDA_BIN=./train_gpt2_1bitcu_emu bash tests/test_cuda_vs_cpu.sh
 run_slow "CUDA start-up errors: old driver, no GPU, no code for the GPU (tests/test_cuda_startup.sh)" bash tests/test_cuda_startup.sh
 run_slow "the Makefile's CUDA builds: no data needed, architectures, rebuilt on PRECISION= (tests/test_build.sh)" bash tests/test_build.sh
@@ -129,11 +131,11 @@ run_slow "dev/cuda rmsnorm_quant on the CPU emulator (tests/test_dev_cuda_emu.sh
 run_slow "dev/cuda bitlinear_forward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_forward 0 1 2 3 4 5
 run_slow "dev/cuda bitlinear_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh bitlinear_backward 1 2 3 4
 run_slow "dev/cuda ternary_gemv on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh ternary_gemv 0 1 2 3
-# attention: 1 the cuBLAS form (make ATTENTION=cublas), 2 fused SIMT (the FP32 build's), 3 fused mma.sync bf16
-# (the bf16 build's), 4 ldmatrix + cp.async (dev only); the forward program first checks the bf16 mma.sync,
-# ldmatrix and cp.async against plain references
+# attention: 1 the cuBLAS form (make ATTENTION=cublas), 2 fused SIMT (the FP32 build's), 3 fused mma.sync bf16,
+# 4 ldmatrix + cp.async (the bf16 build's), 5 (backward) as 4 with dS kept for dq (GPT2_1BIT_ATTENTION_BWD=5);
+# the forward program first checks the bf16 mma.sync, ldmatrix and cp.async against plain references
 run_slow "dev/cuda attention_forward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh attention_forward 1 2 3 4
-run_slow "dev/cuda attention_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh attention_backward 1 2 3 4
+run_slow "dev/cuda attention_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh attention_backward 1 2 3 4 5
 run_slow "dev/cuda classifier on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh classifier 1 2
 run_slow "dev/cuda encoder_backward on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh encoder_backward 1 2
 run_slow "dev/cuda residual_layernorm on the CPU emulator (tests/test_dev_cuda_emu.sh)" bash tests/test_dev_cuda_emu.sh residual_layernorm 1 2 3

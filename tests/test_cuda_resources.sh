@@ -80,8 +80,10 @@ dev/cuda/ternary_gemv.cu       ternary_gemv_kernel3        block_sizes 11264 ter
 *                              attention_backward_dkdv_kernel3<*>  launch_bounds 0  llmc/attention.cuh: as above
 *                              attention_backward_dq_kernel3<*>    launch_bounds 0  llmc/attention.cuh: as above
 *                              attention_forward_kernel4<*>        launch_bounds 0  llmc/attention.cuh: kernel<HSP, WARPS><<<grid, 32 * WARPS>>> in a template launcher
-*                              attention_backward_dkdv_kernel4<*>  launch_bounds 0  llmc/attention.cuh: kernel<HSP><<<grid, ATT_THREADS>>> in a template launcher
+*                              attention_backward_dkdv_kernel4<*>  launch_bounds 0  llmc/attention.cuh: kernel<HSP, STORE_DS><<<grid, ATT_THREADS>>> in a template launcher
 *                              attention_backward_dq_kernel4<*>    launch_bounds 0  llmc/attention.cuh: as above
+*                              attention_backward_dq_kernel5<*>    launch_bounds 0  llmc/attention.cuh: as above
+*                              attention_delta_kernel_vec<*>       256 0            llmc/attention.cuh: kernel<G><<<grid, 256>>> in the switch of attention_delta
 *                              rmsnorm_quant_kernel_reg4<*>       launch_bounds 0  llmc/quantize.cuh: kernel<PRE><<<grid, RQ_BLOCK>>> in a template launcher (rmsnorm_quant_reg_launch); RQ_BLOCK <= its bound (static_assert)
 *                              rmsnorm_quant_kernel_reg8<*>       launch_bounds 0  llmc/quantize.cuh: kernel<PRE><<<grid, RQ_BLOCK>>> in a template launcher (rmsnorm_quant_reg_launch); RQ_BLOCK <= its bound (static_assert)
 *                              rmsnorm_quant_kernel_reg16<*>      launch_bounds 0  llmc/quantize.cuh: kernel<PRE><<<grid, RQ_BLOCK>>> in a template launcher (rmsnorm_quant_reg_launch); RQ_BLOCK <= its bound (static_assert)

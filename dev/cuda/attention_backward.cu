@@ -25,16 +25,21 @@
         transposed by ldmatrix.trans where a matmul needs them so (variant 3 kept a second,
         transposed copy, stored one bf16 at a time), cp.async double-buffered tiles; fed by
         forward variant 4 (8 warps)
+     5  variant 4 without its second recomputation (attention_backward5, bf16 build): the dk/dv
+        kernel also writes dS^T (bf16, the causal 64 x 64 tiles) into a scratch, and dq = dS k is
+        one matmul reading it back, where variant 4's dq kernel recomputes S, P, dP and dS
+        (5 matmuls in all, not 7); fed by forward variant 4. Not yet run on a GPU
 
  Shape: one layer of GPT-2 124M at llm.c's batch, B=64, T=1024, NH=12, HS=64. Validation on
  three heads in full against a CPU reference in double, and determinism: two runs give the same
  bits (variants 2 and 3: every output element is written once, by one thread). The timing
  reports TFLOPS of the causal FLOPs of the 5 matmuls a backward needs (S recomputed, dP, dv,
- dk, dq: 2.5x the forward's; variant 1 does 4 of them in full, variant 3 does 7 as it
- recomputes S and dP in both kernels).
+ dk, dq: 2.5x the forward's; variant 1 does 4 of them in full, variants 3 and 4 do 7 as they
+ recompute S and dP in both kernels, variant 5 does the 5). Variant 5's scratch starts as NaN
+ bytes: a value its dq kernel read that the dk/dv kernel did not write would show.
 */
 #include "common.h" // defines: harness (random inputs, validation, timing, results); includes llmc/ headers
-#include "llmc/attention.cuh" // defines: attention_{forward,backward}_cublas (1), *2 (2), *3 (3), *4 (4)
+#include "llmc/attention.cuh" // defines: attention_{forward,backward}_cublas (1), *2 (2), *3 (3), *4 (4), *5 (5)
 
 // Tolerances, |gpu - cpu| <= ATOL_OF_RMS * rms(cpu) + RTOL |cpu|, rms over the heads' dq, dk, dv.
 // bf16: the outputs are rounded to bf16 (2^-9 relative: RTOL), and dz = P (dP - D), a difference,
@@ -110,6 +115,7 @@ typedef struct {
     floatX *qkv, *dout;                          // host
     floatX *d_qkv, *d_dout, *d_out, *d_dqkv;     // device
     float *d_lse, *d_delta;                      // fused forms
+    floatX *d_ds;                                // variant 5's dS^T tiles
     floatX *qkvr, *preatt, *att, *vaccum, *dqkvr; // variant 1's scratch
 } Problem;
 
@@ -137,12 +143,18 @@ static void problem_init(Problem *p, const int shape[4]) {
     p->att = (floatX *)cudaMallocCheck(n_att * sizeof(floatX), "att");
     p->vaccum = (floatX *)cudaMallocCheck(n_out * sizeof(floatX), "vaccum");
     p->dqkvr = (floatX *)cudaMallocCheck(3 * n_out * sizeof(floatX), "dqkvr");
+    p->d_ds = NULL;
+#ifndef ENABLE_FP32
+    const size_t n_ds = attention_backward5_scratch(p->B, p->T, p->NH);
+    p->d_ds = (floatX *)cudaMallocCheck(n_ds * sizeof(floatX), "ds");
+    cudaCheck(cudaMemset(p->d_ds, 0xff, n_ds * sizeof(floatX))); // NaN: what is read unwritten shows
+#endif
 }
 
 static void problem_free(Problem *p) {
     free(p->qkv); free(p->dout);
     void *ptrs[] = {p->d_qkv, p->d_dout, p->d_out, p->d_dqkv, p->d_lse, p->d_delta, p->qkvr, p->preatt, p->att,
-                    p->vaccum, p->dqkvr};
+                    p->vaccum, p->dqkvr, p->d_ds};
     for (size_t i = 0; i < sizeof(ptrs) / sizeof(ptrs[0]); i++) { cudaCheck(cudaFree(ptrs[i])); }
 }
 
@@ -163,7 +175,8 @@ static void forward_for(int k, const Problem *p) {
     case 2: attention_forward2(p->d_out, p->d_lse, p->d_qkv, p->B, p->T, p->C, p->NH); break;
 #ifndef ENABLE_FP32
     case 3: attention_forward3(p->d_out, p->d_lse, p->d_qkv, p->B, p->T, p->C, p->NH); break;
-    case 4: attention_forward4(p->d_out, p->d_lse, p->d_qkv, p->B, p->T, p->C, p->NH, 256); break;
+    case 4:
+    case 5: attention_forward4(p->d_out, p->d_lse, p->d_qkv, p->B, p->T, p->C, p->NH, 256); break;
 #endif
     default: fprintf(stderr, "no variant %d in this build\n", k); exit(EXIT_FAILURE);
     }
@@ -185,6 +198,10 @@ static void attention_backward_variant(int k, const Problem *p) {
     case 4:
         attention_backward4(p->d_dqkv, p->d_delta, p->d_dout, p->d_qkv, p->d_out, p->d_lse, p->B, p->T, p->C, p->NH);
         break;
+    case 5:
+        attention_backward5(p->d_dqkv, p->d_delta, p->d_ds, p->d_dout, p->d_qkv, p->d_out, p->d_lse, p->B, p->T, p->C,
+                            p->NH);
+        break;
 #endif
     default: fprintf(stderr, "no variant %d in this build\n", k); exit(EXIT_FAILURE);
     }
@@ -195,7 +212,8 @@ static const char *variant_name(int k) {
     case 1: return "1 cuBLAS + softmax (baseline)";
     case 2: return "2 fused, SIMT fp32";
     case 3: return "3 fused, mma.sync bf16";
-    default: return "4 fused, ldmatrix + cp.async (ships)";
+    case 4: return "4 fused, ldmatrix + cp.async (ships)";
+    default: return "5 as 4, dS kept, dq one matmul";
     }
 }
 
@@ -263,7 +281,7 @@ static void validate_shape(const Problem *p, int only, int num_kernels, int smal
 // main
 
 int main(int argc, char **argv) {
-    const int num_kernels = 5; // variants 1..4 (there is no 0)
+    const int num_kernels = 6; // variants 1..5 (there is no 0)
     int only = parse_kernel_num(argc, argv, num_kernels);
     common_start("attention_backward: dqkv (B,T,3C) from dout (B,T,C) and the forward's att, or its out and lse");
     cublasCheck(cublasCreate(&cublas_handle));
