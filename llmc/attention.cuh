@@ -1307,13 +1307,14 @@ __device__ static inline void att4_load_qtile(floatX *qd, float *ld_s, const flo
 // row) and what one matrix of an ldmatrix reads (8 rows of 16 bytes, conflict-free)
 #define ATT5_TILE 64
 #define ATT5_TILE_ELEMS (ATT5_TILE * ATT5_TILE)
+// (ceil_div of cuda_common.h is host code: the tile count is written out here)
 __host__ __device__ static inline size_t att5_tiles_per_head(int T) {
-    const size_t nb = (size_t)ceil_div(T, ATT5_TILE);
+    const size_t nb = (size_t)(T + ATT5_TILE - 1) / ATT5_TILE;
     return nb * (nb + 1) / 2;
 }
 // the offset in elements of tile (kb, qb), qb >= kb, of head (b, h)
 __host__ __device__ static inline size_t att5_tile_offset(int b, int h, int NH, int T, int kb, int qb) {
-    const size_t nb = (size_t)ceil_div(T, ATT5_TILE);
+    const size_t nb = (size_t)(T + ATT5_TILE - 1) / ATT5_TILE;
     const size_t in_head = (size_t)kb * nb - (size_t)kb * (kb - 1) / 2 + (size_t)(qb - kb);
     return (((size_t)b * NH + h) * att5_tiles_per_head(T) + in_head) * ATT5_TILE_ELEMS;
 }

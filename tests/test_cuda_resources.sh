@@ -19,7 +19,8 @@
 #     on sm_80 and 227 KiB on sm_90;
 #   - B <= 1024, and B <= its __launch_bounds__ if it has one (a larger launch fails);
 #   - no stack frame and no spills (a local array or a spill puts the kernel's data in local
-#     memory, i.e. DRAM), unless ALLOW below lists the kernel with a reason.
+#     memory, i.e. DRAM), unless ALLOW below lists the kernel with a reason;
+#   - and, for the whole unit, no compiler warning (nvcc's front end or ptxas).
 #
 # B, the largest block a kernel is launched with, comes from the sources: every launch
 # `kernel<<<grid, block[, smem]>>>` and every launch through a macro (`#define LAUNCH(kernel, n,
@@ -336,12 +337,19 @@ def scan(main):
 def check_unit(src, mine):
     """the table of one translation unit and its FAIL lines; True if it passed"""
     res = {}  # build label -> (kernels, non-kernel functions, maxntid, kernels in source order)
+    warned = []  # compiler warnings already reported (each build repeats them)
     for _, prec, arch, tag in mine:
         label = f"{prec} sm_{arch}"
         if open(os.path.join(W, tag + ".rc")).read().strip() != "0":
             log = open(os.path.join(W, tag + ".log")).read().strip().splitlines() or ["(no output)"]
             fail(src, f"does not compile ({label}): " + next((l for l in log if "error" in l), log[-1]).strip())
             return False
+        # a compiler warning fails the unit too: e.g. #20011-D, a __host__ function (cuda_common.h's
+        # ceil_div) called from a __host__ __device__ one, compiled without a word beyond the warning
+        for line in open(os.path.join(W, tag + ".log")):
+            if re.search(r"warning #\d+|ptxas warning", line) and not any(line == w for w in warned):
+                warned.append(line)
+                fail(src, f"compiler warning ({label}): {line.strip()}")
         k, fn = parse_ptxas(os.path.join(W, tag + ".log"))
         res[label] = (k, fn) + parse_ptx(os.path.join(W, tag + ".ptx"))
     labels = list(res)
@@ -452,10 +460,10 @@ def check_unit(src, mine):
         if key not in seen:
             seen.append(key)
             fail(f"{src} {k}", why)
-    if not problems:
+    if not problems and not warned:
         print(f"PASS: {src}: {len(names)} kernels, {len(labels)} builds ({', '.join(labels)}): each fits a block's "
-              f"registers and shared memory at its largest launch; no spills, no stack")
-    return not problems
+              f"registers and shared memory at its largest launch; no spills, no stack; no compiler warnings")
+    return not problems and not warned
 
 
 builds = [l.split() for l in open(os.path.join(W, "builds"))]
